@@ -1,0 +1,133 @@
+"""Command-line entry: a flat registry of subcommands, one module each, imported only when run.
+
+Each command module defines `HELP` (one line), `EPILOG` (examples), `add_arguments(parser)` and
+`run(args, host) -> int`. Errors are mapped to one-line messages and exit codes here, in one place."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from rawtrace import __version__
+
+# name -> (module, one-line summary). The summaries are repeated here so that `rawtrace --help`
+# does not import every command.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "list-syscalls": ("rawtrace.cli.list_syscalls", "syscall numbers, ABIs and entry points for an arch"),
+    "events": ("rawtrace.cli.events", "list the tracefs events of the running kernel"),
+    "format": ("rawtrace.cli.format", "show an event's fields and print fmt as a typed descriptor"),
+    "doctor": ("rawtrace.cli.doctor", "lockdown, SecureBoot and tracing capabilities of this machine"),
+    "trace": ("rawtrace.cli.trace", "trace tracepoints, syscalls and probes from the binary ring buffer"),
+    "decode": ("rawtrace.cli.decode", "decode saved trace_pipe_raw sub-buffers offline"),
+    "probes": ("rawtrace.cli.probes", "list the probes rawtrace created, with hit counts"),
+    "reset": ("rawtrace.cli.reset", "remove instances and probes left behind by killed rawtrace runs"),
+}
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports errors as one line and exits 2, as the rest of rawtrace does."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"rawtrace: {message} (see `{self.prog} --help`)\n")
+        sys.exit(EXIT_USAGE)
+
+
+def _add_global_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", metavar="DIR", default=argparse.SUPPRESS,
+                        help="treat DIR as / for every /sys and /proc path read (env RAWTRACE_ROOT)")
+    parser.add_argument("--tracefs", metavar="DIR", default=argparse.SUPPRESS,
+                        help="use DIR as the tracefs directory (env RAWTRACE_TRACEFS)")
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    lines = "\n".join(f"  {name:<14} {summary}" for name, (_mod, summary) in COMMANDS.items())
+    parser = _Parser(
+        prog="rawtrace",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="A raw syscall and tracefs explorer: no BPF, no compiler, just tracefs and Python.",
+        epilog=f"commands:\n{lines}\n\nexamples:\n  rawtrace doctor\n  rawtrace list-syscalls 'open*'\n"
+               "  rawtrace format sys_enter_openat\n  rawtrace trace syscalls:sys_enter_openat --comm bash\n\n"
+               "Run `rawtrace COMMAND --help` for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"rawtrace {__version__}")
+    _add_global_options(parser)
+    parser.add_argument("command", nargs="?", help=argparse.SUPPRESS)
+    return parser
+
+
+def build_command_parser(name: str, module) -> argparse.ArgumentParser:
+    parser = _Parser(prog=f"rawtrace {name}", description=module.HELP,
+                     epilog=getattr(module, "EPILOG", None),
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_global_options(parser)
+    module.add_arguments(parser)
+    return parser
+
+
+def _split_command(argv: list[str]) -> tuple[list[str], str | None, list[str]]:
+    """Split argv into (global options before the command, command, the rest)."""
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in ("--root", "--tracefs"):
+            i += 2
+            continue
+        if arg.startswith("-"):
+            i += 1
+            continue
+        return argv[:i], arg, argv[i + 1:]
+    return argv, None, []
+
+
+def _nearest(name: str, choices) -> str:
+    import difflib
+    close = difflib.get_close_matches(name, list(choices), n=3)
+    return f"; did you mean {', '.join(close)}?" if close else ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    before, command, rest = _split_command(argv)
+    if command is None:
+        top = _top_parser()
+        top.parse_args(before)
+        top.print_help()
+        return EXIT_USAGE if not before else EXIT_OK
+    if command not in COMMANDS:
+        sys.stderr.write(f"rawtrace: unknown command {command!r}{_nearest(command, COMMANDS)} "
+                         f"(commands: {', '.join(COMMANDS)})\n")
+        return EXIT_USAGE
+    module = importlib.import_module(COMMANDS[command][0])
+    parser = build_command_parser(command, module)
+    args = parser.parse_args(before + rest)
+    from rawtrace.host import Host
+    host = Host.from_env(getattr(args, "root", None), getattr(args, "tracefs", None))
+    return run_guarded(module.run, args, host)
+
+
+def run_guarded(func, args, host) -> int:
+    """Run a command, turning rawtrace's errors, Ctrl-C and broken pipes into one line and an exit code."""
+    from rawtrace.errors import RawtraceError
+    try:
+        return int(func(args, host) or 0)
+    except RawtraceError as exc:
+        sys.stderr.write(f"rawtrace: {exc.message}\n")
+        if exc.hint:
+            sys.stderr.write(f"  hint: {exc.hint}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # Output piped to `head` and closed: not an error. Point stdout at /dev/null so the
+        # interpreter's final flush does not complain.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+    except PermissionError as exc:
+        sys.stderr.write(f"rawtrace: permission denied: {exc.filename or exc} "
+                         "(run as root, or see `rawtrace doctor`)\n")
+        return EXIT_USAGE

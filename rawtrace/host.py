@@ -1,0 +1,71 @@
+"""The single place that knows host paths (/sys, /proc, tracefs, securityfs, efivarfs); honours --root."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TRACEFS_DEFAULT = "/sys/kernel/tracing"
+TRACEFS_DEBUGFS = "/sys/kernel/debug/tracing"
+SECURITYFS_DEFAULT = "/sys/kernel/security"
+EFIVARS_DEFAULT = "/sys/firmware/efi/efivars"
+
+
+@dataclass
+class Host:
+    """A view of the machine rooted at `root` ("/" live, or a captured/fake tree in tests).
+
+    `tracefs` overrides tracefs discovery (a directory used as is, relative to nothing)."""
+
+    root: Path = Path("/")
+    tracefs_override: Path | None = None
+    _tracefs_cache: Path | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_env(cls, root: str | None = None, tracefs: str | None = None) -> "Host":
+        root = root or os.environ.get("RAWTRACE_ROOT") or "/"
+        tracefs = tracefs or os.environ.get("RAWTRACE_TRACEFS")
+        return cls(Path(root), Path(tracefs) if tracefs else None)
+
+    @property
+    def is_live(self) -> bool:
+        return self.root == Path("/")
+
+    def path(self, absolute: str) -> Path:
+        """Map an absolute host path into this view (`/proc/mounts` → `<root>/proc/mounts`)."""
+        if self.is_live:
+            return Path(absolute)
+        return self.root / absolute.lstrip("/")
+
+    def read_text(self, absolute: str) -> str | None:
+        """The file's text, or None if it cannot be read (missing, no permission)."""
+        try:
+            return self.path(absolute).read_text(errors="replace")
+        except OSError:
+            return None
+
+    def mounts(self) -> list[tuple[str, str, str, str]]:
+        """(source, mountpoint, fstype, options) from /proc/self/mounts (or /proc/mounts)."""
+        text = self.read_text("/proc/self/mounts") or self.read_text("/proc/mounts") or ""
+        out = []
+        for line in text.splitlines():
+            parts = line.split()
+            if len(parts) >= 4:
+                out.append((parts[0], _unescape_mount(parts[1]), parts[2], parts[3]))
+        return out
+
+
+def _unescape_mount(text: str) -> str:
+    """Undo the octal escapes (\\040 for space) that /proc/mounts uses."""
+    if "\\" not in text:
+        return text
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "\\" and i + 3 < len(text) + 0 and text[i + 1:i + 4].isdigit():
+            out.append(chr(int(text[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)

@@ -1,0 +1,70 @@
+"""The single place that holds ctypes: libc calls the standard library does not wrap (mount, capget, ioctl, mmap)."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+
+_libc = None
+
+
+def libc() -> ctypes.CDLL:
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    return _libc
+
+
+def _check(result: int, what: str) -> int:
+    if result == -1 or (result < 0 and what != "ioctl"):
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+    return result
+
+
+def mount(source: str, target: str, fstype: str, flags: int = 0, data: str | None = None) -> None:
+    """mount(2); raises OSError with errno on failure."""
+    f = libc().mount
+    f.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+    f.restype = ctypes.c_int
+    _check(f(source.encode(), target.encode(), fstype.encode(), flags,
+             data.encode() if data is not None else None), "mount")
+
+
+def umount(target: str) -> None:
+    f = libc().umount
+    f.argtypes = [ctypes.c_char_p]
+    f.restype = ctypes.c_int
+    _check(f(target.encode()), "umount")
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+def capget_effective(pid: int = 0) -> int:
+    """The effective capability set of `pid` (0 = this process) as a 64-bit mask, via capget(2)."""
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, pid)
+    data = (_CapData * 2)()
+    f = libc().capget
+    f.argtypes = [ctypes.POINTER(_CapHeader), ctypes.POINTER(_CapData)]
+    f.restype = ctypes.c_int
+    _check(f(ctypes.byref(header), data), "capget")
+    return data[0].effective | (data[1].effective << 32)
+
+
+def ioctl_none(fd: int, request: int) -> int:
+    """ioctl(fd, request) for requests that take no argument (e.g. TRACE_MMAP_IOCTL_GET_READER)."""
+    f = libc().ioctl
+    f.argtypes = [ctypes.c_int, ctypes.c_ulong]
+    f.restype = ctypes.c_int
+    return _check(f(fd, request), "ioctl")

@@ -1,0 +1,1 @@
+"""Pure parsers and decoders: text/bytes in, dataclasses out, no I/O."""

@@ -1,0 +1,1 @@
+"""Syscall knowledge: tables per architecture and argument rendering, apart from tracing."""

@@ -1,0 +1,1 @@
+"""tracefs I/O: discovery, instances, events, dynamic events, per-CPU readers (no parsing logic here)."""
