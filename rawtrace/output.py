@@ -8,6 +8,7 @@ from typing import Any, Iterable
 
 # Every C0 control character, DEL and backslash → a visible escape, the way strace shows them.
 _ESCAPES = {i: f"\\x{i:02x}" for i in range(0x20)}
+_ESCAPES.update({i: f"\\x{i:02x}" for i in range(0x80, 0xa0)})  # C1 controls (CSI 0x9b) too
 _ESCAPES.update({0x7f: "\\x7f", ord("\\"): "\\\\", ord("\n"): "\\n", ord("\t"): "\\t", ord("\r"): "\\r"})
 
 
@@ -18,10 +19,45 @@ def escape(text: str) -> str:
     return text.translate(_ESCAPES)
 
 
-def table(rows: Iterable[Iterable[Any]], headers: list[str], out=None) -> None:
+def _cell(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _simple_table(rows: list[list[str]], headers: list[str]) -> str:
+    """tabulate's "simple" format (with numparse off), for plain ASCII cells only.
+
+    Importing tabulate costs ~30 ms (it pulls in importlib.metadata and wcwidth), which is more than a whole
+    `rawtrace list-syscalls` may take. For the common case of single-line ASCII cells its output is easy to
+    reproduce exactly; tests/test_output.py checks this renderer against tabulate on random tables."""
+    widths = [len(h) + 2 for h in headers]
+    for row in rows:
+        for i, cell in enumerate(row):
+            if len(cell) > widths[i]:
+                widths[i] = len(cell)
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip(),
+             "  ".join("-" * w for w in widths)]
+    for row in rows:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    return "\n".join(lines)
+
+
+def _plain(text: str) -> bool:
+    return text.isascii() and text.isprintable() and text == text.strip()
+
+
+def table_text(rows: Iterable[Iterable[Any]], headers: list[str]) -> str:
+    """Render rows as a "simple" table (tabulate's format), without a trailing newline."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    width = len(headers)
+    if all(len(r) == width and all(_plain(c) for c in r) for r in cells) and all(_plain(h) for h in headers):
+        return _simple_table(cells, headers)
     from tabulate import tabulate
+    return tabulate(cells, headers=headers, tablefmt="simple", disable_numparse=True)
+
+
+def table(rows: Iterable[Iterable[Any]], headers: list[str], out=None) -> None:
     out = out or sys.stdout
-    out.write(tabulate(list(rows), headers=headers, tablefmt="simple", disable_numparse=True))
+    out.write(table_text(rows, headers))
     out.write("\n")
 
 
