@@ -1,0 +1,350 @@
+"""Decode one ring-buffer record's payload into an Event, with a decoder compiled once per event ID.
+
+Public API (pure: bytes in, objects out):
+
+* ``Event``: one decoded record. Attributes ``ts`` (int, trace-clock units), ``cpu``, ``pid``
+  (common_pid), ``id`` (common_type), ``format`` (the EventFormat), ``fields`` (dict name -> value, without
+  the standard common fields), ``flags`` (common_flags) and ``preempt_count`` (common_preempt_count).
+* ``Lost``: events the kernel lost (overwritten) before a page: ``cpu``, ``ts`` (the page's time stamp),
+  ``count`` (-1 when the kernel did not store the number).
+* ``UnknownEvent``: a record whose common_type has no format; ``data`` holds the raw payload.
+* ``DecoderSet(formats, byteorder)``: maps an event ID to its compiled decoder, built lazily on first use.
+  ``formats`` is a mapping id -> EventFormat or a callable id -> EventFormat | None (for example
+  ``EventCatalog.by_id``). ``unknown`` counts records per unknown ID.
+* ``ts_seconds(ts)`` and ``format_timestamp(ts, clock)`` convert trace-clock units for display.
+
+Field values: integers of every size honour ``size``/``signed`` from the format (not the C type text);
+pointers are ints (rendering as hex is the renderer's job); fixed arrays and dynamic arrays are tuples of
+ints; char arrays, ``__data_loc``/``__rel_loc`` strings and flexible ``char x[]`` become ``str`` cut at the
+first NUL. Strings are decoded as UTF-8 with ``errors="surrogateescape"``: lossless (``s.encode("utf-8",
+"surrogateescape")`` gives back the kernel's bytes); renderers must escape the surrogates before printing
+(rawtrace.render_event does). Opaque fields (odd sizes, unknown element types) are ``bytes``.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from rawtrace.parse.descriptors import EventFormat, Field, FieldKind
+
+# The common fields that become Event attributes instead of entries of Event.fields.
+STANDARD_COMMON = ("common_type", "common_flags", "common_preempt_count", "common_pid")
+
+# Clocks whose units are nanoseconds (trace_clock names); the others (counter, x86-tsc) are raw counts.
+NS_CLOCKS = frozenset({"local", "global", "uptime", "perf", "mono", "mono_raw", "boot", "tai"})
+
+_INT_CODES = {1: "b", 2: "h", 4: "i", 8: "q"}
+
+STRING_ERRORS = "surrogateescape"
+
+
+class Event:
+    """One decoded ring-buffer record. A plain slots class (not a frozen dataclass): it is built once per
+    record on the hot path, where a frozen dataclass costs several times more. Treat it as read-only."""
+
+    __slots__ = ("cpu", "fields", "flags", "format", "id", "pid", "preempt_count", "ts")
+
+    def __init__(self, ts: int, cpu: int, pid: int, id: int, format: EventFormat, fields: dict,
+                 flags: int = 0, preempt_count: int = 0) -> None:
+        self.ts = ts
+        self.cpu = cpu
+        self.pid = pid
+        self.id = id
+        self.format = format
+        self.fields = fields
+        self.flags = flags
+        self.preempt_count = preempt_count
+
+    @property
+    def name(self) -> str:
+        """system:event"""
+        return f"{self.format.system}:{self.format.name}"
+
+    def _key(self) -> tuple:
+        return (self.ts, self.cpu, self.pid, self.id, self.fields, self.flags, self.preempt_count)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Event):
+            return NotImplemented
+        return self._key() == other._key()
+
+    __hash__ = None  # type: ignore[assignment]  # fields is a dict
+
+    def __repr__(self) -> str:
+        return (f"Event(ts={self.ts}, cpu={self.cpu}, pid={self.pid}, "
+                f"event={self.format.system}:{self.format.name}, fields={self.fields!r})")
+
+
+@dataclass(frozen=True, slots=True)
+class Lost:
+    """Events lost (overwritten) on `cpu` before the page whose time stamp is `ts`; count -1 = unknown."""
+
+    cpu: int
+    ts: int
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownEvent:
+    """A record whose event ID has no known format."""
+
+    ts: int
+    cpu: int
+    id: int
+    data: bytes
+
+
+def ts_seconds(ts: int) -> float:
+    """Nanosecond trace-clock units as float seconds."""
+    return ts / 1e9
+
+
+def format_timestamp(ts: int, clock: str = "local") -> str:
+    """A time stamp the way ftrace prints it: seconds.microseconds for ns clocks, else the raw count."""
+    if clock not in NS_CLOCKS:
+        return str(ts)
+    usecs = ts // 1000
+    return f"{usecs // 1000000}.{usecs % 1000000:06d}"
+
+
+class RecordTooShort(ValueError):
+    """A record payload shorter than its event format's fixed fields (the page decoder reports it)."""
+
+    def __init__(self, length: int, needed: int) -> None:
+        super().__init__(f"record payload of {length} bytes is shorter than its format's {needed}")
+        self.length = length
+        self.needed = needed
+
+
+# ---------------------------------------------------------------------------------------------------
+# Helpers the generated decoders call for the rarer field kinds (dynamic and flexible data).
+
+def _cstr(raw: bytes) -> str:
+    return raw.partition(b"\0")[0].decode("utf-8", STRING_ERRORS)
+
+
+def _loc_bounds(start: int, length: int, base: int, word: int) -> tuple[int, int]:
+    # Clamp a (offset, length) location to the record: a bad word yields a short value rather
+    # than bytes of the next record.
+    begin = start + base + (word & 0xFFFF)
+    stop = begin + (word >> 16)
+    record_end = start + length
+    stop = min(stop, record_end)
+    begin = min(begin, stop)
+    return begin, stop
+
+
+def _loc_str(buf: bytes, start: int, length: int, base: int, word: int) -> str:
+    begin, stop = _loc_bounds(start, length, base, word)
+    return buf[begin:stop].partition(b"\0")[0].decode("utf-8", STRING_ERRORS)
+
+
+def _loc_array(buf: bytes, start: int, length: int, base: int, word: int, prefix: str, code: str,
+               esize: int):
+    begin, stop = _loc_bounds(start, length, base, word)
+    if not code:
+        return buf[begin:stop]
+    return struct.unpack_from(f"{prefix}{(stop - begin) // esize}{code}", buf, begin)
+
+
+def _flex_str(buf: bytes, start: int, length: int, offset: int) -> str:
+    return buf[start + offset:start + length].partition(b"\0")[0].decode("utf-8", STRING_ERRORS)
+
+
+def _flex_array(buf: bytes, start: int, length: int, offset: int, prefix: str, code: str, esize: int):
+    if not code:
+        return buf[start + offset:start + length]
+    count = max(0, length - offset) // esize
+    return struct.unpack_from(f"{prefix}{count}{code}", buf, start + offset)
+
+
+def _odd_int(raw: bytes, byteorder: str, signed: bool) -> int:
+    return int.from_bytes(raw, byteorder, signed=signed)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Compilation: one Python function per event ID, generated from its format. Fixed-position fields
+# are read by a single struct.Struct.unpack_from; the function builds the Event in one expression.
+
+def _element_code(field: Field) -> str:
+    """struct code of an array element, or '' when elements are not plain integers (kept as bytes).
+
+    Signedness comes from the field's `signed:` like scalars do."""
+    code = _INT_CODES.get(field.element_size or 0)
+    if code is None:
+        return ""
+    return code if field.signed else code.upper()
+
+
+def compile_decoder(fmt: EventFormat, byteorder: str = "little") -> Callable:
+    """Build the decoder `fn(buf, start, length, ts, cpu) -> Event` for one event format.
+
+    `buf[start:start+length]` is the record payload (starting with common_type)."""
+    prefix = "<" if byteorder == "little" else ">"
+    fixed: list[tuple[int, str, Field]] = []     # (offset, struct code, field) read by the main Struct
+    post: list[tuple[Field, str]] = []           # (field, expression) for the fields dict
+    standard: dict[str, str] = {}                # common_pid/flags/preempt -> expression
+    namespace: dict = {
+        "Event": Event, "FMT": fmt, "ID": fmt.id, "_cstr": _cstr, "_loc_str": _loc_str,
+        "_loc_array": _loc_array, "_flex_str": _flex_str, "_flex_array": _flex_array, "_odd_int": _odd_int,
+        "RecordTooShort": RecordTooShort,
+    }
+
+    def fixed_code(field: Field) -> str | None:
+        kind = field.kind
+        size = field.size
+        if kind in (FieldKind.INTEGER, FieldKind.POINTER):
+            if size not in _INT_CODES:
+                return None
+            code = _INT_CODES[size]
+            return code if (kind == FieldKind.INTEGER and field.signed) else code.upper()
+        if kind == FieldKind.ARRAY:
+            ecode = _element_code(field)
+            if ecode and field.count and field.count * (field.element_size or 0) == size:
+                return f"{field.count}{ecode}"
+            return f"{size}s"
+        if kind in (FieldKind.STRING, FieldKind.OPAQUE):
+            return f"{size}s" if size > 0 else None
+        if kind in FieldKind.DYNAMIC:
+            return "I"
+        return None
+
+    for field in fmt.all_fields:
+        code = None if field.kind in (FieldKind.FLEX_ARRAY, FieldKind.FLEX_STRING) else fixed_code(field)
+        if code is not None:
+            fixed.append((field.offset, code, field))
+        else:
+            post.append((field, ""))
+
+    # Lay the fixed fields out in one struct format, in offset order; a field overlapping the previous
+    # one (tolerated by the format parser) is read on its own instead.
+    fixed.sort(key=lambda item: item[0])
+    parts: list[str] = []
+    cursor = 0
+    value_expr: dict[str, str] = {}
+    index = 0
+    separate: list[tuple[Field, str]] = []
+    for offset, code, field in fixed:
+        if offset < cursor:
+            separate.append((field, code))
+            continue
+        if offset > cursor:
+            parts.append(f"{offset - cursor}x")
+        parts.append(code)
+        cursor = offset + field.size if field.size else offset + struct.calcsize(prefix + code)
+        if field.kind == FieldKind.ARRAY and code[-1] != "s":
+            count = int(code[:-1])
+            value_expr[field.name] = f"v[{index}:{index + count}]"
+            index += count
+        else:
+            value_expr[field.name] = f"v[{index}]"
+            index += 1
+    main = struct.Struct(prefix + "".join(parts))
+    namespace["_main"] = main.unpack_from
+
+    for n, (field, code) in enumerate(separate):
+        namespace[f"_sep{n}"] = struct.Struct(prefix + code).unpack_from
+        if field.kind == FieldKind.ARRAY and code[-1] != "s":
+            value_expr[field.name] = f"_sep{n}(buf, start + {field.offset})"
+        else:
+            value_expr[field.name] = f"_sep{n}(buf, start + {field.offset})[0]"
+
+    lines = []
+    field_items: list[str] = []
+    for field in fmt.all_fields:
+        name = field.name
+        kind = field.kind
+        if name in value_expr:
+            expr = value_expr[name]
+            if kind == FieldKind.STRING:
+                expr = f"_cstr({expr})"
+            elif kind in (FieldKind.DATA_LOC_STRING, FieldKind.REL_LOC_STRING):
+                base = field.offset + 4 if kind == FieldKind.REL_LOC_STRING else 0
+                expr = f"_loc_str(buf, start, length, {base}, {expr})"
+            elif kind in (FieldKind.DATA_LOC_ARRAY, FieldKind.REL_LOC_ARRAY):
+                base = field.offset + 4 if kind == FieldKind.REL_LOC_ARRAY else 0
+                ecode = _element_code(field)
+                expr = (f"_loc_array(buf, start, length, {base}, {expr}, {prefix!r}, {ecode!r}, "
+                        f"{field.element_size or 1})")
+        elif kind == FieldKind.FLEX_STRING:
+            expr = f"_flex_str(buf, start, length, {field.offset})"
+        elif kind == FieldKind.FLEX_ARRAY:
+            ecode = _element_code(field)
+            expr = f"_flex_array(buf, start, length, {field.offset}, {prefix!r}, {ecode!r}, " \
+                   f"{field.element_size or 1})"
+        elif field.size > 0:
+            # Integer of an odd size (3, 16 bytes...): read the bytes and convert.
+            signed = kind == FieldKind.INTEGER and field.signed
+            expr = (f"_odd_int(buf[start + {field.offset}:start + {field.offset + field.size}], "
+                    f"{byteorder!r}, {signed})")
+        else:
+            expr = "b''"
+        if field.common and name in STANDARD_COMMON:
+            standard[name] = expr
+        else:
+            field_items.append(f"{name!r}: {expr}")
+
+    pid = standard.get("common_pid", "-1")
+    flags = standard.get("common_flags", "0")
+    preempt = standard.get("common_preempt_count", "0")
+    lines.append("def decode(buf, start, length, ts, cpu):")
+    if main.size > 2:
+        # The page buffer runs on past the record, so a short record would not fail by itself.
+        lines.append(f"    if length < {main.size}:")
+        lines.append(f"        raise RecordTooShort(length, {main.size})")
+    if index:
+        lines.append("    v = _main(buf, start)")
+    lines.append(f"    return Event(ts, cpu, {pid}, ID, FMT, {{{', '.join(field_items)}}}, {flags}, {preempt})")
+    source = "\n".join(lines) + "\n"
+    # Generated code: the source is built above from field offsets and sizes only (names go in as
+    # repr() literals), so nothing from the format text is executed.
+    exec(compile(source, f"<decoder {fmt.system}:{fmt.name}>", "exec"), namespace)  # noqa: S102
+    decode = namespace["decode"]
+    decode.min_length = main.size        # payload bytes the fixed fields need
+    decode.source = source
+    return decode
+
+
+class DecoderSet:
+    """Per-event-ID decoders, compiled on first use. `cache` maps id -> decoder and is what the page
+    decoder reads on its hot path; `unknown` counts records of IDs with no format."""
+
+    def __init__(self, formats: Mapping[int, EventFormat] | Callable[[int], EventFormat | None],
+                 byteorder: str = "little") -> None:
+        if byteorder not in ("little", "big"):
+            raise ValueError(f"byteorder must be 'little' or 'big', not {byteorder!r}")
+        self.byteorder = byteorder
+        self._lookup = formats.get if isinstance(formats, Mapping) else formats
+        self.cache: dict[int, Callable] = {}
+        self.unknown: dict[int, int] = {}
+
+    def decoder(self, event_id: int) -> Callable:
+        """The decoder for `event_id` (an UnknownEvent maker if no format is known)."""
+        found = self.cache.get(event_id)
+        if found is None:
+            found = self._build(event_id)
+            self.cache[event_id] = found
+        return found
+
+    def format(self, event_id: int) -> EventFormat | None:
+        try:
+            return self._lookup(event_id)
+        except (KeyError, LookupError):
+            return None
+
+    def _build(self, event_id: int) -> Callable:
+        fmt = self.format(event_id)
+        if fmt is None:
+            return self._unknown_decoder(event_id)
+        return compile_decoder(fmt, self.byteorder)
+
+    def _unknown_decoder(self, event_id: int) -> Callable:
+        counts = self.unknown
+
+        def decode(buf, start, length, ts, cpu):
+            counts[event_id] = counts.get(event_id, 0) + 1
+            return UnknownEvent(ts, cpu, event_id, bytes(buf[start:start + length]))
+        decode.min_length = 2
+        return decode
