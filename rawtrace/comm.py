@@ -1,0 +1,100 @@
+"""Process names at event time: a pid→comm map fed, in timestamp order, by fork/exec/rename events.
+
+The kernel records only the pid in an event. rawtrace enables a few low-rate helper events in its
+instance (sched_process_fork, sched_process_exec, task_rename, task_newtask) and replays them in
+the merged stream, so an event is labelled with the name its process had when the event happened,
+even for a process that exec'd and exited long before anyone could read /proc. A pid seen before
+any helper event is named from /proc/PID/comm when first seen, else from the kernel's saved_cmdlines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+# (system, event) pairs rawtrace enables for name tracking; their output is hidden unless asked for.
+HELPER_EVENTS = (
+    ("sched", "sched_process_fork"),
+    ("sched", "sched_process_exec"),
+    ("task", "task_newtask"),
+    ("task", "task_rename"),
+)
+
+TASK_COMM_LEN = 16
+
+
+def exec_comm(filename: str) -> str:
+    """The name a task gets from execve(filename): the basename, cut to TASK_COMM_LEN-1 bytes."""
+    base = filename.rsplit("/", 1)[-1]
+    return base.encode(errors="surrogateescape")[:TASK_COMM_LEN - 1].decode(errors="replace")
+
+
+class CommTracker:
+    """pid → comm as of the last event replayed. `observe()` every event in timestamp order, then `comm(pid)`."""
+
+    def __init__(self, proc: Path = Path("/proc"), saved_cmdlines: Path | None = None) -> None:
+        self.proc = Path(proc)
+        self.saved_cmdlines = saved_cmdlines
+        self._names: dict[int, str] = {0: "<idle>"}
+        self._saved: dict[int, str] | None = None
+
+    def set(self, pid: int, comm: str) -> None:
+        self._names[pid] = comm
+
+    def observe(self, name: str, fields: dict[str, Any], pid: int) -> None:
+        """Update the map from one helper event (others are ignored)."""
+        if name == "sched_process_exec":
+            new_pid = fields.get("pid", pid)
+            self._names[new_pid] = exec_comm(str(fields.get("filename", "")))
+            old_pid = fields.get("old_pid")
+            if old_pid is not None and old_pid != new_pid:
+                # A non-leader thread exec'd: it took over the leader's pid.
+                self._names[old_pid] = self._names[new_pid]
+        elif name == "sched_process_fork":
+            child = fields.get("child_pid")
+            if child is not None:
+                self._names[child] = str(fields.get("child_comm", self._names.get(pid, "")))
+            parent = fields.get("parent_pid")
+            if parent is not None and parent not in self._names and fields.get("parent_comm"):
+                self._names[parent] = str(fields["parent_comm"])
+        elif name == "task_newtask":
+            child = fields.get("pid")
+            if child is not None and fields.get("comm") is not None:
+                self._names[child] = str(fields["comm"])
+        elif name == "task_rename":
+            target = fields.get("pid", pid)
+            if fields.get("newcomm") is not None:
+                self._names[target] = str(fields["newcomm"])
+
+    def comm(self, pid: int) -> str:
+        name = self._names.get(pid)
+        if name is None:
+            name = self._lookup(pid)
+            self._names[pid] = name
+        return name
+
+    def _lookup(self, pid: int) -> str:
+        try:
+            return (self.proc / str(pid) / "comm").read_text().rstrip("\n")
+        except OSError:
+            pass
+        if self._saved is None:
+            self._saved = self._read_saved_cmdlines()
+        return self._saved.get(pid, "<...>")
+
+    def _read_saved_cmdlines(self) -> dict[int, str]:
+        out: dict[int, str] = {}
+        if self.saved_cmdlines is None:
+            return out
+        try:
+            text = self.saved_cmdlines.read_text(errors="replace")
+        except OSError:
+            return out
+        for line in text.splitlines():
+            pid, _, name = line.partition(" ")
+            if pid.isdigit():
+                out[int(pid)] = name
+        return out
+
+    def forget_saved(self) -> None:
+        """Drop the cached saved_cmdlines (re-read on the next miss)."""
+        self._saved = None

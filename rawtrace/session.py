@@ -1,0 +1,608 @@
+"""Live tracing as a library: a private instance, per-CPU raw readers, decoding, merging, process names.
+
+Example::
+
+    import rawtrace.session as rs
+
+    with rs.Session(events=["syscalls:sys_enter_openat", "syscalls:sys_exit_openat"], pid=1234) as s:
+        for ev in s.events(duration=5):
+            if isinstance(ev, rs.LostEvents):
+                print("lost", ev.count, "on cpu", ev.cpu)
+            else:
+                print(f"{ev.ts:.6f} {ev.comm}-{ev.pid} {ev.name} {ev.fields} {ev.syscall or ''}")
+    print(s.summary)          # events, lost, duration, per-CPU kernel overrun counts
+
+`Session(...)` options: `events` (names, system:event, globs, as `rawtrace format` takes them), `probes`
+(uprobe specs), `filter` (kernel filter expression), `pid` / `pids`, `comm`, `cgroup` (a cgroup directory),
+`buffer_kb`, `clock` ("mono" by default: timestamps are CLOCK_MONOTONIC seconds), `pair` (pair syscall
+enter/exit per thread into one strace-like line), `show_helpers` (also yield the fork/exec/rename events
+used for process names). Entering the context creates everything; leaving it (normally, by an exception,
+or by SIGTERM/SIGHUP turned into SystemExit by `rawtrace trace`) removes everything again.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rawtrace.comm import HELPER_EVENTS, CommTracker
+from rawtrace.errors import KernelRefused, NotSupported, UsageError
+from rawtrace.host import Host
+from rawtrace.tracefs.instance import Instance
+from rawtrace.tracefs.reader import CLOCK_IDS, BufferReader, Merger
+
+NS_CLOCKS = frozenset({"local", "global", "uptime", "perf", "mono", "mono_raw", "boot", "tai"})
+# Pseudo fields every event accepts in a kernel filter.
+_FILTER_SPECIAL = {"comm", "COMM", "cpu", "CPU", "common_cpu", "common_comm", "common_timestamp"}
+_FILTER_IDENT_RE = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|\b([A-Za-z_][A-Za-z0-9_]*)\b')
+
+
+@dataclass(slots=True)
+class TraceEvent:
+    """One traced event, with its process name at event time. `ts` is seconds on `Session.clock`
+    (raw counts for the counter/x86-tsc clocks); `ts_raw` the trace-clock value."""
+
+    ts: float
+    ts_raw: int
+    cpu: int
+    pid: int
+    comm: str
+    system: str
+    event: str
+    fields: dict
+    syscall: str | None = None        # strace-like rendering of a paired enter/exit (or unpaired half)
+    duration: float | None = None     # seconds between a paired enter and exit
+    flags: int = 0
+    preempt_count: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"{self.system}:{self.event}"
+
+    def to_json(self) -> dict:
+        out = {"ts": round(self.ts, 9), "cpu": self.cpu, "pid": self.pid, "comm": self.comm,
+               "event": self.name, "fields": _jsonable(self.fields)}
+        if self.syscall is not None:
+            out["syscall"] = self.syscall
+        if self.duration is not None:
+            out["duration"] = round(self.duration, 9)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class LostEvents:
+    """`count` events the kernel overwrote on `cpu` before `ts` (-1: it did not say how many).
+    `source` is "page" (the sub-buffer's missed-events flag) or "stats" (per_cpu stats at the end)."""
+
+    ts: float
+    cpu: int
+    count: int
+    source: str = "page"
+
+    def to_json(self) -> dict:
+        return {"lost": self.count, "cpu": self.cpu, "ts": round(self.ts, 9), "source": self.source}
+
+
+@dataclass
+class Summary:
+    events: int = 0
+    lost: int = 0
+    lost_unknown_pages: int = 0
+    duration: float = 0.0
+    pages: int = 0
+    kernel_overrun: dict = field(default_factory=dict)   # cpu -> overrun + dropped from per_cpu stats
+    unknown_ids: dict = field(default_factory=dict)
+    decode_errors: list = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"events": self.events, "lost": self.lost, "duration": round(self.duration, 6),
+                "pages": self.pages, "kernel_overrun": self.kernel_overrun}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, str):
+        # Strings carry the kernel's bytes losslessly as surrogates; JSON gets them as U+FFFD.
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return value
+
+
+def filter_identifiers(expr: str) -> set[str]:
+    """Field names an event filter expression uses (quoted strings and numbers are not names)."""
+    return {m.group(1) for m in _FILTER_IDENT_RE.finditer(expr) if m.group(1)}
+
+
+def cgroup_pids(directory: Path) -> list[int]:
+    """The processes of a cgroup v1 or v2 directory (cgroup.procs, else tasks)."""
+    for name in ("cgroup.procs", "tasks"):
+        try:
+            text = (Path(directory) / name).read_text()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise UsageError(f"cannot read {directory}/{name}: {exc.strerror}") from None
+        return sorted({int(p) for p in text.split() if p.isdigit()})
+    raise UsageError(f"{directory} is not a cgroup directory (no cgroup.procs or tasks file)")
+
+
+class _Adapters:
+    """The modules other parts of rawtrace provide, imported once; thin stand-ins while one is missing."""
+
+    def __init__(self) -> None:
+        import importlib
+
+        def load(name: str):
+            try:
+                return importlib.import_module(name)
+            except ImportError:
+                return None
+        self.catalog_mod = load("rawtrace.tracefs.events")
+        self.pairing = load("rawtrace.syscalls.pairing")
+        self.render = load("rawtrace.syscalls.render")
+        self.probes = load("rawtrace.probes")
+        self.dynevents = load("rawtrace.tracefs.dynevents")
+        self.doctor = load("rawtrace.doctor")
+
+
+class _Catalog:
+    """Event formats of one events/ directory: EventCatalog when available, else the format parser directly."""
+
+    def __init__(self, events_dir: Path, adapters: _Adapters) -> None:
+        self.events_dir = Path(events_dir)
+        self._real = None
+        if adapters.catalog_mod is not None and hasattr(adapters.catalog_mod, "EventCatalog"):
+            self._real = adapters.catalog_mod.EventCatalog(self.events_dir)
+        self._formats: dict[tuple[str, str], Any] = {}
+        self._by_id: dict[int, Any] | None = None
+
+    def resolve(self, patterns: list[str]) -> list[tuple[str, str]]:
+        if self._real is not None:
+            return list(self._real.resolve(patterns))
+        out: list[tuple[str, str]] = []
+        systems = sorted(p.name for p in self.events_dir.iterdir() if p.is_dir())
+        for pattern in patterns:
+            system_pat, _, event_pat = pattern.rpartition(":")
+            if "/" in pattern and not system_pat:
+                system_pat, _, event_pat = pattern.rpartition("/")
+            found = []
+            for system in systems:
+                if system_pat and not fnmatch.fnmatchcase(system, system_pat):
+                    continue
+                for entry in sorted(os.listdir(self.events_dir / system)):
+                    if (self.events_dir / system / entry / "format").exists() and \
+                            fnmatch.fnmatchcase(entry, event_pat or "*"):
+                        found.append((system, entry))
+            if not found:
+                raise UsageError(f"no event matches {pattern!r}", hint="see `rawtrace events`")
+            for item in found:
+                if item not in out:
+                    out.append(item)
+        return out
+
+    def format(self, system: str, name: str):
+        key = (system, name)
+        fmt = self._formats.get(key)
+        if fmt is None:
+            if self._real is not None:
+                fmt = self._real.format(system, name)
+            else:
+                from rawtrace.parse.format import parse_format
+                path = self.events_dir / system / name / "format"
+                fmt = parse_format(path.read_text(), system=system, source=str(path), long_size=8)
+            self._formats[key] = fmt
+        return fmt
+
+    def header_page(self):
+        if self._real is not None:
+            return self._real.header_page()
+        from rawtrace.parse.format import parse_header_page
+        return parse_header_page((self.events_dir / "header_page").read_text())
+
+
+class Session:
+    """A live trace: see the module docstring. Not reusable: one start, one close."""
+
+    def __init__(self, events: list[str] | None = None, *, probes: list[str] | None = None,
+                 filter: str | None = None, pid: int | None = None, pids: list[int] | None = None,
+                 comm: str | None = None, cgroup: str | Path | None = None, buffer_kb: int | None = None,
+                 clock: str = "mono", pair: bool = True, show_helpers: bool = False,
+                 host: Host | None = None, instance_name: str | None = None, preflight: bool = True,
+                 tick: float = 0.1) -> None:
+        self.patterns = list(events or [])
+        self.probe_specs = list(probes or [])
+        if not self.patterns and not self.probe_specs:
+            raise UsageError("nothing to trace: name at least one event or --probe")
+        self.filter = filter
+        self.pids = sorted(set(([pid] if pid is not None else []) + list(pids or [])))
+        self.comm_name = comm
+        self.cgroup = Path(cgroup) if cgroup else None
+        self.buffer_kb = buffer_kb
+        self.clock = clock
+        self.pair = pair
+        self.show_helpers = show_helpers
+        self.host = host or Host.from_env()
+        self.instance_name = instance_name
+        self.run_preflight = preflight
+        self.tick = tick
+        self.instance: Instance | None = None
+        self.selected: list[tuple[str, str]] = []
+        self.filter_skipped: list[str] = []
+        self.comm_filter_in_kernel = False
+        self.summary = Summary()
+        self._adapters = _Adapters()
+        self._buffers: BufferReader | None = None
+        self._probe_handle = None
+        self._probe_events: list[tuple[str, str]] = []
+        self._stop = False
+        self._started_at = 0.0
+        self._closed = False
+
+    # -- setup ---------------------------------------------------------------------------------
+    def __enter__(self) -> Session:  # noqa: PYI034
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def start(self) -> None:
+        from rawtrace.tracefs.discover import find_tracefs
+        adapters = self._adapters
+        if self.run_preflight and adapters.doctor is not None and hasattr(adapters.doctor, "preflight"):
+            needs = {"tracefs", "instances", "trace_pipe_raw"}
+            if self.probe_specs:
+                needs.add("uprobes")
+            adapters.doctor.preflight(self.host, needs=needs)
+        tracefs = find_tracefs(self.host).path
+        self.tracefs = tracefs
+        if self.cgroup is not None:
+            self.pids = sorted(set(self.pids) | set(cgroup_pids(self.cgroup)))
+            if not self.pids:
+                raise UsageError(f"cgroup {self.cgroup} has no processes to trace")
+        for pid in self.pids:
+            if not self.host.path(f"/proc/{pid}").exists():
+                raise UsageError(f"no process with pid {pid}")
+
+        catalog = _Catalog(tracefs / "events", adapters)
+        selected = catalog.resolve(self.patterns) if self.patterns else []
+        if self.probe_specs:
+            selected += self._create_probes(tracefs)
+        self.catalog = catalog
+        self.selected = selected
+        self.instance = inst = Instance.create(tracefs, self.instance_name)
+        inst.set_clock(self.clock)
+        if self.buffer_kb:
+            inst.set_buffer_kb(self.buffer_kb)
+        if self.pids:
+            inst.set_option("event-fork", True)
+            inst.set_event_pids(self.pids)
+        elif (inst.path / "set_event_notrace_pid").exists():
+            # Tracing everyone: leave rawtrace's own reads and writes out of its trace.
+            inst.write("set_event_notrace_pid", str(os.getpid()))
+
+        self._apply_filters(inst, catalog, selected)
+        user = set(selected)
+        self._helpers = [h for h in HELPER_EVENTS if h not in user and inst.event_dir(*h).is_dir()]
+        for system, name in selected + self._helpers:
+            inst.enable_event(system, name)
+
+        header = catalog.header_page()
+        self._layout = header
+        subbuf = inst.subbuf_size()
+        if header.subbuf_size != subbuf:
+            # Trust the instance's own header_page (it follows buffer_subbuf_size_kb).
+            from rawtrace.parse.format import parse_header_page
+            header = parse_header_page(inst.read("events/header_page"))
+            self._layout = header
+        self._decoders = self._make_decoders(catalog)
+        self._user_set = set(selected)
+        self._helper_ids = {fid for fid, pair in self._names.items() if pair in HELPER_EVENTS}
+        self._lost_by_cpu: dict[int, int] = {}
+        self._page_decoder = self._make_page_decoder()
+        self.comms = CommTracker(self.host.path("/proc"), tracefs / "saved_cmdlines")
+        self._pairer = self._make_pairer()
+        self._buffers = BufferReader(inst.path, inst.cpus(), header.subbuf_size)
+        self._merger = Merger(list(self._buffers.readers), slack=int(0.005 * 1e9))
+        self._clock_id = CLOCK_IDS.get(self.clock)
+        self._ns = self.clock in NS_CLOCKS
+        self._started_at = time.monotonic()
+        inst.set_tracing_on(True)
+
+    def _create_probes(self, tracefs: Path) -> list[tuple[str, str]]:
+        adapters = self._adapters
+        if adapters.probes is None or adapters.dynevents is None:
+            raise NotSupported("probes are not available in this build of rawtrace (rawtrace.probes missing)")
+        probes, dynevents = adapters.probes, adapters.dynevents
+        specs = [probes.ProbeSpec.parse(text) for text in self.probe_specs]
+        resolved = [probes.resolve(spec, self.host) if hasattr(probes, "resolve") else spec for spec in specs]
+        handle = dynevents.DynamicEvents(tracefs)
+        self._probe_handle = handle
+        created = handle.create(resolved)
+        out = []
+        for item in created or []:
+            system, name = (item.system, item.name) if hasattr(item, "system") else item
+            out.append((system, name))
+        self._probe_events = out
+        return out
+
+    def _apply_filters(self, inst: Instance, catalog: _Catalog, selected: list[tuple[str, str]]) -> None:
+        comm_expr = None
+        if self.comm_name is not None:
+            if '"' in self.comm_name or "\\" in self.comm_name:
+                raise UsageError("--comm NAME must not contain quotes or backslashes")
+            comm_expr = f'comm == "{self.comm_name}"'
+        if not self.filter and comm_expr is None:
+            return
+        names = filter_identifiers(self.filter) if self.filter else set()
+        applied = 0
+        for system, name in selected:
+            fmt = catalog.format(system, name)
+            have = {f.name for f in fmt.all_fields} | _FILTER_SPECIAL
+            parts = []
+            if self.filter:
+                if names <= have:
+                    parts.append(f"({self.filter})")
+                else:
+                    self.filter_skipped.append(f"{system}:{name}")
+            if comm_expr is not None:
+                parts.append(comm_expr)
+            if not parts:
+                continue
+            expr = " && ".join(parts)
+            try:
+                inst.set_filter(system, name, expr)
+            except KernelRefused:
+                if comm_expr is None or not self.filter:
+                    if comm_expr is not None and not self.filter:
+                        continue      # comm filtering falls back to user space below
+                    raise
+                inst.set_filter(system, name, f"({self.filter})")
+                continue
+            if self.filter and names <= have:
+                applied += 1
+            if comm_expr is not None:
+                self.comm_filter_in_kernel = True
+        if self.filter and applied == 0:
+            raise UsageError(f"no selected event has the fields of filter {self.filter!r}",
+                             hint="see `rawtrace format EVENT` for an event's fields")
+
+    def _make_decoders(self, catalog: _Catalog):
+        from rawtrace.parse.record import DecoderSet
+        formats: dict[int, Any] = {}
+        self._names: dict[int, tuple[str, str]] = {}
+        for system, name in list(self.selected) + list(self._helpers):
+            fmt = catalog.format(system, name)
+            formats[fmt.id] = fmt
+            self._names[fmt.id] = (system, name)
+        return DecoderSet(formats)
+
+    def _make_page_decoder(self):
+        from rawtrace.parse.format import parse_header_event
+        from rawtrace.parse.ringbuf import PageDecodeError, PageLayout, decode_page
+        header_event = parse_header_event(self.instance.read("events/header_event"))
+        layout = PageLayout.from_headers(self._layout, header_event)
+        decoders = self._decoders
+        summary = self.summary
+
+        def decode(page: bytes, cpu: int) -> list:
+            try:
+                return decode_page(layout, page, cpu, decoders)
+            except PageDecodeError as exc:
+                # Keep what decoded; the rest of the page is counted, not hidden.
+                summary.decode_errors.append(str(exc))
+                return list(exc.partial)
+        return decode
+
+    def _make_pairer(self):
+        if not self.pair:
+            return None
+        pairing, render = self._adapters.pairing, self._adapters.render
+        if pairing is None or render is None or not hasattr(pairing, "SyscallPairer"):
+            return None
+        try:
+            return pairing.SyscallPairer(self._syscall_formatter())
+        except TypeError:
+            return None
+
+    def _syscall_formatter(self):
+        from rawtrace.syscalls.arches import host_arch
+        return self._adapters.render.SyscallFormatter(host_arch())
+
+    # -- reading -------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask events() to drain what is buffered and return (safe from a signal handler)."""
+        self._stop = True
+
+    def _trace_now(self) -> int | None:
+        if self._clock_id is not None:
+            return time.clock_gettime_ns(self._clock_id)
+        return None
+
+    def _read_round(self) -> bool:
+        """Read every CPU once; True if all CPUs were drained."""
+        merger = self._merger
+        decode = self._page_decoder
+        now = self._trace_now()
+        all_drained = True
+        for cpu, pages, drained in self._buffers.drain():
+            if pages:
+                self.summary.pages += len(pages)
+                records = []
+                for page in pages:
+                    records.extend(decode(page, cpu))
+                merger.add(cpu, records)
+            if drained:
+                merger.mark_drained(cpu, now)
+            else:
+                all_drained = False
+        if now is None and all_drained:
+            # A clock user space cannot read: after a round in which every CPU was empty, nothing
+            # older than the newest record seen can still arrive.
+            newest = merger.newest()
+            for cpu in self._buffers.readers:
+                merger.mark_drained(cpu, newest)
+        return all_drained
+
+    def events(self, duration: float | None = None, count: int | None = None) -> Iterator[TraceEvent | LostEvents]:
+        """Yield events in timestamp order until `duration` seconds pass, `count` events were yielded,
+        stop() is called, or the consumer stops iterating. Lost events are yielded as LostEvents."""
+        if self._buffers is None:
+            raise RuntimeError("Session not started (use it as a context manager)")
+        deadline = time.monotonic() + duration if duration is not None else None
+        tick_ms = max(1, int(self.tick * 1000))
+        yielded = 0
+        try:
+            while not self._stop:
+                all_drained = self._read_round()
+                for item in self._process(self._merger.ready()):
+                    yield item
+                    if isinstance(item, TraceEvent):
+                        yielded += 1
+                        if count is not None and yielded >= count:
+                            return
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                if all_drained:
+                    timeout = tick_ms
+                    if deadline is not None:
+                        timeout = max(1, min(timeout, int((deadline - time.monotonic()) * 1000) + 1))
+                    self._buffers.wait(timeout)
+            # Stop the writers, then take what is left.
+            self.instance.set_tracing_on(False)
+            while not self._read_round():
+                pass
+            self._read_round()
+            for item in self._process(self._merger.flush()):
+                yield item
+                if isinstance(item, TraceEvent):
+                    yielded += 1
+                    if count is not None and yielded >= count:
+                        return
+            for item in self._flush_pairer():
+                yield item
+            for item in self._stats_crosscheck():
+                yield item
+        finally:
+            self.summary.duration = time.monotonic() - self._started_at
+
+    def _seconds(self, ts: int) -> float:
+        return ts / 1e9 if self._ns else float(ts)
+
+    def _process(self, records) -> Iterator[TraceEvent | LostEvents]:
+        names = self._names
+        comms = self.comms
+        show_helpers = self.show_helpers
+        helper_ids = self._helper_ids
+        user_comm = None if self.comm_filter_in_kernel else self.comm_name
+        summary = self.summary
+        pairer = self._pairer
+        for rec in records:
+            if rec.__class__.__name__ == "Lost":
+                summary.lost += max(rec.count, 0)
+                if rec.count < 0:
+                    summary.lost_unknown_pages += 1
+                self._lost_by_cpu[rec.cpu] = self._lost_by_cpu.get(rec.cpu, 0) + max(rec.count, 0)
+                yield LostEvents(self._seconds(rec.ts), rec.cpu, rec.count)
+                continue
+            event_id = getattr(rec, "id", None)
+            pair = names.get(event_id)
+            if pair is None:
+                summary.unknown_ids[event_id] = summary.unknown_ids.get(event_id, 0) + 1
+                continue
+            system, name = pair
+            if event_id in helper_ids:
+                if name == "sched_process_exec":
+                    comms.observe(name, rec.fields, rec.pid)
+                    comm = comms.comm(rec.pid)
+                else:
+                    comm = comms.comm(rec.pid)
+                    comms.observe(name, rec.fields, rec.pid)
+                if not show_helpers and (system, name) not in self._user_set:
+                    continue
+            else:
+                comm = comms.comm(rec.pid)
+            if user_comm is not None and comm != user_comm:
+                continue
+            ev = TraceEvent(self._seconds(rec.ts), rec.ts, rec.cpu, rec.pid, comm, system, name, rec.fields,
+                            flags=rec.flags, preempt_count=rec.preempt_count)
+            if pairer is not None and system in ("syscalls", "raw_syscalls"):
+                out = self._pair(ev)
+                if out is None:
+                    continue
+                ev = out
+            summary.events += 1
+            yield ev
+
+
+    def _pair(self, ev: TraceEvent) -> TraceEvent | None:
+        """Feed a syscall event to the pairer; returns the event to emit (with its rendering) or None
+        to hold it back until its exit arrives."""
+        result = self._pairer.feed(ev) if hasattr(self._pairer, "feed") else ev
+        return result
+
+    def _flush_pairer(self) -> Iterator[TraceEvent]:
+        if self._pairer is not None and hasattr(self._pairer, "flush"):
+            for ev in self._pairer.flush():
+                self.summary.events += 1
+                yield ev
+
+    def _stats_crosscheck(self) -> Iterator[LostEvents]:
+        """Compare the kernel's per-CPU overrun counts with the losses the pages reported."""
+        for cpu in self._buffers.readers:
+            try:
+                stats = self.instance.stats(cpu)
+            except OSError:
+                continue
+            kernel = int(stats.get("overrun", 0)) + int(stats.get("dropped events", 0)) + \
+                int(stats.get("commit overrun", 0))
+            self.summary.kernel_overrun[cpu] = kernel
+            seen = self._lost_by_cpu.get(cpu, 0)
+            if kernel > seen:
+                # Pages that said "lost, count unknown" or losses after the last page read.
+                extra = kernel - seen
+                self.summary.lost += extra
+                self._lost_by_cpu[cpu] = kernel
+                yield LostEvents(self._seconds(self._trace_now() or 0), cpu, extra, "stats")
+
+    # -- teardown ------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Remove everything this session created: tracing off, events off, filters cleared, instance
+        removed, then probes. Safe to call more than once."""
+        if self._closed:
+            return
+        self._closed = True
+        errors = []
+        if self.instance is not None:
+            try:
+                self.instance.set_tracing_on(False)
+            except Exception as exc:  # noqa: BLE001       # keep tearing down
+                errors.append(exc)
+        if self._buffers is not None:
+            self._buffers.close()
+        if self.instance is not None:
+            try:
+                self.instance.destroy()
+            except Exception as exc:  # noqa: BLE001
+                errors.append(exc)
+        if self._probe_handle is not None:
+            try:
+                self._probe_handle.remove()
+            except Exception as exc:  # noqa: BLE001
+                errors.append(exc)
+        if errors:
+            raise errors[0]

@@ -1,0 +1,289 @@
+"""A private tracefs instance: create/destroy, events, filters, pid lists, options, buffer and clock."""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from rawtrace.errors import KernelRefused, NotSupported, UsageError
+
+PREFIX = "rawtrace-"
+_NAME_RE = re.compile(r"^rawtrace-(\d+)-(\d+)$")
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """Who created an instance: a pid plus its start time, so a reused pid is not mistaken for the owner."""
+
+    pid: int
+    starttime: int
+
+
+def process_starttime(pid: int, proc: Path = Path("/proc")) -> int | None:
+    """Field 22 of /proc/PID/stat (start time in clock ticks since boot), or None if the process is gone."""
+    try:
+        text = (proc / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    # comm (field 2) may contain spaces and parentheses: split after the last ')'.
+    rest = text[text.rfind(")") + 2:].split()
+    try:
+        return int(rest[19])      # fields 3.. start at index 0, so field 22 is index 19
+    except (IndexError, ValueError):
+        return None
+
+
+def owner_alive(owner: Owner, proc: Path = Path("/proc")) -> bool:
+    return process_starttime(owner.pid, proc) == owner.starttime
+
+
+def instance_name(pid: int | None = None, proc: Path = Path("/proc")) -> str:
+    """`rawtrace-<pid>-<starttime>` for this process (or `pid`)."""
+    pid = os.getpid() if pid is None else pid
+    start = process_starttime(pid, proc)
+    return f"{PREFIX}{pid}-{start if start is not None else 0}"
+
+
+def parse_owner(name: str) -> Owner | None:
+    """The owner encoded in an instance name, or None if it is not one of rawtrace's."""
+    m = _NAME_RE.match(name)
+    return Owner(int(m.group(1)), int(m.group(2))) if m else None
+
+
+def read_stats(text: str) -> dict[str, float | int]:
+    """Parse a per_cpu/cpuN/stats file (`key: value` lines) into numbers."""
+    out: dict[str, float | int] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if not sep:
+            continue
+        value = value.strip()
+        try:
+            out[key.strip()] = int(value)
+        except ValueError:
+            try:
+                out[key.strip()] = float(value)
+            except ValueError:
+                pass
+    return out
+
+
+class Instance:
+    """One tracefs instance directory (never the top level). Use `Instance.create()` or as a context manager.
+
+    Everything changed is remembered so `destroy()` can undo it in the safe order: tracing off, events
+    disabled, filters cleared, directory removed."""
+
+    def __init__(self, tracefs: Path, name: str) -> None:
+        if not name or "/" in name:
+            raise UsageError(f"bad instance name {name!r}")
+        self.tracefs = Path(tracefs)
+        self.name = name
+        self.path = self.tracefs / "instances" / name
+        self._enabled: list[tuple[str, str]] = []
+        self._filtered: list[tuple[str, str]] = []
+        self._created = False
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    @classmethod
+    def create(cls, tracefs: Path, name: str | None = None) -> Instance:
+        """mkdir instances/<name> (default: this process's owner-tagged name), with tracing off."""
+        inst = cls(tracefs, name or instance_name())
+        try:
+            os.mkdir(inst.path)
+        except FileExistsError:
+            raise KernelRefused(f"tracefs instance {inst.name} already exists",
+                                hint="another run owns it; `rawtrace reset` removes leftovers of dead runs")
+        except FileNotFoundError:
+            raise NotSupported(f"{tracefs}/instances does not exist (kernel without tracefs instances)")
+        inst._created = True
+        inst.write("tracing_on", "0")
+        return inst
+
+    def __enter__(self) -> Instance:  # noqa: PYI034
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.destroy()
+
+    @property
+    def exists(self) -> bool:
+        return self.path.is_dir()
+
+    def destroy(self) -> None:
+        """Undo everything; idempotent and tolerant of a half-created instance. Readers must be closed first."""
+        if not self._created or not self.exists:
+            self._created = False
+            return
+        self._quiet_write("tracing_on", "0")
+        for system, event in reversed(self._enabled):
+            self._quiet_write(f"events/{system}/{event}/enable", "0")
+        for system, event in self._filtered:
+            self._quiet_write(f"events/{system}/{event}/filter", "0")
+        self._quiet_write("set_event_pid", "")
+        self._enabled.clear()
+        self._filtered.clear()
+        remove_instance_dir(self.path)
+        self._created = False
+
+    # -- plain file access ---------------------------------------------------------------------
+    def file(self, rel: str) -> Path:
+        return self.path / rel
+
+    def read(self, rel: str) -> str:
+        return (self.path / rel).read_text()
+
+    def write(self, rel: str, text: str, *, append: bool = False) -> None:
+        """Write one value; a refusal becomes KernelRefused carrying the kernel's error_log text."""
+        try:
+            fd = os.open(self.path / rel, os.O_WRONLY | (os.O_APPEND if append else os.O_TRUNC))
+            try:
+                os.write(fd, text.encode())
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            reason = self.last_error() or exc.strerror
+            raise KernelRefused(f"the kernel refused {text!r} for {self.name}/{rel}: {reason}") from None
+
+    def _quiet_write(self, rel: str, text: str) -> None:
+        try:
+            fd = os.open(self.path / rel, os.O_WRONLY | os.O_TRUNC)
+            try:
+                os.write(fd, text.encode())
+            finally:
+                os.close(fd)
+        except OSError:
+            pass
+
+    def last_error(self) -> str | None:
+        """The newest entry of the instance's error_log (the kernel's reason for a refused write)."""
+        try:
+            text = (self.path / "error_log").read_text().strip()
+        except OSError:
+            return None
+        if not text:
+            return None
+        lines = text.splitlines()
+        # An entry is a "[ts] subsystem: message" line plus the command and a caret line.
+        for i in range(len(lines) - 1, -1, -1):
+            if lines[i].startswith("["):
+                return " ".join(line.strip() for line in lines[i:])
+        return lines[-1]
+
+    # -- settings ------------------------------------------------------------------------------
+    def set_tracing_on(self, on: bool) -> None:
+        self.write("tracing_on", "1" if on else "0")
+
+    def set_buffer_kb(self, kb: int) -> None:
+        if kb <= 0:
+            raise UsageError(f"buffer size must be positive, not {kb} KiB")
+        self.write("buffer_size_kb", str(kb))
+
+    def buffer_kb(self) -> int:
+        return int(self.read("buffer_size_kb").split()[0])
+
+    def clocks(self) -> tuple[list[str], str | None]:
+        """(available clocks, current clock) from trace_clock."""
+        names, current = [], None
+        for word in self.read("trace_clock").split():
+            if word.startswith("["):
+                word = word.strip("[]")
+                current = word
+            names.append(word)
+        return names, current
+
+    def set_clock(self, clock: str) -> None:
+        names, _ = self.clocks()
+        if clock not in names:
+            raise UsageError(f"unknown trace clock {clock!r} (this kernel has: {', '.join(names)})")
+        self.write("trace_clock", clock)
+
+    def set_option(self, option: str, on: bool) -> None:
+        if not (self.path / "options" / option).exists():
+            raise NotSupported(f"this kernel has no tracefs option {option!r}")
+        self.write(f"options/{option}", "1" if on else "0")
+
+    def set_event_pids(self, pids: list[int] | set[int]) -> None:
+        """Trace only these pids (set_event_pid); with event-fork their future children join the list."""
+        text = " ".join(str(p) for p in sorted(pids))
+        self.write("set_event_pid", text)
+
+    def event_pids(self) -> set[int]:
+        return {int(p) for p in self.read("set_event_pid").split()}
+
+    def subbuf_size(self) -> int:
+        """Bytes per sub-buffer: buffer_subbuf_size_kb (6.8+), else the page size."""
+        try:
+            return int(self.read("buffer_subbuf_size_kb").split()[0]) * 1024
+        except (OSError, ValueError, IndexError):
+            return os.sysconf("SC_PAGE_SIZE")
+
+    def cpus(self) -> list[int]:
+        """The CPUs that have a per_cpu directory in this instance."""
+        out = []
+        for entry in os.listdir(self.path / "per_cpu"):
+            if entry.startswith("cpu") and entry[3:].isdigit():
+                out.append(int(entry[3:]))
+        return sorted(out)
+
+    def stats(self, cpu: int) -> dict[str, float | int]:
+        return read_stats(self.read(f"per_cpu/cpu{cpu}/stats"))
+
+    # -- events --------------------------------------------------------------------------------
+    def event_dir(self, system: str, event: str) -> Path:
+        return self.path / "events" / system / event
+
+    def enable_event(self, system: str, event: str) -> None:
+        if not self.event_dir(system, event).is_dir():
+            raise UsageError(f"no event {system}:{event} in this kernel")
+        self.write(f"events/{system}/{event}/enable", "1")
+        if (system, event) not in self._enabled:
+            self._enabled.append((system, event))
+
+    def disable_event(self, system: str, event: str) -> None:
+        self.write(f"events/{system}/{event}/enable", "0")
+        if (system, event) in self._enabled:
+            self._enabled.remove((system, event))
+
+    def set_filter(self, system: str, event: str, expr: str) -> None:
+        """Set an event filter; the kernel's parse error (read back from the filter file) is raised."""
+        rel = f"events/{system}/{event}/filter"
+        if (system, event) not in self._filtered:
+            self._filtered.append((system, event))
+        self.write(rel, expr)
+        readback = self.read(rel)
+        # A rejected filter may still be accepted by write(); the readback then carries a caret line
+        # and "parse_error: <reason>".
+        if "parse_error" in readback or readback.strip() == "none":
+            reason = readback.strip().splitlines()[-1]
+            self._quiet_write(rel, "0")
+            raise KernelRefused(f"the kernel rejected filter {expr!r} for {system}:{event}: {reason}",
+                                hint="see `rawtrace format EVENT` for the fields an event has")
+
+    def clear_filter(self, system: str, event: str) -> None:
+        self.write(f"events/{system}/{event}/filter", "0")
+
+
+def remove_instance_dir(path: Path) -> None:
+    """rmdir an instance, retrying briefly while the kernel still holds it (EBUSY right after readers close)."""
+    import time
+    for attempt in range(50):
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            if exc.errno != errno.EBUSY or attempt == 49:
+                raise KernelRefused(f"cannot remove tracefs instance {path.name}: {exc.strerror}") from None
+            time.sleep(0.02)
+
+
+def list_instances(tracefs: Path) -> list[str]:
+    try:
+        return sorted(os.listdir(Path(tracefs) / "instances"))
+    except OSError:
+        return []
