@@ -1,0 +1,336 @@
+"""A minimal reader of trace-cmd trace.dat files (v6, v7; uncompressed, zlib or zstd): headers, formats, raw pages.
+
+Public API:
+
+* ``read_tracedat(path_or_bytes) -> TraceDat``: parses the file's structure (not the pages).
+* ``TraceDat``: ``version``, ``byteorder``, ``long_size`` (user space), ``page_size``, ``compression``,
+  ``header_page`` / ``header_event`` (texts), ``ftrace_formats`` (texts), ``event_formats``
+  ((system, text) pairs), ``cmdlines`` (saved_cmdlines text), ``options`` ((id, bytes) pairs),
+  ``buffers`` (``Buffer`` per instance: name, clock, page_size, cpus {cpu: (offset, size)}),
+  ``buffer(name=None)`` (the named one, else the first with data) and ``cpu_data(buffer, cpu) -> bytes``
+  (that CPU's concatenated raw sub-buffers, decompressed).
+
+zstd sections are decompressed with the `zstd` program (the Python standard library has no zstd before
+3.14 and rawtrace has no binary dependencies); zlib with the standard library.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import subprocess
+import zlib
+from dataclasses import dataclass, field
+
+from rawtrace.errors import DecodeError, NotSupported
+
+MAGIC = b"\x17\x08\x44tracing"
+
+# Option and section ids (trace-cmd's enum; the same numbers in v6 and v7).
+OPTION_DONE = 0
+OPTION_BUFFER = 3
+OPTION_TRACECLOCK = 4
+OPTION_HEADER_INFO = 16
+OPTION_FTRACE_EVENTS = 17
+OPTION_EVENT_FORMATS = 18
+OPTION_KALLSYMS = 19
+OPTION_PRINTK = 20
+OPTION_CMDLINES = 21
+
+SECTION_COMPRESSED = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Buffer:
+    """One instance's per-CPU data: cpus maps cpu -> (file offset, size in the file)."""
+
+    name: str
+    clock: str
+    page_size: int
+    cpus: dict = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class TraceDat:
+    source: str
+    version: int
+    byteorder: str
+    long_size: int
+    page_size: int
+    compression: str
+    header_page: str = ""
+    header_event: str = ""
+    ftrace_formats: list = field(default_factory=list)
+    event_formats: list = field(default_factory=list)
+    cmdlines: str = ""
+    options: list = field(default_factory=list)
+    buffers: list = field(default_factory=list)
+    clock: str = "local"
+    _data: bytes = field(default=b"", repr=False)
+
+    def buffer(self, name: str | None = None) -> Buffer:
+        """The instance called `name`; by default the first one holding data."""
+        for buf in self.buffers:
+            if name is not None and buf.name == name:
+                return buf
+            if name is None and any(size for _off, size in buf.cpus.values()):
+                return buf
+        raise DecodeError(f"{self.source}: no buffer {name!r} with data "
+                          f"(buffers: {', '.join(repr(b.name) for b in self.buffers) or 'none'})")
+
+    def cpu_data(self, buffer: Buffer, cpu: int) -> bytes:
+        """The raw sub-buffers of one CPU, decompressed: a multiple of buffer.page_size bytes."""
+        offset, size = buffer.cpus[cpu]
+        if size == 0:
+            return b""
+        _check_range(self, offset, size, f"cpu {cpu} data")
+        if self.version < 7 or self.compression == "none":
+            return self._data[offset:offset + size]
+        # Compressed flyrecord data: u32 chunk count, then {u32 compressed, u32 uncompressed, bytes}.
+        reader = _Reader(self._data, self.byteorder, self.source, offset)
+        chunks = reader.u32()
+        blobs, sizes = [], []
+        for _ in range(chunks):
+            csize, usize = reader.u32(), reader.u32()
+            blobs.append(reader.take(csize))
+            sizes.append(usize)
+        return _decompress(self.compression, blobs, sizes, self.source)
+
+
+def _check_range(dat: TraceDat, offset: int, size: int, what: str) -> None:
+    if offset < 0 or offset + size > len(dat._data):
+        raise DecodeError(f"{dat.source}: {what} at {offset:#x}+{size} lies beyond the end of the file "
+                          f"({len(dat._data)} bytes): truncated?")
+
+
+class _Reader:
+    """Sequential reads of file-endian numbers and strings, with one truncation error."""
+
+    def __init__(self, data: bytes, byteorder: str, source: str, pos: int = 0) -> None:
+        self.data = data
+        self.pos = pos
+        self.source = source
+        prefix = "<" if byteorder == "little" else ">"
+        self._u16 = struct.Struct(prefix + "H")
+        self._u32 = struct.Struct(prefix + "I")
+        self._u64 = struct.Struct(prefix + "Q")
+
+    def _unpack(self, st: struct.Struct) -> int:
+        if self.pos + st.size > len(self.data):
+            raise DecodeError(f"{self.source}: file ends at {len(self.data):#x} inside a header field "
+                              f"(truncated?)")
+        value = st.unpack_from(self.data, self.pos)[0]
+        self.pos += st.size
+        return value
+
+    def u16(self) -> int:
+        return self._unpack(self._u16)
+
+    def u32(self) -> int:
+        return self._unpack(self._u32)
+
+    def u64(self) -> int:
+        return self._unpack(self._u64)
+
+    def take(self, size: int) -> bytes:
+        if self.pos + size > len(self.data):
+            raise DecodeError(f"{self.source}: {size} bytes wanted at {self.pos:#x} but the file ends at "
+                              f"{len(self.data):#x} (truncated?)")
+        out = self.data[self.pos:self.pos + size]
+        self.pos += size
+        return out
+
+    def cstring(self) -> str:
+        end = self.data.find(b"\0", self.pos)
+        if end < 0:
+            raise DecodeError(f"{self.source}: unterminated string at {self.pos:#x}")
+        text = self.data[self.pos:end].decode("utf-8", "replace")
+        self.pos = end + 1
+        return text
+
+    def text(self, size: int) -> str:
+        return self.take(size).decode("utf-8", "replace")
+
+
+def _decompress(method: str, blobs: list, sizes: list, source: str) -> bytes:
+    expected = sum(sizes)
+    if method == "zlib":
+        out = b"".join(zlib.decompress(blob) for blob in blobs)
+    elif method == "zstd":
+        program = shutil.which("zstd")
+        if program is None:
+            raise NotSupported(f"{source} is zstd-compressed and the `zstd` program is not installed",
+                               hint="install zstd, or convert the file: trace-cmd convert --compression none")
+        # Concatenated zstd frames decompress to the concatenation of their contents.
+        proc = subprocess.run([program, "-d", "-c", "-q"], input=b"".join(blobs), capture_output=True,
+                              check=False)
+        if proc.returncode != 0:
+            raise DecodeError(f"{source}: zstd could not decompress a section: "
+                              f"{proc.stderr.decode(errors='replace').strip()}")
+        out = proc.stdout
+    else:
+        raise NotSupported(f"{source}: unknown compression {method!r}")
+    if len(out) != expected:
+        raise DecodeError(f"{source}: decompressed {len(out)} bytes, the file said {expected}")
+    return out
+
+
+def read_tracedat(path: str | os.PathLike | bytes) -> TraceDat:
+    """Parse a trace.dat file's headers, formats, options and buffer locations."""
+    if isinstance(path, bytes):
+        data, source = path, "<trace.dat>"
+    else:
+        source = os.fspath(path)
+        with open(source, "rb") as f:
+            data = f.read()
+    if not data.startswith(MAGIC):
+        raise DecodeError(f"{source}: not a trace-cmd trace.dat file (bad magic)")
+    reader = _Reader(data, "little", source, len(MAGIC))
+    version_text = reader.cstring()
+    if not version_text.isdigit():
+        raise DecodeError(f"{source}: bad version string {version_text!r}")
+    version = int(version_text)
+    if version not in (6, 7):
+        raise NotSupported(f"{source}: trace.dat version {version} (only 6 and 7 are read)")
+    endian = reader.take(1)[0]
+    long_size = reader.take(1)[0]
+    byteorder = "big" if endian else "little"
+    reader = _Reader(data, byteorder, source, reader.pos)
+    page_size = reader.u32()
+    dat = TraceDat(source, version, byteorder, long_size, page_size, "none", _data=data)
+    if version == 6:
+        _read_v6(dat, reader)
+    else:
+        _read_v7(dat, reader)
+    for opt_id, payload in dat.options:
+        if opt_id == OPTION_TRACECLOCK:
+            text = payload.split(b"\0", 1)[0].decode("ascii", "replace")
+            if "[" in text:
+                dat.clock = text[text.index("[") + 1:text.index("]", text.index("["))]
+    for buf in dat.buffers:
+        for cpu, (offset, size) in buf.cpus.items():
+            _check_range(dat, offset, size, f"buffer {buf.name!r} cpu {cpu} data")
+    return dat
+
+
+def _read_header_info(dat: TraceDat, reader: _Reader) -> None:
+    for magic, attr in ((b"header_page\0", "header_page"), (b"header_event\0", "header_event")):
+        if reader.take(len(magic)) != magic:
+            raise DecodeError(f"{dat.source}: missing {magic[:-1].decode()} at {reader.pos - len(magic):#x}")
+        setattr(dat, attr, reader.text(reader.u64()))
+
+
+def _read_ftrace_formats(dat: TraceDat, reader: _Reader) -> None:
+    for _ in range(reader.u32()):
+        dat.ftrace_formats.append(reader.text(reader.u64()))
+
+
+def _read_event_formats(dat: TraceDat, reader: _Reader) -> None:
+    for _ in range(reader.u32()):
+        system = reader.cstring()
+        for _ in range(reader.u32()):
+            dat.event_formats.append((system, reader.text(reader.u64())))
+
+
+def _read_v6(dat: TraceDat, reader: _Reader) -> None:
+    _read_header_info(dat, reader)
+    _read_ftrace_formats(dat, reader)
+    _read_event_formats(dat, reader)
+    reader.take(reader.u32())                 # kallsyms
+    reader.take(reader.u32())                 # printk formats
+    dat.cmdlines = reader.text(reader.u64())
+    ncpus = reader.u32()
+    top = Buffer("", "local", dat.page_size)
+    while True:
+        tag = reader.take(10)
+        if tag == b"options  \0":
+            while True:
+                opt_id = reader.u16()
+                if opt_id == OPTION_DONE:
+                    break
+                payload = reader.take(reader.u32())
+                dat.options.append((opt_id, payload))
+                if opt_id == OPTION_BUFFER:
+                    sub = _Reader(payload, dat.byteorder, dat.source)
+                    offset = sub.u64()
+                    name = sub.cstring()
+                    at = _Reader(dat._data, dat.byteorder, dat.source, offset)
+                    if at.take(10) != b"flyrecord\0":
+                        raise DecodeError(f"{dat.source}: buffer {name!r} has no flyrecord at {offset:#x}")
+                    cpus = {cpu: (at.u64(), at.u64()) for cpu in range(ncpus)}
+                    dat.buffers.append(Buffer(name, "local", dat.page_size, cpus))
+            continue
+        if tag == b"flyrecord\0":
+            for cpu in range(ncpus):
+                top.cpus[cpu] = (reader.u64(), reader.u64())
+            break
+        if tag == b"latency  \0":
+            break
+        raise DecodeError(f"{dat.source}: unknown tag {tag!r} at {reader.pos - 10:#x}")
+    dat.buffers.insert(0, top)
+
+
+def _section(dat: TraceDat, offset: int, want_id: int) -> bytes:
+    """The (decompressed) content of the section at `offset`, checking its id."""
+    reader = _Reader(dat._data, dat.byteorder, dat.source, offset)
+    section_id = reader.u16()
+    flags = reader.u16()
+    reader.u32()                           # description string id
+    size = reader.u64()
+    if section_id != want_id:
+        raise DecodeError(f"{dat.source}: section at {offset:#x} has id {section_id}, expected {want_id}")
+    if flags & SECTION_COMPRESSED:
+        csize, usize = reader.u32(), reader.u32()
+        return _decompress(dat.compression, [reader.take(csize)], [usize], dat.source)
+    return reader.take(size)
+
+
+def _read_v7(dat: TraceDat, reader: _Reader) -> None:
+    dat.compression = reader.cstring()
+    reader.cstring()                       # compression library version
+    next_options = reader.u64()
+    sections: dict[int, int] = {}
+    seen = set()
+    while next_options and next_options not in seen:
+        seen.add(next_options)
+        content = _section(dat, next_options, OPTION_DONE)
+        sub = _Reader(content, dat.byteorder, dat.source)
+        next_options = 0
+        while sub.pos < len(content):
+            opt_id = sub.u16()
+            payload = sub.take(sub.u32())
+            if opt_id == OPTION_DONE:
+                next_options = struct.unpack(("<" if dat.byteorder == "little" else ">") + "Q", payload)[0]
+                break
+            dat.options.append((opt_id, payload))
+            if OPTION_HEADER_INFO <= opt_id <= OPTION_CMDLINES:
+                sections[opt_id] = _Reader(payload, dat.byteorder, dat.source).u64()
+            elif opt_id == OPTION_BUFFER:
+                dat.buffers.append(_buffer_v7(dat, payload))
+    if OPTION_HEADER_INFO not in sections:
+        raise DecodeError(f"{dat.source}: no header_page/header_event section")
+    _read_header_info(dat, _Reader(_section(dat, sections[OPTION_HEADER_INFO], OPTION_HEADER_INFO),
+                                   dat.byteorder, dat.source))
+    if OPTION_FTRACE_EVENTS in sections:
+        _read_ftrace_formats(dat, _Reader(_section(dat, sections[OPTION_FTRACE_EVENTS], OPTION_FTRACE_EVENTS),
+                                          dat.byteorder, dat.source))
+    if OPTION_EVENT_FORMATS in sections:
+        _read_event_formats(dat, _Reader(_section(dat, sections[OPTION_EVENT_FORMATS], OPTION_EVENT_FORMATS),
+                                         dat.byteorder, dat.source))
+    if OPTION_CMDLINES in sections:
+        sub = _Reader(_section(dat, sections[OPTION_CMDLINES], OPTION_CMDLINES), dat.byteorder, dat.source)
+        dat.cmdlines = sub.text(sub.u64())
+
+
+def _buffer_v7(dat: TraceDat, payload: bytes) -> Buffer:
+    sub = _Reader(payload, dat.byteorder, dat.source)
+    sub.u64()                              # offset of the buffer section
+    name = sub.cstring()
+    clock = sub.cstring()
+    page_size = sub.u32()
+    cpus = {}
+    for _ in range(sub.u32()):
+        cpu = sub.u32()
+        cpus[cpu] = (sub.u64(), sub.u64())
+    return Buffer(name, clock, page_size, cpus)

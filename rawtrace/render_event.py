@@ -1,0 +1,168 @@
+"""Render decoded ring-buffer events as ftrace-like text lines or JSON objects (shared by decode and trace).
+
+Text: ``comm-pid [cpu] seconds: system:event: field=value ...`` as ftrace prints. Integers print in
+decimal; pointers, and arrays of unsigned longs or pointers (syscall arguments), in 0x hex; strings are
+escaped (control characters, backslashes, and bytes that were not UTF-8, which the decoder keeps as
+surrogates, become \\xNN); raw bytes print as hex.
+
+JSON: one object per event: ``{"ts", "cpu", "pid", "comm", "event", "fields"}`` with ts in trace-clock
+units (ns for the usual clocks); lost events as ``{"lost": N, "cpu": C, "ts": T}`` (N = -1: unknown);
+records of unknown event IDs as ``{"ts", "cpu", "unknown_id", "data"}`` (data in hex).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rawtrace.output import escape
+from rawtrace.parse.descriptors import EventFormat, FieldKind
+from rawtrace.parse.record import Event, Lost, UnknownEvent, format_timestamp
+
+# How a field's value is shown in text.
+_DECIMAL, _HEX, _TEXT, _ARRAY_DEC, _ARRAY_HEX, _BYTES = range(6)
+
+_styles_cache: dict[int, tuple[EventFormat, dict[str, int]]] = {}
+
+
+def safe_text(text: str) -> str:
+    """`text` made safe for a terminal: output.escape, plus surrogate-escaped bytes shown as \\xNN."""
+    if text.isprintable() and "\\" not in text:
+        return text
+    text = escape(text)
+    if any("\udc80" <= ch <= "\udcff" for ch in text):
+        text = "".join(f"\\x{ord(ch) - 0xDC00:02x}" if "\udc80" <= ch <= "\udcff" else ch for ch in text)
+    return text
+
+
+def json_text(text: str) -> str:
+    """A decoded string for JSON: bytes that were not UTF-8 (surrogates) become \\xNN text."""
+    if text.isascii() or not any("\udc80" <= ch <= "\udcff" for ch in text):
+        return text
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _hex_elements(element_type: str | None) -> bool:
+    etype = element_type or ""
+    return "*" in etype or ("long" in etype and "unsigned" in etype)
+
+
+def field_styles(fmt: EventFormat) -> dict[str, int]:
+    """name -> text style for the fields of one event format (cached per format object)."""
+    cached = _styles_cache.get(id(fmt))
+    if cached is not None and cached[0] is fmt:
+        return cached[1]
+    styles: dict[str, int] = {}
+    for field in fmt.all_fields:
+        kind = field.kind
+        if kind == FieldKind.POINTER:
+            style = _HEX
+        elif kind in (FieldKind.STRING, FieldKind.FLEX_STRING, FieldKind.DATA_LOC_STRING,
+                      FieldKind.REL_LOC_STRING):
+            style = _TEXT
+        elif kind in (FieldKind.ARRAY, FieldKind.FLEX_ARRAY, FieldKind.DATA_LOC_ARRAY, FieldKind.REL_LOC_ARRAY):
+            style = _ARRAY_HEX if _hex_elements(field.element_type) and not field.signed else _ARRAY_DEC
+        elif kind == FieldKind.OPAQUE:
+            style = _BYTES
+        else:
+            style = _DECIMAL
+        styles[field.name] = style
+    _styles_cache[id(fmt)] = (fmt, styles)
+    return styles
+
+
+def value_text(value: Any, style: int = _DECIMAL) -> str:
+    """One field value as text."""
+    if isinstance(value, str):
+        return safe_text(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).hex()
+    if isinstance(value, tuple):
+        if style == _ARRAY_HEX:
+            return "{" + ",".join(f"0x{v:x}" for v in value) + "}"
+        return "{" + ",".join(value_text(v) for v in value) + "}"
+    if style == _HEX and isinstance(value, int):
+        return f"0x{value:x}"
+    return str(value)
+
+
+def fields_text(fields: dict, fmt: EventFormat | None = None) -> str:
+    """`name=value name=value ...` for a fields dict, styled by the event's format when given."""
+    styles = field_styles(fmt) if fmt is not None else {}
+    return " ".join(f"{name}={value_text(value, styles.get(name, _DECIMAL))}" for name, value in fields.items())
+
+
+def event_line(comm: str | None, pid: int, cpu: int, timestamp: str, name: str, body: str) -> str:
+    """The ftrace-like line: `comm-pid [cpu] timestamp: name: body`. `comm` None shows as <...>."""
+    shown = safe_text(comm) if comm else "<...>"
+    return f"{shown:>16}-{pid:<7} [{cpu:03d}] {timestamp}: {name}: {body}"
+
+
+def event_text(event: Event, comm: str | None = None, clock: str = "local") -> str:
+    """A decoded Event as one ftrace-like text line."""
+    fmt = event.format
+    return event_line(comm, event.pid, event.cpu, format_timestamp(event.ts, clock),
+                      f"{fmt.system}:{fmt.name}", fields_text(event.fields, fmt))
+
+
+def lost_text(lost: Lost, clock: str = "local") -> str:
+    count = "an unknown number of" if lost.count < 0 else str(lost.count)
+    return f"{'':>16}  {'':<7} [{lost.cpu:03d}] {format_timestamp(lost.ts, clock)}: LOST {count} events"
+
+
+def unknown_text(item: UnknownEvent, clock: str = "local") -> str:
+    return (f"{'<...>':>16}-{'?':<7} [{item.cpu:03d}] {format_timestamp(item.ts, clock)}: "
+            f"unknown event id {item.id}: {len(item.data)} bytes {item.data.hex()}")
+
+
+def json_value(value: Any) -> Any:
+    """A field value as JSON can hold it (strings cleaned, bytes as hex, tuples as lists)."""
+    if isinstance(value, str):
+        return json_text(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).hex()
+    if isinstance(value, tuple):
+        return [json_value(v) for v in value]
+    return value
+
+
+def event_json(event: Event, comm: str | None = None) -> dict:
+    fmt = event.format
+    return {"ts": event.ts, "cpu": event.cpu, "pid": event.pid, "comm": None if comm is None else json_text(comm),
+            "event": f"{fmt.system}:{fmt.name}",
+            "fields": {name: json_value(value) for name, value in event.fields.items()}}
+
+
+def lost_json(lost: Lost) -> dict:
+    return {"lost": lost.count, "cpu": lost.cpu, "ts": lost.ts}
+
+
+def unknown_json(item: UnknownEvent) -> dict:
+    return {"ts": item.ts, "cpu": item.cpu, "unknown_id": item.id, "data": item.data.hex()}
+
+
+def item_text(item: Any, comms: dict[int, str] | None = None, clock: str = "local") -> str:
+    """Any item decode_page yields (Event, Lost, UnknownEvent) as a text line."""
+    if isinstance(item, Event):
+        return event_text(item, comms.get(item.pid) if comms else None, clock)
+    if isinstance(item, Lost):
+        return lost_text(item, clock)
+    return unknown_text(item, clock)
+
+
+def item_json(item: Any, comms: dict[int, str] | None = None) -> dict:
+    """Any item decode_page yields as a JSON-ready dict."""
+    if isinstance(item, Event):
+        return event_json(item, comms.get(item.pid) if comms else None)
+    if isinstance(item, Lost):
+        return lost_json(item)
+    return unknown_json(item)
+
+
+def parse_saved_cmdlines(text: str) -> dict[int, str]:
+    """pid -> comm from the text of tracefs saved_cmdlines (`<pid> <comm>` lines)."""
+    comms: dict[int, str] = {}
+    for line in text.splitlines():
+        pid, _, comm = line.partition(" ")
+        if pid.isdigit() and comm:
+            comms[int(pid)] = comm
+    return comms
