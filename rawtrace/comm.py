@@ -8,6 +8,7 @@ any helper event is named from /proc/PID/comm when first seen, else from the ker
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,32 @@ class CommTracker:
 
     def set(self, pid: int, comm: str) -> None:
         self._names[pid] = comm
+
+    def snapshot(self, pids: list[int] | None = None) -> int:
+        """Name every process (or `pids`) from /proc now, so a process that execs later keeps its
+        earlier name for earlier events. Returns how many were read."""
+        if pids is None:
+            try:
+                pids = [int(p) for p in os.listdir(self.proc) if p.isdigit()]
+            except OSError:
+                return 0
+        count = 0
+        for pid in pids:
+            try:
+                self._names[pid] = (self.proc / str(pid) / "comm").read_text().rstrip("\n")
+                count += 1
+            except OSError:
+                pass
+        return count
+
+    def prime(self, name: str, fields: dict[str, Any], pid: int) -> None:
+        """Learn the current task's name from a helper event that carries it, before labelling the event."""
+        if pid in self._names:
+            return
+        if name == "sched_process_fork" and fields.get("parent_pid") == pid and fields.get("parent_comm"):
+            self._names[pid] = str(fields["parent_comm"])
+        elif name == "task_rename" and fields.get("pid") == pid and fields.get("oldcomm") is not None:
+            self._names[pid] = str(fields["oldcomm"])
 
     def observe(self, name: str, fields: dict[str, Any], pid: int) -> None:
         """Update the map from one helper event (others are ignored)."""

@@ -264,7 +264,9 @@ class Session:
         from rawtrace.tracefs.discover import find_tracefs
         adapters = self._adapters
         if self.run_preflight and adapters.doctor is not None and hasattr(adapters.doctor, "preflight"):
-            needs = {"tracefs", "instances", "trace_pipe_raw"}
+            needs = {"tracefs", "tracepoints"}
+            if any("sys" in pattern for pattern in self.patterns):
+                needs.add("syscalls")
             if self.probe_specs:
                 needs.add("uprobes")
             adapters.doctor.preflight(self.host, needs=needs)
@@ -315,6 +317,8 @@ class Session:
         self._lost_by_cpu: dict[int, int] = {}
         self._page_decoder = self._make_page_decoder()
         self.comms = CommTracker(self.host.path("/proc"), tracefs / "saved_cmdlines")
+        # Names as of the start, so a process that execs during the trace keeps its old name before.
+        self.comms.snapshot(self.pids or None)
         self._pairer = self._make_pairer()
         self._buffers = BufferReader(inst.path, inst.cpus(), header.subbuf_size)
         self._merger = Merger(list(self._buffers.readers), slack=int(0.005 * 1e9))
@@ -530,6 +534,7 @@ class Session:
                     comms.observe(name, rec.fields, rec.pid)
                     comm = comms.comm(rec.pid)
                 else:
+                    comms.prime(name, rec.fields, rec.pid)
                     comm = comms.comm(rec.pid)
                     comms.observe(name, rec.fields, rec.pid)
                 if not show_helpers and (system, name) not in self._user_set:

@@ -1,0 +1,200 @@
+"""`rawtrace trace`: trace events live from the binary ring buffer of a private tracefs instance."""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import signal
+import sys
+
+HELP = "trace tracepoints, syscalls and probes from the binary ring buffer"
+EPILOG = """\
+examples:
+  rawtrace trace syscalls:sys_enter_openat syscalls:sys_exit_openat --pid 1234
+  rawtrace trace 'syscalls:sys_*_openat' --comm bash --duration 10
+  rawtrace trace raw_syscalls:sys_enter --filter 'id == 257' --count 100 --json
+  rawtrace trace 'sched:sched_process_*' --cgroup /sys/fs/cgroup/system.slice/ssh.service
+  rawtrace trace sched_switch --buffer-kb 8192 --clock boot
+
+Output: `comm-pid [cpu] seconds: event: fields`, one line per event; syscall enter/exit pairs of
+one thread are joined into one strace-like line with the call's duration (--no-pair keeps both
+raw halves). Lost events appear as their own LOST lines and in the summary; they are never hidden.
+Timestamps are seconds on the instance's trace clock (mono = CLOCK_MONOTONIC by default).
+--comm is a kernel filter (`comm == "NAME"`: the name at event time); --pid/--cgroup use
+set_event_pid with event-fork, so children started later are traced too.
+Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; after a kill -9 run
+`rawtrace reset`."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("events", nargs="*", metavar="EVENT",
+                        help="event names, system:event or globs (as `rawtrace format` takes them)")
+    parser.add_argument("--probe", action="append", default=[], metavar="SPEC",
+                        help="add a uprobe (repeatable; see `rawtrace probes --help`)")
+    parser.add_argument("--filter", metavar="EXPR", help="kernel filter expression for the events that have its fields")
+    parser.add_argument("-p", "--pid", action="append", type=_pid, default=[], metavar="PID",
+                        help="trace only this process and its future children (repeatable)")
+    parser.add_argument("-n", "--comm", metavar="NAME", help="trace only tasks named NAME at event time")
+    parser.add_argument("--cgroup", metavar="DIR", help="trace the processes of this cgroup directory (v1 or v2)")
+    parser.add_argument("-d", "--duration", type=_positive_float, metavar="SECONDS", help="stop after SECONDS")
+    parser.add_argument("-c", "--count", type=_positive_int, metavar="N", help="stop after N events")
+    parser.add_argument("--buffer-kb", type=_positive_int, metavar="N", help="per-CPU ring buffer size in KiB")
+    parser.add_argument("--clock", default="mono", metavar="CLOCK",
+                        help="trace clock (default mono = CLOCK_MONOTONIC; see the instance's trace_clock)")
+    parser.add_argument("--no-pair", action="store_true", help="show syscall enter and exit events separately")
+    parser.add_argument("--show-helpers", action="store_true",
+                        help="also show the fork/exec/rename events used to track process names")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+
+
+def _pid(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a pid: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"not a pid: {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+class _Signals:
+    """SIGINT/SIGTERM/SIGHUP: the first asks the session to drain and stop; a second one exits at once
+    (the session's context manager still removes the instance)."""
+
+    def __init__(self, session) -> None:
+        self.session = session
+        self.received: int | None = None
+        self.previous = {}
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            self.previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, _frame) -> None:
+        if self.received is None:
+            self.received = signum
+            self.session.stop()
+            return
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise SystemExit(128 + signum)
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def run(args: argparse.Namespace, host) -> int:
+    from rawtrace.errors import UsageError
+    from rawtrace.session import Session
+
+    if not args.events and not args.probe:
+        raise UsageError("name at least one EVENT or --probe SPEC")
+    session = Session(args.events, probes=args.probe, filter=args.filter, pids=args.pid, comm=args.comm,
+                      cgroup=args.cgroup, buffer_kb=args.buffer_kb, clock=args.clock, pair=not args.no_pair,
+                      show_helpers=args.show_helpers, host=host)
+    # Last resort for paths the context manager cannot cover (an exception inside a signal handler).
+    atexit.register(session.close)
+    signals = _Signals(session)
+    try:
+        with session:
+            return _trace(session, args)
+    finally:
+        signals.restore()
+        atexit.unregister(session.close)
+
+
+def _trace(session, args) -> int:
+    from rawtrace.session import LostEvents
+    out = sys.stdout
+    err = sys.stderr
+    what = f"{len(session.selected)} event{'s' if len(session.selected) != 1 else ''}"
+    scope = []
+    if session.pids:
+        scope.append(f"pid {','.join(map(str, session.pids))} and children")
+    if session.comm_name is not None:
+        scope.append(f"comm {session.comm_name}" + ("" if session.comm_filter_in_kernel else " (user-space filter)"))
+    if session.filter_skipped:
+        err.write(f"note: --filter not applied to {', '.join(session.filter_skipped)} (fields missing)\n")
+    err.write(f"Tracing {what}{' for ' + ', '.join(scope) if scope else ''} "
+              f"(clock {session.clock}, instance {session.instance.name})... Ctrl-C to end.\n")
+    err.flush()
+    if args.json:
+        from rawtrace.output import json_line
+        meta = {"meta": {"clock": session.clock, "ts_unit": "s" if session.clock != "counter" else "count",
+                         "instance": session.instance.name,
+                         "events": [f"{s}:{n}" for s, n in session.selected]}}
+        json_line(meta, out)
+        render = None
+    else:
+        render = _text_renderer(session)
+    write = out.write
+    for item in session.events(duration=args.duration, count=args.count):
+        if args.json:
+            json_line(item.to_json(), out)
+        elif isinstance(item, LostEvents):
+            count = "an unknown number of" if item.count < 0 else str(item.count)
+            write(f"LOST {count} events on cpu {item.cpu} before {item.ts:.6f} ({item.source})\n")
+        else:
+            write(render(item))
+    out.flush()
+    summary = session.summary
+    lost = f"{summary.lost} lost" + (f" (+{summary.lost_unknown_pages} pages with an unknown count)"
+                                     if summary.lost_unknown_pages else "")
+    err.write(f"{summary.events} events, {lost}, {summary.duration:.3f} s\n")
+    if summary.decode_errors:
+        err.write(f"warning: {len(summary.decode_errors)} sub-buffers could not be fully decoded: "
+                  f"{summary.decode_errors[0]}\n")
+    return 0
+
+
+def _text_renderer(session):
+    """`comm-pid [cpu] seconds: event: fields` (ftrace's own layout), or the strace-like syscall line."""
+    from rawtrace.output import escape
+    try:
+        from rawtrace import render_event
+    except ImportError:
+        render_event = None
+    fmt_fields = getattr(render_event, "render_fields", None) if render_event else None
+    ns = session.clock not in ("counter", "x86-tsc")
+
+    def render(ev) -> str:
+        ts = f"{ev.ts:.6f}" if ns else str(ev.ts_raw)
+        head = f"{escape(ev.comm):>16}-{ev.pid:<7} [{ev.cpu:03d}] {ts}: "
+        if ev.syscall is not None:
+            tail = f" <{ev.duration:.6f}>" if ev.duration is not None else ""
+            return f"{head}{escape(ev.syscall)}{tail}\n"
+        if fmt_fields is not None:
+            body = fmt_fields(ev)
+        else:
+            body = " ".join(f"{k}={_value(v, escape)}" for k, v in ev.fields.items())
+        return f"{head}{ev.event}: {body}\n"
+    return render
+
+
+def _value(value, escape) -> str:
+    if isinstance(value, str):
+        return escape(value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"))
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, tuple):
+        return "{" + ",".join(str(v) for v in value) + "}"
+    return str(value)
