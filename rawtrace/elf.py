@@ -1,0 +1,463 @@
+"""ELF files for uprobes: library lookup, symbol → file offset, and readable refusals (the only pyelftools user)."""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from rawtrace.errors import UsageError
+from rawtrace.host import Host
+
+# uname machine → (ELF e_machine name, ELF class, multiarch triplet). The multiarch directory is where
+# Debian-style systems keep native libraries (/lib/x86_64-linux-gnu); check with `gcc -print-multiarch`.
+_HOST_MACHINES: dict[str, tuple[str, int, str]] = {
+    "x86_64": ("EM_X86_64", 64, "x86_64-linux-gnu"),
+    "aarch64": ("EM_AARCH64", 64, "aarch64-linux-gnu"),
+    "arm64": ("EM_AARCH64", 64, "aarch64-linux-gnu"),
+    "i686": ("EM_386", 32, "i386-linux-gnu"),
+    "i386": ("EM_386", 32, "i386-linux-gnu"),
+    "armv7l": ("EM_ARM", 32, "arm-linux-gnueabihf"),
+    "riscv64": ("EM_RISCV", 64, "riscv64-linux-gnu"),
+    "ppc64le": ("EM_PPC64", 64, "powerpc64le-linux-gnu"),
+    "s390x": ("EM_S390", 64, "s390x-linux-gnu"),
+}
+
+# e_machine name → what a person calls it, for error messages.
+_MACHINE_NAMES = {
+    "EM_X86_64": "x86_64", "EM_386": "i386 (32-bit x86)", "EM_AARCH64": "aarch64 (arm64)",
+    "EM_ARM": "arm (32-bit)", "EM_RISCV": "riscv", "EM_PPC64": "ppc64", "EM_PPC": "ppc (32-bit)",
+    "EM_S390": "s390", "EM_MIPS": "mips", "EM_SPARCV9": "sparc64", "EM_LOONGARCH": "loongarch",
+}
+
+_LIB_DIRS = ("/lib/{triplet}", "/usr/lib/{triplet}", "/lib64", "/usr/lib64", "/lib", "/usr/lib",
+             "/usr/local/lib")
+
+_LDCACHE_MAGIC = b"glibc-ld.so.cache1.1"
+_LDCACHE_HEADER = struct.Struct("<20sII4xI12x")   # magic, nlibs, len_strings, (flags+pad), extension_offset
+_LDCACHE_ENTRY = struct.Struct("<iIIIQ")          # flags, key (name), value (path), osversion, hwcap
+_LDCACHE_OLD_MAGIC = b"ld.so-1.7.0"
+_LDCACHE_OLD_HEADER = struct.Struct("<11s1xI")    # magic (+pad), nlibs
+_LDCACHE_OLD_ENTRY = 12
+
+
+@dataclass(frozen=True, slots=True)
+class ElfSymbol:
+    """One defined symbol: its bare name, version (dynsym or `name@VER` spelling) and where it came from."""
+
+    name: str
+    version: str | None
+    default_version: bool     # `@@` (the version new links bind to) or unversioned
+    value: int
+    size: int
+    type: str                 # STT_FUNC, STT_GNU_IFUNC, STT_NOTYPE, STT_OBJECT, ...
+    table: str                # ".symtab" or ".dynsym"
+
+    @property
+    def spelled(self) -> str:
+        if not self.version:
+            return self.name
+        return f"{self.name}{'@@' if self.default_version else '@'}{self.version}"
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedSymbol:
+    """Where a uprobe goes: the file (as the kernel sees it), the symbol and its file offset."""
+
+    path: str                 # absolute, symlinks resolved, in the kernel's view (no --root prefix)
+    symbol: str               # the symbol as found (with version if it has one)
+    address: int              # virtual address (st_value + offset)
+    file_offset: int          # what uprobe_events wants
+    aliases: tuple[str, ...]  # other names at the same address
+    table: str
+    elf_type: str             # ET_DYN (PIE / shared library) or ET_EXEC
+    size: int
+
+
+def host_machine() -> str:
+    return os.uname().machine
+
+
+def _kernel_path(host: Host, real: Path) -> str:
+    """A resolved host-view path back to the path the kernel sees (drop the --root prefix)."""
+    if host.is_live:
+        return str(real)
+    root = host.root.resolve()
+    try:
+        return "/" + str(real.relative_to(root))
+    except ValueError:
+        return str(real)
+
+
+def real_path(host: Host, path: str) -> str:
+    """`path` with symlinks resolved inside the host view, spelled as the kernel sees it."""
+    if not path.startswith("/"):
+        path = os.path.abspath(path)
+    if host.is_live:
+        return os.path.realpath(path)
+    # Resolve one component at a time so absolute symlinks inside the fake root stay inside it.
+    parts = [p for p in path.split("/") if p]
+    current = "/"
+    for _ in range(4096):
+        if not parts:
+            return current
+        part = parts.pop(0)
+        if part == "..":
+            current = os.path.dirname(current)
+            continue
+        if part == ".":
+            continue
+        candidate = os.path.join(current, part)
+        view = host.path(candidate)
+        if view.is_symlink():
+            target = os.readlink(view)
+            if target.startswith("/"):
+                current = "/"
+            parts = [p for p in target.split("/") if p] + parts
+            continue
+        current = candidate
+    raise UsageError(f"{path}: too many levels of symbolic links")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Library lookup
+
+
+def parse_ld_so_cache(data: bytes) -> list[tuple[str, str]]:
+    """(soname, path) pairs from /etc/ld.so.cache, in the cache's (preference) order.
+
+    Handles the new format alone and the old format followed by the new one; old-only caches
+    (glibc < 2.32 default was both) are read from their old table."""
+    start = data.find(_LDCACHE_MAGIC)
+    if start >= 0:
+        if len(data) < start + _LDCACHE_HEADER.size:
+            return []
+        _magic, nlibs, _len_strings, _ext = _LDCACHE_HEADER.unpack_from(data, start)
+        entries_at = start + _LDCACHE_HEADER.size
+        # String offsets in the new format count from the start of the new header.
+        return _read_entries(data, entries_at, nlibs, _LDCACHE_ENTRY.size, start)
+    if data.startswith(_LDCACHE_OLD_MAGIC) and len(data) >= _LDCACHE_OLD_HEADER.size:
+        _magic, nlibs = _LDCACHE_OLD_HEADER.unpack_from(data, 0)
+        entries_at = _LDCACHE_OLD_HEADER.size
+        strings_at = entries_at + nlibs * _LDCACHE_OLD_ENTRY
+        return _read_entries(data, entries_at, nlibs, _LDCACHE_OLD_ENTRY, strings_at)
+    return []
+
+
+def _read_entries(data: bytes, at: int, count: int, size: int, strings_base: int) -> list[tuple[str, str]]:
+    out = []
+    for i in range(count):
+        pos = at + i * size
+        if pos + 12 > len(data):
+            break
+        _flags, key, value = struct.unpack_from("<iII", data, pos)
+        name, path = _cstring(data, strings_base + key), _cstring(data, strings_base + value)
+        if name and path:
+            out.append((name, path))
+    return out
+
+
+def _cstring(data: bytes, at: int) -> str | None:
+    if not 0 <= at < len(data):
+        return None
+    end = data.find(b"\0", at)
+    return data[at:end if end >= 0 else len(data)].decode("utf-8", "replace")
+
+
+def _library_name_matches(wanted: str, soname: str) -> bool:
+    """`libc` / `c` / `libc.so` / `libc.so.6` all name libc.so.6, the way `-lc` or dlopen would."""
+    if soname == wanted:
+        return True
+    stem = wanted if wanted.startswith("lib") else f"lib{wanted}"
+    stem = stem.removesuffix(".so")
+    return soname == f"{stem}.so" or soname.startswith(f"{stem}.so.")
+
+
+def find_library(name: str, host: Host, machine: str | None = None) -> str:
+    """The library the dynamic linker would pick for `name` on this host (kernel's view of its path)."""
+    machine = machine or host_machine()
+    candidates: list[str] = []
+    cache = None
+    try:
+        cache = host.path("/etc/ld.so.cache").read_bytes()
+    except OSError:
+        pass
+    if cache:
+        candidates += [path for soname, path in parse_ld_so_cache(cache)
+                       if _library_name_matches(name, soname)]
+    triplet = _HOST_MACHINES.get(machine, ("", 0, machine + "-linux-gnu"))[2]
+    for directory in _LIB_DIRS:
+        view = host.path(directory.format(triplet=triplet))
+        try:
+            names = sorted(os.listdir(view))
+        except OSError:
+            continue
+        candidates += [f"{directory.format(triplet=triplet)}/{entry}" for entry in names
+                       if _library_name_matches(name, entry)]
+    seen = set()
+    for path in candidates:
+        if path in seen:
+            continue
+        seen.add(path)
+        if _elf_machine_of(host.path(path)) == _HOST_MACHINES.get(machine, ("",))[0]:
+            return real_path(host, path)
+    raise UsageError(
+        f"library {name!r} not found in /etc/ld.so.cache or the standard library directories",
+        hint="give the library's absolute path, e.g. uprobe:/usr/lib/x86_64-linux-gnu/libc.so.6:openat")
+
+
+def _elf_machine_of(path: Path) -> str | None:
+    """The e_machine name of an ELF file, from its header alone (cheap; no pyelftools)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(20)
+    except OSError:
+        return None
+    if len(head) < 20 or head[:4] != b"\x7fELF":
+        return None
+    endian = "<" if head[5] == 1 else ">"
+    (number,) = struct.unpack_from(endian + "H", head, 18)
+    return _E_MACHINE_NUMBERS.get(number, f"EM_{number}")
+
+
+_E_MACHINE_NUMBERS = {3: "EM_386", 8: "EM_MIPS", 20: "EM_PPC", 21: "EM_PPC64", 22: "EM_S390", 40: "EM_ARM",
+                      43: "EM_SPARCV9", 62: "EM_X86_64", 183: "EM_AARCH64", 243: "EM_RISCV",
+                      258: "EM_LOONGARCH"}
+
+
+def resolve_target(target: str, host: Host, machine: str | None = None) -> str:
+    """A uprobe TARGET (path, library name, or `pid:PID`) → absolute real path as the kernel sees it."""
+    if target.startswith("pid:"):
+        pid = target[4:]
+        if not pid.isdigit():
+            raise UsageError(f"bad uprobe target {target!r}: expected pid:<number>")
+        try:
+            exe = os.readlink(host.path(f"/proc/{pid}/exe"))
+        except FileNotFoundError:
+            raise UsageError(f"no process with pid {pid}") from None
+        except OSError as exc:
+            raise UsageError(f"cannot read /proc/{pid}/exe: {exc.strerror}",
+                             hint="kernel threads have no executable; other users' processes need root") from None
+        if exe.endswith(" (deleted)"):
+            raise UsageError(f"process {pid} runs a deleted file ({exe}); uprobes need a file on disk")
+        return real_path(host, exe)
+    if "/" in target:
+        path = real_path(host, target)
+        if not host.path(path).exists():
+            raise UsageError(f"{target}: no such file")
+        return path
+    return find_library(target, host, machine)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Symbols
+
+
+def _open_elf(view: Path, shown: str, machine: str):
+    """(ELFFile, file object) after the checks that give readable refusals."""
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
+    try:
+        f = open(view, "rb")  # noqa: SIM115 - handed to the caller with the ELFFile that reads it
+    except IsADirectoryError:
+        raise UsageError(f"{shown} is a directory, not an ELF file") from None
+    except OSError as exc:
+        raise UsageError(f"cannot open {shown}: {exc.strerror}") from None
+    head = f.read(4)
+    f.seek(0)
+    if head != b"\x7fELF":
+        f.close()
+        raise UsageError(f"{shown} is not an ELF file (a script or data?); probe the interpreter or a binary")
+    try:
+        elf = ELFFile(f)
+    except ELFError as exc:
+        f.close()
+        raise UsageError(f"{shown} is a damaged ELF file: {exc}") from None
+    want_machine, want_class, _ = _HOST_MACHINES.get(machine, (None, None, None))
+    have_machine = elf.header.e_machine
+    if want_machine and (have_machine != want_machine or elf.elfclass != want_class):
+        f.close()
+        have = _MACHINE_NAMES.get(have_machine, str(have_machine))
+        raise UsageError(
+            f"{shown} is a {elf.elfclass}-bit {have} ELF file but this host is {machine} "
+            f"({_MACHINE_NAMES.get(want_machine, want_machine)}); uprobes need a binary of the host architecture")
+    if elf.header.e_type not in ("ET_DYN", "ET_EXEC"):
+        f.close()
+        raise UsageError(f"{shown} is an ELF {elf.header.e_type} file, not an executable or shared library")
+    return elf, f
+
+
+def _dynsym_versions(elf) -> list[tuple[str | None, bool]] | None:
+    """Per dynsym index: (version name, is default). None when the file has no symbol versions."""
+    versym = elf.get_section_by_name(".gnu.version")
+    verdef = elf.get_section_by_name(".gnu.version_d")
+    if versym is None or verdef is None:
+        return None
+    names: dict[int, str] = {}
+    for definition, auxiliaries in verdef.iter_versions():
+        first = next(iter(auxiliaries), None)
+        # Index 1 names the file itself (VER_FLG_BASE), not a version anyone binds to.
+        if first is not None and not definition["vd_flags"] & 0x1:
+            names[definition["vd_ndx"]] = first.name
+    out: list[tuple[str | None, bool]] = []
+    for i in range(versym.num_symbols()):
+        ndx = versym.get_symbol(i)["ndx"]
+        if not isinstance(ndx, int):
+            out.append((None, True))
+            continue
+        hidden = bool(ndx & 0x8000)
+        out.append((names.get(ndx & 0x7FFF), not hidden))
+    return out
+
+
+def _split_version(name: str) -> tuple[str, str | None, bool]:
+    """`open@@GLIBC_2.2.5` → ('open', 'GLIBC_2.2.5', True); `x@V` → ('x', 'V', False); `x` → ('x', None, True)."""
+    if "@@" in name:
+        base, version = name.split("@@", 1)
+        return base, version or None, True
+    if "@" in name:
+        base, version = name.split("@", 1)
+        return base, version or None, False
+    return name, None, True
+
+
+def read_symbols(elf) -> tuple[list[ElfSymbol], list[str]]:
+    """Defined symbols of .symtab then .dynsym, and the names of the tables that exist."""
+    symbols: list[ElfSymbol] = []
+    tables: list[str] = []
+    for table in (".symtab", ".dynsym"):
+        section = elf.get_section_by_name(table)
+        if section is None or not hasattr(section, "iter_symbols"):
+            continue
+        tables.append(table)
+        versions = _dynsym_versions(elf) if table == ".dynsym" else None
+        for i, sym in enumerate(section.iter_symbols()):
+            if not sym.name or sym["st_shndx"] == "SHN_UNDEF" or sym["st_shndx"] == "SHN_ABS":
+                continue
+            kind = sym["st_info"]["type"]
+            # STT_GNU_IFUNC shares its number (10) with STT_LOOS, the name pyelftools reports.
+            kind = "STT_GNU_IFUNC" if kind in ("STT_LOOS", 10) else kind
+            if kind in ("STT_SECTION", "STT_FILE", "STT_TLS"):
+                continue
+            name, version, default = _split_version(sym.name)
+            if versions is not None and i < len(versions) and version is None:
+                version, default = versions[i]
+            symbols.append(ElfSymbol(name, version, default, sym["st_value"], sym["st_size"], kind, table))
+    return symbols, tables
+
+
+_SYMBOL_CACHE: dict[tuple[str, int, int, int], tuple[list[ElfSymbol], list[str]]] = {}
+
+
+def _cached_symbols(view: Path, elf) -> tuple[list[ElfSymbol], list[str]]:
+    """read_symbols, remembered per (file, inode, size, mtime): several probes on one library read it once."""
+    st = os.stat(view)
+    key = (str(view), st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _SYMBOL_CACHE:
+        _SYMBOL_CACHE[key] = read_symbols(elf)
+    return _SYMBOL_CACHE[key]
+
+
+def file_offset(elf, address: int, shown: str = "file") -> int:
+    """Virtual address → file offset through the PT_LOAD segment that maps it."""
+    for segment in elf.iter_segments():
+        if segment["p_type"] != "PT_LOAD":
+            continue
+        start, filesz = segment["p_vaddr"], segment["p_filesz"]
+        if start <= address < start + filesz:
+            return address - start + segment["p_offset"]
+    raise UsageError(f"address {address:#x} is not in any loaded segment of {shown} (not code?)")
+
+
+def _choose(matches: list[ElfSymbol], wanted: str, shown: str) -> ElfSymbol:
+    """Pick among same-name symbols: an exact version, else the default version, else the only one."""
+    by_value: dict[int, ElfSymbol] = {}
+    for sym in matches:
+        # .symtab and .dynsym repeat each other; keep the versioned spelling when both exist.
+        kept = by_value.get(sym.value)
+        if kept is None or (kept.version is None and sym.version is not None):
+            by_value[sym.value] = sym
+    if len(by_value) == 1:
+        return next(iter(by_value.values()))
+    defaults = [s for s in by_value.values() if s.default_version]
+    if len(defaults) == 1:
+        return defaults[0]
+    spelled = ", ".join(sorted(s.spelled for s in by_value.values()))
+    raise UsageError(f"{wanted!r} is ambiguous in {shown}: {spelled}",
+                     hint="name the version, e.g. SYMBOL@@VERSION, or give a virtual address (0x...)")
+
+
+def resolve_symbol(path: str, symbol: str, host: Host | None = None, *, offset: int = 0,
+                   machine: str | None = None) -> ResolvedSymbol:
+    """File offset of `symbol`(+offset) in the ELF file `path` (kernel's view), for a uprobe.
+
+    `symbol` may be `name`, `name@VERSION`, `name@@VERSION`, or a virtual address `0x...`.
+    Raises UsageError for non-ELF, wrong-architecture, stripped files and unknown symbols."""
+    host = host or Host()
+    machine = machine or host_machine()
+    view = host.path(path)
+    elf, f = _open_elf(view, path, machine)
+    with f:
+        symbols, tables = _cached_symbols(view, elf)
+        if symbol.lower().startswith("0x"):
+            try:
+                address = int(symbol, 16) + offset
+            except ValueError:
+                raise UsageError(f"bad address {symbol!r}") from None
+            at = [s for s in symbols if s.value == address and s.type in ("STT_FUNC", "STT_NOTYPE")]
+            name = at[0].spelled if at else symbol
+            return ResolvedSymbol(path, name, address, file_offset(elf, address, path),
+                                  tuple(sorted({s.spelled for s in at[1:]})), at[0].table if at else "",
+                                  elf.header.e_type, at[0].size if at else 0)
+        if not tables:
+            raise UsageError(f"{path} is stripped: it has no symbol table (.symtab or .dynsym)",
+                             hint="install its debug symbols, or give a virtual address (0x...) from a "
+                                  "disassembly")
+        base, version, _default = _split_version(symbol)
+        matches = [s for s in symbols if s.name == base and (version is None or s.version == version)]
+        if version is not None and "@@" in symbol:
+            matches = [s for s in matches if s.default_version] or matches
+        if not matches:
+            raise UsageError(_unknown_symbol_message(symbol, base, symbols, tables, path))
+        chosen = _choose(matches, symbol, path)
+        if chosen.type == "STT_GNU_IFUNC":
+            raise UsageError(
+                f"{chosen.spelled} in {path} is an IFUNC: its address is the resolver that picks an "
+                "implementation at load time, not the code that runs",
+                hint=f"probe an implementation instead ({_ifunc_implementations(base, symbols)})")
+        if chosen.type not in ("STT_FUNC", "STT_NOTYPE"):
+            raise UsageError(f"{chosen.spelled} in {path} is {chosen.type[4:].lower()} data, not code")
+        value = chosen.value
+        if elf.header.e_machine == "EM_ARM":
+            value &= ~1  # Thumb functions have bit 0 set in st_value
+        if offset and chosen.size and offset >= chosen.size:
+            raise UsageError(f"offset {offset:#x} is past the end of {chosen.spelled} (size {chosen.size:#x})")
+        address = value + offset
+        aliases = sorted({s.spelled for s in symbols
+                          if s.value == chosen.value and s.name != chosen.name
+                          and s.type in ("STT_FUNC", "STT_NOTYPE")})
+        return ResolvedSymbol(path, chosen.spelled, address, file_offset(elf, address, path),
+                              tuple(aliases), chosen.table, elf.header.e_type, chosen.size)
+
+
+def _unknown_symbol_message(symbol: str, base: str, symbols: list[ElfSymbol], tables: list[str],
+                            path: str) -> str:
+    import difflib
+    names = sorted({s.name for s in symbols if s.type in ("STT_FUNC", "STT_NOTYPE", "STT_GNU_IFUNC")})
+    if base in names:
+        versions = sorted({s.spelled for s in symbols if s.name == base})
+        return f"{symbol!r} not found in {path}; it has {', '.join(versions)}"
+    close = difflib.get_close_matches(base, names, n=4, cutoff=0.7)
+    where = " and ".join(tables)
+    extra = f"; did you mean {', '.join(close)}?" if close else ""
+    only_dynamic = "" if ".symtab" in tables else " (only exported symbols: .symtab was stripped)"
+    return f"function {symbol!r} not found in {where} of {path}{only_dynamic}{extra}"
+
+
+def _ifunc_implementations(base: str, symbols: list[ElfSymbol]) -> str:
+    prefixes = (f"__{base}_", f"{base}_")
+    names = sorted({s.name for s in symbols if s.type == "STT_FUNC" and s.name.startswith(prefixes)})
+    if names:
+        return ", ".join(names[:4])
+    return "they are local symbols, so install the library's debug symbols or use a virtual address"

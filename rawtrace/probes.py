@@ -1,0 +1,476 @@
+"""Probe specs (`uprobe:libc:openat arg2:ustring`): parsing, validation and the tracefs definition line."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+from rawtrace.errors import UsageError
+from rawtrace.host import Host
+
+
+@dataclass(frozen=True, slots=True)
+class Arch:
+    """What friendly probe arguments need to know about an architecture.
+
+    Verify `arg_registers` against the psABI calling convention and the register names against
+    regs_query_register_offset() in arch/<arch>/kernel/ptrace.c; `syscall_arg_offsets` are the
+    offsets of the syscall argument registers in struct pt_regs (arch/<arch>/include/asm/ptrace.h)."""
+
+    name: str
+    arg_registers: tuple[str, ...]
+    registers: frozenset[str]
+    # $stackN index of the first argument passed on the stack, at function entry.
+    first_stack_arg: int
+    syscall_wrapper_prefixes: tuple[str, ...]
+    syscall_context_register: str
+    syscall_arg_offsets: tuple[int, ...]
+    register_aliases: tuple[tuple[str, str], ...] = ()
+
+
+_X86_64_REGISTERS = frozenset(
+    ["ax", "bx", "cx", "dx", "si", "di", "bp", "sp", "ip", "flags", "cs", "ss", "ds", "es", "fs", "gs",
+     "orig_ax"] + [f"r{i}" for i in range(8, 16)])
+
+ARCHES: dict[str, Arch] = {
+    "x86_64": Arch(
+        name="x86_64",
+        arg_registers=("di", "si", "dx", "cx", "r8", "r9"),
+        registers=_X86_64_REGISTERS,
+        first_stack_arg=1,          # $stack0 is the return address pushed by call
+        syscall_wrapper_prefixes=("__x64_sys_",),
+        syscall_context_register="di",
+        # di, si, dx, r10, r8, r9 in struct pt_regs
+        syscall_arg_offsets=(0x70, 0x68, 0x60, 0x38, 0x48, 0x40),
+        register_aliases=tuple((f"r{n}", n) for n in ("ax", "bx", "cx", "dx", "si", "di", "bp", "sp", "ip"))
+        + tuple((f"e{n}", n) for n in ("ax", "bx", "cx", "dx", "si", "di", "bp", "sp", "ip")),
+    ),
+    "aarch64": Arch(
+        name="aarch64",
+        arg_registers=tuple(f"x{i}" for i in range(8)),
+        registers=frozenset([f"x{i}" for i in range(31)] + ["sp", "pc", "pstate"]),
+        first_stack_arg=0,          # the return address is in x30, so sp points at the 9th argument
+        syscall_wrapper_prefixes=("__arm64_sys_",),
+        syscall_context_register="x0",
+        syscall_arg_offsets=tuple(8 * i for i in range(6)),    # regs[0..5]
+        register_aliases=(("lr", "x30"),),
+    ),
+}
+ARCHES["arm64"] = ARCHES["aarch64"]
+
+KINDS = ("uprobe", "uretprobe", "kprobe", "kretprobe", "eprobe", "fprobe", "fretprobe")
+RETURN_KINDS = frozenset({"uretprobe", "kretprobe", "fretprobe"})
+
+_BASIC_TYPES = frozenset(
+    [f"{sign}{bits}" for sign in "sux" for bits in (8, 16, 32, 64)]
+    + ["char", "string", "ustring", "symbol", "symstr", "%pd", "%pD"])
+_STRING_TYPES = frozenset({"string", "ustring"})
+_BITFIELD = re.compile(r"b\d{1,2}@\d{1,2}/(8|16|32|64)\Z")
+_ARRAY = re.compile(r"(?P<base>[^\[\]]+)\[(?P<count>\d{1,3})\]\Z")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_FETCH_CHARS = re.compile(r"[A-Za-z0-9_%$@+\-().>\\]+\Z")
+_FRIENDLY_ARG = re.compile(r"arg(\d+)\Z")
+_KERNEL_SYMBOL = re.compile(r"[A-Za-z_.][A-Za-z0-9_.$]*\Z")
+_ELF_SYMBOL = re.compile(r"[A-Za-z0-9_.$@]+\Z")
+_MODULE = re.compile(r"[A-Za-z0-9_\-]+\Z")
+_RESERVED_ARG_NAMES = frozenset({"common_type", "common_flags", "common_preempt_count", "common_pid",
+                                 "common_tgid", "__probe_ip", "__probe_func", "__probe_ret_ip"})
+MAX_NAME = 64           # MAX_EVENT_NAME_LEN
+MAX_ARG_NAME = 32       # MAX_ARG_NAME_LEN
+MAX_ARGS = 128          # MAX_TRACE_ARGS
+GROUP_PREFIX = "rawtrace_"
+
+
+def _reject_unsafe(text: str, what: str) -> None:
+    """A spec becomes one line of a tracefs command file: nothing may end it or start another.
+
+    The kernel splits commands at newlines and drops everything after `#` as a comment."""
+    for ch in text:
+        if ord(ch) < 0x20 or ord(ch) == 0x7F:
+            raise UsageError(f"{what} contains a control character ({ch!r}); probe specs are one line")
+        if ch in ";#":
+            raise UsageError(f"{what} contains {ch!r}, which is not allowed in a probe spec")
+
+
+def sanitize_name(text: str) -> str:
+    """Make an event name the kernel accepts: [A-Za-z0-9_], not starting with a digit, <= 64 chars."""
+    name = re.sub(r"[^A-Za-z0-9_]", "_", text)
+    if not name:
+        name = "probe"
+    if name[0].isdigit():
+        name = "_" + name
+    return name[:MAX_NAME]
+
+
+def validate_name(name: str, what: str = "event name") -> str:
+    """Return `name` if it is a valid group/event name, else raise UsageError saying why."""
+    if not name or len(name) > MAX_NAME or not _NAME.match(name):
+        raise UsageError(f"invalid {what} {name!r}: use letters, digits and _, not starting with a digit, "
+                         f"at most {MAX_NAME} characters")
+    return name
+
+
+def run_group(pid: int | None = None) -> str:
+    """rawtrace's group for one run: `rawtrace_<pid>`, so a later reset can tell whether its owner is alive."""
+    return f"{GROUP_PREFIX}{os.getpid() if pid is None else pid}"
+
+
+def group_owner(group: str) -> int | None:
+    """The pid in a `rawtrace_<pid>` group name, or None for any other group."""
+    if group.startswith(GROUP_PREFIX) and group[len(GROUP_PREFIX):].isdigit():
+        return int(group[len(GROUP_PREFIX):])
+    return None
+
+
+def host_arch() -> str:
+    return os.uname().machine
+
+
+def _arch(name: str | None) -> Arch | None:
+    return ARCHES.get(name or host_arch())
+
+
+def validate_type(type_: str) -> str:
+    """Return the fetcharg type if the kernel knows it (s8..u64, x8.., string, ustring, arrays...)."""
+    match = _ARRAY.match(type_)
+    base = match.group("base") if match else type_
+    if match and not 0 < int(match.group("count")) <= 64:
+        raise UsageError(f"array size in {type_!r} must be 1..64")
+    if base in _BASIC_TYPES or _BITFIELD.match(base):
+        return type_
+    import difflib
+    close = difflib.get_close_matches(base, sorted(_BASIC_TYPES), n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise UsageError(f"unknown argument type {type_!r}{hint} (types: s8..s64, u8..u64, x8..x64, char, "
+                     "string, ustring, symbol, symstr, %pd, %pD, b<width>@<offset>/<size>, TYPE[N])")
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeArg:
+    """One fetched argument: `name=fetch:type` as the kernel wants it; `given` is what the user wrote."""
+
+    name: str
+    fetch: str
+    type: str | None
+    given: str
+
+    def render(self) -> str:
+        return f"{self.name}={self.fetch}" + (f":{self.type}" if self.type else "")
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeSpec:
+    """A parsed `--probe` spec. `target` is the uprobe file/library/pid:PID, the kprobe module, or the
+    eprobe's event system; `symbol` the function (or the eprobe's event)."""
+
+    kind: str
+    target: str | None
+    symbol: str
+    offset: int
+    args: tuple[ProbeArg, ...]
+    return_probe: bool
+    arch: str
+    text: str
+    name: str | None = None         # an explicit event name given as `NAME=kind:...`
+
+    @classmethod
+    def parse(cls, text: str, arch: str | None = None) -> ProbeSpec:
+        """Parse and validate a spec; raises UsageError naming the problem. Nothing is written."""
+        return parse_spec(text, arch)
+
+    @property
+    def event_name(self) -> str:
+        """The event name to use unless the caller picks another: the explicit name, else from the symbol."""
+        if self.name:
+            return self.name
+        base = self.symbol.split("@", 1)[0]
+        if self.kind == "eprobe":
+            base = f"{self.symbol}_e"
+        elif self.offset:
+            base = f"{base}_{self.offset:x}"
+        if self.return_probe:
+            base += "_ret"
+        return sanitize_name(base)
+
+    @property
+    def is_uprobe(self) -> bool:
+        return self.kind in ("uprobe", "uretprobe")
+
+
+def parse_spec(text: str, arch: str | None = None) -> ProbeSpec:
+    arch_name = arch or host_arch()
+    arch_info = _arch(arch_name)
+    if not isinstance(text, str) or not text.strip():
+        raise UsageError("empty probe spec", hint="e.g. --probe 'uprobe:libc:openat path=arg2:ustring'")
+    _reject_unsafe(text, "probe spec")
+    head, *arg_texts = text.split()
+    name = None
+    if "=" in head.split(":", 1)[0]:
+        name, head = head.split("=", 1)
+        validate_name(name)
+    kind, sep, rest = head.partition(":")
+    if not sep or kind not in KINDS:
+        import difflib
+        close = difflib.get_close_matches(kind, KINDS, n=1)
+        hint = f"did you mean {close[0]}:?" if close else f"kinds: {', '.join(KINDS)}"
+        raise UsageError(f"bad probe spec {head!r}: expected KIND:..., {hint}")
+    return_probe = kind in RETURN_KINDS
+    target, symbol, offset = _parse_place(kind, rest, head)
+    if len(arg_texts) > MAX_ARGS:
+        raise UsageError(f"too many probe arguments ({len(arg_texts)}; the kernel allows {MAX_ARGS})")
+    context = _Context(kind, symbol, offset, return_probe, arch_info, arch_name)
+    args = _parse_args(arg_texts, context)
+    return ProbeSpec(kind, target, symbol, offset, args, return_probe, arch_name, text, name)
+
+
+def _parse_offset(text: str, head: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise UsageError(f"bad offset {text!r} in {head!r}: use a decimal or 0x number") from None
+    if value < 0:
+        raise UsageError(f"negative offset in {head!r}")
+    return value
+
+
+def _split_offset(place: str, head: str) -> tuple[str, int]:
+    if "+" in place:
+        symbol, offset_text = place.rsplit("+", 1)
+        return symbol, _parse_offset(offset_text, head)
+    return place, 0
+
+
+def _parse_place(kind: str, rest: str, head: str) -> tuple[str | None, str, int]:
+    if kind in ("uprobe", "uretprobe"):
+        if rest.startswith("pid:"):
+            pid, sep, place = rest[4:].partition(":")
+            target = f"pid:{pid}"
+            if not pid.isdigit():
+                raise UsageError(f"bad target in {head!r}: expected pid:<number>")
+        else:
+            target, sep, place = rest.rpartition(":")
+        if not sep or not target or not place:
+            raise UsageError(f"bad {kind} spec {head!r}: expected {kind}:TARGET:SYMBOL[+OFFSET] "
+                             "(TARGET: a path, a library name like libc, or pid:PID)")
+        symbol, offset = _split_offset(place, head)
+        if not _ELF_SYMBOL.match(symbol):
+            raise UsageError(f"bad symbol {symbol!r} in {head!r}")
+        if kind == "uretprobe" and offset:
+            raise UsageError(f"a uretprobe goes on a function's entry; drop the offset in {head!r}")
+        return target, symbol, offset
+    if kind in ("kprobe", "kretprobe", "fprobe", "fretprobe"):
+        module = None
+        place = rest
+        if ":" in rest and kind in ("kprobe", "kretprobe"):
+            module, place = rest.split(":", 1)
+            if not _MODULE.match(module):
+                raise UsageError(f"bad module name {module!r} in {head!r}")
+        symbol, offset = _split_offset(place, head)
+        if not symbol or not _KERNEL_SYMBOL.match(symbol):
+            raise UsageError(f"bad {kind} spec {head!r}: expected {kind}:FUNCTION"
+                             + ("[+OFFSET]" if kind == "kprobe" else ""))
+        if offset and kind != "kprobe":
+            raise UsageError(f"{kind} probes go on a function's entry; drop the offset in {head!r}")
+        return module, symbol, offset
+    # eprobe: SYSTEM:EVENT (also SYSTEM.EVENT and SYSTEM/EVENT, the spellings tracefs uses)
+    parts = re.split(r"[:./]", rest)
+    if len(parts) != 2 or not all(_NAME.match(p) for p in parts):
+        raise UsageError(f"bad eprobe spec {head!r}: expected eprobe:SYSTEM:EVENT, "
+                         "e.g. eprobe:syscalls:sys_enter_openat")
+    return parts[0], parts[1], 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    kind: str
+    symbol: str
+    offset: int
+    return_probe: bool
+    arch: Arch | None
+    arch_name: str
+
+    @property
+    def syscall_wrapper(self) -> bool:
+        return (self.kind in ("kprobe", "kretprobe") and self.arch is not None
+                and self.symbol.startswith(self.arch.syscall_wrapper_prefixes))
+
+
+def _parse_args(texts: list[str], context: _Context) -> tuple[ProbeArg, ...]:
+    args: list[ProbeArg] = []
+    names: set[str] = set()
+    for position, text in enumerate(texts, 1):
+        name, fetch, type_ = _split_arg(text)
+        fetch, type_, natural = _translate(fetch, type_, context, text)
+        if name is None:
+            name = natural or f"arg{position}"
+            if name in names:
+                name = f"{name}_{position}"
+        if len(name) > MAX_ARG_NAME or not _NAME.match(name):
+            raise UsageError(f"invalid argument name {name!r} in {text!r}: letters, digits and _, "
+                             f"at most {MAX_ARG_NAME} characters")
+        if name in _RESERVED_ARG_NAMES:
+            raise UsageError(f"argument name {name!r} is reserved by the kernel for the event's own fields")
+        if name in names:
+            raise UsageError(f"argument name {name!r} is used twice")
+        names.add(name)
+        args.append(ProbeArg(name, fetch, type_, text))
+    return tuple(args)
+
+
+def _split_arg(text: str) -> tuple[str | None, str, str | None]:
+    name = None
+    if "=" in text:
+        name, text = text.split("=", 1)
+    fetch, sep, type_ = text.rpartition(":")
+    if not sep:
+        fetch, type_ = text, None
+    elif "(" in type_ or ")" in type_:
+        raise UsageError(f"bad probe argument {text!r}")
+    if not fetch:
+        raise UsageError(f"empty fetch in probe argument {text!r}")
+    if type_ is not None:
+        validate_type(type_)
+    return name, fetch, type_
+
+
+def _translate(fetch: str, type_: str | None, context: _Context, text: str) -> tuple[str, str | None, str | None]:
+    """Friendly fetch → the kernel's fetcharg for this probe kind and arch; also a natural arg name."""
+    if not _FETCH_CHARS.match(fetch) or fetch.count("(") != fetch.count(")"):
+        raise UsageError(f"bad fetch {fetch!r} in probe argument {text!r}",
+                         hint="registers %di, $retval, $comm, $stackN, deref +OFF(FETCH), or argN/retval")
+    wants_string = type_ in _STRING_TYPES
+    friendly = _FRIENDLY_ARG.match(fetch)
+    if friendly:
+        number = int(friendly.group(1))
+        kernel_fetch, type_ = _friendly_arg(number, type_, context, text)
+        if wants_string:
+            kernel_fetch = f"+0({kernel_fetch})"
+        return kernel_fetch, type_, fetch
+    if fetch in ("retval", "$retval"):
+        if not context.return_probe:
+            raise UsageError(f"{fetch} exists only in return probes (uretprobe, kretprobe, fretprobe): {text!r}")
+        return ("+0($retval)" if wants_string else "$retval"), type_, "retval"
+    if fetch in ("comm", "$comm"):
+        return "$comm", type_ or "string", "comm"
+    if context.kind == "eprobe" and _NAME.match(fetch):
+        field = f"${fetch}"
+        return (f"+0({field})" if wants_string else field), type_, fetch
+    if re.search(r"\$arg\d", fetch) and context.kind in ("uprobe", "uretprobe"):
+        raise UsageError(f"uprobes cannot use $argN ({text!r}); use argN, which rawtrace maps to registers")
+    if "$retval" in fetch and not context.return_probe:
+        raise UsageError(f"$retval exists only in return probes: {text!r}")
+    return _check_registers(fetch, context, text), type_, None
+
+
+def _friendly_arg(number: int, type_: str | None, context: _Context, text: str) -> tuple[str, str | None]:
+    if number < 1:
+        raise UsageError(f"arguments count from 1: {text!r}")
+    if context.kind == "eprobe":
+        raise UsageError(f"event probes fetch the attached event's fields by name, not argN: {text!r}")
+    if context.kind in ("fprobe", "fretprobe"):
+        return f"$arg{number}", type_
+    arch = context.arch
+    if arch is None:
+        raise UsageError(f"argN is not known for architecture {context.arch_name}; use registers: {text!r}")
+    if context.syscall_wrapper:
+        # __x64_sys_*(const struct pt_regs *regs): the syscall's own arguments live in that pt_regs.
+        if number > len(arch.syscall_arg_offsets):
+            raise UsageError(f"system calls have at most {len(arch.syscall_arg_offsets)} arguments: {text!r}")
+        if context.offset:
+            raise UsageError(f"argN needs the function entry (offset 0): {text!r}")
+        inner = f"+{arch.syscall_arg_offsets[number - 1]:#x}(%{arch.syscall_context_register})"
+        if context.kind == "kretprobe":
+            raise UsageError(f"the saved registers are gone when the syscall returns; use a kprobe for "
+                             f"arguments: {text!r}")
+        # The pointer came from user space: read its string from user memory.
+        return inner, ("ustring" if type_ == "string" else type_)
+    if context.kind == "kretprobe":
+        return f"$arg{number}", type_
+    if context.return_probe:
+        raise UsageError(f"argument registers are overwritten by the time a function returns; "
+                         f"probe the entry with a uprobe for {text!r}")
+    if context.offset:
+        raise UsageError(f"argN is only reliable at the function entry, not +{context.offset:#x}: "
+                         f"use registers directly ({text!r})")
+    if number <= len(arch.arg_registers):
+        return f"%{arch.arg_registers[number - 1]}", type_
+    return f"$stack{arch.first_stack_arg + number - 1 - len(arch.arg_registers)}", type_
+
+
+def _check_registers(fetch: str, context: _Context, text: str) -> str:
+    arch = context.arch
+
+    def replace(match: re.Match) -> str:
+        register = match.group(1)
+        if arch is None:
+            return match.group(0)
+        register = dict(arch.register_aliases).get(register, register)
+        if register not in arch.registers:
+            raise UsageError(f"unknown {arch.name} register %{match.group(1)} in {text!r}",
+                             hint="registers: " + " ".join(sorted(arch.registers)))
+        return f"%{register}"
+
+    return re.sub(r"%([A-Za-z0-9_]+)", replace, fetch)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Resolution: spec → the place the kernel wants
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedProbe:
+    """A spec with its place resolved (uprobes: absolute file path and file offset)."""
+
+    spec: ProbeSpec
+    place: str                       # `/usr/lib/.../libc.so.6:0xf8150`, `vfs_read+4`, `syscalls.sys_enter_openat`
+    path: str | None = None
+    symbol: str | None = None        # as found in the ELF file (with version) for uprobes
+    address: int | None = None
+    file_offset: int | None = None
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def kind(self) -> str:
+        return self.spec.kind
+
+    @property
+    def args(self) -> tuple[ProbeArg, ...]:
+        return self.spec.args
+
+    def definition(self, group: str, event: str) -> str:
+        """The exact line written to dynamic_events / uprobe_events / kprobe_events (no newline)."""
+        validate_name(group, "group name")
+        validate_name(event)
+        kind = self.spec.kind
+        letter = {"uprobe": "p", "uretprobe": "r", "kprobe": "p", "kretprobe": "r", "eprobe": "e",
+                  "fprobe": "f", "fretprobe": "f"}[kind]
+        place = self.place + ("%return" if kind == "fretprobe" else "")
+        parts = [f"{letter}:{group}/{event}", place] + [arg.render() for arg in self.spec.args]
+        line = " ".join(parts)
+        _reject_unsafe(line, "probe definition")
+        return line
+
+
+def resolve(spec: ProbeSpec, host: Host | None = None) -> ResolvedProbe:
+    """Resolve a spec against this host: uprobe targets and symbols through their ELF files."""
+    host = host or Host()
+    if spec.is_uprobe:
+        from rawtrace import elf
+        machine = spec.arch
+        path = elf.resolve_target(spec.target or "", host, machine)
+        _reject_unsafe(path, "uprobe target path")
+        if any(ch.isspace() for ch in path):
+            raise UsageError(f"{path}: the kernel's probe syntax cannot express a path with spaces",
+                             hint="probe it through a symlink-free copy or a bind mount without spaces")
+        found = elf.resolve_symbol(path, spec.symbol, host, offset=spec.offset, machine=machine)
+        return ResolvedProbe(spec, f"{path}:{found.file_offset:#x}", path, found.symbol, found.address,
+                             found.file_offset, found.aliases)
+    if spec.kind in ("kprobe", "kretprobe"):
+        place = f"{spec.target}:{spec.symbol}" if spec.target else spec.symbol
+        if spec.offset:
+            place += f"+{spec.offset}"
+        return ResolvedProbe(spec, place, symbol=spec.symbol)
+    if spec.kind == "eprobe":
+        return ResolvedProbe(spec, f"{spec.target}.{spec.symbol}", symbol=spec.symbol)
+    return ResolvedProbe(spec, spec.symbol, symbol=spec.symbol)

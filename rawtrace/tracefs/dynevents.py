@@ -1,0 +1,456 @@
+"""Dynamic events in tracefs: create/remove probe definitions, read error_log, list probes with hit counts."""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rawtrace.errors import KernelRefused, NotSupported, UsageError
+from rawtrace.probes import GROUP_PREFIX, ResolvedProbe, group_owner, run_group, validate_name
+
+# README lines that exist only when the feature is compiled in (kernel/trace/trace.c readme_msg).
+README_KPROBE_PLACE = "place: [<module>:]<symbol>"
+README_UPROBE_PLACE = "place (uprobe):"
+README_FPROBE = "f[:[<group>/][<event>]]"
+README_EPROBE = "e[:[<group>/][<event>]]"
+
+_KIND_FEATURE = {"uprobe": "uprobes", "uretprobe": "uprobes", "kprobe": "kprobes", "kretprobe": "kprobes",
+                 "eprobe": "eprobes", "fprobe": "fprobes", "fretprobe": "fprobes"}
+
+_NOT_SUPPORTED = {
+    "kprobes": ("kprobes are not supported by this kernel (built without CONFIG_KPROBE_EVENTS)",
+                ("use a tracepoint (`rawtrace events`) or a uprobe on the user-space caller instead, or run "
+                "a kernel built with CONFIG_KPROBE_EVENTS=y")),
+    "uprobes": ("uprobes are not supported by this kernel (built without CONFIG_UPROBE_EVENTS)",
+                "use a tracepoint (`rawtrace events`), or run a kernel built with CONFIG_UPROBE_EVENTS=y"),
+    "eprobes": ("event probes are not supported by this kernel (built without CONFIG_EPROBE_EVENTS)",
+                ("trace the event itself and dereference in user space, or use a uprobe on the caller "
+                "(e.g. uprobe:libc:openat path=arg2:ustring)")),
+    "fprobes": ("fprobes are not supported by this kernel (built without CONFIG_FPROBE_EVENTS)",
+                "use kprobe:/kretprobe: where the kernel has kprobes, or a tracepoint"),
+}
+
+_LISTING = re.compile(r"(?P<type>[a-z])(?P<maxactive>\d*):(?P<group>[^/\s]+)/(?P<event>\S+)(?:\s+(?P<rest>.*))?\Z")
+_ERROR_HEAD = re.compile(r"\[\s*(?P<ts>[0-9.]+)\]\s+(?P<location>[^:]+):\s+error:\s+(?P<message>.*)\Z")
+_COMMAND_PREFIX = "  Command: "
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeSupport:
+    """Which probe kinds this tracefs offers, from its files and README. `eprobes` is only a
+    maybe: the README shows the `e` syntax even without CONFIG_EPROBE_EVENTS, so a write decides."""
+
+    dynamic_events: bool
+    uprobes: bool
+    kprobes: bool
+    fprobes: bool
+    eprobes: bool
+    error_log: bool
+
+    def supports(self, kind: str) -> bool:
+        return bool(getattr(self, _KIND_FEATURE[kind]))
+
+
+def probe_support(tracefs: Path) -> ProbeSupport:
+    """Decide probe support from tracefs evidence: the command files and the README's syntax lines."""
+    try:
+        readme = (tracefs / "README").read_text(errors="replace")
+    except OSError:
+        readme = ""
+    dynamic = (tracefs / "dynamic_events").exists()
+    return ProbeSupport(
+        dynamic_events=dynamic,
+        uprobes=(tracefs / "uprobe_events").exists() or README_UPROBE_PLACE in readme,
+        kprobes=(tracefs / "kprobe_events").exists() or README_KPROBE_PLACE in readme,
+        fprobes=dynamic and README_FPROBE in readme,
+        eprobes=dynamic and README_EPROBE in readme,
+        error_log=(tracefs / "error_log").exists(),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorLogEntry:
+    """One error_log entry: `[ts] location: error: message`, the command, and the caret's column in it."""
+
+    timestamp: str
+    location: str
+    message: str
+    command: str | None
+    position: int | None           # index into `command` the caret points at
+
+    def render(self) -> str:
+        """The kernel's message with the command and a caret under the offending part."""
+        lines = [self.message]
+        if self.command is not None:
+            lines.append(f"{_COMMAND_PREFIX}{self.command}")
+            if self.position is not None:
+                lines.append(" " * (len(_COMMAND_PREFIX) + self.position) + "^")
+        return "\n".join(lines)
+
+
+def parse_error_log(text: str) -> list[ErrorLogEntry]:
+    """Parse tracefs error_log text (oldest first)."""
+    entries: list[ErrorLogEntry] = []
+    current: dict | None = None
+
+    def flush() -> None:
+        if current is not None:
+            entries.append(ErrorLogEntry(current["ts"], current["location"], current["message"],
+                                         current.get("command"), current.get("position")))
+
+    for line in text.splitlines():
+        head = _ERROR_HEAD.match(line)
+        if head:
+            flush()
+            current = {"ts": head.group("ts"), "location": head.group("location").strip(),
+                       "message": head.group("message").strip()}
+        elif current is not None and line.startswith(_COMMAND_PREFIX) and "command" not in current:
+            current["command"] = line[len(_COMMAND_PREFIX):]
+        elif current is not None and line.strip() == "^" and "command" in current:
+            current["position"] = max(0, line.index("^") - len(_COMMAND_PREFIX))
+    flush()
+    return entries
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeInfo:
+    """A probe listed by the kernel, with its owner (for rawtrace_<pid> groups) and hit counts."""
+
+    group: str
+    event: str
+    kind: str                   # uprobe, uretprobe, kprobe, kretprobe, eprobe, fprobe, fretprobe, tprobe, synthetic
+    definition: str             # the line as the kernel lists it
+    owner_pid: int | None
+    owner_alive: bool | None
+    hits: int | None
+    misses: int | None          # kprobes only; uprobe_profile has no miss count
+    enabled_in: tuple[str, ...]  # "top" and/or instance names where its enable file is set
+
+    def to_json(self) -> dict:
+        return {"group": self.group, "event": self.event, "type": self.kind, "definition": self.definition,
+                "owner_pid": self.owner_pid, "owner_alive": self.owner_alive, "hits": self.hits,
+                "misses": self.misses, "enabled_in": list(self.enabled_in)}
+
+
+class KernelFiles:
+    """The two kinds of tracefs writes probes need. Tests substitute a fake that also plays the kernel."""
+
+    def append(self, path: Path, line: str) -> None:
+        # O_APPEND and one write(): Python's "a" mode seeks, which these files refuse (EINVAL), and
+        # O_TRUNC ("w") would delete every other probe of that file type.
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, (line + "\n").encode())
+        finally:
+            os.close(fd)
+
+    def write(self, path: Path, text: str) -> None:
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return None
+
+
+def _listing_kind(letter: str, rest: str) -> str:
+    place = rest.split(" ", 1)[0] if rest else ""
+    if letter in ("p", "r"):
+        is_uprobe = place.startswith("/") and ":" in place
+        if is_uprobe:
+            return "uretprobe" if letter == "r" or place.endswith("%return") else "uprobe"
+        return "kretprobe" if letter == "r" or "%return" in place else "kprobe"
+    if letter == "f":
+        return "fretprobe" if place.endswith("%return") else "fprobe"
+    return {"e": "eprobe", "t": "tprobe", "s": "synthetic"}.get(letter, letter)
+
+
+class DynamicEvents:
+    """Probe definitions in one tracefs mount. Remembers what it created so `remove()` can undo it."""
+
+    def __init__(self, tracefs: Path | str, *, proc: Path | str = "/proc", files: KernelFiles | None = None) -> None:
+        self.tracefs = Path(tracefs)
+        self.proc = Path(proc)
+        self.files = files or KernelFiles()
+        self.created: list[tuple[str, str]] = []
+        self._support: ProbeSupport | None = None
+
+    # -- support -----------------------------------------------------------------------------------
+
+    @property
+    def support(self) -> ProbeSupport:
+        if self._support is None:
+            self._support = probe_support(self.tracefs)
+        return self._support
+
+    def check_supported(self, kind: str) -> None:
+        """Raise NotSupported (one line + hint) when this kernel lacks the probe kind."""
+        feature = _KIND_FEATURE[kind]
+        if not self.support.supports(kind):
+            message, hint = _NOT_SUPPORTED[feature]
+            if feature in ("eprobes", "fprobes") and not self.support.dynamic_events:
+                message = f"{feature[:-1]}s need tracefs dynamic_events, which this kernel lacks (Linux < 5.0)"
+            raise NotSupported(message, hint=hint)
+
+    def _command_file(self, kind: str) -> Path:
+        if self.support.dynamic_events:
+            return self.tracefs / "dynamic_events"
+        feature = _KIND_FEATURE[kind]
+        return self.tracefs / ("uprobe_events" if feature == "uprobes" else "kprobe_events")
+
+    # -- create ------------------------------------------------------------------------------------
+
+    def create(self, resolved: ResolvedProbe | Sequence[ResolvedProbe], group: str | None = None,
+               event: str | None = None):
+        """Define one probe as `group/event` and return (group, event).
+
+        Given a list, define them all in `group` (default `rawtrace_<pid>`) under their spec's event
+        names (made unique) and return the list of (group, event); if one fails, the ones already
+        defined are removed again before the error is raised."""
+        if not isinstance(resolved, ResolvedProbe):
+            return self._create_many(list(resolved), group or run_group())
+        group = group or run_group()
+        event = event or resolved.spec.event_name
+        return self._create_one(resolved, group, event)
+
+    def _create_many(self, probes: list[ResolvedProbe], group: str) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        taken: set[str] = set()
+        try:
+            for probe in probes:
+                event = self._free_name(group, probe.spec.event_name, taken)
+                taken.add(event)
+                out.append(self._create_one(probe, group, event))
+        except BaseException:
+            for made_group, made_event in reversed(out):
+                try:
+                    self.remove(made_group, made_event)
+                except Exception:  # noqa: BLE001, S110 - the original error matters more
+                    pass
+            raise
+        return out
+
+    def _free_name(self, group: str, base: str, taken: set[str]) -> str:
+        name, n = base, 1
+        while name in taken or (self.tracefs / "events" / group / name).exists():
+            n += 1
+            suffix = f"_{n}"
+            name = base[:64 - len(suffix)] + suffix
+        return name
+
+    def _create_one(self, resolved: ResolvedProbe, group: str, event: str) -> tuple[str, str]:
+        validate_name(group, "group name")
+        validate_name(event)
+        if not group.startswith(GROUP_PREFIX):
+            raise UsageError(f"group {group!r} is not rawtrace's: rawtrace only defines probes in "
+                             f"{GROUP_PREFIX}<pid> groups, so it never changes another tool's events")
+        kind = resolved.spec.kind
+        self.check_supported(kind)
+        if kind == "eprobe":
+            self._check_attached_event(resolved.spec.target or "", resolved.spec.symbol)
+        if (self.tracefs / "events" / group / event).exists():
+            raise UsageError(f"probe {group}/{event} already exists; pick another event name")
+        line = resolved.definition(group, event)
+        path = self._command_file(kind)
+        before = self._error_log_entries()
+        try:
+            self.files.append(path, line)
+        except OSError as exc:
+            entry = self._new_error(before, line)
+            if kind == "eprobe" and exc.errno == errno.EINVAL and entry is None:
+                # No parser claimed the `e` line: the kernel was built without event probes.
+                message, hint = _NOT_SUPPORTED["eprobes"]
+                raise NotSupported(message, hint=hint) from None
+            raise _refused(f"probe {group}/{event}", exc, entry, line) from None
+        self.created.append((group, event))
+        return group, event
+
+    def _check_attached_event(self, system: str, name: str) -> None:
+        events = self.tracefs / "events"
+        if (events / system / name).is_dir():
+            return
+        import difflib
+        if (events / system).is_dir():
+            choices = sorted(p.name for p in (events / system).iterdir() if p.is_dir())
+            close = difflib.get_close_matches(name, choices, n=3)
+            extra = f"; did you mean {', '.join(close)}?" if close else ""
+            raise UsageError(f"no event {system}:{name} to attach an event probe to{extra}")
+        systems = sorted(p.name for p in events.iterdir() if p.is_dir()) if events.is_dir() else []
+        close = difflib.get_close_matches(system, systems, n=3)
+        extra = f"; did you mean {', '.join(close)}?" if close else ""
+        raise UsageError(f"no event system {system!r} to attach an event probe to{extra}")
+
+    # -- error_log ---------------------------------------------------------------------------------
+
+    def error_log(self) -> list[ErrorLogEntry]:
+        return parse_error_log(_read(self.tracefs / "error_log") or "")
+
+    def _error_log_entries(self) -> set[tuple[str, str, str | None]]:
+        return {(e.timestamp, e.message, e.command) for e in self.error_log()}
+
+    def _new_error(self, before: set[tuple[str, str, str | None]], line: str) -> ErrorLogEntry | None:
+        """The error_log entry our failed write produced: new since `before`, for our command if it says."""
+        fresh = [e for e in self.error_log() if (e.timestamp, e.message, e.command) not in before]
+        mine = [e for e in fresh if e.command is not None and e.command.strip() == line]
+        if mine:
+            return mine[-1]
+        return fresh[-1] if fresh else None
+
+    # -- remove ------------------------------------------------------------------------------------
+
+    def remove(self, group: str | None = None, event: str | None = None) -> None:
+        """Disable `group/event` wherever it is enabled, then delete its definition.
+
+        With no arguments, remove every probe this object created (newest first). Only rawtrace's own
+        groups are touched; a probe that is already gone is not an error."""
+        if group is None:
+            errors: list[Exception] = []
+            for made_group, made_event in reversed(list(self.created)):
+                try:
+                    self.remove(made_group, made_event)
+                except Exception as exc:  # noqa: BLE001 - remove the rest, report the first
+                    errors.append(exc)
+            if errors:
+                raise errors[0]
+            return
+        if event is None:
+            self.remove_group(group)
+            return
+        validate_name(group, "group name")
+        validate_name(event)
+        if not group.startswith(GROUP_PREFIX):
+            raise UsageError(f"refusing to remove {group}/{event}: not a rawtrace group")
+        self.disable(group, event)
+        path = self._removal_file(group, event)
+        try:
+            self.files.append(path, f"-:{group}/{event}")
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:
+                raise _refused(f"removal of probe {group}/{event}", exc,
+                               self._new_error(set(), f"-:{group}/{event}"), f"-:{group}/{event}",
+                               hint="it may be in use by perf, BPF or a trigger; stop that user, then run "
+                                    "`rawtrace reset`") from None
+        if (group, event) in self.created:
+            self.created.remove((group, event))
+
+    def _removal_file(self, group: str, event: str) -> Path:
+        if self.support.dynamic_events:
+            return self.tracefs / "dynamic_events"
+        for name in ("uprobe_events", "kprobe_events"):
+            for line in (_read(self.tracefs / name) or "").splitlines():
+                match = _LISTING.match(line.strip())
+                if match and match.group("group") == group and match.group("event") == event:
+                    return self.tracefs / name
+        return self.tracefs / ("uprobe_events" if self.support.uprobes else "kprobe_events")
+
+    def enable_files(self, group: str, event: str) -> list[tuple[str, Path]]:
+        """(instance, enable file) for the top level ("top") and every instance that has this event."""
+        out = []
+        top = self.tracefs / "events" / group / event / "enable"
+        if top.exists():
+            out.append(("top", top))
+        instances = self.tracefs / "instances"
+        if instances.is_dir():
+            for inst in sorted(instances.iterdir()):
+                path = inst / "events" / group / event / "enable"
+                if path.exists():
+                    out.append((inst.name, path))
+        return out
+
+    def disable(self, group: str, event: str) -> None:
+        """Write 0 to the event's enable file wherever it reads other than 0 (the kernel refuses
+        to delete an enabled probe with EBUSY)."""
+        for _where, path in self.enable_files(group, event):
+            state = (_read(path) or "0").strip()
+            if state != "0":
+                try:
+                    self.files.write(path, "0")
+                except FileNotFoundError:
+                    pass
+
+    def remove_group(self, group: str) -> None:
+        """Remove every probe in one of rawtrace's groups."""
+        validate_name(group, "group name")
+        if not group.startswith(GROUP_PREFIX):
+            raise UsageError(f"refusing to remove group {group!r}: not a rawtrace group")
+        for info in self.list(group_prefix=group):
+            if info.group == group:
+                self.remove(group, info.event)
+
+    # -- list --------------------------------------------------------------------------------------
+
+    def listing(self) -> list[str]:
+        """Definition lines as the kernel lists them (dynamic_events, else uprobe_events + kprobe_events)."""
+        if self.support.dynamic_events:
+            text = _read(self.tracefs / "dynamic_events") or ""
+        else:
+            text = (_read(self.tracefs / "uprobe_events") or "") + (_read(self.tracefs / "kprobe_events") or "")
+        return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+    def list(self, group_prefix: str | None = GROUP_PREFIX) -> list[ProbeInfo]:
+        """Probes whose group starts with `group_prefix` (None: every dynamic event), with hits/misses."""
+        parsed = []
+        for line in self.listing():
+            match = _LISTING.match(line)
+            if not match:
+                continue
+            kind = _listing_kind(match.group("type"), match.group("rest") or "")
+            parsed.append((match.group("group"), match.group("event"), kind, line))
+        counts = self._profile_counts(parsed)
+        out = []
+        for index, (group, event, kind, line) in enumerate(parsed):
+            if group_prefix is not None and not group.startswith(group_prefix):
+                continue
+            owner = group_owner(group)
+            alive = (self.proc / str(owner)).exists() if owner is not None else None
+            hits, misses = counts.get(index, (None, None))
+            enabled = tuple(where for where, path in self.enable_files(group, event)
+                            if (_read(path) or "0").strip() not in ("0", "0*"))
+            out.append(ProbeInfo(group, event, kind, line, owner, alive, hits, misses, enabled))
+        return out
+
+    def _profile_counts(self, parsed: list[tuple[str, str, str, str]]) -> dict[int, tuple[int | None, int | None]]:
+        """Hits (and misses) per listing index. The profile files name only the event, not the group, so
+        the Nth profile line for a name belongs to the Nth probe of that name and type: both files walk
+        the same kernel list."""
+        counts: dict[int, tuple[int | None, int | None]] = {}
+        for family, kinds in (("uprobe", ("uprobe", "uretprobe")), ("kprobe", ("kprobe", "kretprobe"))):
+            text = _read(self.tracefs / f"{family}_profile")
+            if text is None:
+                continue
+            rows: dict[str, list[tuple[int | None, int | None]]] = {}
+            for line in text.splitlines():
+                fields = line.split()
+                if family == "uprobe" and len(fields) >= 3 and fields[-1].isdigit():
+                    rows.setdefault(fields[-2], []).append((int(fields[-1]), None))
+                elif family == "kprobe" and len(fields) >= 3 and fields[-1].isdigit() and fields[-2].isdigit():
+                    rows.setdefault(fields[-3], []).append((int(fields[-2]), int(fields[-1])))
+            seen: dict[str, int] = {}
+            for index, (_group, event, kind, _line) in enumerate(parsed):
+                if kind not in kinds:
+                    continue
+                nth = seen.get(event, 0)
+                seen[event] = nth + 1
+                if nth < len(rows.get(event, [])):
+                    counts[index] = rows[event][nth]
+        return counts
+
+
+def _refused(what: str, exc: OSError, entry: ErrorLogEntry | None, line: str,
+             hint: str | None = None) -> KernelRefused:
+    reason = exc.strerror or os.strerror(exc.errno or 0)
+    if entry is not None:
+        return KernelRefused(f"the kernel refused {what} ({reason}): {entry.render()}", hint=hint)
+    return KernelRefused(f"the kernel refused {what} ({reason}): {line}", hint=hint)
