@@ -72,6 +72,11 @@ def probe_support(tracefs: Path) -> ProbeSupport:
     )
 
 
+def not_supported_message(kind: str) -> str:
+    """The one-line reason a probe kind cannot be used on a kernel that lacks it."""
+    return _NOT_SUPPORTED[_KIND_FEATURE[kind]][0]
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorLogEntry:
     """One error_log entry: `[ts] location: error: message`, the command, and the caret's column in it."""

@@ -1,0 +1,112 @@
+"""`rawtrace probes`: list the probes rawtrace created (with owner and hit counts), or show what a spec becomes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = "list the probes rawtrace created, with hit counts"
+EPILOG = """\
+examples:
+  rawtrace probes                      # rawtrace_<pid> probes: type, owner, hits, definition
+  rawtrace probes --json
+  rawtrace probes --all                # every dynamic event, also other tools' (read only)
+  rawtrace probes --show 'uprobe:libc:openat path=arg2:ustring'
+  rawtrace probes --show 'uretprobe:/usr/bin/bash:readline line=retval:ustring'
+  rawtrace probes --show 'kprobe:__x64_sys_openat path=arg2:ustring flags=arg3:x32'
+
+probe specs (for `rawtrace trace --probe SPEC`):
+  uprobe:TARGET:SYMBOL[+OFFSET] [ARG...]     TARGET: a path, a library (libc, libssl.so.3) or pid:PID
+  uretprobe:TARGET:SYMBOL [ARG...]           SYMBOL may carry a version: openat@@GLIBC_2.4
+  kprobe:[MODULE:]FUNCTION[+OFFSET] [ARG...] kretprobe:FUNCTION [ARG...]
+  eprobe:SYSTEM:EVENT [ARG...]               fprobe:FUNCTION / fretprobe:FUNCTION [ARG...]
+  NAME=KIND:...                              names the event NAME instead of after the symbol
+ARG is [NAME=]FETCH[:TYPE]. FETCH is the kernel's syntax (%si, +0(%si), $retval, $comm, $stack1) or
+argN (the Nth argument: registers of this architecture, or the saved user registers for
+__x64_sys_*/__arm64_sys_* syscall wrappers), retval, comm, or an eprobe's field name. A string TYPE
+(string, ustring) on argN/retval/a field reads the string the value points to. TYPE: s8..s64,
+u8..u64, x8..x64, char, string, ustring, symbol, symstr, %pd, %pD, b<width>@<offset>/<size>, TYPE[N].
+
+Probes live in the group rawtrace_<pid> of the run that made them and are removed when it ends;
+`rawtrace reset` removes those of runs that were killed. Other tools' probes are never changed.
+uprobe_profile has no miss count, so MISSES shows only for kprobes."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the probes as JSON")
+    parser.add_argument("--all", action="store_true",
+                        help="list every dynamic event, not only rawtrace's (nothing is changed)")
+    parser.add_argument("--show", action="append", default=[], metavar="SPEC",
+                        help="resolve SPEC and print the definition `rawtrace trace --probe SPEC` would write "
+                             "(repeatable; writes nothing)")
+
+
+def run(args: argparse.Namespace, host) -> int:
+    if args.show:
+        return _show(args, host)
+    from rawtrace.output import escape, json_dump, table
+    from rawtrace.tracefs.discover import find_tracefs
+    from rawtrace.tracefs.dynevents import DynamicEvents
+    tracefs = find_tracefs(host).path
+    events = DynamicEvents(tracefs, proc=host.path("/proc"))
+    probes = events.list(group_prefix=None if args.all else "rawtrace_")
+    if args.json:
+        json_dump([p.to_json() for p in probes])
+        return 0
+    if not probes:
+        which = "dynamic events" if args.all else "rawtrace probes (groups rawtrace_<pid>)"
+        sys.stdout.write(f"no {which} defined\n")
+        return 0
+    rows = []
+    for p in probes:
+        if p.owner_pid is None:
+            owner = "-"
+        else:
+            owner = f"{p.owner_pid} ({'running' if p.owner_alive else 'gone'})"
+        rows.append([f"{p.group}/{p.event}", p.kind, owner,
+                     "-" if p.hits is None else str(p.hits), "-" if p.misses is None else str(p.misses),
+                     escape(p.definition.split(" ", 1)[1] if " " in p.definition else p.definition)])
+    table(rows, ["PROBE", "TYPE", "OWNER", "HITS", "MISSES", "DEFINITION"])
+    return 0
+
+
+def _show(args: argparse.Namespace, host) -> int:
+    from rawtrace.output import escape, json_dump
+    from rawtrace.probes import ProbeSpec, resolve, run_group
+    group = run_group()
+    support = _support(host)
+    shown = []
+    for text in args.show:
+        spec = ProbeSpec.parse(text)
+        probe = resolve(spec, host)
+        item = {"spec": text, "type": spec.kind, "event": f"{group}/{spec.event_name}",
+                "definition": probe.definition(group, spec.event_name)}
+        if probe.path is not None:
+            item.update(path=probe.path, symbol=probe.symbol, address=f"{probe.address:#x}",
+                        file_offset=f"{probe.file_offset:#x}", aliases=list(probe.aliases))
+        if support is not None and not support.supports(spec.kind):
+            from rawtrace.tracefs.dynevents import not_supported_message
+            item["note"] = not_supported_message(spec.kind)
+        shown.append(item)
+    if args.json:
+        json_dump(shown)
+        return 0
+    out = sys.stdout
+    for item in shown:
+        out.write(f"{escape(item['spec'])}\n")
+        if "path" in item:
+            aliases = f" (also {', '.join(item['aliases'])})" if item["aliases"] else ""
+            out.write(f"  symbol:     {escape(item['symbol'])}{aliases} at {item['address']} in "
+                      f"{escape(item['path'])}, file offset {item['file_offset']}\n")
+        out.write(f"  definition: {escape(item['definition'])}\n")
+        if "note" in item:
+            out.write(f"  note:       {item['note']}\n")
+    return 0
+
+
+def _support(host):
+    """This kernel's probe support, or None when tracefs is not visible (a dry run still works)."""
+    from rawtrace.tracefs.discover import locate_tracefs
+    from rawtrace.tracefs.dynevents import probe_support
+    location = locate_tracefs(host)
+    return probe_support(location.path) if location is not None else None
