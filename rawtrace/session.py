@@ -60,6 +60,7 @@ class TraceEvent:
     duration: float | None = None     # seconds between a paired enter and exit
     flags: int = 0
     preempt_count: int = 0
+    format: Any = field(default=None, repr=False, compare=False)   # the EventFormat
 
     @property
     def name(self) -> str:
@@ -544,7 +545,7 @@ class Session:
             if user_comm is not None and comm != user_comm:
                 continue
             ev = TraceEvent(self._seconds(rec.ts), rec.ts, rec.cpu, rec.pid, comm, system, name, rec.fields,
-                            flags=rec.flags, preempt_count=rec.preempt_count)
+                            flags=rec.flags, preempt_count=rec.preempt_count, format=rec.format)
             if pairer is not None and system in ("syscalls", "raw_syscalls"):
                 out = self._pair(ev)
                 if out is None:

@@ -97,8 +97,11 @@ def remove(tracefs: Path, item: Leftover) -> str | None:
         path = tracefs / "instances" / item.name
         try:
             # Stop writers first so nothing is being recorded while the kernel tears the buffer down.
-            with open(path / "tracing_on", "w") as f:
-                f.write("0")
+            fd = os.open(path / "tracing_on", os.O_WRONLY | os.O_TRUNC)     # never create it
+            try:
+                os.write(fd, b"0")
+            finally:
+                os.close(fd)
         except OSError:
             pass
         try:

@@ -167,34 +167,15 @@ def _trace(session, args) -> int:
 
 
 def _text_renderer(session):
-    """`comm-pid [cpu] seconds: event: fields` (ftrace's own layout), or the strace-like syscall line."""
-    from rawtrace.output import escape
-    try:
-        from rawtrace import render_event
-    except ImportError:
-        render_event = None
-    fmt_fields = getattr(render_event, "render_fields", None) if render_event else None
+    """`comm-pid [cpu] seconds: system:event: fields` (ftrace's own layout), or the strace-like syscall line."""
+    from rawtrace.render_event import event_line, fields_text, safe_text
     ns = session.clock not in ("counter", "x86-tsc")
 
     def render(ev) -> str:
         ts = f"{ev.ts:.6f}" if ns else str(ev.ts_raw)
-        head = f"{escape(ev.comm):>16}-{ev.pid:<7} [{ev.cpu:03d}] {ts}: "
         if ev.syscall is not None:
             tail = f" <{ev.duration:.6f}>" if ev.duration is not None else ""
-            return f"{head}{escape(ev.syscall)}{tail}\n"
-        if fmt_fields is not None:
-            body = fmt_fields(ev)
-        else:
-            body = " ".join(f"{k}={_value(v, escape)}" for k, v in ev.fields.items())
-        return f"{head}{ev.event}: {body}\n"
+            shown = safe_text(ev.comm) if ev.comm else "<...>"
+            return f"{shown:>16}-{ev.pid:<7} [{ev.cpu:03d}] {ts}: {safe_text(ev.syscall)}{tail}\n"
+        return event_line(ev.comm, ev.pid, ev.cpu, ts, ev.name, fields_text(ev.fields, ev.format)) + "\n"
     return render
-
-
-def _value(value, escape) -> str:
-    if isinstance(value, str):
-        return escape(value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"))
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, tuple):
-        return "{" + ",".join(str(v) for v in value) + "}"
-    return str(value)

@@ -1,0 +1,93 @@
+"""`rawtrace reset` against a fake tracefs and a fake /proc: only dead owners' leftovers go."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from rawtrace.cli import main
+from rawtrace.tracefs.instance import Owner, instance_name, owner_alive, parse_owner, process_starttime
+
+STAT = "{pid} ({comm}) S 1 {pid} {pid} 0 -1 4194304 100 0 0 0 0 0 0 0 20 0 1 0 {start} 3133440 406 0 0\n"
+
+
+def fake_tree(tmp_path):
+    root = tmp_path / "root"
+    tracefs = tmp_path / "tracefs"
+    for name in ("rawtrace-100-5000", "rawtrace-200-6000", "rawtrace-300-7000", "trace-cmd-x",
+                 "rawtrace-notours"):
+        (tracefs / "instances" / name).mkdir(parents=True)
+    # 100 lives with the same start time; 200 is gone; pid 300 exists but was reused (other start time).
+    for pid, comm, start in ((100, "python3", 5000), (300, "a (weird) name", 9999), (400, "sh", 1)):
+        (root / "proc" / str(pid)).mkdir(parents=True)
+        (root / "proc" / str(pid) / "stat").write_text(STAT.format(pid=pid, comm=comm, start=start))
+    (tracefs / "dynamic_events").write_text(
+        "p:rawtrace_200/open_entry /usr/lib/libc.so.6:0x1234\n"
+        "p:rawtrace_400/open_entry /usr/lib/libc.so.6:0x1234\n"
+        "p:other/x /bin/true:0x10\n")
+    return root, tracefs
+
+
+def run_reset(root, tracefs, *extra, capsys):
+    code = main(["--root", str(root), "--tracefs", str(tracefs), "reset", *extra])
+    return code, capsys.readouterr()
+
+
+def test_reset_removes_only_dead_owners(tmp_path, capsys):
+    root, tracefs = fake_tree(tmp_path)
+    code, out = run_reset(root, tracefs, "--json", capsys=capsys)
+    result = json.loads(out.out)
+    removed = {(i["kind"], i["name"]) for i in result["removed"]}
+    kept = {(i["kind"], i["name"]) for i in result["kept"]}
+    assert removed == {("instance", "rawtrace-200-6000"), ("instance", "rawtrace-300-7000"),
+                       ("probe", "rawtrace_200/open_entry")}
+    assert ("instance", "rawtrace-100-5000") in kept and ("probe", "rawtrace_400/open_entry") in kept
+    assert ("instance", "rawtrace-notours") in kept
+    left = sorted(p.name for p in (tracefs / "instances").iterdir())
+    assert left == ["rawtrace-100-5000", "rawtrace-notours", "trace-cmd-x"]
+    # The fake dynamic_events is a plain file: the removal command was appended to it.
+    assert (tracefs / "dynamic_events").read_text().endswith("-:rawtrace_200/open_entry\n")
+    assert code == 0
+
+
+def test_reset_dry_run_changes_nothing(tmp_path, capsys):
+    root, tracefs = fake_tree(tmp_path)
+    before = (tracefs / "dynamic_events").read_text()
+    code, out = run_reset(root, tracefs, "--dry-run", capsys=capsys)
+    assert code == 0
+    assert "would remove instance rawtrace-200-6000 (owner pid 200 is gone)" in out.out
+    assert "pid 300 now belongs to another process" in out.out
+    assert "kept instance rawtrace-100-5000 (owner pid 100 is running)" in out.out
+    assert len(list((tracefs / "instances").iterdir())) == 5
+    assert (tracefs / "dynamic_events").read_text() == before
+
+
+def test_reset_with_nothing_to_do(tmp_path, capsys):
+    (tmp_path / "t" / "instances").mkdir(parents=True)
+    code, out = run_reset(tmp_path, tmp_path / "t", capsys=capsys)
+    assert code == 0 and "nothing to reset" in out.out
+
+
+def test_owner_logic(tmp_path):
+    (tmp_path / "7").mkdir()
+    (tmp_path / "7" / "stat").write_text(STAT.format(pid=7, comm="x) (y", start=1234))
+    assert process_starttime(7, tmp_path) == 1234
+    assert owner_alive(Owner(7, 1234), tmp_path)
+    assert not owner_alive(Owner(7, 1235), tmp_path)
+    assert not owner_alive(Owner(8, 1234), tmp_path)
+    assert parse_owner("rawtrace-7-1234") == Owner(7, 1234)
+    assert parse_owner("rawtrace-7") is None and parse_owner("trace-cmd-7-1") is None
+    assert instance_name(7, tmp_path) == "rawtrace-7-1234"
+
+
+def test_own_instance_name_matches_proc():
+    name = instance_name()
+    owner = parse_owner(name)
+    assert owner is not None and owner_alive(owner)
+
+
+def test_reset_help_has_examples():
+    done = subprocess.run([sys.executable, "-m", "rawtrace", "reset", "--help"], capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 0 and "rawtrace reset --dry-run" in done.stdout
