@@ -29,6 +29,9 @@ class Abi:
     compat: bool = False              # a compat ABI: 32-bit (or other) tasks on this 64-bit kernel
     word_size: int = 64
     note: str = ""
+    # False where the kernel skips syscall tracepoints for these tasks
+    # (ARCH_TRACE_IGNORE_COMPAT_SYSCALLS in arch/<arch>/include/asm/ftrace.h).
+    traced: bool = True
 
     def covers(self, tag: str) -> bool:
         return self.tags is None or tag in self.tags
@@ -79,9 +82,9 @@ ARCHES: tuple[Arch, ...] = (
     Arch(
         "x86_64",
         (Abi("64", "x86_64.tbl", ("common", "64")),
-         Abi("x32", "x86_64.tbl", ("common", "x32"), X32_SYSCALL_BIT, word_size=32,
+         Abi("x32", "x86_64.tbl", ("common", "x32"), X32_SYSCALL_BIT, word_size=32, traced=False,
              note="ILP32 on x86_64: the 64-bit table's common rows and the x32 rows, number | 0x40000000"),
-         Abi("i386", "i386.tbl", None, compat=True, word_size=32,
+         Abi("i386", "i386.tbl", None, compat=True, word_size=32, traced=False,
              note="32-bit x86 tasks (int 0x80, sysenter) on a 64-bit kernel, with the compat entries")),
         64, machines=("x86_64",), aliases=("amd64", "x64", "x86-64"), kernel_dir="x86",
         compat_column="unused (x32 rows name their compat entry as the entry point)",
@@ -99,7 +102,7 @@ ARCHES: tuple[Arch, ...] = (
     Arch(
         "arm64",
         (Abi("64", "arm64.tbl", None),
-         Abi("aarch32", "arm64_aarch32.tbl", None, compat=True, word_size=32,
+         Abi("aarch32", "arm64_aarch32.tbl", None, compat=True, word_size=32, traced=False,
              note="AArch32 (EABI) tasks on an arm64 kernel: arm numbers, compat entries")),
         64, machines=("aarch64", "aarch64_be"), aliases=("aarch64", "arm64le"), kernel_dir="arm64",
         verify="arch/arm64/kernel/Makefile.syscalls: syscall_abis_64 += renameat rlimit memfd_secret "
@@ -119,7 +122,7 @@ ARCHES: tuple[Arch, ...] = (
     Arch(
         "riscv64",
         (Abi("64", "riscv64.tbl", None),
-         Abi("32", "riscv32.tbl", None, compat=True, word_size=32,
+         Abi("32", "riscv32.tbl", None, compat=True, word_size=32, traced=False,
              note="rv32 tasks on an rv64 kernel (CONFIG_COMPAT), with the compat entries")),
         64, machines=("riscv64",), aliases=("riscv", "rv64"), kernel_dir="riscv",
         verify="arch/riscv/kernel/Makefile.syscalls: syscall_abis_64 += riscv rlimit memfd_secret",
@@ -154,7 +157,7 @@ ARCHES: tuple[Arch, ...] = (
     Arch(
         "s390x",
         (Abi("64", "s390.tbl", ("common", "64")),
-         Abi("32", "s390.tbl", ("common", "32"), compat=True, word_size=32,
+         Abi("32", "s390.tbl", ("common", "32"), compat=True, word_size=32, traced=False,
              note="31-bit tasks on a 64-bit kernel: the compat column is their entry")),
         64, machines=("s390x",), aliases=("s390", "s390-64"), kernel_dir="s390",
         compat_column="entry used for 31-bit tasks (rows tagged 32 have only this one)",

@@ -1,0 +1,257 @@
+"""`rawtrace list-syscalls`: syscall numbers, ABIs and entry points, checked against this kernel's tracepoints."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+HELP = "syscall numbers, ABIs and entry points for an arch, with this kernel's syscall tracepoints"
+EPILOG = """\
+PATTERN is a name (openat), a glob ('open*', quoted for the shell) or a number (257, 0x40000002).
+Numbers are what user space passes: x32 numbers carry the x32 bit, MIPS numbers their ABI base.
+
+On the running kernel (default --arch), TP says whether syscalls:sys_enter_<name> and sys_exit_<name>
+exist ('yes'; 'enter' or 'exit' if only one does); '-' marks a table entry without tracepoints and
+'+kernel' a syscall this kernel traces that the bundled table lacks (the table is older than the
+kernel). A footnote on stderr gives the counts. --json adds tracepoints, tracepoint and args keys.
+
+examples:
+  rawtrace list-syscalls                    # the running machine's table
+  rawtrace list-syscalls 'open*' --args     # with argument types from the tracepoint formats
+  rawtrace list-syscalls 0x40000002         # x32 open on x86_64
+  rawtrace list-syscalls read --arch arm64 --json
+  rawtrace list-syscalls --arch x86_64 --abi i386 'sock*'
+"""
+
+KERNEL_ONLY = "+kernel"
+NO_TRACEPOINT = "-"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("patterns", nargs="*", metavar="PATTERN",
+                        help="syscall name, glob (open*) or number (257, 0x40000000); default: all")
+    parser.add_argument("--arch", metavar="ARCH",
+                        help="architecture or alias (x86_64/amd64, i386, arm64/aarch64, arm, riscv64, "
+                             "ppc64le, s390x, mips64, loongarch64, ...); default: the running machine's")
+    parser.add_argument("--abi", metavar="ABI",
+                        help="one ABI of the arch (x86_64: 64, x32, i386); default: the native ones")
+    parser.add_argument("--args", action="store_true",
+                        help="add each syscall's arguments (from its tracepoint format) to the table")
+    parser.add_argument("--json", action="store_true", help="print a JSON array of objects")
+
+
+@dataclass(frozen=True, slots=True)
+class KernelSyscalls:
+    """The syscall tracepoints of the running kernel (names after sys_enter_/sys_exit_)."""
+
+    events_dir: Path
+    enter: frozenset[str]
+    exit: frozenset[str]
+    release: str
+
+    @property
+    def names(self) -> frozenset[str]:
+        return self.enter | self.exit
+
+
+def _machine(host) -> str:
+    if host.is_live:
+        return os.uname().machine
+    # A captured tree carries its own machine name (the kernel's uname -m, readable without a syscall).
+    return (host.read_text("/proc/sys/kernel/arch") or os.uname().machine).strip()
+
+
+def _kernel_syscalls(host) -> tuple[KernelSyscalls | None, str]:
+    """The kernel's syscall tracepoints, or None and the reason there are none to show."""
+    from rawtrace.tracefs.discover import locate_tracefs
+    location = locate_tracefs(host)
+    if location is None:
+        return None, "tracefs is not mounted (rawtrace list-syscalls never mounts it)"
+    events_dir = location.path / "events" / "syscalls"
+    try:
+        names = os.listdir(events_dir)
+    except FileNotFoundError:
+        return None, f"{events_dir} does not exist (kernel without CONFIG_FTRACE_SYSCALLS?)"
+    except OSError as exc:
+        return None, f"cannot read {events_dir}: {exc.strerror}"
+    enter = frozenset(n[10:] for n in names if n.startswith("sys_enter_"))
+    exit_ = frozenset(n[9:] for n in names if n.startswith("sys_exit_"))
+    release = (host.read_text("/proc/sys/kernel/osrelease") or "").strip() or "running kernel"
+    return KernelSyscalls(events_dir, enter, exit_, release), ""
+
+
+def tracepoint_name(syscall) -> str | None:
+    """The name the kernel gives this syscall's tracepoints: its SYSCALL_DEFINE name, which is the entry
+    point without `sys_` (x86_64 fstat is sys_newfstat → sys_enter_newfstat); None if it has no entry."""
+    entry = syscall.entry
+    if not entry:
+        return None
+    if entry.startswith("sys_"):
+        return entry[4:]
+    return syscall.name
+
+
+def _tracepoint_of(syscall, kernel: KernelSyscalls) -> str | None:
+    """The tracepoint name present on the kernel for this row, if any (entry-based first, then the name)."""
+    for candidate in (tracepoint_name(syscall), syscall.name):
+        if candidate and candidate in kernel.names:
+            return candidate
+    return None
+
+
+def _read_args(kernel: KernelSyscalls, tp_name: str) -> list[dict] | None:
+    """Argument names and C types from sys_enter_<tp_name>/format (the fields after __syscall_nr)."""
+    path = kernel.events_dir / f"sys_enter_{tp_name}" / "format"
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    from rawtrace.errors import ParseError
+    from rawtrace.parse.format import parse_format
+    try:
+        fmt = parse_format(text, system="syscalls", source=str(path))
+    except ParseError:
+        return None
+    return [{"name": f.name, "type": f.type} for f in fmt.fields if f.name != "__syscall_nr"]
+
+
+def _known_tracepoints(table, kernel: KernelSyscalls) -> set[str]:
+    """Tracepoint names accounted for by any ABI of the table (compat-only ones included)."""
+    known: set[str] = set()
+    for abi in table.abis:
+        for syscall in table.view(abi):
+            for candidate in (tracepoint_name(syscall), syscall.name):
+                if candidate:
+                    known.add(candidate)
+    return known
+
+
+def _format_args(args: list[dict] | None) -> str:
+    if args is None:
+        return ""
+    return ", ".join(f"{a['type']}{'' if a['type'].endswith('*') else ' '}{a['name']}" for a in args)
+
+
+def _matches(name: str, patterns: list[str]) -> bool:
+    from fnmatch import fnmatchcase
+
+    from rawtrace.syscalls.tables import parse_number
+    return not patterns or any(parse_number(p) is None and fnmatchcase(name, p) for p in patterns)
+
+
+def run(args, host) -> int:
+    from rawtrace.errors import UsageError
+    from rawtrace.syscalls.arches import arch_for_machine, lookup_arch
+    from rawtrace.syscalls.tables import load_table, normalize_arch
+
+    machine = _machine(host)
+    host_arch = arch_for_machine(machine)
+    if args.arch:
+        arch_name = normalize_arch(args.arch)
+    elif host_arch is None:
+        raise UsageError(f"no syscall table for this machine ({machine!r}); pass --arch")
+    else:
+        arch_name = host_arch.name
+    table = load_table(arch_name)
+    arch = lookup_arch(arch_name)
+    abi = table.arch.abi(args.abi) if args.abi else None
+    if args.abi and abi is None:
+        raise UsageError(f"{arch_name} has no ABI {args.abi!r} (choices: {', '.join(table.abis)})")
+    patterns = list(args.patterns)
+    syscalls = table.match(patterns, args.abi)
+
+    notes: list[str] = []
+    kernel: KernelSyscalls | None = None
+    if host_arch is not None and host_arch.name == arch_name:
+        kernel, reason = _kernel_syscalls(host)
+        if kernel is None:
+            notes.append(f"no tracepoint columns: {reason}")
+    # For another arch's table the running kernel's tracepoints say nothing, so no TP column then.
+    if kernel is not None and abi is not None and not abi.traced:
+        notes.append(f"the kernel does not run syscall tracepoints for {abi.name} tasks on {arch.name} "
+                     "(compat syscalls are ignored); TP shows the native tracepoint of the same name")
+
+    records = []
+    for syscall in syscalls:
+        record = {"nr": syscall.nr, "name": syscall.name, "abi": syscall.abi,
+                  "entry": syscall.entry, "compat_entry": syscall.compat_entry}
+        if kernel is not None:
+            tp = _tracepoint_of(syscall, kernel)
+            record["tracepoints"] = {"enter": tp in kernel.enter if tp else False,
+                                     "exit": tp in kernel.exit if tp else False}
+            record["tracepoint"] = f"syscalls:sys_enter_{tp}" if tp else None
+            record["in_table"] = True
+            if tp and (args.json or args.args):
+                record["args"] = _read_args(kernel, tp)
+        records.append(record)
+
+    if kernel is not None:
+        # sys_ni_syscall rows are numbers the kernel reserves but does not implement: no tracepoint expected.
+        missing_tp = [r for r in records
+                      if r["entry"] and r["entry"] != "sys_ni_syscall" and r["tracepoint"] is None]
+        known = _known_tracepoints(table, kernel)
+        extra = sorted(n for n in kernel.names - known if _matches(n, patterns))
+        for name in extra:
+            record = {"nr": None, "name": name, "abi": None, "entry": None, "compat_entry": None,
+                      "tracepoints": {"enter": name in kernel.enter, "exit": name in kernel.exit},
+                      "tracepoint": f"syscalls:sys_enter_{name}", "in_table": False}
+            if args.json or args.args:
+                record["args"] = _read_args(kernel, name)
+            records.append(record)
+        table_version = table.kernel_version_of(args.abi) if args.abi else table.kernel_version
+        if extra:
+            notes.append(f"{len(extra)} syscall(s) have tracepoints on this kernel ({kernel.release}) but are "
+                         f"not in the Linux {table_version} table (marked {KERNEL_ONLY}, number unknown): "
+                         f"{', '.join(extra[:8])}{', ...' if len(extra) > 8 else ''}")
+        if missing_tp:
+            notes.append(f"{len(missing_tp)} table entr{'y has' if len(missing_tp) == 1 else 'ies have'} "
+                         f"no tracepoint on this kernel (TP {NO_TRACEPOINT}): "
+                         f"{', '.join(r['name'] for r in missing_tp[:8])}"
+                         f"{', ...' if len(missing_tp) > 8 else ''}")
+
+    if args.args and kernel is None:
+        notes.append("--args needs the running kernel's syscall tracepoints (host arch, readable tracefs)")
+    if args.json:
+        from rawtrace.output import json_dump
+        json_dump(records)
+    else:
+        _print_table(records, kernel is not None, args.args)
+    for note in notes:
+        sys.stderr.write(f"note: {note}\n")
+    return 0
+
+
+def _tp_cell(record: dict) -> str:
+    if not record.get("in_table", True):
+        return KERNEL_ONLY
+    tps = record["tracepoints"]
+    if tps["enter"] and tps["exit"]:
+        return "yes"
+    if tps["enter"] or tps["exit"]:
+        return "enter" if tps["enter"] else "exit"
+    return NO_TRACEPOINT
+
+
+def _print_table(records: list[dict], with_kernel: bool, with_args: bool) -> None:
+    from rawtrace.output import table
+    show_compat = any(r["compat_entry"] for r in records)
+    headers = ["NR", "NAME", "ABI", "ENTRY"] + (["COMPAT ENTRY"] if show_compat else [])
+    if with_kernel:
+        headers.append("TP")
+    if with_kernel and with_args:
+        headers.append("ARGS")
+    rows = []
+    for r in records:
+        nr = r["nr"]
+        row = ["?" if nr is None else (hex(nr) if nr >= 0x10000 else str(nr)), r["name"], r["abi"] or "?",
+               r["entry"] or ("?" if nr is None else "-")]
+        if show_compat:
+            row.append(r["compat_entry"] or "")
+        if with_kernel:
+            row.append(_tp_cell(r))
+        if with_kernel and with_args:
+            row.append(_format_args(r.get("args")))
+        rows.append(row)
+    table(rows, headers)
