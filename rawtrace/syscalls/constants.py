@@ -614,7 +614,7 @@ def errno_table(arch: str) -> dict[int, str] | None:
         return generic
     if family == "powerpc":
         # arch/powerpc/include/uapi/asm/errno.h: EDEADLOCK gets its own number.
-        return dict(generic, **{58: "EDEADLOCK"})
+        return {**generic, 58: "EDEADLOCK"}
     table = {n: s for n, s in generic.items() if n <= 34}
     words = _MIPS_ERRNO_TEXT.split()
     for name, number in zip(words[0::2], words[1::2]):

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from rawtrace.syscalls import constants as C
+from rawtrace.syscalls.pairing import PAIR, RESUMED, UNFINISHED, SyscallRecord
 
 # One argument as the decoder hands it over: (argument name, C type text, raw value). The raw value
 # is the unsigned 64-bit slot from the sys_enter event; for `__data_loc char[] __X_val` fields the
@@ -663,6 +664,18 @@ class SyscallFormatter:
     def format_resumed(self, name: str, ret: int | None) -> str:
         """An exit whose enter was not seen: `<... openat resumed> = 3`."""
         return f"<... {name} resumed> = {self.format_return(name, ret)}"
+
+    def format_record(self, record: SyscallRecord, strings: Mapping[str, object] | None = None) -> str:
+        """Text for a pairing record whose `args` are (name, C type, raw) triples (or None)."""
+        name = record.name if record.name is not None else f"syscall_{record.nr}"
+        args = record.args if record.args is not None else ()
+        if record.kind == PAIR:
+            return self.render(name, args, record.ret, strings)
+        if record.kind == UNFINISHED:
+            return self.format_unfinished(name, args, strings)
+        if record.kind == RESUMED:
+            return self.format_resumed(name, record.ret)
+        return self.format_call(name, args, strings) + " = ?"
 
     # -- raw_syscalls --------------------------------------------------------------------------
 
