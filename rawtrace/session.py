@@ -414,19 +414,101 @@ class Session:
         return decode
 
     def _make_pairer(self):
-        if not self.pair:
+        """Syscall rendering (always) and enter/exit pairing (when both halves are traced)."""
+        render, pairing = self._adapters.render, self._adapters.pairing
+        self._formatter = None
+        self._paired_names: set[str] = set()
+        if render is None:
             return None
-        pairing, render = self._adapters.pairing, self._adapters.render
-        if pairing is None or render is None or not hasattr(pairing, "SyscallPairer"):
-            return None
-        try:
-            return pairing.SyscallPairer(self._syscall_formatter())
-        except TypeError:
-            return None
-
-    def _syscall_formatter(self):
         from rawtrace.syscalls.arches import host_arch
-        return self._adapters.render.SyscallFormatter(host_arch())
+        self._formatter = render.SyscallFormatter(host_arch(), resolver=self._resolve_syscall)
+        selected = set(self.selected)
+        for system, name in selected:
+            if system == "syscalls" and name.startswith("sys_enter_") and \
+                    ("syscalls", "sys_exit_" + name[10:]) in selected:
+                self._paired_names.add(name[10:])
+        self._pair_raw = ("raw_syscalls", "sys_enter") in selected and ("raw_syscalls", "sys_exit") in selected
+        if not self.pair or pairing is None or not (self._paired_names or self._pair_raw):
+            return None
+        # One pairer per system: a syscall traced both as syscalls:* and raw_syscalls:* pairs twice.
+        return {"syscalls": pairing.SyscallPairer(), "raw_syscalls": pairing.SyscallPairer()}
+
+    def _resolve_syscall(self, nr: int):
+        """nr → (name, [(argument, C type), ...]) for raw_syscalls events, from the table and formats."""
+        table = getattr(self, "_syscall_table", None)
+        if table is None:
+            from rawtrace.syscalls.arches import host_arch
+            from rawtrace.syscalls.tables import load_table
+            table = self._syscall_table = load_table(host_arch())
+        row = table.by_nr(nr)
+        if row is None:
+            return None
+        params: list[tuple[str, str]] = []
+        try:
+            fmt = self.catalog.format("syscalls", f"sys_enter_{row.name}")
+            params = [(f.name, f.type) for f in fmt.fields if f.name != "__syscall_nr"]
+        except Exception:  # noqa: BLE001 - a format we cannot read only costs symbolic rendering
+            params = [(f"arg{i}", "unsigned long") for i in range(6)]
+        return row.name, params
+
+    def _syscall_parts(self, ev: TraceEvent):
+        """(kind, nr, name, call args or ret) of a syscall event, or None for other events."""
+        fields = ev.fields
+        if ev.system == "syscalls":
+            if ev.event.startswith("sys_enter_"):
+                name = ev.event[10:]
+                args = [(f.name, f.type, fields.get(f.name)) for f in ev.format.fields] if ev.format else []
+                return "enter", fields.get("__syscall_nr"), name, args
+            if ev.event.startswith("sys_exit_"):
+                return "exit", fields.get("__syscall_nr"), ev.event[9:], fields.get("ret")
+        elif ev.system == "raw_syscalls":
+            nr = fields.get("id")
+            if ev.event == "sys_enter":
+                name, args = self._formatter.raw_call_args(nr, list(fields.get("args") or ()))
+                return "enter", nr, name, args
+            if ev.event == "sys_exit":
+                info = self._formatter.resolve(nr) if nr is not None else None
+                return "exit", nr, info[0] if info else f"syscall_{nr}", fields.get("ret")
+        return None
+
+    def _pair(self, ev: TraceEvent) -> list[TraceEvent]:
+        """Render a syscall event strace-style; with pairing, hold enters until their exit arrives."""
+        parts = self._syscall_parts(ev)
+        if parts is None:
+            return [ev]
+        kind, nr, name, payload = parts
+        formatter = self._formatter
+        pairer = self._pairer[ev.system] if self._pairer is not None else None
+        paired = pairer is not None and (name in self._paired_names if ev.system == "syscalls" else self._pair_raw)
+        if not paired:
+            ev.syscall = formatter.format_call(name, payload) if kind == "enter" else \
+                formatter.format_resumed(name, payload)
+            return [ev]
+        if kind == "enter":
+            records = pairer.enter(ev.pid, ev.ts_raw, ev.cpu, nr, name, (ev, payload))
+        else:
+            records = pairer.exit(ev.pid, ev.ts_raw, ev.cpu, nr, name, payload)
+            if not records:
+                return []
+        return [self._from_record(record, ev) for record in records]
+
+    def _from_record(self, record, exit_event: TraceEvent | None) -> TraceEvent:
+        formatter = self._formatter
+        if record.kind == "resumed":
+            ev = exit_event
+            ev.syscall = formatter.format_resumed(record.name, record.ret)
+            return ev
+        enter_event, args = record.args
+        ev = enter_event
+        if record.kind == "pair":
+            ev.syscall = formatter.render(record.name, args, record.ret)
+            ev.duration = record.duration_ns / 1e9 if self._ns else float(record.duration_ns)
+            ev.fields = dict(ev.fields, ret=record.ret)
+        elif record.kind == "noreturn":
+            ev.syscall = formatter.format_call(record.name, args) + " = ?"
+        else:
+            ev.syscall = formatter.format_unfinished(record.name, args)
+        return ev
 
     # -- reading -------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -516,12 +598,16 @@ class Session:
         user_comm = None if self.comm_filter_in_kernel else self.comm_name
         summary = self.summary
         pairer = self._pairer
+        formatter = self._formatter
         for rec in records:
             if rec.__class__.__name__ == "Lost":
                 summary.lost += max(rec.count, 0)
                 if rec.count < 0:
                     summary.lost_unknown_pages += 1
                 self._lost_by_cpu[rec.cpu] = self._lost_by_cpu.get(rec.cpu, 0) + max(rec.count, 0)
+                if pairer is not None:
+                    for one in pairer.values():
+                        one.lost(rec.cpu, rec.count)
                 yield LostEvents(self._seconds(rec.ts), rec.cpu, rec.count)
                 continue
             event_id = getattr(rec, "id", None)
@@ -546,26 +632,21 @@ class Session:
                 continue
             ev = TraceEvent(self._seconds(rec.ts), rec.ts, rec.cpu, rec.pid, comm, system, name, rec.fields,
                             flags=rec.flags, preempt_count=rec.preempt_count, format=rec.format)
-            if pairer is not None and system in ("syscalls", "raw_syscalls"):
-                out = self._pair(ev)
-                if out is None:
-                    continue
-                ev = out
+            if formatter is not None and system in ("syscalls", "raw_syscalls"):
+                for out in self._pair(ev):
+                    summary.events += 1
+                    yield out
+                continue
             summary.events += 1
             yield ev
 
 
-    def _pair(self, ev: TraceEvent) -> TraceEvent | None:
-        """Feed a syscall event to the pairer; returns the event to emit (with its rendering) or None
-        to hold it back until its exit arrives."""
-        result = self._pairer.feed(ev) if hasattr(self._pairer, "feed") else ev
-        return result
-
     def _flush_pairer(self) -> Iterator[TraceEvent]:
-        if self._pairer is not None and hasattr(self._pairer, "flush"):
-            for ev in self._pairer.flush():
+        if self._pairer is not None:
+            records = [r for pairer in self._pairer.values() for r in pairer.flush()]
+            for record in sorted(records, key=lambda r: r.enter_ts or 0):
                 self.summary.events += 1
-                yield ev
+                yield self._from_record(record, None)
 
     def _stats_crosscheck(self) -> Iterator[LostEvents]:
         """Compare the kernel's per-CPU overrun counts with the losses the pages reported."""
