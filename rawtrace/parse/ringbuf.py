@@ -169,7 +169,11 @@ def decode_page(layout: PageLayout, page: bytes | memoryview, cpu: int, decoders
     page_len = len(page)
     data_offset = layout.data_offset
 
+    cut = ""    # set when the page is shorter than its commit says: that, not corruption, is the cause
+
     def fail(reason: str, offset: int) -> PageDecodeError:
+        if cut:
+            reason = cut
         return PageDecodeError(reason, cpu=cpu, index=index, offset=offset, source=source, partial=out)
 
     if page_len < data_offset:
@@ -184,8 +188,8 @@ def decode_page(layout: PageLayout, page: bytes | memoryview, cpu: int, decoders
         raise fail(f"commit size {size} exceeds the {layout.subbuf_size - data_offset}-byte data area "
                    f"(commit word {commit:#x})", layout.commit_offset)
     end = data_offset + size
-    truncated = end > page_len
-    if truncated:
+    if end > page_len:
+        cut = f"truncated sub-buffer: {page_len} bytes, but its commit says {end}"
         end = page_len
     if commit & RB_MISSED_EVENTS:
         count = -1
@@ -277,8 +281,8 @@ def decode_page(layout: PageLayout, page: bytes | memoryview, cpu: int, decoders
         raise fail(f"event id {event_id}: {exc}", pos) from None
     except struct.error as exc:
         raise fail(f"record cannot be read: {exc}", pos) from None
-    if truncated:
-        raise fail(f"truncated sub-buffer: {page_len} bytes, but its commit says {data_offset + size}", page_len)
+    if cut:
+        raise fail(cut, pos)
     return out
 
 
