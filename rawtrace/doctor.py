@@ -147,8 +147,8 @@ class _Tracefs:
 
 
 def _quote(text: str, limit: int = 160) -> str:
+    """Quote what a file or the kernel log said; escaping for a terminal is the renderer's job."""
     text = text.strip()
-    text = text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
     return '"' + (text if len(text) <= limit else text[:limit] + "...") + '"'
 
 
@@ -716,7 +716,8 @@ def _meanwhile(facts: _Facts) -> str:
         have.append("PSI (/proc/pressure)")
     if not have:
         return "none of the lockdown-proof fallbacks (fanotify, schedstat, PSI) exist on this kernel"
-    return " and ".join(have) + (" still work" if len(have) > 1 else " still works")
+    listed = ", ".join(have[:-1]) + " and " + have[-1] if len(have) > 1 else have[0]
+    return listed + (" still work" if len(have) > 1 else " still works")
 
 
 def _lockdown_explanation(facts: _Facts) -> tuple[str, str | None]:
@@ -769,7 +770,7 @@ def _check_lockdown(facts: _Facts) -> Check:
                 "Kernel configuration" not in lock.origins:
             surprise = " (most distributions lock down only to integrity under SecureBoot)"
         remedy = (f"this kernel is in confidentiality lockdown because {why}{surprise};{cmd} "
-                  f"{lower or 'a kernel without lockdown'} will, after a reboot (tracing disabled at boot "
+                  f"{lower or 'a kernel without lockdown'} will (after a reboot: tracing disabled at boot "
                   f"stays disabled); meanwhile {_meanwhile(facts)}")
         return Check("lockdown", BLOCKED, f"{certainty}confidentiality, because {why}: tracefs, kprobes, "
                      "/proc/kcore and BPF kernel reads are refused", lock.evidence, remedy)
@@ -837,8 +838,7 @@ def _blocked_tracefs_reason(facts: _Facts) -> tuple[str, str]:
     if t.state in ("empty", "denied") or lockdown_log or lock.level == "confidentiality":
         if lock.level == "confidentiality" or lockdown_log:
             why, lower = _lockdown_explanation(facts)
-            reason = (f"tracefs {t.finding}: tracing was disabled at boot by confidentiality lockdown "
-                      f"because {why}"
+            reason = (f"tracing disabled at boot by confidentiality lockdown, because {why}; tracefs {t.finding}"
                       + (" (\"Tracing disabled due to lockdown\" in the kernel log)" if lockdown_log else ""))
             check = _check_lockdown(facts)
             return reason, check.remedy or (lower or "")
@@ -887,12 +887,11 @@ def _check_debugfs(facts: _Facts) -> Check:
     if facts.log_lines("Tracing disabled due to lockdown"):
         return Check("debugfs tracing", BLOCKED, f"{TRACEFS_DEBUGFS} missing: the automount is never created "
                      "when tracing is disabled at boot", tuple(ev), _check_lockdown(facts).remedy)
-    if facts.tracefs.state == "usable":
-        why = "debugfs is not mounted" if not debugfs_mounted else "the tracing automount is absent"
-        return Check("debugfs tracing", OK, f"{TRACEFS_DEBUGFS} missing ({why}); not needed: "
-                     "rawtrace uses tracefs directly", tuple(ev))
-    return Check("debugfs tracing", LIMITED, f"{TRACEFS_DEBUGFS} missing", tuple(ev),
-                 "mount -t debugfs nodev /sys/kernel/debug (only old tools need this path)")
+    # Otherwise the old path is missing for the same reason tracefs is (or debugfs is just not mounted);
+    # rawtrace never needs it, so it is no finding of its own.
+    why = "debugfs is not mounted" if not debugfs_mounted else "the tracing automount is absent"
+    return Check("debugfs tracing", OK, f"{TRACEFS_DEBUGFS} missing ({why}); not needed: "
+                 "rawtrace uses tracefs directly", tuple(ev))
 
 
 def _support_check(name: str, support: Support) -> Check:
@@ -940,9 +939,11 @@ _FEATURE_NAMES = {"tracepoints": "tracepoints", "syscalls": "syscall tracepoints
 
 def _diagnose(facts: _Facts) -> Report:
     release, arch = facts.uname
-    checks = [Check("kernel", OK, f"{release} {arch}",
-                    (Evidence("os.uname()" if facts.host.is_live else "/proc/sys/kernel/osrelease",
-                              f"{release} {arch}"),))]
+    if facts.host.is_live:
+        kernel_ev: tuple[Evidence, ...] = (Evidence("os.uname()", f"release {release}, machine {arch}"),)
+    else:
+        kernel_ev = (Evidence("/proc/sys/kernel/osrelease", release), Evidence("/proc/sys/kernel/arch", arch))
+    checks = [Check("kernel", OK, f"{release} {arch}", kernel_ev)]
     checks += [_check_lockdown(facts), _check_secure_boot(facts), _check_privileges(facts),
                _check_tracefs(facts), _check_debugfs(facts)]
     t = facts.tracefs
@@ -961,7 +962,7 @@ def _diagnose(facts: _Facts) -> Report:
                             (Evidence(facts._shown(subbuf), text or "absent"),)))
     checks += _fallback_checks(facts)
     verdicts = _verdicts(facts, support, {c.name: c for c in checks})
-    tracing = any(v.status == OK for v in verdicts if v.capability in ("syscalls", "tracepoints"))
+    tracing = any(v.status != BLOCKED for v in verdicts if v.capability in ("syscalls", "tracepoints"))
     exit_code = 2 if not tracing else 0 if all(v.status == OK for v in verdicts) else 1
     return Report(release, arch, facts.lockdown.level, facts.secure_boot.state, tuple(checks), tuple(verdicts),
                   exit_code)
@@ -969,14 +970,15 @@ def _diagnose(facts: _Facts) -> Report:
 
 def _verdicts(facts: _Facts, support: dict[str, Support], checks: dict[str, Check]) -> list[Verdict]:
     out: list[Verdict] = []
-    tracefs_check = checks["tracefs"]
     base_ok = facts.tracefs.state in ("usable", "unmounted") and bool(support)
     if not base_ok:
-        reason, remedy = tracefs_check.finding, tracefs_check.remedy
-        if tracefs_check.status == OK or not support:
-            reason, remedy = _blocked_tracefs_reason(facts)
+        reason, remedy = _blocked_tracefs_reason(facts)
+        # Not mounted but mountable by root: rawtrace mounts it itself; what is inside is unknown until then.
+        status = LIMITED if facts.tracefs.state == "unmounted" and facts.euid == 0 else BLOCKED
+        if status == LIMITED:
+            reason += "; its features can be checked once it is mounted"
         for cap in ("syscalls", "tracepoints", "kprobes", "uprobes", "eprobes", "hist"):
-            out.append(Verdict(cap, BLOCKED, reason, remedy))
+            out.append(Verdict(cap, status, reason, remedy))
     else:
         for cap in ("syscalls", "tracepoints", "kprobes", "uprobes", "eprobes", "hist"):
             sup = support[cap]
@@ -1001,8 +1003,9 @@ def _verdicts(facts: _Facts, support: dict[str, Support], checks: dict[str, Chec
         out.append(Verdict("file_access", LIMITED, "syscall tracepoints only: paths appear as user pointers",
                            "a kernel with CONFIG_UPROBE_EVENTS or CONFIG_KPROBE_EVENTS recovers the paths"))
     else:
-        extra = "; fanotify works here (e.g. fatrace)" if fan_ok else ""
-        out.append(Verdict("file_access", BLOCKED, by["syscalls"].reason,
+        extra = "; fanotify works here (e.g. fatrace)" if fan_ok and "fanotify" not in (
+            by["syscalls"].remedy or "") else ""
+        out.append(Verdict("file_access", by["syscalls"].status, by["syscalls"].reason,
                            (by["syscalls"].remedy or "") + extra))
     sched = support.get("tracepoints")
     has_sched = bool(base_ok and sched and sched.supported and "sched_switch" in sched.reason

@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--brief", action="store_true", help="only the tables, without evidence and remedies")
 
 
-def _headline(text: str, limit: int = 72) -> str:
+def _headline(text: str, limit: int = 84) -> str:
     """The first clause of a finding, for a table cell; the whole text is shown below the table."""
     head = text.split("; ")[0]
     if len(head) > limit:
@@ -50,24 +50,36 @@ def render_text(report, out, brief: bool = False) -> None:
               f"lockdown {report.lockdown}, SecureBoot {report.secure_boot}\n\n")
     table(([c.name, _SHOWN[c.status], _headline(escape(c.finding))] for c in report.checks),
           ["CHECK", "STATUS", "FINDING"], out)
+    said: dict[str, str] = {}  # remedy text -> where it was first printed, so it is printed once
+
+    def remedy(text: str | None, where: str) -> None:
+        if not text:
+            return
+        if text in said:
+            out.write(f"      remedy: as for {said[text]} above\n")
+        else:
+            said[text] = where
+            out.write(f"      remedy: {escape(text)}\n")
+
     if not brief:
         out.write("\nevidence:\n")
         for c in report.checks:
             out.write(f"  {c.name} [{_SHOWN[c.status]}]: {escape(c.finding)}\n")
             for e in c.evidence:
                 out.write(f"      {escape(e.source)}: {escape(e.text)}\n")
-            if c.remedy:
-                out.write(f"      remedy: {escape(c.remedy)}\n")
+            remedy(c.remedy, c.name)
     out.write("\n")
     table(([_CAPABILITIES.get(v.capability, v.capability), _SHOWN[v.status], _headline(escape(v.reason))]
            for v in report.verdicts), ["CAPABILITY", "STATUS", "WHY"], out)
     missing = [v for v in report.verdicts if v.status != "ok"]
     if missing and not brief:
         out.write("\nwhat to do:\n")
-        for v in missing:
-            out.write(f"  {_CAPABILITIES.get(v.capability, v.capability)}: {escape(v.reason)}\n")
-            if v.remedy:
-                out.write(f"      remedy: {escape(v.remedy)}\n")
+        groups: dict[tuple[str, str | None], list[str]] = {}
+        for v in missing:  # capabilities blocked for the same reason are listed together
+            groups.setdefault((v.reason, v.remedy), []).append(_CAPABILITIES.get(v.capability, v.capability))
+        for (reason, text), names in groups.items():
+            out.write(f"  {', '.join(names)}: {escape(reason)}\n")
+            remedy(text, names[0])
     if report.exit_code == 0:
         summary = "everything rawtrace offers works here"
     elif report.exit_code == 1:
