@@ -356,6 +356,10 @@ def _translate(fetch: str, type_: str | None, context: _Context, text: str) -> t
     if context.kind == "eprobe" and _NAME.match(fetch):
         field = f"${fetch}"
         return (f"+0({field})" if wants_string else field), type_, fetch
+    if fetch[0] not in "%$@+-\\" and context.kind in ("uprobe", "uretprobe"):
+        # A bare name is a BTF argument name, which only kernel probes have.
+        raise UsageError(f"bad fetch {fetch!r} in probe argument {text!r}: uprobes fetch %REG, $stackN, "
+                         "$comm, +OFF(FETCH), or the friendly argN/retval/comm")
     if re.search(r"\$arg\d", fetch) and context.kind in ("uprobe", "uretprobe"):
         raise UsageError(f"uprobes cannot use $argN ({text!r}); use argN, which rawtrace maps to registers")
     if "$retval" in fetch and not context.return_probe:
