@@ -455,7 +455,7 @@ class DynamicEvents:
 
 def _refused(what: str, exc: OSError, entry: ErrorLogEntry | None, line: str,
              hint: str | None = None) -> KernelRefused:
-    reason = exc.strerror or os.strerror(exc.errno or 0)
+    reason = os.strerror(exc.errno) if exc.errno else (exc.strerror or str(exc))
     if entry is not None:
         return KernelRefused(f"the kernel refused {what} ({reason}): {entry.render()}", hint=hint)
     return KernelRefused(f"the kernel refused {what} ({reason}): {line}", hint=hint)
