@@ -159,19 +159,30 @@ def run(args, host) -> int:
     abi = table.arch.abi(args.abi) if args.abi else None
     if args.abi and abi is None:
         raise UsageError(f"{arch_name} has no ABI {args.abi!r} (choices: {', '.join(table.abis)})")
-    patterns = list(args.patterns)
-    syscalls = table.match(patterns, args.abi)
-
     notes: list[str] = []
     kernel: KernelSyscalls | None = None
+    # For another arch's table the running kernel's tracepoints say nothing, so no TP column then.
     if host_arch is not None and host_arch.name == arch_name:
         kernel, reason = _kernel_syscalls(host)
         if kernel is None:
             notes.append(f"no tracepoint columns: {reason}")
-    # For another arch's table the running kernel's tracepoints say nothing, so no TP column then.
     if kernel is not None and abi is not None and not abi.traced:
         notes.append(f"the kernel does not run syscall tracepoints for {abi.name} tasks on {arch.name} "
                      "(compat syscalls are ignored); TP shows the native tracepoint of the same name")
+    # Syscalls this kernel traces that no ABI of the table knows: the table is older than the kernel.
+    kernel_only = sorted(kernel.names - _known_tracepoints(table, kernel)) if kernel else []
+
+    patterns = list(args.patterns)
+    table_patterns = []
+    for pattern in patterns:
+        try:
+            table.match([pattern], args.abi)
+        except UsageError:
+            if not any(_matches(name, [pattern]) for name in kernel_only):
+                raise
+            continue
+        table_patterns.append(pattern)
+    syscalls = table.match(table_patterns, args.abi) if table_patterns or not patterns else []
 
     records = []
     for syscall in syscalls:
@@ -191,8 +202,7 @@ def run(args, host) -> int:
         # sys_ni_syscall rows are numbers the kernel reserves but does not implement: no tracepoint expected.
         missing_tp = [r for r in records
                       if r["entry"] and r["entry"] != "sys_ni_syscall" and r["tracepoint"] is None]
-        known = _known_tracepoints(table, kernel)
-        extra = sorted(n for n in kernel.names - known if _matches(n, patterns))
+        extra = [name for name in kernel_only if _matches(name, patterns)]
         for name in extra:
             record = {"nr": None, "name": name, "abi": None, "entry": None, "compat_entry": None,
                       "tracepoints": {"enter": name in kernel.enter, "exit": name in kernel.exit},
