@@ -1,0 +1,181 @@
+"""The minimal trace.dat reader: synthetic v6 and v7 (plain and zlib) files, errors, the shared capture."""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+from test_ringbuf_support import TINY, PageBuilder, tiny_payload
+
+from rawtrace.errors import DecodeError, NotSupported
+from rawtrace.parse.record import DecoderSet
+from rawtrace.parse.ringbuf import PageLayout, iter_pages
+from rawtrace.parse.tracedat import read_tracedat
+
+SHARED = Path("/work/shared/data/raw_syscalls_1905722ev.dat")
+HEADER_PAGE = ("\tfield: u64 timestamp;\toffset:0;\tsize:8;\tsigned:0;\n"
+               "\tfield: local_t commit;\toffset:8;\tsize:8;\tsigned:1;\n"
+               "\tfield: int overwrite;\toffset:8;\tsize:1;\tsigned:1;\n"
+               "\tfield: char data;\toffset:16;\tsize:4080;\tsigned:0;\n")
+HEADER_EVENT = "# compressed entry header\n\ttype_len    :    5 bits\n"
+TINY_FORMAT = "name: tiny\nID: 700\nformat:\n\tfield:u32 a;\toffset:8;\tsize:4;\tsigned:0;\n"
+CMDLINES = "10 bash\n11 cat\n"
+
+
+def pages(cpu: int, count: int) -> bytes:
+    out = b""
+    for n in range(count):
+        out += PageBuilder().event(tiny_payload("little", 10 + cpu, n, cpu), delta=1).build(1000 * n)
+    return out
+
+
+def sized(data: bytes, width: str = "Q") -> bytes:
+    return struct.pack("<" + width, len(data)) + data
+
+
+def header_info() -> bytes:
+    return b"header_page\0" + sized(HEADER_PAGE.encode()) + b"header_event\0" + sized(HEADER_EVENT.encode())
+
+
+def event_formats() -> bytes:
+    return struct.pack("<I", 1) + b"test\0" + struct.pack("<I", 1) + sized(TINY_FORMAT.encode())
+
+
+def build_v6(cpu_pages: list[bytes]) -> bytes:
+    head = b"\x17\x08\x44tracing6\0" + bytes([0, 8]) + struct.pack("<I", 4096)
+    head += header_info() + struct.pack("<I", 0) + event_formats()
+    head += struct.pack("<I", 0) + struct.pack("<I", 0) + sized(CMDLINES.encode())
+    head += struct.pack("<I", len(cpu_pages))
+    clock = b"local [global] counter\0"
+    head += b"options  \0" + struct.pack("<HI", 4, len(clock)) + clock + struct.pack("<H", 0)
+    head += b"flyrecord\0"
+    offset = -(-(len(head) + 16 * len(cpu_pages)) // 4096) * 4096
+    table, body = b"", b""
+    for data in cpu_pages:
+        table += struct.pack("<QQ", offset + len(body), len(data))
+        body += data + bytes(-len(data) % 4096)
+    out = head + table
+    return out + bytes(offset - len(out)) + body
+
+
+def build_v7(cpu_pages: list[bytes], compress: bool) -> bytes:
+    """A v7 file: first OPTIONS section pointing at the others; data sections compressed with zlib."""
+    method = b"zlib\0" + b"1.2\0" if compress else b"none\0\0"
+    head = b"\x17\x08\x44tracing7\0" + bytes([0, 8]) + struct.pack("<I", 4096) + method
+    out = bytearray(head + bytes(8))              # the first-options offset is patched in below
+    strings = bytearray(b"\0")
+
+    def section(section_id: int, content: bytes, may_compress: bool = True) -> int:
+        at = len(out)
+        flags = 0
+        if compress and may_compress:
+            packed = zlib.compress(content)
+            content = struct.pack("<II", len(packed), len(content)) + packed
+            flags = 1
+        out.extend(struct.pack("<HHIQ", section_id, flags, len(strings), len(content)) + content)
+        strings.extend(b"section\0")
+        return at
+
+    sections = {16: section(16, header_info()), 18: section(18, event_formats()),
+                21: section(21, sized(CMDLINES.encode()))}
+    # Flyrecord data: page aligned; compressed as {u32 chunks, {u32 csize, u32 usize, bytes}}.
+    cpus = []
+    for cpu, data in enumerate(cpu_pages):
+        out.extend(bytes(-len(out) % 4096))
+        at = len(out)
+        if compress:
+            chunks = [data[i:i + 8192] for i in range(0, len(data), 8192)]
+            blob = struct.pack("<I", len(chunks))
+            for chunk in chunks:
+                packed = zlib.compress(chunk)
+                blob += struct.pack("<II", len(packed), len(chunk)) + packed
+            out.extend(blob)
+            cpus.append((cpu, at, len(blob)))
+        else:
+            out.extend(data)
+            cpus.append((cpu, at, len(data)))
+    buffer = struct.pack("<Q", 0) + b"\0" + b"local\0" + struct.pack("<II", 4096, len(cpus))
+    for cpu, at, size in cpus:
+        buffer += struct.pack("<IQQ", cpu, at, size)
+    options = b"".join(struct.pack("<HIQ", sid, 8, at) for sid, at in sections.items())
+    clock = b"[local] global\0"
+    options += struct.pack("<HI", 4, len(clock)) + clock + struct.pack("<HI", 3, len(buffer)) + buffer
+    options += struct.pack("<HIQ", 0, 8, 0)
+    first = section(0, options, may_compress=False)
+    out[len(head):len(head) + 8] = struct.pack("<Q", first)
+    return bytes(out)
+
+
+def check_file(dat, cpu_pages: list[bytes]) -> None:
+    assert dat.byteorder == "little" and dat.long_size == 8 and dat.page_size == 4096
+    assert dat.header_page == HEADER_PAGE and dat.header_event == HEADER_EVENT
+    assert dat.event_formats == [("test", TINY_FORMAT)]
+    assert dat.cmdlines == CMDLINES
+    buf = dat.buffer()
+    assert sorted(buf.cpus) == list(range(len(cpu_pages)))
+    layout = PageLayout.default()
+    for cpu, expected in enumerate(cpu_pages):
+        data = dat.cpu_data(buf, cpu)
+        assert data == expected
+        got = [(e.ts, e.pid, e.fields["a"]) for e in iter_pages(layout, data, cpu, DecoderSet({700: TINY}))]
+        assert got == [(1000 * n + 1, 10 + cpu, n) for n in range(len(expected) // 4096)]
+
+
+def test_v6_file(tmp_path: Path) -> None:
+    cpu_pages = [pages(0, 3), pages(1, 2)]
+    path = tmp_path / "trace.dat"
+    path.write_bytes(build_v6(cpu_pages))
+    dat = read_tracedat(path)
+    assert dat.version == 6 and dat.compression == "none" and dat.clock == "global"
+    check_file(dat, cpu_pages)
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["none", "zlib"])
+def test_v7_file(compress: bool) -> None:
+    cpu_pages = [pages(0, 5), pages(1, 1)]
+    dat = read_tracedat(build_v7(cpu_pages, compress))
+    assert dat.version == 7 and dat.compression == ("zlib" if compress else "none")
+    assert dat.clock == "local"
+    check_file(dat, cpu_pages)
+
+
+def test_bad_magic_and_version() -> None:
+    with pytest.raises(DecodeError, match="not a trace-cmd"):
+        read_tracedat(b"hello world, not a trace")
+    with pytest.raises(NotSupported, match="version 5"):
+        read_tracedat(b"\x17\x08\x44tracing5\0" + bytes(20))
+
+
+def test_truncated_files_are_reported() -> None:
+    whole = build_v6([pages(0, 2)])
+    with pytest.raises(DecodeError, match="truncated"):
+        read_tracedat(whole[:-100])          # the CPU data runs past the end of the file
+    with pytest.raises(DecodeError):
+        read_tracedat(whole[:200])           # cut inside the headers
+
+
+def test_unknown_buffer_name() -> None:
+    dat = read_tracedat(build_v6([pages(0, 1)]))
+    with pytest.raises(DecodeError, match="no buffer 'nope'"):
+        dat.buffer("nope")
+
+
+needs_shared = pytest.mark.skipif(not SHARED.exists() or shutil.which("zstd") is None,
+                                  reason="shared capture or the zstd program is absent")
+
+
+@needs_shared
+def test_shared_capture_structure() -> None:
+    dat = read_tracedat(SHARED)
+    assert (dat.version, dat.compression, dat.byteorder, dat.long_size, dat.page_size) == (7, "zstd", "little",
+                                                                                          8, 4096)
+    assert "field: local_t commit;\toffset:8;\tsize:8;" in dat.header_page
+    assert {system for system, _ in dat.event_formats} == {"raw_syscalls"}
+    assert len(dat.ftrace_formats) == 18
+    buf = dat.buffer()
+    assert buf.name == "rtovh" and sorted(buf.cpus) == [0, 1]
+    data = dat.cpu_data(buf, 1)
+    assert len(data) % 4096 == 0 and len(data) // 4096 == 6110
