@@ -109,15 +109,15 @@ def remove(tracefs: Path, item: Leftover) -> str | None:
         except KernelRefused as exc:
             return exc.message
         return None
-    target = "dynamic_events" if (tracefs / "dynamic_events").exists() else "uprobe_events"
+    from rawtrace.errors import RawtraceError
+    from rawtrace.tracefs.dynevents import DynamicEvents
+    group, _, event = item.name.partition("/")
     try:
-        fd = os.open(tracefs / target, os.O_WRONLY | os.O_APPEND)
-        try:
-            os.write(fd, f"-:{item.name}\n".encode())
-        finally:
-            os.close(fd)
+        DynamicEvents(tracefs).remove(group, event)
+    except RawtraceError as exc:
+        return exc.message
     except OSError as exc:
-        return f"{target}: {exc.strerror}"
+        return f"{item.name}: {exc.strerror}"
     return None
 
 
