@@ -273,3 +273,23 @@ def test_arch_names_are_normalised_and_never_guessed():
     assert C.normalize_arch("nonsense") is None
     assert "x86_64" in C.coverage()["open_flags"] and "arm64" in C.coverage()["errno"]
     assert "sparc64" not in C.coverage()["open_flags"]
+
+
+def test_argument_names_from_the_6_18_format_files(x86):
+    # Field lists as events/syscalls/sys_enter_*/format print them on 6.18.
+    assert x86.format_call("arch_prctl", [("option", "int", 0x1002), ("arg2", "unsigned long", 0x7f00)]) == \
+        "arch_prctl(ARCH_SET_FS, 0x7f00)"
+    assert x86.format_call("statx", [("dfd", "int", AT_FDCWD_SLOT), ("filename", "const char *", PTR),
+                                     ("flags", "unsigned", 0x1100), ("mask", "unsigned int", 0xfff),
+                                     ("buffer", "struct statx *", 0x10)]) == \
+        "statx(AT_FDCWD, 0x7ffd12345678, AT_SYMLINK_NOFOLLOW|AT_EMPTY_PATH, STATX_BASIC_STATS|STATX_BTIME, 0x10)"
+    assert x86.format_call("execveat", [("fd", "int", AT_FDCWD_SLOT), ("filename", "const char *", PTR),
+                                        ("argv", "const char *const *", 0x20), ("envp", "const char *const *", 0),
+                                        ("flags", "int", 0x1000)]) == \
+        "execveat(AT_FDCWD, 0x7ffd12345678, 0x20, NULL, AT_EMPTY_PATH)"
+    assert x86.format_call("dup", [("fildes", "unsigned int", 0xffffffff)]) == "dup(-1)"
+    assert x86.format_call("clock_gettime", [("which_clock", "const clockid_t", 1),
+                                             ("tp", "struct __kernel_timespec *", 0x30)]) == \
+        "clock_gettime(CLOCK_MONOTONIC, 0x30)"
+    assert x86.format_call("pipe2", [("fildes", "int *", 0x40), ("flags", "int", 0o2004000)]) == \
+        "pipe2(0x40, O_CLOEXEC|O_NONBLOCK)"

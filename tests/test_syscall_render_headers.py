@@ -100,3 +100,10 @@ def test_clone_flags_match_linux_sched_h():
     header = header_defines("linux/sched.h")
     for value, name in C.CLONE_FLAGS:
         assert header[name] == value, name
+
+
+def test_statx_mask_matches_linux_stat_h():
+    header = header_defines("linux/stat.h")
+    for value, name in C.STATX_MASK:
+        if name in header:  # the newest bits are missing from older headers
+            assert header[name] == value, name

@@ -183,6 +183,15 @@ AT_FLAGS_ACCESS: FlagTable = ((0x200, "AT_EACCESS"),) + AT_FLAGS
 # --- access(2) (include/linux/fs.h MAY_* mirror; unistd.h) --------------------------------------
 ACCESS_MODE_FLAGS: FlagTable = _flags((4, "R_OK"), (2, "W_OK"), (1, "X_OK"))
 
+# --- statx mask (include/uapi/linux/stat.h); STATX_BASIC_STATS first so it wins over its 11 bits.
+STATX_MASK: FlagTable = _flags(
+    (0x7ff, "STATX_BASIC_STATS"), (0x1, "STATX_TYPE"), (0x2, "STATX_MODE"), (0x4, "STATX_NLINK"),
+    (0x8, "STATX_UID"), (0x10, "STATX_GID"), (0x20, "STATX_ATIME"), (0x40, "STATX_MTIME"),
+    (0x80, "STATX_CTIME"), (0x100, "STATX_INO"), (0x200, "STATX_SIZE"), (0x400, "STATX_BLOCKS"),
+    (0x800, "STATX_BTIME"), (0x1000, "STATX_MNT_ID"), (0x2000, "STATX_DIOALIGN"),
+    (0x4000, "STATX_MNT_ID_UNIQUE"), (0x8000, "STATX_SUBVOL"), (0x10000, "STATX_WRITE_ATOMIC"),
+    (0x20000, "STATX_DIO_READ_ALIGN"))
+
 # --- lseek whence (include/uapi/linux/fs.h) ---------------------------------------------------
 SEEK_WHENCE: ValueTable = {0: "SEEK_SET", 1: "SEEK_CUR", 2: "SEEK_END", 3: "SEEK_DATA", 4: "SEEK_HOLE"}
 

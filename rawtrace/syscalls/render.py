@@ -416,8 +416,10 @@ _register("access faccessat faccessat2", "mode", _fmt_access_mode)
 _register("faccessat2", "flags", _static_flags(C.AT_FLAGS_ACCESS))
 _register("unlinkat", "flag", _static_flags(C.AT_FLAGS_UNLINK))
 _register("newfstatat fstatat64 fchownat name_to_handle_at", "flag", _at_flags)
-_register("linkat utimensat utimensat_time64 statx execveat fchmodat2 faccessat2 fspick open_tree "
-          "move_mount mount_setattr", "flags", _at_flags)
+_register("linkat utimensat utimensat_time64 statx execveat fchmodat2 faccessat2 open_tree mount_setattr",
+          "flags", _at_flags)
+_register("statx", "mask", _static_flags(C.STATX_MASK))
+_register("execveat", "fd", _fmt_dirfd)
 _register("mknod mknodat", "mode", _fmt_mknod_mode)
 _register("umask", "mask", _fmt_octal)
 _register("mmap mmap2 mmap_pgoff", "prot", _fmt_prot)
@@ -464,7 +466,11 @@ _register("memfd_create", "flags", _static_flags(_MFD_FLAGS))
 _register("getrandom", "flags", _static_flags(C.GETRANDOM_FLAGS))
 _register("prctl", "option", _static_value(C.PRCTL_OPTIONS))
 _register("arch_prctl", "option", _fmt_arch_prctl)
-_register("arch_prctl", "addr", _fmt_pointer)
+_register("arch_prctl", "arg2", _fmt_pointer)
+_register("prctl", "arg2", _fmt_hex)
+_register("prctl", "arg3", _fmt_hex)
+_register("prctl", "arg4", _fmt_hex)
+_register("prctl", "arg5", _fmt_hex)
 _register("ioctl", "cmd", _fmt_ioctl_request)
 _register("ioctl", "arg", _fmt_pointer)
 _register("lseek llseek _llseek", "whence", _static_value(C.SEEK_WHENCE))
@@ -478,8 +484,8 @@ _SHOWN_IF: dict[tuple[str, str], Callable[[SyscallFormatter, dict], bool]] = {
 }
 
 # Argument names that mean the same thing in every syscall.
-_DIRFD_NAMES = frozenset(("dfd", "olddfd", "newdfd", "dirfd", "from_dfd", "to_dfd", "fromfd", "tofd"))
-_FD_NAMES = frozenset(("fd", "oldfd", "newfd", "fd_in", "fd_out", "epfd", "pidfd", "ufd", "fdin", "fdout",
+_DIRFD_NAMES = frozenset(("dfd", "olddfd", "newdfd", "dirfd", "from_dfd", "to_dfd", "mountdirfd"))
+_FD_NAMES = frozenset(("fd", "fildes", "oldfd", "newfd", "fd_in", "fd_out", "epfd", "pidfd", "ufd", "fdin", "fdout",
                        "out_fd", "in_fd", "wd", "tfd", "mqdes"))
 _BY_ARG: dict[str, Formatter] = {
     "sig": _fmt_signal,
