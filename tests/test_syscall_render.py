@@ -293,3 +293,15 @@ def test_argument_names_from_the_6_18_format_files(x86):
         "clock_gettime(CLOCK_MONOTONIC, 0x30)"
     assert x86.format_call("pipe2", [("fildes", "int *", 0x40), ("flags", "int", 0o2004000)]) == \
         "pipe2(0x40, O_CLOEXEC|O_NONBLOCK)"
+
+
+def test_every_arch_record_maps_or_is_honestly_unknown():
+    from rawtrace.syscalls.arches import ARCHES
+    for record in ARCHES:
+        assert C.word_bits(record.name) == record.word_size, record.name
+        for spelling in record.machines + record.aliases:
+            assert C.normalize_arch(spelling) == C.normalize_arch(record.name), spelling
+    # sh is a known 32-bit arch without tables here: numbers in hex, 32-bit longs.
+    sh = SyscallFormatter("sh4")
+    assert sh.format_call("x", [("a", "long", 0xffffffff)]) == "x(-1)"
+    assert sh.format_call("kill", [("pid", "pid_t", 1), ("sig", "int", 9)]) == "kill(1, 0x9)"

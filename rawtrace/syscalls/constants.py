@@ -7,48 +7,66 @@ from functools import cache
 # Architectures are always passed in explicitly (a 64-bit tracer may decode a 32-bit recording).
 # Aliases are what `uname -m`, trace-cmd's "uname" record and distro package names use.
 _ARCH_ALIASES = {
-    "x86_64": "x86_64", "amd64": "x86_64", "x64": "x86_64",
-    "i386": "i386", "i486": "i386", "i586": "i386", "i686": "i386", "x86": "i386",
-    "arm64": "arm64", "aarch64": "arm64",
-    "arm": "arm", "armv6l": "arm", "armv7l": "arm", "armhf": "arm", "armel": "arm",
-    "riscv64": "riscv64", "riscv32": "riscv32",
-    "s390x": "s390x", "s390": "s390",
+    "x86_64": "x86_64", "amd64": "x86_64", "x64": "x86_64", "x86-64": "x86_64",
+    "i386": "i386", "i486": "i386", "i586": "i386", "i686": "i386", "x86": "i386", "ia32": "i386",
+    "arm64": "arm64", "aarch64": "arm64", "aarch64_be": "arm64", "arm64le": "arm64",
+    "arm": "arm", "armv6l": "arm", "armv7l": "arm", "armv8l": "arm", "armhf": "arm", "armel": "arm",
+    "armeb": "arm", "aarch32": "arm",
+    "riscv64": "riscv64", "riscv": "riscv64", "rv64": "riscv64", "riscv32": "riscv32", "rv32": "riscv32",
+    "s390x": "s390x", "s390": "s390x",
     "ppc64le": "powerpc64", "ppc64": "powerpc64", "powerpc64": "powerpc64", "powerpc64le": "powerpc64",
-    "ppc": "powerpc", "powerpc": "powerpc",
-    "loongarch64": "loongarch64", "loong64": "loongarch64",
+    "ppc64el": "powerpc64", "ppc": "powerpc", "powerpc": "powerpc", "ppcle": "powerpc",
+    "loongarch64": "loongarch64", "loongarch": "loongarch64", "loong64": "loongarch64",
     "mips64": "mips64", "mips64el": "mips64", "mips": "mips", "mipsel": "mips",
-    "alpha": "alpha", "sparc64": "sparc64", "sparc": "sparc", "parisc": "parisc", "parisc64": "parisc",
+    "csky": "csky", "m68k": "m68k",
+    "alpha": "alpha", "sparc64": "sparc64", "sparcv9": "sparc64", "sparc": "sparc",
+    "parisc": "parisc", "hppa": "parisc", "parisc64": "parisc64", "hppa64": "parisc64",
 }
 
 # Bits in a `long` (and so in a syscall argument slot) per architecture.
 _WORD_BITS = {
-    "x86_64": 64, "i386": 32, "arm64": 64, "arm": 32, "riscv64": 64, "riscv32": 32, "s390x": 64, "s390": 32,
-    "powerpc64": 64, "powerpc": 32, "loongarch64": 64, "mips64": 64, "mips": 32, "alpha": 64,
-    "sparc64": 64, "sparc": 32, "parisc": 32,
+    "x86_64": 64, "i386": 32, "arm64": 64, "arm": 32, "riscv64": 64, "riscv32": 32, "s390x": 64,
+    "powerpc64": 64, "powerpc": 32, "loongarch64": 64, "mips64": 64, "mips": 32, "csky": 32, "m68k": 32,
+    "alpha": 64, "sparc64": 64, "sparc": 32, "parisc": 32, "parisc64": 64,
 }
 
 
+@cache
 def normalize_arch(arch: str) -> str | None:
     """The canonical rawtrace name of an architecture ("aarch64" → "arm64"), or None if unknown."""
-    return _ARCH_ALIASES.get(arch.strip().lower()) if arch else None
+    if not arch:
+        return None
+    name = _ARCH_ALIASES.get(arch.strip().lower())
+    if name is None:
+        # Every spelling the syscall-table arch records know (GNU triplets, uname -m variants).
+        from rawtrace.syscalls.arches import arch_for_machine, lookup_arch
+        record = lookup_arch(arch) or arch_for_machine(arch)
+        if record is not None:
+            name = _ARCH_ALIASES.get(record.name)
+    return name
 
 
 def word_bits(arch: str) -> int:
     """Width of a syscall argument slot (a C long) on `arch`; 64 when the arch is unknown."""
-    return _WORD_BITS.get(normalize_arch(arch) or "", 64)
+    bits = _WORD_BITS.get(normalize_arch(arch) or "")
+    if bits is None and arch:
+        from rawtrace.syscalls.arches import lookup_arch
+        record = lookup_arch(arch)
+        bits = record.word_size if record is not None else 64
+    return bits or 64
 
 
 # ---------------------------------------------------------------------------------------------
 # Families: arches that share a header's values. A table is only used for the arches listed here;
 # any other arch gets plain numbers, never another arch's names.
 
-# include/uapi/asm-generic/fcntl.h is used unchanged by x86, riscv, s390, loongarch.
-# arch/arm{,64}/include/uapi/asm/fcntl.h and arch/powerpc/include/uapi/asm/fcntl.h override four bits;
-# arch/mips/include/uapi/asm/fcntl.h overrides most of them. alpha, sparc and parisc are not tabled.
+# include/uapi/asm-generic/fcntl.h is used unchanged by x86, riscv, s390, loongarch, csky (no uapi
+# fcntl.h of their own). arch/{arm,arm64,m68k}/include/uapi/asm/fcntl.h and the powerpc one override
+# four bits; arch/mips/include/uapi/asm/fcntl.h overrides most. alpha, sparc, parisc are not tabled.
 _OPEN_FAMILY = {
     "x86_64": "generic", "i386": "generic", "riscv64": "generic", "riscv32": "generic", "s390x": "generic",
-    "s390": "generic", "loongarch64": "generic",
-    "arm64": "arm", "arm": "arm",
+    "loongarch64": "generic", "csky": "generic",
+    "arm64": "arm", "arm": "arm", "m68k": "arm",
     "powerpc64": "powerpc", "powerpc": "powerpc",
     "mips64": "mips", "mips": "mips",
 }
@@ -57,22 +75,26 @@ _OPEN_FAMILY = {
 # (arch/powerpc/include/uapi/asm/errno.h only moves EDEADLOCK to 58).
 _ERRNO_FAMILY = {
     "x86_64": "generic", "i386": "generic", "riscv64": "generic", "riscv32": "generic", "s390x": "generic",
-    "s390": "generic", "loongarch64": "generic", "arm64": "generic", "arm": "generic",
+    "loongarch64": "generic", "arm64": "generic", "arm": "generic", "csky": "generic", "m68k": "generic",
     "powerpc64": "powerpc", "powerpc": "powerpc", "mips64": "mips", "mips": "mips",
 }
 
-# include/uapi/asm-generic/signal.h numbering: x86, arm, arm64, riscv, s390, loongarch, powerpc.
+# include/uapi/asm-generic/signal.h numbering: x86, arm, arm64, riscv, s390, loongarch (its signal.h
+# only changes stack sizes, then includes asm-generic), powerpc, csky.
 _GENERIC_SIGNAL_ARCHES = frozenset(
-    ("x86_64", "i386", "arm64", "arm", "riscv64", "riscv32", "s390x", "s390", "loongarch64",
-     "powerpc64", "powerpc"))
+    ("x86_64", "i386", "arm64", "arm", "riscv64", "riscv32", "s390x", "loongarch64", "powerpc64", "powerpc",
+     "csky"))
 
 # include/uapi/asm-generic/mman{,-common}.h: x86 (plus MAP_32BIT/MAP_ABOVE4G), arm64 (plus PROT_BTI/PROT_MTE),
-# arm, riscv, s390, loongarch. powerpc, mips, alpha, sparc, parisc override MAP_* values.
+# arm, riscv, s390 (its mman.h only includes asm-generic), loongarch, csky, m68k.
+# powerpc, mips, alpha, sparc, parisc override MAP_* values.
 _GENERIC_MMAN_ARCHES = frozenset(
-    ("x86_64", "i386", "arm64", "arm", "riscv64", "riscv32", "s390x", "s390", "loongarch64"))
+    ("x86_64", "i386", "arm64", "arm", "riscv64", "riscv32", "s390x", "loongarch64", "csky", "m68k"))
 
-# include/uapi/asm-generic/ioctls.h (TCGETS 0x5401 ...): powerpc, mips, alpha, sparc, parisc differ.
-_GENERIC_IOCTL_ARCHES = _GENERIC_MMAN_ARCHES
+# include/uapi/asm-generic/ioctls.h (TCGETS 0x5401 ...): powerpc, mips, alpha, sparc, parisc, m68k have
+# their own ioctls.h.
+_GENERIC_IOCTL_ARCHES = frozenset(
+    ("x86_64", "i386", "arm64", "arm", "riscv64", "riscv32", "s390x", "loongarch64", "csky"))
 
 # include/linux/net.h SOCK_STREAM=1, SOCK_DGRAM=2; mips swaps them (arch/mips/include/asm/socket.h).
 # SOCK_NONBLOCK is O_NONBLOCK and SOCK_CLOEXEC is O_CLOEXEC, so the open-flags family decides the rest.
