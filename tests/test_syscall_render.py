@@ -187,6 +187,7 @@ def test_a_formatter_that_raises_falls_back_to_hex(monkeypatch):
     monkeypatch.setitem(R._BY_SYSCALL_ARG, ("openat", "flags"), broken)
     f = SyscallFormatter("x86_64")
     assert f.format_call("openat", openat_args(0o2000000)) == "openat(AT_FDCWD, 0x7ffd12345678, 0x80000)"
+    assert f.errors == 1
     # A value that is not even an int (a decoder hiccup) does not stop rendering either.
     text = f.format_call("kill", [("pid", "pid_t", None), ("sig", "int", 9)])
     assert text == "kill(None, SIGKILL)"

@@ -566,6 +566,8 @@ class SyscallFormatter:
         self._word_bits = C.word_bits(self.arch)
         self._word_mask = (1 << self._word_bits) - 1
         self._plans: dict[tuple, _Plan] = {}
+        # Formatter failures that fell back to hex (a bug to report, never a reason to stop).
+        self.errors = 0
         self._resolved: dict[int, tuple[str, Sequence[tuple[str, str]]] | None] = {}
 
     # -- planning ----------------------------------------------------------------------------
@@ -611,6 +613,7 @@ class SyscallFormatter:
                 try:
                     hidden = not shown_if(self, call)
                 except Exception:  # noqa: BLE001 - when in doubt, show the argument
+                    self.errors += 1
                     hidden = False
                 if hidden:
                     continue
@@ -621,6 +624,7 @@ class SyscallFormatter:
                     text = fmt(self, value, call)
                 except Exception:  # noqa: BLE001 - a formatter must never stop a trace
                     # Fall back to the raw slot.
+                    self.errors += 1
                     text = _hex(value) if isinstance(value, int) and value >= 0 else repr(value)
             out.append((arg, text))
         return out
