@@ -170,7 +170,8 @@ class Instance:
         # An entry is a "[ts] subsystem: message" line plus the command and a caret line.
         for i in range(len(lines) - 1, -1, -1):
             if lines[i].startswith("["):
-                return " ".join(line.strip() for line in lines[i:])
+                entry = " ".join(line.strip() for line in lines[i:])
+                return re.sub(r"^\[[ 0-9.]*\]\s*", "", entry)
         return lines[-1]
 
     # -- settings ------------------------------------------------------------------------------
@@ -253,7 +254,13 @@ class Instance:
         rel = f"events/{system}/{event}/filter"
         if (system, event) not in self._filtered:
             self._filtered.append((system, event))
-        self.write(rel, expr)
+        self._quiet_write("error_log", "")          # so the newest entry is about this write
+        try:
+            self.write(rel, expr)
+        except KernelRefused:
+            reason = self.last_error() or "invalid filter"
+            raise KernelRefused(f"the kernel rejected filter {expr!r} for {system}:{event}: {reason}",
+                                hint="see `rawtrace format EVENT` for the fields an event has") from None
         readback = self.read(rel)
         # A rejected filter may still be accepted by write(); the readback then carries a caret line
         # and "parse_error: <reason>".
