@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Benchmark ring-buffer decoding: raw pages -> decoded events (fields included) vs `trace-cmd report`.
+
+The pages come from a trace-cmd trace.dat (default: the shared 1.9 M-event raw_syscalls capture); they are
+read and decompressed before timing. Timed per round, interleaved so machine noise hits both alike:
+  * rawtrace: decode_page() over every sub-buffer of every CPU into Event objects with their fields dicts;
+  * trace-cmd: `trace-cmd report FILE > /dev/null` (wall time; it also decompresses and prints text).
+With --render, the text rendering of `rawtrace decode` (render_event.item_text) is timed as well.
+Prints best and median events/s and the ratio rawtrace / trace-cmd (target: >= 1.0).
+
+    python3 tools/bench_decode.py [--file F] [-n 3] [--render]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+DEFAULT_FILE = Path("/work/shared/data/raw_syscalls_1905722ev.dat")
+
+
+def load(path: Path):
+    from rawtrace.parse.format import parse_format, parse_header_event, parse_header_page
+    from rawtrace.parse.ringbuf import PageLayout
+    from rawtrace.parse.tracedat import read_tracedat
+
+    dat = read_tracedat(path)
+    header_page = parse_header_page(dat.header_page)
+    layout = PageLayout.from_headers(header_page, parse_header_event(dat.header_event), dat.byteorder)
+    formats = {}
+    for system, text in dat.event_formats:
+        fmt = parse_format(text, system=system, long_size=header_page.commit_size)
+        formats[fmt.id] = fmt
+    buf = dat.buffer()
+    cpus = {cpu: dat.cpu_data(buf, cpu) for cpu in sorted(buf.cpus)}
+    comms = {}
+    for line in dat.cmdlines.splitlines():
+        pid, _, comm = line.partition(" ")
+        if pid.isdigit():
+            comms[int(pid)] = comm
+    return layout, formats, cpus, comms
+
+
+def decode_all(layout, formats, cpus) -> tuple[int, float]:
+    """(events, seconds) for decoding every page into Event objects."""
+    from rawtrace.parse.record import DecoderSet, Event
+    from rawtrace.parse.ringbuf import decode_page
+
+    decoders = DecoderSet(formats, layout.byteorder)
+    step = layout.subbuf_size
+    count = 0
+    start = time.perf_counter()
+    for cpu, data in cpus.items():
+        for offset in range(0, len(data), step):
+            items = decode_page(layout, data[offset:offset + step], cpu, decoders)
+            count += len(items)
+    elapsed = time.perf_counter() - start
+    # Check, outside the timing, that what was counted is events with their fields.
+    sample = decode_page(layout, cpus[min(cpus)][:step], min(cpus), decoders)
+    assert sample and all(isinstance(e, Event) and e.fields for e in sample)
+    return count, elapsed
+
+
+def render_all(layout, formats, cpus, comms) -> tuple[int, float]:
+    from rawtrace.parse.record import DecoderSet
+    from rawtrace.parse.ringbuf import decode_page
+    from rawtrace.render_event import item_text
+
+    decoders = DecoderSet(formats, layout.byteorder)
+    step = layout.subbuf_size
+    count = 0
+    start = time.perf_counter()
+    for cpu, data in cpus.items():
+        for offset in range(0, len(data), step):
+            lines = [item_text(item, comms) for item in decode_page(layout, data[offset:offset + step], cpu,
+                                                                     decoders)]
+            count += len(lines)
+    return count, time.perf_counter() - start
+
+
+def trace_cmd_report(path: Path) -> float | None:
+    program = shutil.which("trace-cmd")
+    if program is None:
+        return None
+    start = time.perf_counter()
+    subprocess.run([program, "report", str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   check=True)
+    return time.perf_counter() - start
+
+
+def summary(label: str, events: int, times: list[float]) -> tuple[float, float]:
+    best, median = events / min(times), events / statistics.median(times)
+    print(f"{label:<34} best {best / 1e3:8.0f} k events/s  median {median / 1e3:8.0f} k events/s  "
+          f"({min(times):.2f} s best of {len(times)})")
+    return best, median
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--file", type=Path, default=DEFAULT_FILE)
+    parser.add_argument("-n", type=int, default=3, help="rounds (default 3)")
+    parser.add_argument("--render", action="store_true", help="also time decode + text rendering")
+    args = parser.parse_args()
+    if not args.file.exists():
+        print(f"skip: {args.file} is absent")
+        return 0
+    t0 = time.perf_counter()
+    layout, formats, cpus, comms = load(args.file)
+    pages = sum(len(d) for d in cpus.values()) // layout.subbuf_size
+    print(f"{args.file.name}: {pages} pages of {layout.subbuf_size} bytes on {len(cpus)} CPUs, "
+          f"loaded and decompressed in {time.perf_counter() - t0:.2f} s (not timed below)")
+    print(f"python {sys.version.split()[0]}")
+
+    ours, theirs, rendered = [], [], []
+    events = 0
+    for _ in range(args.n):
+        events, elapsed = decode_all(layout, formats, cpus)
+        ours.append(elapsed)
+        tc = trace_cmd_report(args.file)
+        if tc is not None:
+            theirs.append(tc)
+        if args.render:
+            _, elapsed = render_all(layout, formats, cpus, comms)
+            rendered.append(elapsed)
+    print(f"events decoded: {events}")
+    best, median = summary("rawtrace decode_page (fields)", events, ours)
+    if args.render:
+        summary("rawtrace decode_page + text lines", events, rendered)
+    if theirs:
+        tc_best, tc_median = summary("trace-cmd report > /dev/null", events, theirs)
+        print(f"ratio rawtrace / trace-cmd: best {best / tc_best:.2f}x  median {median / tc_median:.2f}x "
+              f"(target >= 1.0)")
+    else:
+        print("trace-cmd: not installed, skipped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
