@@ -133,3 +133,42 @@ def test_eprobes_not_supported_here(live_tracefs):
         dyn.remove()
         pytest.skip("this kernel has event probes")
     assert _group_gone(live_tracefs, run_group())
+
+
+LOOP_CHILD = """
+import ctypes, os, sys, time
+libc = ctypes.CDLL("libc.so.6")
+libc.openat.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+end = time.time() + 20
+while time.time() < end:
+    fd = libc.openat(-100, sys.argv[1].encode(), os.O_RDONLY)
+    if fd >= 0:
+        os.close(fd)
+    time.sleep(0.05)
+"""
+
+
+def test_trace_command_with_probes(live_tracefs, tmp_path):
+    """`rawtrace trace --probe` creates the probes for its run, sees the child's calls, removes them."""
+    import json
+    target = tmp_path / f"rawtrace-trace-{uuid.uuid4().hex[:8]}"
+    target.write_text("x")
+    child = subprocess.Popen([sys.executable, "-c", LOOP_CHILD, str(target)])
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "rawtrace", "trace", "--json", "-p", str(child.pid), "-c", "2",
+             "--probe", "uprobe:libc:openat path=arg2:ustring", "--probe", "uretprobe:libc:openat fd=retval:s32"],
+            check=False, capture_output=True, text=True, timeout=30, cwd=Path(__file__).resolve().parent.parent)
+    finally:
+        child.kill()
+        child.wait()
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    events = [r for r in rows if "event" in r]
+    assert [e["event"].split(":")[1] for e in events] == ["openat", "openat_ret"]
+    assert all(e["pid"] == child.pid for e in events)
+    assert events[0]["fields"]["path"] == str(target)
+    assert events[1]["fields"]["fd"] >= 3
+    group = events[0]["event"].split(":")[0]
+    assert group.startswith("rawtrace_")
+    assert _group_gone(live_tracefs, group)
