@@ -337,3 +337,51 @@ def test_machine_is_taken_from_caller(tmp_path):
     path.write_bytes(elf64_header(183))
     with pytest.raises(UsageError, match="stripped"):
         elf.resolve_symbol(str(path), "main", machine="aarch64")
+
+
+# --- the struct-based symbol reader against pyelftools' own parser and readelf -----------------------
+
+
+def _pyelftools_symbols(path: str) -> set[tuple[str, int, int, str, str]]:
+    from elftools.elf.elffile import ELFFile
+    out = set()
+    with open(path, "rb") as f:
+        e = ELFFile(f)
+        for table in (".symtab", ".dynsym"):
+            section = e.get_section_by_name(table)
+            if section is None:
+                continue
+            for sym in section.iter_symbols():
+                kind = sym["st_info"]["type"]
+                kind = "STT_GNU_IFUNC" if kind == "STT_LOOS" else kind
+                if (not sym.name or sym["st_shndx"] in ("SHN_UNDEF", "SHN_ABS")
+                        or kind in ("STT_SECTION", "STT_FILE", "STT_TLS")):
+                    continue
+                out.add((sym.name.split("@")[0], sym["st_value"], sym["st_size"], kind, table))
+    return out
+
+
+@pytest.mark.parametrize("which", ["libc", "python", "nopie"])
+def test_symbol_reader_matches_pyelftools(which, built):
+    path = {"libc": _libc(), "python": os.path.realpath(sys.executable), "nopie": built["nopie"]}[which]
+    from elftools.elf.elffile import ELFFile
+    with open(path, "rb") as f:
+        ours, _tables = elf.read_symbols(ELFFile(f))
+    assert {(s.name, s.value, s.size, s.type, s.table) for s in ours} == _pyelftools_symbols(path)
+
+
+@needs_cc
+def test_dynsym_versions_match_readelf():
+    libc = _libc()
+    from elftools.elf.elffile import ELFFile
+    with open(libc, "rb") as f:
+        ours, _tables = elf.read_symbols(ELFFile(f))
+    spelled = {(s.spelled, s.value) for s in ours if s.table == ".dynsym" and s.type in ("STT_FUNC", "STT_GNU_IFUNC")}
+    out = subprocess.run(["readelf", "-W", "--dyn-syms", libc], capture_output=True, text=True, check=True).stdout
+    theirs = set()
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) >= 8 and fields[0][:-1].isdigit() and fields[6] != "UND" and fields[3] in ("FUNC", "IFUNC"):
+            theirs.add((fields[7], int(fields[1], 16)))
+    assert len(theirs) > 1000
+    assert spelled == theirs
