@@ -533,6 +533,13 @@ class _Facts:
                 evidence.append(Evidence(f"{shown}/README", f"open: {exc.strerror}"))
                 state = "denied" if exc.errno == errno.EPERM else "unreadable"
                 return _Tracefs(state, path, f"at {shown}, open refused ({exc.strerror})", tuple(evidence))
+        level = self.securityfs[0].get("lockdown") or ""
+        if "[confidentiality]" in level:
+            # Raised after boot (tracefs was populated then): every open is refused with EPERM now
+            # (tracing_check_open_get_tr). The live open above sees that; a captured tree cannot.
+            evidence.append(Evidence(f"{SECURITYFS_DEFAULT}/lockdown", _quote(level)))
+            return _Tracefs("denied", path, f"at {shown}, every open refused by confidentiality lockdown",
+                            tuple(evidence))
         writable = self.may(path / "instances", os.W_OK | os.X_OK) if (path / "instances").exists() else \
             self.may(path / "set_event", os.W_OK)
         evidence.append(Evidence(shown, "readable" + (" and writable" if writable else ", not writable")
@@ -771,8 +778,8 @@ def _check_lockdown(facts: _Facts) -> Check:
         remedy = (f"this kernel is in confidentiality lockdown because {why}{surprise};{cmd} "
                   f"{lower or 'a kernel without lockdown'} will (after a reboot: tracing disabled at boot "
                   f"stays disabled); meanwhile {_meanwhile(facts)}")
-        return Check("lockdown", BLOCKED, f"{certainty}confidentiality, because {why}: tracefs, kprobes, "
-                     "/proc/kcore and BPF kernel reads are refused", lock.evidence, remedy)
+        return Check("lockdown", BLOCKED, f"{certainty}confidentiality: refuses tracefs, kprobes, /proc/kcore and "
+                     f"BPF kernel reads; confidentiality because {why}", lock.evidence, remedy)
     # unknown
     locked = facts.log_lines("Kernel is locked down from") or facts.log_lines("Lockdown:")
     finding = ("locked down, level unknown (no securityfs lockdown file: an out-of-tree lockdown patch?)"
@@ -837,7 +844,8 @@ def _blocked_tracefs_reason(facts: _Facts) -> tuple[str, str]:
     if t.state in ("empty", "denied") or lockdown_log or lock.level == "confidentiality":
         if lock.level == "confidentiality" or lockdown_log:
             why, lower = _lockdown_explanation(facts)
-            reason = (f"tracing disabled at boot by confidentiality lockdown, because {why}; tracefs {t.finding}"
+            what = "tracefs refused" if t.state == "denied" else "tracing disabled at boot"
+            reason = (f"{what} by confidentiality lockdown, because {why}; tracefs {t.finding}"
                       + (" (\"Tracing disabled due to lockdown\" in the kernel log)" if lockdown_log else ""))
             check = _check_lockdown(facts)
             return reason, check.remedy or (lower or "")
@@ -985,10 +993,12 @@ def _verdicts(facts: _Facts, support: dict[str, Support], checks: dict[str, Chec
                 out.append(Verdict(cap, OK, sup.reason))
             else:
                 out.append(Verdict(cap, BLOCKED if sup.supported is False else LIMITED, sup.reason, sup.remedy))
-        if cap_kprobes_locked(facts) and support["kprobes"].supported:
-            out = [v for v in out if v.capability != "kprobes"]
-            out.append(Verdict("kprobes", BLOCKED, "refused by confidentiality lockdown",
-                               _check_lockdown(facts).remedy))
+        denied = _kprobes_denied(facts)
+        if denied and support["kprobes"].supported:
+            remedy = _check_lockdown(facts).remedy if facts.lockdown.level == "confidentiality" else (
+                "a kernel without lockdown, or a 5.4+ kernel at integrity (pre-5.4 distribution kernels lock "
+                "kprobes at any lockdown; on those, SysRq+x from a physical keyboard lifts it)")
+            out = [Verdict("kprobes", BLOCKED, denied, remedy) if v.capability == "kprobes" else v for v in out]
     by = {v.capability: v for v in out}
     fan_ok = checks["fanotify"].status == OK
     if by["syscalls"].status == OK and by["kprobes"].status == OK:
@@ -1002,7 +1012,8 @@ def _verdicts(facts: _Facts, support: dict[str, Support], checks: dict[str, Chec
         out.append(Verdict("file_access", LIMITED, "syscall tracepoints only: paths appear as user pointers",
                            "a kernel with CONFIG_UPROBE_EVENTS or CONFIG_KPROBE_EVENTS recovers the paths"))
     else:
-        extra = "; fanotify works here (e.g. fatrace)" if fan_ok and "fanotify" not in (
+        root = facts.euid == 0 or facts.has_cap(CAP_SYS_ADMIN)  # fanotify mount/filesystem marks need it
+        extra = "; fanotify works here (e.g. fatrace)" if fan_ok and root and "fanotify" not in (
             by["syscalls"].remedy or "") else ""
         out.append(Verdict("file_access", by["syscalls"].status, by["syscalls"].reason,
                            (by["syscalls"].remedy or "") + extra))
@@ -1021,9 +1032,14 @@ def _verdicts(facts: _Facts, support: dict[str, Support], checks: dict[str, Chec
     return out
 
 
-def cap_kprobes_locked(facts: _Facts) -> bool:
-    """Confidentiality lockdown refuses kprobe registration even when kprobe_events exists."""
-    return facts.lockdown.level == "confidentiality"
+def _kprobes_denied(facts: _Facts) -> str | None:
+    """Why lockdown refuses kprobe registration even though kprobe_events exists, or None."""
+    if facts.lockdown.level == "confidentiality":
+        return "refused by confidentiality lockdown"
+    for line in facts.log_lines("Lockdown:"):
+        if "of kprobes is restricted" in line.lower():
+            return f"refused by lockdown (kernel log: {_quote(line)})"
+    return None
 
 
 # -- preflight -----------------------------------------------------------------------------------------

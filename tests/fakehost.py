@@ -202,6 +202,7 @@ class FakeHost:
     lockdown_force: str | None = None
     lockdown_in_secure_boot: bool = False
     debugfs: bool = False
+    securityfs: bool = True   # False: nothing under sys/kernel/security (old kernel or not mounted)
 
     def build(self, root: Path) -> Path:
         root.mkdir(parents=True, exist_ok=True)
@@ -218,8 +219,9 @@ class FakeHost:
         filesystems.append("\text4")
         _write(proc / "filesystems", "\n".join(filesystems) + "\n")
         mounts = ["/dev/vda1 / ext4 rw,relatime 0 0", "proc /proc proc rw,nosuid,nodev,noexec 0 0",
-                  "sysfs /sys sysfs rw,nosuid,nodev,noexec 0 0",
-                  "securityfs /sys/kernel/security securityfs rw,nosuid,nodev,noexec 0 0"]
+                  "sysfs /sys sysfs rw,nosuid,nodev,noexec 0 0"]
+        if self.securityfs:
+            mounts.append("securityfs /sys/kernel/security securityfs rw,nosuid,nodev,noexec 0 0")
         if self.tracefs in ("populated", "empty"):
             mounts.append("tracefs /sys/kernel/tracing tracefs rw,nosuid,nodev,noexec 0 0")
         if self.debugfs:
@@ -242,7 +244,9 @@ class FakeHost:
             _write(proc / "sys/fs/fanotify/max_user_groups", "128\n")
         security = sys / "kernel/security"
         security.mkdir(parents=True, exist_ok=True)
-        if self.lockdown is None:
+        if not self.securityfs:
+            pass
+        elif self.lockdown is None:
             _write(security / "lsm", "capability,landlock,yama")
         else:
             labels = " ".join(f"[{lvl}]" if lvl == self.lockdown else lvl

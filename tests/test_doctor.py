@@ -290,3 +290,36 @@ def test_diagnose_returns_data_without_printing(tmp_path, capsys):
     assert capsys.readouterr() == ("", "")
     assert report.exit_code == 0 and report.verdict("kprobes").status == "ok"
     assert report.check("tracefs").evidence[0].source == "/sys/kernel/tracing"
+
+
+def test_kernel_without_the_lockdown_lsm(tmp_path, capsys):
+    rc, r = doctor(tmp_path, capsys, lockdown=None)
+    assert rc == 0 and r["lockdown"] == "unsupported"
+    lock = check(r, "lockdown")
+    assert lock["status"] == "ok" and "no lockdown LSM" in lock["finding"]
+    assert '/sys/kernel/security/lsm: "capability,landlock,yama" (no lockdown LSM)' in evidence_text(lock)
+
+
+def test_old_out_of_tree_lockdown_is_unknown_but_reported(tmp_path, capsys):
+    rc, r = doctor(tmp_path, capsys, securityfs=False, lockdown=None,
+                   dmesg=["Lockdown: execsnoop: Use of kprobes is restricted; see man kernel_lockdown.7"])
+    assert rc == 1 and r["lockdown"] == "unknown"
+    assert r["verdict"]["kprobes"]["status"] == "blocked"
+    assert "Use of kprobes is restricted" in r["verdict"]["kprobes"]["reason"]
+    assert "SysRq+x" in r["verdict"]["kprobes"]["remedy"]
+    lock = check(r, "lockdown")
+    assert lock["status"] == "limited" and "level unknown" in lock["finding"]
+    assert "Use of kprobes is restricted" in evidence_text(lock)
+    assert "mount securityfs" in lock["remedy"]
+
+
+def test_confidentiality_raised_after_boot_refuses_tracefs(tmp_path, capsys):
+    rc, r = doctor(tmp_path, capsys, lockdown="confidentiality",
+                   dmesg=["Kernel is locked down from securityfs; see man kernel_lockdown.7"])
+    assert rc == 2
+    t = check(r, "tracefs")
+    assert t["status"] == "blocked"
+    assert t["finding"].startswith("tracefs refused by confidentiality lockdown, because a program wrote "
+                                   "/sys/kernel/security/lockdown after boot")
+    assert "disabling the boot script" in t["remedy"]
+    assert r["verdict"]["kprobes"]["status"] == "blocked"
