@@ -130,7 +130,7 @@ def test_stale_table_flagged_against_fake_tracefs(tmp_path, capsys):
         "write": [("unsigned int", "fd"), ("const char *", "buf"), ("size_t", "count")],
         "brand_new_call": [("int", "flags")],
     }, ["read", "brand_new_call"])
-    rc, out, err = run_cli(capsys, "--tracefs", str(tracefs), "--json")
+    rc, out, err = run_cli(capsys, "--tracefs", str(tracefs), "--json", "--args")
     assert rc == 0
     records = json.loads(out)
     by_name = {r["name"]: r for r in records}
@@ -165,6 +165,16 @@ def test_stale_markers_in_text_output(tmp_path, capsys):
     assert rows[2] == ["?", "brand_new_call", "?", "?", "+kernel"]
     assert "1 syscall(s) have tracepoints" in err and "1 table entry has no tracepoint" in err
     assert max(len(line) for line in out.splitlines()) < 80
+
+
+@needs_known_host
+def test_json_without_args_has_tracepoints_but_reads_no_format_file(tmp_path, capsys):
+    tracefs = make_tracefs(tmp_path, {"read": []}, ["read"])
+    (tracefs / "events/syscalls/sys_enter_read/format").write_text("garbage that would not parse\n")
+    rc, out, _ = run_cli(capsys, "--tracefs", str(tracefs), "--json", "read")
+    assert rc == 0
+    [record] = json.loads(out)
+    assert record["tracepoints"] == {"enter": True, "exit": True} and "args" not in record
 
 
 @needs_known_host

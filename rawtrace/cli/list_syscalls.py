@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 HELP = "syscall numbers, ABIs and entry points for an arch, with this kernel's syscall tracepoints"
 EPILOG = """\
@@ -15,7 +15,8 @@ Numbers are what user space passes: x32 numbers carry the x32 bit, MIPS numbers 
 On the running kernel (default --arch), TP says whether syscalls:sys_enter_<name> and sys_exit_<name>
 exist ('yes'; 'enter' or 'exit' if only one does); '-' marks a table entry without tracepoints and
 '+kernel' a syscall this kernel traces that the bundled table lacks (the table is older than the
-kernel). A footnote on stderr gives the counts. --json adds tracepoints, tracepoint and args keys.
+kernel). A footnote on stderr gives the counts. With the kernel's tracepoints --json adds the keys
+tracepoints ({"enter": bool, "exit": bool}), tracepoint and in_table; --args adds args ([{name, type}]).
 
 examples:
   rawtrace list-syscalls                    # the running machine's table
@@ -38,22 +39,19 @@ def add_arguments(parser) -> None:
     parser.add_argument("--abi", metavar="ABI",
                         help="one ABI of the arch (x86_64: 64, x32, i386); default: the native ones")
     parser.add_argument("--args", action="store_true",
-                        help="add each syscall's arguments (from its tracepoint format) to the table")
+                        help="add each syscall's arguments, read from its tracepoint format file "
+                             "(one tracefs read per syscall, so not done by default)")
     parser.add_argument("--json", action="store_true", help="print a JSON array of objects")
 
 
-@dataclass(frozen=True, slots=True)
-class KernelSyscalls:
+class KernelSyscalls(NamedTuple):
     """The syscall tracepoints of the running kernel (names after sys_enter_/sys_exit_)."""
 
     events_dir: Path
     enter: frozenset[str]
     exit: frozenset[str]
+    names: frozenset[str]   # enter | exit
     release: str
-
-    @property
-    def names(self) -> frozenset[str]:
-        return self.enter | self.exit
 
 
 def _machine(host) -> str:
@@ -79,7 +77,7 @@ def _kernel_syscalls(host) -> tuple[KernelSyscalls | None, str]:
     enter = frozenset(n[10:] for n in names if n.startswith("sys_enter_"))
     exit_ = frozenset(n[9:] for n in names if n.startswith("sys_exit_"))
     release = (host.read_text("/proc/sys/kernel/osrelease") or "").strip() or "running kernel"
-    return KernelSyscalls(events_dir, enter, exit_, release), ""
+    return KernelSyscalls(events_dir, enter, exit_, enter | exit_, release), ""
 
 
 def tracepoint_name(syscall) -> str | None:
@@ -117,14 +115,16 @@ def _read_args(kernel: KernelSyscalls, tp_name: str) -> list[dict] | None:
     return [{"name": f.name, "type": f.type} for f in fmt.fields if f.name != "__syscall_nr"]
 
 
-def _known_tracepoints(table, kernel: KernelSyscalls) -> set[str]:
+def _known_tracepoints(table) -> set[str]:
     """Tracepoint names accounted for by any ABI of the table (compat-only ones included)."""
+    from rawtrace.syscalls.tables import load_table_file
     known: set[str] = set()
-    for abi in table.abis:
-        for syscall in table.view(abi):
-            for candidate in (tracepoint_name(syscall), syscall.name):
-                if candidate:
-                    known.add(candidate)
+    for table_name in dict.fromkeys(abi.table for abi in table.arch.abis):
+        # Raw rows, not ABI views: no Syscall objects needed just to collect names.
+        for _nr, _tag, name, entry, _compat in load_table_file(table_name).rows:
+            known.add(name)
+            if entry and entry.startswith("sys_"):
+                known.add(entry[4:])
     return known
 
 
@@ -170,7 +170,7 @@ def run(args, host) -> int:
         notes.append(f"the kernel does not run syscall tracepoints for {abi.name} tasks on {arch.name} "
                      "(compat syscalls are ignored); TP shows the native tracepoint of the same name")
     # Syscalls this kernel traces that no ABI of the table knows: the table is older than the kernel.
-    kernel_only = sorted(kernel.names - _known_tracepoints(table, kernel)) if kernel else []
+    kernel_only = sorted(kernel.names - _known_tracepoints(table)) if kernel else []
 
     patterns = list(args.patterns)
     table_patterns = []
@@ -194,7 +194,7 @@ def run(args, host) -> int:
                                      "exit": tp in kernel.exit if tp else False}
             record["tracepoint"] = f"syscalls:sys_enter_{tp}" if tp else None
             record["in_table"] = True
-            if tp and (args.json or args.args):
+            if tp and args.args:
                 record["args"] = _read_args(kernel, tp)
         records.append(record)
 
@@ -207,7 +207,7 @@ def run(args, host) -> int:
             record = {"nr": None, "name": name, "abi": None, "entry": None, "compat_entry": None,
                       "tracepoints": {"enter": name in kernel.enter, "exit": name in kernel.exit},
                       "tracepoint": f"syscalls:sys_enter_{name}", "in_table": False}
-            if args.json or args.args:
+            if args.args:
                 record["args"] = _read_args(kernel, name)
             records.append(record)
         table_version = table.kernel_version_of(args.abi) if args.abi else table.kernel_version
@@ -224,13 +224,22 @@ def run(args, host) -> int:
     if args.args and kernel is None:
         notes.append("--args needs the running kernel's syscall tracepoints (host arch, readable tracefs)")
     if args.json:
-        from rawtrace.output import json_dump
-        json_dump(records)
+        _print_json(records)
     else:
         _print_table(records, kernel is not None, args.args)
     for note in notes:
         sys.stderr.write(f"note: {note}\n")
     return 0
+
+
+def _print_json(records: list[dict]) -> None:
+    """A JSON array, one object per line: json's C encoder only runs without indent, and an indented
+    dump of ~400 records through the pure-Python encoder costs more than the rest of the command."""
+    import json
+    out = sys.stdout
+    out.write("[\n")
+    out.write(",\n".join(json.dumps(r, ensure_ascii=False) for r in records))
+    out.write("\n]\n")
 
 
 def _tp_cell(record: dict) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # x32 processes use the x86_64 syscall instruction with this bit set in the number
 # (arch/x86/include/uapi/asm/unistd.h: __X32_SYSCALL_BIT).
@@ -15,8 +15,11 @@ ARM_OABI_SYSCALL_BASE = 0x900000
 MIPS_O32_BASE, MIPS_N64_BASE, MIPS_N32_BASE = 4000, 5000, 6000
 
 
-@dataclass(frozen=True, slots=True)
-class Abi:
+# Records are NamedTuples rather than dataclasses: they are declared, not parsed, and building two
+# dataclasses at import costs more than the whole table parse (start-up matters for list-syscalls).
+
+
+class Abi(NamedTuple):
     """One way user space enters the kernel: which table rows it sees and how it numbers them.
 
     `tags` are the kernel's ABI column values that belong to this ABI (None: every row of the file).
@@ -37,8 +40,7 @@ class Abi:
         return self.tags is None or tag in self.tags
 
 
-@dataclass(frozen=True, slots=True)
-class Arch:
+class Arch(NamedTuple):
     """A kernel architecture as rawtrace sees it. `abis[0]` is the native ABI; `verify` says how to check."""
 
     name: str

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from rawtrace.errors import ParseError, UsageError
 from rawtrace.syscalls.arches import ARCHES, Abi, Arch, arch_names, lookup_arch
@@ -24,8 +25,7 @@ class Syscall:
     compat_entry: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class TableFile:
+class TableFile(NamedTuple):
     """One generated .tbl file: its rows as (nr, tag, name, entry, compat) and where it came from."""
 
     name: str
@@ -36,13 +36,26 @@ class TableFile:
 
 def tables_dir() -> Path:
     """Where the .tbl files are: the installed `rawtrace.tables` package, else ../tables in a checkout."""
+    return _tables_dir()
+
+
+@functools.cache
+def _tables_dir() -> Path:
+    from importlib.util import find_spec
     try:
+        spec = find_spec("rawtrace.tables")
+    except ImportError:
+        spec = None
+    if spec is not None:
+        # A package on the file system: its directory is the resource directory. Only other loaders
+        # (a zipped install) need importlib.resources, which is slower to import.
+        for location in spec.submodule_search_locations or ():
+            if (Path(location) / "x86_64.tbl").is_file():
+                return Path(location)
         from importlib.resources import files
-        path = Path(str(files("rawtrace.tables")))
-        if (path / "x86_64.tbl").is_file():
-            return path
-    except (ImportError, ModuleNotFoundError, TypeError):
-        pass
+        resources = files("rawtrace.tables")
+        if (resources / "x86_64.tbl").is_file():
+            return resources  # type: ignore[return-value]  # a Traversable: `/` and read_text() suffice
     return Path(__file__).resolve().parent.parent.parent / "tables"
 
 
