@@ -197,6 +197,12 @@ class ProbeSpec:
     def is_uprobe(self) -> bool:
         return self.kind in ("uprobe", "uretprobe")
 
+    @property
+    def feature(self) -> str:
+        """The kernel feature this probe needs: uprobes, kprobes, eprobes or fprobes."""
+        return {"uprobe": "uprobes", "uretprobe": "uprobes", "kprobe": "kprobes", "kretprobe": "kprobes",
+                "eprobe": "eprobes", "fprobe": "fprobes", "fretprobe": "fprobes"}[self.kind]
+
 
 def parse_spec(text: str, arch: str | None = None) -> ProbeSpec:
     arch_name = arch or host_arch()
@@ -470,6 +476,8 @@ def resolve(spec: ProbeSpec, host: Host | None = None) -> ResolvedProbe:
         found = elf.resolve_symbol(path, spec.symbol, host, offset=spec.offset, machine=machine)
         return ResolvedProbe(spec, f"{path}:{found.file_offset:#x}", path, found.symbol, found.address,
                              found.file_offset, found.aliases)
+    if spec.kind in ("kprobe", "kretprobe", "fprobe", "fretprobe"):
+        _check_kernel_function(spec, host)
     if spec.kind in ("kprobe", "kretprobe"):
         place = f"{spec.target}:{spec.symbol}" if spec.target else spec.symbol
         if spec.offset:
@@ -478,3 +486,62 @@ def resolve(spec: ProbeSpec, host: Host | None = None) -> ResolvedProbe:
     if spec.kind == "eprobe":
         return ResolvedProbe(spec, f"{spec.target}.{spec.symbol}", symbol=spec.symbol)
     return ResolvedProbe(spec, spec.symbol, symbol=spec.symbol)
+
+
+def _check_kernel_function(spec: ProbeSpec, host: Host) -> None:
+    """Refuse a kernel function the kernel does not have, with near matches, before anything is written.
+
+    kprobes can go on any text symbol in /proc/kallsyms; fprobes only on available_filter_functions.
+    Skipped when the kernel lacks the probe kind (creating it says so) or the list cannot be read."""
+    from rawtrace.tracefs.discover import locate_tracefs
+    from rawtrace.tracefs.dynevents import probe_support
+    location = locate_tracefs(host)
+    if location is None or not probe_support(location.path).supports(spec.kind):
+        return
+    if spec.kind in ("fprobe", "fretprobe"):
+        source = "available_filter_functions"
+        text = _read_text(location.path / source)
+        names = _filter_function_names(text, None) if text else set()
+    else:
+        source = "/proc/kallsyms"
+        text = host.read_text(source)
+        names = _kallsyms_text_names(text, spec.target) if text else set()
+    if not names or spec.symbol in names:
+        return
+    import difflib
+    nearby = [n for n in names if n[:1] == spec.symbol[:1] and abs(len(n) - len(spec.symbol)) <= 4]
+    close = difflib.get_close_matches(spec.symbol, nearby, n=4, cutoff=0.75)
+    extra = f"; did you mean {', '.join(close)}?" if close else ""
+    where = f" in module {spec.target}" if spec.target else ""
+    raise UsageError(f"kernel function {spec.symbol!r}{where} not found in {source}{extra}",
+                     hint="it may be inlined or renamed in this kernel version (look for .isra/.constprop "
+                          "suffixes), or not probeable")
+
+
+def _read_text(path) -> str | None:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return None
+
+
+def _kallsyms_text_names(text: str, module: str | None) -> set[str]:
+    """Function names from /proc/kallsyms (`addr type name [module]`), optionally of one module."""
+    names = set()
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 3 or fields[1] not in ("t", "T", "w", "W"):
+            continue
+        owner = fields[3].strip("[]") if len(fields) > 3 else None
+        if module is None or owner == module:
+            names.add(fields[2])
+    return names
+
+
+def _filter_function_names(text: str, module: str | None) -> set[str]:
+    names = set()
+    for line in text.splitlines():
+        fields = line.split()
+        if fields and (module is None or (len(fields) > 1 and fields[1].strip("[]") == module)):
+            names.add(fields[0])
+    return names

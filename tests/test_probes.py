@@ -261,6 +261,52 @@ def test_resolve_libc_openat_definition():
     assert probe.definition(G, "openat") == f"p:{G}/openat {libc}:{want:#x} arg2=+0(%si):ustring"
 
 
-def test_resolve_kernel_kinds_need_no_files():
-    assert resolve(ProbeSpec.parse("kprobe:ext4:ext4_file_open+4", "x86_64")).place == "ext4:ext4_file_open+4"
-    assert resolve(ProbeSpec.parse("eprobe:sched:sched_switch", "x86_64")).place == "sched.sched_switch"
+def test_resolve_kernel_kinds_need_no_files(tmp_path):
+    from rawtrace.host import Host
+    empty = Host(tmp_path)          # no tracefs, no kallsyms: nothing to check against
+    assert resolve(ProbeSpec.parse("kprobe:ext4:ext4_file_open+4", "x86_64"), empty).place == \
+        "ext4:ext4_file_open+4"
+    assert resolve(ProbeSpec.parse("eprobe:sched:sched_switch", "x86_64"), empty).place == "sched.sched_switch"
+
+
+def test_kernel_functions_checked_against_kallsyms_and_filter_list(tmp_path):
+    from faketracefs import FakeTracefs
+
+    from rawtrace.host import Host
+    root = tmp_path / "root"
+    fake = FakeTracefs(root / "sys" / "kernel" / "tracing")
+    fake.seed("available_filter_functions", "vfs_read\next4_file_open [ext4]\n")
+    (root / "proc").mkdir()
+    (root / "proc" / "kallsyms").write_text(
+        "ffffffff81000000 T do_sys_openat2\nffffffff81000010 t vfs_read\n"
+        "ffffffffc0000000 t ext4_file_open\t[ext4]\nffffffff82000000 D some_data\n")
+    host = Host(root)
+    assert resolve(ProbeSpec.parse("kprobe:do_sys_openat2", "x86_64"), host).place == "do_sys_openat2"
+    assert resolve(ProbeSpec.parse("kprobe:ext4:ext4_file_open", "x86_64"), host).place == "ext4:ext4_file_open"
+    with pytest.raises(UsageError, match="did you mean do_sys_openat2"):
+        resolve(ProbeSpec.parse("kretprobe:do_sys_opnat2", "x86_64"), host)
+    with pytest.raises(UsageError, match="in module ext4 not found"):
+        resolve(ProbeSpec.parse("kprobe:ext4:vfs_read", "x86_64"), host)
+    with pytest.raises(UsageError, match="not found in /proc/kallsyms"):
+        resolve(ProbeSpec.parse("kprobe:some_data", "x86_64"), host)
+    assert resolve(ProbeSpec.parse("fprobe:vfs_read", "x86_64"), host).place == "vfs_read"
+    with pytest.raises(UsageError, match="not found in available_filter_functions"):
+        resolve(ProbeSpec.parse("fprobe:do_sys_openat2", "x86_64"), host)
+
+
+def test_kernel_function_check_skipped_without_kprobes(tmp_path):
+    from faketracefs import FakeTracefs
+
+    from rawtrace.host import Host
+    root = tmp_path / "root"
+    FakeTracefs(root / "sys" / "kernel" / "tracing", kprobes=False)
+    (root / "proc").mkdir()
+    (root / "proc" / "kallsyms").write_text("ffffffff81000000 T do_sys_openat2\n")
+    # creating it will say "kprobes are not supported"; resolving does not pretend to know better
+    assert resolve(ProbeSpec.parse("kprobe:nonexistent", "x86_64"), Host(root)).place == "nonexistent"
+
+
+def test_spec_feature():
+    assert [ProbeSpec.parse(t, "x86_64").feature for t in
+            ("uretprobe:libc:f", "kprobe:f", "eprobe:a:b", "fretprobe:f")] == \
+        ["uprobes", "kprobes", "eprobes", "fprobes"]
