@@ -415,10 +415,12 @@ class _Facts:
                 guesses.append(param.group(1))
             if self.log_lines("Tracing disabled due to lockdown"):
                 guesses.append("confidentiality")
+            if self.config_says("CONFIG_LOCK_DOWN_IN_EFI_SECURE_BOOT") and self.secure_boot.state == "enabled" \
+                    and not self.secure_boot.shim_validation_off:
+                guesses.append("integrity")  # the distribution patch locks down to integrity under SecureBoot
+                origins.append("EFI Secure Boot mode")
             if guesses and level != "unsupported":
                 level = max(guesses, key=_LEVELS.index)
-            elif level == "unknown" and self.log_lines("Kernel is locked down from"):
-                level = "unknown"
         return _Lockdown(level, certain, tuple(dict.fromkeys(origins)), tuple(evidence))
 
     # -- SecureBoot ----------------------------------------------------------------------------------
@@ -576,9 +578,9 @@ def _not_built(feature: str, options: str, present: Evidence, config: Evidence |
 def _file_feature(facts: _Facts, tracefs: Path, feature: str, filename: str, options: str,
                   meanwhile: str) -> Support:
     option = options.split(",")[-1].split("=")[0].strip()
-    config = facts.config_evidence(option) if facts else None
+    config = facts.config_evidence(option)
     path = tracefs / filename
-    shown = facts._shown(path) if facts else str(path)
+    shown = facts._shown(path)
     if path.exists():
         return Support(feature, True, f"{filename} present", (Evidence(shown, "present"),))
     return _not_built(feature, options, Evidence(shown, "absent"), config, meanwhile)
@@ -673,8 +675,10 @@ def _eprobe_support(facts: _Facts, tracefs: Path) -> Support:
                           Evidence(facts._shown(tracefs / "dynamic_events"), "absent"), None,
                           "uprobes and tracepoint filters still work")
     try:
-        with facts.host.path("/proc/kallsyms").open("rb") as f:
-            found = any(b"eprobe" in line for line in f)
+        # Symbols of kernel/trace/trace_eprobe.c ("<addr> <type> <name>"); a bare "eprobe" substring would
+        # also match "traceprobe_*". One substring search over the whole file: per-line matching is 10x slower.
+        symbols = facts.host.path("/proc/kallsyms").read_bytes()
+        found = b" eprobe_" in symbols or b" trace_eprobe" in symbols
     except OSError:
         return Support("eprobes", None, "cannot tell: no kernel config, no eprobe defined, /proc/kallsyms "
                        "unreadable", (Evidence("/proc/kallsyms", "unreadable"),),

@@ -201,10 +201,13 @@ def test_kernel_without_kprobes(tmp_path, capsys):
 def test_eprobes_without_kernel_config_use_kallsyms(tmp_path):
     root = FakeHost(features=NO_KPROBES | {"eprobes"}, config=False).build(tmp_path / "host")
     # The README lists e[:...] whatever the config says; without a config the symbol table decides.
-    (root / "proc/kallsyms").write_text("0000000000000000 T trace_uprobe_create\n")
+    (root / "proc/kallsyms").write_text("0000000000000000 T trace_uprobe_create\n"
+                                        "0000000000000000 T traceprobe_parse_probe_arg\n")
     sup = probe_support(root / "sys/kernel/tracing", Host(root))
     assert sup["eprobes"].supported is False and "no eprobe symbols" in str(sup["eprobes"].evidence[0])
     (root / "proc/kallsyms").write_text("0000000000000000 t eprobe_dyn_event_create\n")
+    assert probe_support(root / "sys/kernel/tracing", Host(root))["eprobes"].supported is True
+    (root / "proc/kallsyms").write_text("0000000000000000 t trace_eprobe_parse_filter\t[x]\n")
     assert probe_support(root / "sys/kernel/tracing", Host(root))["eprobes"].supported is True
 
 
@@ -323,3 +326,26 @@ def test_confidentiality_raised_after_boot_refuses_tracefs(tmp_path, capsys):
                                    "/sys/kernel/security/lockdown after boot")
     assert "disabling the boot script" in t["remedy"]
     assert r["verdict"]["kprobes"]["status"] == "blocked"
+
+
+def test_non_root_on_a_secure_boot_laptop_infers_integrity_from_the_distro_policy(tmp_path, capsys):
+    rc, r = doctor(tmp_path, capsys, uid=1000, caps=0, lockdown="integrity", secure_boot="enabled",
+                   lockdown_in_secure_boot=True, dmesg=[FROM_SECURE_BOOT])
+    assert rc == 2  # tracefs is root-only
+    assert r["lockdown"] == "integrity" and r["secure_boot"] == "enabled"
+    lock = check(r, "lockdown")
+    assert lock["finding"].startswith("probably integrity")
+    assert "SecureBoot is on" in lock["finding"]
+    assert "CONFIG_LOCK_DOWN_IN_EFI_SECURE_BOOT=y" in evidence_text(lock)
+
+
+def test_tracefs_option_points_at_a_separate_tree(tmp_path, capsys):
+    root = FakeHost(tracefs="unmounted").build(tmp_path / "host")
+    tracefs = write_tracefs(tmp_path / "captured-tracefs", NO_KPROBES)
+    rc = main(["--root", str(root), "--tracefs", str(tracefs), "doctor", "--json"])
+    r = json.loads(capsys.readouterr().out)
+    assert rc == 1
+    t = check(r, "tracefs")
+    assert t["status"] == "ok" and str(tracefs) in t["finding"]
+    assert "tracefs found (override)" in evidence_text(t)
+    assert r["verdict"]["kprobes"]["status"] == "blocked" and r["verdict"]["uprobes"]["status"] == "ok"
