@@ -270,3 +270,22 @@ def test_list_with_owner_and_counts(fake, tmp_path):
     everything = dyn.list(group_prefix=None)
     assert ("kprobes", "vfs_read") in {(p.group, p.event) for p in everything}
     assert next(p for p in everything if p.group == "kprobes").hits == 33
+
+
+def test_doctor_verdict_from_kernel_config_prevents_the_write(tmp_path):
+    import gzip
+
+    from rawtrace.host import Host
+    root = tmp_path / "root"
+    fake = FakeTracefs(root / "sys" / "kernel" / "tracing")
+    (root / "proc").mkdir()
+    (root / "proc" / "config.gz").write_bytes(gzip.compress(b"CONFIG_UPROBE_EVENTS=y\n"
+                                                            b"# CONFIG_EPROBE_EVENTS is not set\n"))
+    dyn = DynamicEvents(fake.root, files=fake.kernel, host=Host(root))
+    with pytest.raises(NotSupported, match="event probes are not supported") as info:
+        dyn.create(probe("eprobe:syscalls:sys_enter_openat"), G, "e")
+    assert "CONFIG_EPROBE_EVENTS is not set" in info.value.hint
+    assert fake.kernel.writes == []
+    # the same tree without a host: the tracefs evidence allows it and the (fake) kernel accepts it
+    events(fake).create(probe("eprobe:syscalls:sys_enter_openat"), G, "e")
+    assert fake.kernel.writes == [("dynamic_events", f"e:{G}/e syscalls.sys_enter_openat")]

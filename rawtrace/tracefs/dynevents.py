@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rawtrace.errors import KernelRefused, NotSupported, UsageError
+from rawtrace.host import Host
 from rawtrace.probes import GROUP_PREFIX, ResolvedProbe, group_owner, run_group, validate_name
 
 # README lines that exist only when the feature is compiled in (kernel/trace/trace.c readme_msg).
@@ -183,9 +184,12 @@ def _listing_kind(letter: str, rest: str) -> str:
 class DynamicEvents:
     """Probe definitions in one tracefs mount. Remembers what it created so `remove()` can undo it."""
 
-    def __init__(self, tracefs: Path | str, *, proc: Path | str = "/proc", files: KernelFiles | None = None) -> None:
+    def __init__(self, tracefs: Path | str, *, proc: Path | str | None = None, files: KernelFiles | None = None,
+                 host: Host | None = None) -> None:
         self.tracefs = Path(tracefs)
-        self.proc = Path(proc)
+        # With a host, the doctor's verdict (which also reads the kernel config) backs the tracefs evidence.
+        self.host = host
+        self.proc = Path(proc) if proc is not None else (host.path("/proc") if host else Path("/proc"))
         self.files = files or KernelFiles()
         self.created: list[tuple[str, str]] = []
         self._support: ProbeSupport | None = None
@@ -206,6 +210,25 @@ class DynamicEvents:
             if feature in ("eprobes", "fprobes") and not self.support.dynamic_events:
                 message = f"{feature[:-1]}s need tracefs dynamic_events, which this kernel lacks (Linux < 5.0)"
             raise NotSupported(message, hint=hint)
+        verdict = self._doctor_verdict(feature)
+        if verdict is not None:
+            message, hint = _NOT_SUPPORTED[feature]
+            raise NotSupported(message, hint=f"{verdict}; {hint}")
+
+    def _doctor_verdict(self, feature: str) -> str | None:
+        """The doctor's reason when it knows the feature is missing (e.g. from the kernel config), else None."""
+        if self.host is None or feature == "fprobes":
+            return None
+        try:
+            from rawtrace import doctor
+        except ImportError:
+            return None
+        if not hasattr(doctor, "probe_support"):
+            return None
+        found = doctor.probe_support(self.tracefs, self.host, features={feature}).get(feature)
+        if found is not None and found.supported is False:
+            return found.reason
+        return None
 
     def _command_file(self, kind: str) -> Path:
         if self.support.dynamic_events:
