@@ -349,3 +349,9 @@ def test_tracefs_option_points_at_a_separate_tree(tmp_path, capsys):
     assert t["status"] == "ok" and str(tracefs) in t["finding"]
     assert "tracefs found (override)" in evidence_text(t)
     assert r["verdict"]["kprobes"]["status"] == "blocked" and r["verdict"]["uprobes"]["status"] == "ok"
+
+
+def test_missing_root_is_a_one_line_error(tmp_path, capsys):
+    rc = main(["--root", str(tmp_path / "nope"), "doctor"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "no such directory" in err

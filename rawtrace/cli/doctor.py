@@ -92,6 +92,9 @@ def render_text(report, out, brief: bool = False) -> None:
 
 def run(args: argparse.Namespace, host) -> int:
     from rawtrace.doctor import diagnose
+    if not host.is_live and not host.root.is_dir():
+        from rawtrace.errors import UsageError
+        raise UsageError(f"--root {host.root}: no such directory")
     report = diagnose(host)
     if args.json:
         from rawtrace.output import json_dump
