@@ -226,6 +226,16 @@ _E_MACHINE_NUMBERS = {3: "EM_386", 8: "EM_MIPS", 20: "EM_PPC", 21: "EM_PPC64", 2
                       258: "EM_LOONGARCH"}
 
 
+def _other_mount_namespace(host: Host, pid: str) -> bool:
+    """True when process `pid` lives in another mount namespace than this one (a container)."""
+    try:
+        theirs = os.readlink(host.path(f"/proc/{pid}/ns/mnt"))
+        ours = os.readlink(host.path("/proc/self/ns/mnt"))
+    except OSError:
+        return False
+    return theirs != ours
+
+
 def resolve_target(target: str, host: Host, machine: str | None = None) -> str:
     """A uprobe TARGET (path, library name, or `pid:PID`) → absolute real path as the kernel sees it."""
     if target.startswith("pid:"):
@@ -241,6 +251,12 @@ def resolve_target(target: str, host: Host, machine: str | None = None) -> str:
                              hint="kernel threads have no executable; other users' processes need root") from None
         if exe.endswith(" (deleted)"):
             raise UsageError(f"process {pid} runs a deleted file ({exe}); uprobes need a file on disk")
+        if _other_mount_namespace(host, pid):
+            # A container's path means another file here; its root, seen through /proc, is the same inode.
+            inside = f"/proc/{pid}/root{exe}"
+            if not host.path(inside).exists():
+                raise UsageError(f"cannot reach {exe} of process {pid} through /proc/{pid}/root")
+            return inside
         return real_path(host, exe)
     if "/" in target:
         path = real_path(host, target)

@@ -289,3 +289,25 @@ def test_doctor_verdict_from_kernel_config_prevents_the_write(tmp_path):
     # the same tree without a host: the tracefs evidence allows it and the (fake) kernel accepts it
     events(fake).create(probe("eprobe:syscalls:sys_enter_openat"), G, "e")
     assert fake.kernel.writes == [("dynamic_events", f"e:{G}/e syscalls.sys_enter_openat")]
+
+
+def test_explicit_names_are_not_renamed(fake):
+    dyn = events(fake)
+    with pytest.raises(UsageError, match="given to two probes"):
+        dyn.create([probe("x=kprobe:vfs_read"), probe("x=kprobe:vfs_write")])
+    assert fake.text("dynamic_events") == ""          # the first was removed again
+    assert dyn.created == []
+
+
+def test_unreadable_listing_is_an_error_not_an_empty_list(fake, monkeypatch):
+    from pathlib import Path
+    real = Path.read_text
+
+    def denied(self, *args, **kwargs):
+        if self.name == "dynamic_events":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", denied)
+    with pytest.raises(PermissionError):
+        events(fake).list()

@@ -385,3 +385,28 @@ def test_dynsym_versions_match_readelf():
             theirs.add((fields[7], int(fields[1], 16)))
     assert len(theirs) > 1000
     assert spelled == theirs
+
+
+def _fake_process(root: Path, pid: int, exe: str, mnt: str) -> None:
+    proc = root / "proc" / str(pid)
+    (proc / "ns").mkdir(parents=True)
+    os.symlink(exe, proc / "exe")
+    os.symlink(mnt, proc / "ns" / "mnt")
+
+
+def test_pid_target_in_another_mount_namespace(tmp_path):
+    root = tmp_path / "root"
+    _fake_process(root, 1, "/sbin/init", "mnt:[4026531841]")
+    (root / "proc" / "self").symlink_to("1")
+    _fake_process(root, 500, "/usr/bin/app", "mnt:[4026532999]")
+    (root / "proc" / "500" / "root" / "usr" / "bin").mkdir(parents=True)
+    shutil.copy(_libc(), root / "proc" / "500" / "root" / "usr" / "bin" / "app")
+    (root / "usr" / "bin").mkdir(parents=True)
+    (root / "usr" / "bin" / "app").write_text("a different file of the same name on the host")
+    host = Host(root)
+    assert elf.resolve_target("pid:500", host) == "/proc/500/root/usr/bin/app"
+    found = elf.resolve_symbol("/proc/500/root/usr/bin/app", "openat", host)
+    assert found.file_offset == elf.resolve_symbol(_libc(), "openat").file_offset
+    # same namespace: the plain path
+    _fake_process(root, 600, "/usr/bin/app", "mnt:[4026531841]")
+    assert elf.resolve_target("pid:600", host) == "/usr/bin/app"

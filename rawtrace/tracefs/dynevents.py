@@ -256,6 +256,9 @@ class DynamicEvents:
         taken: set[str] = set()
         try:
             for probe in probes:
+                if probe.spec.name and (probe.spec.name in taken
+                                        or (self.tracefs / "events" / group / probe.spec.name).exists()):
+                    raise UsageError(f"event name {probe.spec.name!r} is given to two probes")
                 event = self._free_name(group, probe.spec.event_name, taken)
                 taken.add(event)
                 out.append(self._create_one(probe, group, event))
@@ -421,10 +424,14 @@ class DynamicEvents:
 
     def listing(self) -> list[str]:
         """Definition lines as the kernel lists them (dynamic_events, else uprobe_events + kprobe_events)."""
-        if self.support.dynamic_events:
-            text = _read(self.tracefs / "dynamic_events") or ""
-        else:
-            text = (_read(self.tracefs / "uprobe_events") or "") + (_read(self.tracefs / "kprobe_events") or "")
+        names = ("dynamic_events",) if self.support.dynamic_events else ("uprobe_events", "kprobe_events")
+        text = ""
+        for name in names:
+            try:
+                text += (self.tracefs / name).read_text(errors="replace")
+            except FileNotFoundError:
+                continue
+            # Anything else (EACCES for non-root) propagates: an empty list would be a lie.
         return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
 
     def list(self, group_prefix: str | None = GROUP_PREFIX) -> list[ProbeInfo]:
