@@ -157,7 +157,7 @@ def test_signals_clone_socket_whence_access(x86):
     assert x86.format_call("clone", clone) == \
         "clone(CLONE_CHILD_CLEARTID|CLONE_CHILD_SETTID|SIGCHLD, NULL, NULL, 0x7f00, NULL)"
     sock = [("family", "int", 2), ("type", "int", 1 | 0o2000000 | 0o4000), ("protocol", "int", 6)]
-    assert x86.format_call("socket", sock) == "socket(AF_INET, SOCK_STREAM|SOCK_NONBLOCK|SOCK_CLOEXEC, IPPROTO_TCP)"
+    assert x86.format_call("socket", sock) == "socket(AF_INET, SOCK_STREAM|SOCK_CLOEXEC|SOCK_NONBLOCK, IPPROTO_TCP)"
     assert x86.format_call("lseek", [("fd", "unsigned int", 3), ("offset", "off_t", 0),
                                      ("whence", "unsigned int", 2)]) == "lseek(3, 0, SEEK_END)"
     assert x86.format_call("access", [("filename", "const char *", PTR), ("mode", "int", 6)]) == \
@@ -293,7 +293,7 @@ def test_argument_names_from_the_6_18_format_files(x86):
                                              ("tp", "struct __kernel_timespec *", 0x30)]) == \
         "clock_gettime(CLOCK_MONOTONIC, 0x30)"
     assert x86.format_call("pipe2", [("fildes", "int *", 0x40), ("flags", "int", 0o2004000)]) == \
-        "pipe2(0x40, O_CLOEXEC|O_NONBLOCK)"
+        "pipe2(0x40, O_NONBLOCK|O_CLOEXEC)"
 
 
 def test_every_arch_record_maps_or_is_honestly_unknown():

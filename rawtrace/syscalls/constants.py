@@ -172,14 +172,15 @@ def open_flags(arch: str) -> FlagTable | None:
     v = open_flag_values(arch)
     if v is None:
         return None
-    # O_TMPFILE = __O_TMPFILE | O_DIRECTORY and O_SYNC = __O_SYNC | O_DSYNC: test the pairs first.
-    order = ["O_CREAT", "O_EXCL", "O_NOCTTY", "O_TRUNC", "O_APPEND", "O_NONBLOCK"]
-    pairs: list[tuple[int, str]] = [(v["__O_SYNC"] | v["O_DSYNC"], "O_SYNC"),
-                                    (v["__O_TMPFILE"] | v["O_DIRECTORY"], "O_TMPFILE")]
-    pairs += [(v[n], n) for n in order]
-    pairs += [(v[n], n) for n in ("O_DSYNC", "FASYNC", "O_DIRECT", "O_LARGEFILE", "O_DIRECTORY",
-                                  "O_NOFOLLOW", "O_NOATIME", "O_CLOEXEC", "O_PATH", "__O_SYNC",
-                                  "__O_TMPFILE")]
+    # O_TMPFILE = __O_TMPFILE | O_DIRECTORY and O_SYNC = __O_SYNC | O_DSYNC are multi-bit names: they
+    # take their bits before the single-bit ones. The order is the printing order, strace's
+    # (its xlat/open_mode_flags.in), so that output can be diffed against strace.
+    pairs = [(v[n], n) for n in ("O_CREAT", "O_EXCL", "O_NOCTTY", "O_TRUNC", "O_APPEND", "O_NONBLOCK")]
+    pairs.append((v["__O_SYNC"] | v["O_DSYNC"], "O_SYNC"))
+    pairs += [(v[n], n) for n in ("__O_SYNC", "O_DSYNC", "O_DIRECT", "O_LARGEFILE", "O_NOFOLLOW",
+                                  "O_NOATIME", "O_CLOEXEC", "O_PATH")]
+    pairs.append((v["__O_TMPFILE"] | v["O_DIRECTORY"], "O_TMPFILE"))
+    pairs += [(v[n], n) for n in ("__O_TMPFILE", "O_DIRECTORY", "FASYNC")]
     return tuple(pairs)
 
 
@@ -189,7 +190,7 @@ def cloexec_nonblock_flags(arch: str) -> FlagTable | None:
     v = open_flag_values(arch)
     if v is None:
         return None
-    return ((v["O_CLOEXEC"], "O_CLOEXEC"), (v["O_NONBLOCK"], "O_NONBLOCK"))
+    return ((v["O_NONBLOCK"], "O_NONBLOCK"), (v["O_CLOEXEC"], "O_CLOEXEC"))
 
 
 # --- *at() (include/uapi/linux/fcntl.h) --------------------------------------------------------
@@ -205,7 +206,7 @@ AT_FLAGS_ACCESS: FlagTable = ((0x200, "AT_EACCESS"),) + AT_FLAGS
 # --- access(2) (include/linux/fs.h MAY_* mirror; unistd.h) --------------------------------------
 ACCESS_MODE_FLAGS: FlagTable = _flags((4, "R_OK"), (2, "W_OK"), (1, "X_OK"))
 
-# --- statx mask (include/uapi/linux/stat.h); STATX_BASIC_STATS first so it wins over its 11 bits.
+# --- statx mask (include/uapi/linux/stat.h); STATX_BASIC_STATS is multi-bit, so it wins over its 11 bits.
 STATX_MASK: FlagTable = _flags(
     (0x7ff, "STATX_BASIC_STATS"), (0x1, "STATX_TYPE"), (0x2, "STATX_MODE"), (0x4, "STATX_NLINK"),
     (0x8, "STATX_UID"), (0x10, "STATX_GID"), (0x20, "STATX_ATIME"), (0x40, "STATX_MTIME"),
@@ -381,7 +382,7 @@ def socket_type_flags(arch: str) -> FlagTable | None:
     if a not in _GENERIC_SOCKET_ARCHES:
         return None
     v = _OPEN_VALUES[_OPEN_FAMILY[a]]
-    return ((v["O_NONBLOCK"], "SOCK_NONBLOCK"), (v["O_CLOEXEC"], "SOCK_CLOEXEC"))
+    return ((v["O_CLOEXEC"], "SOCK_CLOEXEC"), (v["O_NONBLOCK"], "SOCK_NONBLOCK"))  # strace's order
 
 
 def socket_types(arch: str) -> ValueTable | None:

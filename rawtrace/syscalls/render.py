@@ -51,12 +51,18 @@ def render_flags(value: int, table: C.FlagTable, zero: str = "0") -> str:
     """Names of the set bits, OR-ed; bits no name covers are appended as one hex remainder."""
     if value == 0:
         return zero
-    parts = []
+    found = []
     rest = value
-    for mask, name in table:
-        if rest & mask == mask:
-            parts.append(name)
-            rest &= ~mask
+    # Multi-bit names (O_TMPFILE, O_SYNC, STATX_BASIC_STATS) claim their bits first; names are then
+    # printed in table order, which is strace's order.
+    for multi in (True, False):
+        for index, (mask, name) in enumerate(table):
+            if (mask & (mask - 1) != 0) == multi and mask and rest & mask == mask:
+                found.append((index, name))
+                rest &= ~mask
+    if len(found) > 1:
+        found.sort()
+    parts = [name for _, name in found]
     if rest:
         parts.append(f"{rest:#x}")
     return "|".join(parts)
@@ -641,8 +647,10 @@ class SyscallFormatter:
         """Every argument's rendering by name (including ones strace leaves out), for JSON output."""
         return dict(self._render_args(name, args, strings, all_args=True))
 
-    def format_return(self, name: str, ret: int | None) -> str:
-        """`3`, `0x7f0000000000` (mmap), `-1 ENOENT (No such file or directory)`, or `?` when unknown."""
+    def format_return(self, name: str, ret: int | None, args: Sequence[Arg] | None = None) -> str:
+        """`3`, `0x7f0000000000` (mmap), `-1 ENOENT (No such file or directory)`, or `?` when unknown.
+
+        With the call's `args`, returns that depend on them are decoded too (fcntl F_GETFL → flags)."""
         if ret is None or not isinstance(ret, int):
             return "?"
         ret = _truncate(ret, self._word_bits, True)
@@ -658,12 +666,32 @@ class SyscallFormatter:
             return f"-1 {errname} ({message})" if message else f"-1 {errname}"
         if name in _POINTER_RETURNS:
             return _hex(ret & self._word_mask)
+        if name == "umask":  # the previous mask
+            return _octal(ret)
+        if args and name in ("fcntl", "fcntl64"):
+            try:
+                decoded = self._fcntl_return(ret, {a[0]: a[2] for a in args})
+            except Exception:  # noqa: BLE001 - a formatter must never stop a trace
+                self.errors += 1
+                decoded = None
+            if decoded is not None:
+                return decoded
         return str(ret)
+
+    def _fcntl_return(self, ret: int, call: dict) -> str | None:
+        cmd = _fcntl_cmd_name(self, call)
+        if cmd == "F_GETFL":
+            return f"{_hex(ret)} (flags {_fmt_open_flags(self, ret, call)})"
+        if cmd == "F_GETFD":
+            return f"{_hex(ret)} (flags {render_flags(ret, C.FD_FLAGS)})" if ret else "0"
+        if cmd == "F_GET_SEALS":
+            return f"{_hex(ret)} (seals {render_flags(ret, C.SEAL_FLAGS)})" if ret else "0"
+        return None
 
     def render(self, name: str, args: Sequence[Arg], ret: int | None,
                strings: Mapping[str, object] | None = None) -> str:
         """The whole strace line body: `openat(AT_FDCWD, 0x7ffd..., O_RDONLY) = 3`."""
-        return f"{self.format_call(name, args, strings)} = {self.format_return(name, ret)}"
+        return f"{self.format_call(name, args, strings)} = {self.format_return(name, ret, args)}"
 
     def format_unfinished(self, name: str, args: Sequence[Arg],
                           strings: Mapping[str, object] | None = None) -> str:
