@@ -26,6 +26,9 @@ class Arch:
     syscall_wrapper_prefixes: tuple[str, ...]
     syscall_context_register: str
     syscall_arg_offsets: tuple[int, ...]
+    # Wrappers of the 32-bit compat ABI, whose arguments sit in other saved registers.
+    compat_wrapper_prefixes: tuple[str, ...] = ()
+    compat_arg_offsets: tuple[int, ...] = ()
     register_aliases: tuple[tuple[str, str], ...] = ()
 
 
@@ -43,6 +46,9 @@ ARCHES: dict[str, Arch] = {
         syscall_context_register="di",
         # di, si, dx, r10, r8, r9 in struct pt_regs
         syscall_arg_offsets=(0x70, 0x68, 0x60, 0x38, 0x48, 0x40),
+        # int 0x80 / compat: bx, cx, dx, si, di, bp in struct pt_regs
+        compat_wrapper_prefixes=("__ia32_sys_", "__ia32_compat_sys_"),
+        compat_arg_offsets=(0x28, 0x58, 0x60, 0x68, 0x70, 0x20),
         register_aliases=tuple((f"r{n}", n) for n in ("ax", "bx", "cx", "dx", "si", "di", "bp", "sp", "ip"))
         + tuple((f"e{n}", n) for n in ("ax", "bx", "cx", "dx", "si", "di", "bp", "sp", "ip")),
     ),
@@ -299,7 +305,14 @@ class _Context:
     @property
     def syscall_wrapper(self) -> bool:
         return (self.kind in ("kprobe", "kretprobe") and self.arch is not None
-                and self.symbol.startswith(self.arch.syscall_wrapper_prefixes))
+                and self.symbol.startswith(self.arch.syscall_wrapper_prefixes + self.arch.compat_wrapper_prefixes))
+
+    @property
+    def syscall_offsets(self) -> tuple[int, ...]:
+        assert self.arch is not None
+        if self.arch.compat_wrapper_prefixes and self.symbol.startswith(self.arch.compat_wrapper_prefixes):
+            return self.arch.compat_arg_offsets
+        return self.arch.syscall_arg_offsets
 
 
 def _parse_args(texts: list[str], context: _Context) -> tuple[ProbeArg, ...]:
@@ -385,11 +398,12 @@ def _friendly_arg(number: int, type_: str | None, context: _Context, text: str) 
         raise UsageError(f"argN is not known for architecture {context.arch_name}; use registers: {text!r}")
     if context.syscall_wrapper:
         # __x64_sys_*(const struct pt_regs *regs): the syscall's own arguments live in that pt_regs.
-        if number > len(arch.syscall_arg_offsets):
-            raise UsageError(f"system calls have at most {len(arch.syscall_arg_offsets)} arguments: {text!r}")
+        offsets = context.syscall_offsets
+        if number > len(offsets):
+            raise UsageError(f"system calls have at most {len(offsets)} arguments: {text!r}")
         if context.offset:
             raise UsageError(f"argN needs the function entry (offset 0): {text!r}")
-        inner = f"+{arch.syscall_arg_offsets[number - 1]:#x}(%{arch.syscall_context_register})"
+        inner = f"+{offsets[number - 1]:#x}(%{arch.syscall_context_register})"
         if context.kind == "kretprobe":
             raise UsageError(f"the saved registers are gone when the syscall returns; use a kprobe for "
                              f"arguments: {text!r}")

@@ -206,6 +206,10 @@ def test_kprobe_syscall_wrapper_args():
         f"p:{G}/__arm64_sys_openat __arm64_sys_openat path=+0(+0x8(%x0)):ustring arg6=+0x28(%x0)"
     with pytest.raises(UsageError, match="at most 6"):
         ProbeSpec.parse("kprobe:__x64_sys_openat arg7", "x86_64")
+    # 32-bit callers on x86_64: ebx, ecx, edx, esi, edi, ebp
+    assert definition("kprobe:__ia32_compat_sys_openat arg1:s32 arg2:ustring arg6") == \
+        (f"p:{G}/__ia32_compat_sys_openat __ia32_compat_sys_openat arg1=+0x28(%di):s32 "
+         "arg2=+0(+0x58(%di)):ustring arg6=+0x20(%di)")
 
 
 def test_kprobe_plain_function_args():
@@ -245,6 +249,7 @@ def test_arch_tables_are_consistent():
         assert set(arch.arg_registers) <= arch.registers
         assert arch.syscall_context_register in arch.registers
         assert len(arch.syscall_arg_offsets) == 6
+        assert len(arch.compat_arg_offsets) in (0, 6)
 
 
 # --- resolve on this machine -------------------------------------------------------------------------
