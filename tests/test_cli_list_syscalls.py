@@ -222,3 +222,14 @@ def test_tables_found_in_an_installed_layout(tmp_path):
     probe = subprocess.run([sys.executable, "-c", code], cwd=work, env=dict(os.environ, PYTHONPATH=str(site)),
                            capture_output=True, text=True, timeout=60, check=True)
     assert probe.stdout.strip() == str(site / "rawtrace" / "tables")
+
+
+@needs_known_host
+def test_args_without_the_format_parser_module(tmp_path, capsys, monkeypatch):
+    """Until rawtrace.parse.format is in the tree, the field lines are read directly: same answer."""
+    tracefs = make_tracefs(tmp_path, {"openat": [("int", "dfd"), ("const char *", "filename")]}, ["openat"])
+    monkeypatch.setitem(sys.modules, "rawtrace.parse.format", None)   # makes the import fail
+    rc, out, _ = run_cli(capsys, "--tracefs", str(tracefs), "--json", "--args", "openat")
+    assert rc == 0
+    assert json.loads(out)[0]["args"] == [{"name": "dfd", "type": "int"},
+                                          {"name": "filename", "type": "const char *"}]

@@ -107,12 +107,34 @@ def _read_args(kernel: KernelSyscalls, tp_name: str) -> list[dict] | None:
     except OSError:
         return None
     from rawtrace.errors import ParseError
-    from rawtrace.parse.format import parse_format
+    try:
+        from rawtrace.parse.format import parse_format
+    except ImportError:  # the format-file parser is not part of this tree yet
+        return _args_from_field_lines(text)
     try:
         fmt = parse_format(text, system="syscalls", source=str(path))
     except ParseError:
         return None
     return [{"name": f.name, "type": f.type} for f in fmt.fields if f.name != "__syscall_nr"]
+
+
+def _args_from_field_lines(text: str) -> list[dict] | None:
+    """Just the `field:TYPE NAME;` declarations after __syscall_nr, for when parse_format is absent."""
+    args: list[dict] = []
+    seen_nr = False
+    for line in text.splitlines():
+        line = line.strip()
+        if not line.startswith("field:"):
+            continue
+        decl = line[6:].split(";", 1)[0].strip()
+        type_text, _sep, name = decl.rpartition(" ")
+        if not type_text:
+            return None
+        if name == "__syscall_nr":
+            seen_nr = True
+        elif seen_nr:
+            args.append({"name": name, "type": type_text.strip()})
+    return args if seen_nr else None
 
 
 def _known_tracepoints(table) -> set[str]:
