@@ -39,6 +39,12 @@ PARAMS = {
                        ("sigsetsize", "size_t")],
     "flock": [("fd", "unsigned int"), ("cmd", "unsigned int")],
     "madvise": [("start", "unsigned long"), ("len_in", "size_t"), ("behavior", "int")],
+    "getrandom": [("ubuf", "char *"), ("len", "size_t"), ("flags", "unsigned int")],
+    "memfd_create": [("uname", "const char *"), ("flags", "unsigned int")],
+    "eventfd2": [("count", "unsigned int"), ("flags", "int")],
+    "rt_sigaction": [("sig", "int"), ("act", "const struct sigaction *"), ("oact", "struct sigaction *"),
+                     ("sigsetsize", "size_t")],
+    "wait4": [("upid", "pid_t"), ("stat_addr", "int *"), ("options", "int"), ("ru", "struct rusage *")],
 }
 
 WORKLOAD = r'''
@@ -71,6 +77,14 @@ signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
 os.access("/tmp", os.R_OK | os.W_OK)
 os.access("/nonexistent", os.F_OK)
 os.unlink(PATH)
+os.getrandom(4, os.GRND_NONBLOCK)
+os.close(os.memfd_create("rawtrace", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING))
+os.close(os.eventfd(3, os.EFD_CLOEXEC | os.EFD_NONBLOCK))
+signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+try:
+    os.waitpid(-1, os.WNOHANG)
+except ChildProcessError:
+    pass
 os.umask(0o321)  # end marker
 '''
 

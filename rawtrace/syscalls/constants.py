@@ -193,6 +193,16 @@ def cloexec_nonblock_flags(arch: str) -> FlagTable | None:
     return ((v["O_NONBLOCK"], "O_NONBLOCK"), (v["O_CLOEXEC"], "O_CLOEXEC"))
 
 
+@cache
+def fd_creation_flags(arch: str, prefix: str, extra: tuple[tuple[int, str], ...] = ()) -> FlagTable | None:
+    """<prefix>_CLOEXEC / <prefix>_NONBLOCK (= O_CLOEXEC / O_NONBLOCK) plus `extra`: the flags of
+    eventfd2 (EFD_), signalfd4 (SFD_), timerfd_create (TFD_), inotify_init1 (IN_), epoll_create1 (EPOLL_)."""
+    v = open_flag_values(arch)
+    if v is None:
+        return None
+    return extra + ((v["O_CLOEXEC"], f"{prefix}_CLOEXEC"), (v["O_NONBLOCK"], f"{prefix}_NONBLOCK"))
+
+
 # --- *at() (include/uapi/linux/fcntl.h) --------------------------------------------------------
 AT_FDCWD = -100
 AT_FLAGS: FlagTable = _flags(
