@@ -233,3 +233,21 @@ def test_args_without_the_format_parser_module(tmp_path, capsys, monkeypatch):
     assert rc == 0
     assert json.loads(out)[0]["args"] == [{"name": "dfd", "type": "int"},
                                           {"name": "filename", "type": "const char *"}]
+
+
+def test_captured_root_of_another_machine_uses_its_arch_and_tracefs(tmp_path, capsys):
+    """--root DIR: the machine is DIR/proc/sys/kernel/arch and tracefs is found under DIR, so an arm64
+    capture is checked against the arm64 table wherever the test runs."""
+    root = tmp_path / "root"
+    (root / "proc/sys/kernel").mkdir(parents=True)
+    (root / "proc/sys/kernel/arch").write_text("aarch64\n")
+    (root / "proc/sys/kernel/osrelease").write_text("6.99.0-test\n")
+    (root / "proc/self").mkdir(parents=True)
+    (root / "proc/self/mounts").write_text("tracefs /sys/kernel/tracing tracefs rw,nosuid 0 0\n")
+    make_tracefs(root / "sys/kernel/tracing", {"read": [], "openat": [], "renameat2": []}, ["read"])
+    rc, out, err = run_cli(capsys, "--root", str(root), "--json", "read", "openat", "renameat2")
+    assert rc == 0
+    got = [(r["nr"], r["name"], r["tracepoints"]) for r in json.loads(out)]
+    assert got == [(56, "openat", {"enter": True, "exit": False}), (63, "read", {"enter": True, "exit": True}),
+                   (276, "renameat2", {"enter": True, "exit": False})]
+    assert "6.99.0-test" not in err  # nothing stale among the selected syscalls
