@@ -577,13 +577,12 @@ def _not_built(feature: str, options: str, present: Evidence, config: Evidence |
 
 def _file_feature(facts: _Facts, tracefs: Path, feature: str, filename: str, options: str,
                   meanwhile: str) -> Support:
-    option = options.split(",")[-1].split("=")[0].strip()
-    config = facts.config_evidence(option)
     path = tracefs / filename
     shown = facts._shown(path)
     if path.exists():
         return Support(feature, True, f"{filename} present", (Evidence(shown, "present"),))
-    return _not_built(feature, options, Evidence(shown, "absent"), config, meanwhile)
+    option = options.split(",")[-1].split("=")[0].strip()  # the kernel config is read only to explain
+    return _not_built(feature, options, Evidence(shown, "absent"), facts.config_evidence(option), meanwhile)
 
 
 def probe_support(tracefs_path: Path | str, host: Host | None = None,
