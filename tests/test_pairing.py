@@ -94,7 +94,8 @@ def test_flush_emits_pending_oldest_first_and_empties():
     p.enter(2, 300, 0, READ, "read", "late")
     p.enter(1, 100, 1, READ, "read", "early")
     records = p.flush()
-    assert [(r.kind, r.tid, r.note) for r in records] == [(UNFINISHED, 1, P.NOTE_FLUSH), (UNFINISHED, 2, P.NOTE_FLUSH)]
+    assert [(r.kind, r.tid, r.note) for r in records] == \
+        [(UNFINISHED, 1, P.NOTE_FLUSH), (UNFINISHED, 2, P.NOTE_FLUSH)]
     assert len(p) == 0 and p.flush() == []
 
 

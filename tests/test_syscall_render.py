@@ -157,7 +157,8 @@ def test_signals_clone_socket_whence_access(x86):
     assert x86.format_call("clone", clone) == \
         "clone(CLONE_CHILD_CLEARTID|CLONE_CHILD_SETTID|SIGCHLD, NULL, NULL, 0x7f00, NULL)"
     sock = [("family", "int", 2), ("type", "int", 1 | 0o2000000 | 0o4000), ("protocol", "int", 6)]
-    assert x86.format_call("socket", sock) == "socket(AF_INET, SOCK_STREAM|SOCK_CLOEXEC|SOCK_NONBLOCK, IPPROTO_TCP)"
+    assert x86.format_call("socket", sock) == \
+        "socket(AF_INET, SOCK_STREAM|SOCK_CLOEXEC|SOCK_NONBLOCK, IPPROTO_TCP)"
     assert x86.format_call("lseek", [("fd", "unsigned int", 3), ("offset", "off_t", 0),
                                      ("whence", "unsigned int", 2)]) == "lseek(3, 0, SEEK_END)"
     assert x86.format_call("access", [("filename", "const char *", PTR), ("mode", "int", 6)]) == \
@@ -165,9 +166,11 @@ def test_signals_clone_socket_whence_access(x86):
     assert x86.format_call("access", [("filename", "const char *", PTR), ("mode", "int", 0)]) == \
         "access(0x7ffd12345678, F_OK)"
     assert x86.format_call("unlinkat", [("dfd", "int", AT_FDCWD_SLOT), ("pathname", "const char *", PTR),
-                                        ("flag", "int", 0x200)]) == "unlinkat(AT_FDCWD, 0x7ffd12345678, AT_REMOVEDIR)"
+                                        ("flag", "int", 0x200)]) == \
+        "unlinkat(AT_FDCWD, 0x7ffd12345678, AT_REMOVEDIR)"
     assert x86.format_call("fcntl", [("fd", "unsigned int", 3), ("cmd", "unsigned int", 4),
-                                     ("arg", "unsigned long", 0o4000)]) == "fcntl(3, F_SETFL, O_RDONLY|O_NONBLOCK)"
+                                     ("arg", "unsigned long", 0o4000)]) == \
+        "fcntl(3, F_SETFL, O_RDONLY|O_NONBLOCK)"
     assert x86.format_call("fcntl", [("fd", "unsigned int", 3), ("cmd", "unsigned int", 1),
                                      ("arg", "unsigned long", 0)]) == "fcntl(3, F_GETFD)"
     assert x86.format_call("rt_sigprocmask", [("how", "int", 2), ("nset", "sigset_t *", 0),
@@ -231,7 +234,8 @@ def test_raw_option_prints_every_argument_in_hex():
 def test_raw_syscalls_with_and_without_a_resolver():
     def resolver(nr):
         if nr == 257:
-            return "openat", [("dfd", "int"), ("filename", "const char *"), ("flags", "int"), ("mode", "umode_t")]
+            return "openat", [("dfd", "int"), ("filename", "const char *"), ("flags", "int"),
+                              ("mode", "umode_t")]
         return None
 
     f = SyscallFormatter("x86_64", resolver=resolver)
@@ -263,7 +267,8 @@ def test_pairing_records_render_like_strace():
     pairer.enter(12, 400, 0, 257, "openat", args)
     (unfinished,) = pairer.flush()
     assert unfinished.kind == UNFINISHED
-    assert f.format_record(unfinished) == "openat(AT_FDCWD, 0x7ffd12345678, O_RDONLY|O_CLOEXEC <unfinished ...>"
+    assert f.format_record(unfinished) == \
+        "openat(AT_FDCWD, 0x7ffd12345678, O_RDONLY|O_CLOEXEC <unfinished ...>"
     (gone,) = pairer.enter(13, 500, 0, 231, "exit_group", [("error_code", "int", 0)])
     assert f.format_record(gone) == "exit_group(0) = ?"
 
@@ -283,9 +288,11 @@ def test_argument_names_from_the_6_18_format_files(x86):
     assert x86.format_call("statx", [("dfd", "int", AT_FDCWD_SLOT), ("filename", "const char *", PTR),
                                      ("flags", "unsigned", 0x1100), ("mask", "unsigned int", 0xfff),
                                      ("buffer", "struct statx *", 0x10)]) == \
-        "statx(AT_FDCWD, 0x7ffd12345678, AT_SYMLINK_NOFOLLOW|AT_EMPTY_PATH, STATX_BASIC_STATS|STATX_BTIME, 0x10)"
+        "statx(AT_FDCWD, 0x7ffd12345678, AT_SYMLINK_NOFOLLOW|AT_EMPTY_PATH, " \
+        "STATX_BASIC_STATS|STATX_BTIME, 0x10)"
     assert x86.format_call("execveat", [("fd", "int", AT_FDCWD_SLOT), ("filename", "const char *", PTR),
-                                        ("argv", "const char *const *", 0x20), ("envp", "const char *const *", 0),
+                                        ("argv", "const char *const *", 0x20),
+                                        ("envp", "const char *const *", 0),
                                         ("flags", "int", 0x1000)]) == \
         "execveat(AT_FDCWD, 0x7ffd12345678, 0x20, NULL, AT_EMPTY_PATH)"
     assert x86.format_call("dup", [("fildes", "unsigned int", 0xffffffff)]) == "dup(-1)"

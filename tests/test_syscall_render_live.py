@@ -30,7 +30,8 @@ def test_every_syscall_format_renders(live_tracefs):
             args = [(f.name, f.type, pattern) for f in fields]
             text = formatter.format_call(name, args)
             assert text.startswith(name + "(") and text.endswith(")"), text
-            assert set(formatter.symbolic_args(name, args)) == {f.name for f in fields if not f.name.startswith("__")}
+            own = {f.name for f in fields if not f.name.startswith("__")}
+            assert set(formatter.symbolic_args(name, args)) == own
             assert formatter.format_return(name, pattern)
             rendered += 1
     assert formatter.errors == 0

@@ -141,7 +141,8 @@ def run_strace(tmp_path, raw: bool) -> list[tuple[str, list[str], str]]:
 
 
 def between_markers(calls, begin: str, end: str):
-    marks = [i for i, (name, args, _) in enumerate(calls) if name == "umask" and args and args[0] in (begin, end)]
+    marks = [i for i, (name, args, _) in enumerate(calls)
+             if name == "umask" and args and args[0] in (begin, end)]
     assert len(marks) == 2, f"markers not found: {marks}"
     return calls[marks[0]:marks[1] + 1]
 

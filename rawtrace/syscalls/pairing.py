@@ -108,7 +108,8 @@ class SyscallPairer:
             self.stats["mismatches"] += 1
             self.stats["resumed"] += 1
             return (self._unfinished(tid, earlier, NOTE_MISMATCH),
-                    SyscallRecord(RESUMED, tid, nr, name, None, ret, None, ts, None, None, cpu, NOTE_MISMATCH))
+                    SyscallRecord(RESUMED, tid, nr, name, None, ret, None, ts, None, None, cpu,
+                                  NOTE_MISMATCH))
         duration = ts - enter_ts
         note = None
         if epoch != self._loss_epoch:
@@ -148,7 +149,8 @@ class SyscallPairer:
         enter_ts, enter_cpu, nr, name, args, epoch = entry
         if note == NOTE_NEW_ENTER and epoch != self._loss_epoch:
             note = NOTE_NEW_ENTER + "; " + NOTE_LOST
-        return SyscallRecord(UNFINISHED, tid, nr, name, args, None, enter_ts, None, None, enter_cpu, None, note)
+        return SyscallRecord(UNFINISHED, tid, nr, name, args, None, enter_ts, None, None, enter_cpu, None,
+                             note)
 
     def _evict(self) -> tuple[SyscallRecord, ...]:
         # dicts keep insertion order, so the first key is the longest-waiting call.

@@ -232,7 +232,8 @@ def _static_flags(table: C.FlagTable, bits: int = 32, zero: str = "0") -> Format
     return _flags_formatter(lambda arch: table, bits, zero)
 
 
-def _value_formatter(table_of_arch: Callable[[str], Mapping[int, str] | None], signed: bool = True) -> Formatter:
+def _value_formatter(table_of_arch: Callable[[str], Mapping[int, str] | None],
+                     signed: bool = True) -> Formatter:
     def fmt(f: SyscallFormatter, raw: int, call: dict) -> str:
         value = _truncate(raw, 32, signed)
         table = table_of_arch(f.arch)
@@ -497,7 +498,8 @@ _SHOWN_IF: dict[tuple[str, str], Callable[[SyscallFormatter, dict], bool]] = {
 
 # Argument names that mean the same thing in every syscall.
 _DIRFD_NAMES = frozenset(("dfd", "olddfd", "newdfd", "dirfd", "from_dfd", "to_dfd", "mountdirfd"))
-_FD_NAMES = frozenset(("fd", "fildes", "oldfd", "newfd", "fd_in", "fd_out", "epfd", "pidfd", "ufd", "fdin", "fdout",
+_FD_NAMES = frozenset(("fd", "fildes", "oldfd", "newfd", "fd_in", "fd_out", "epfd", "pidfd", "ufd", "fdin",
+                       "fdout",
                        "out_fd", "in_fd", "wd", "tfd", "mqdes"))
 _BY_ARG: dict[str, Formatter] = {
     "sig": _fmt_signal,
