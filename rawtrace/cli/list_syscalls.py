@@ -163,24 +163,91 @@ def _matches(name: str, patterns: list[str]) -> bool:
     return not patterns or any(parse_number(p) is None and fnmatchcase(name, p) for p in patterns)
 
 
-def run(args, host) -> int:
+def _choose_arch(args, host):
+    """(arch name, host Arch or None): --arch if given, else the machine's (uname -m, or the capture's)."""
     from rawtrace.errors import UsageError
-    from rawtrace.syscalls.arches import arch_for_machine, lookup_arch
-    from rawtrace.syscalls.tables import load_table, normalize_arch
-
+    from rawtrace.syscalls.arches import arch_for_machine
+    from rawtrace.syscalls.tables import normalize_arch
     machine = _machine(host)
     host_arch = arch_for_machine(machine)
     if args.arch:
-        arch_name = normalize_arch(args.arch)
-    elif host_arch is None:
+        return normalize_arch(args.arch), host_arch
+    if host_arch is None:
         raise UsageError(f"no syscall table for this machine ({machine!r}); pass --arch")
-    else:
-        arch_name = host_arch.name
+    return host_arch.name, host_arch
+
+
+def _select(table, patterns: list[str], abi: str | None, kernel_only: list[str]) -> list:
+    """Table rows matching the patterns; a pattern that only names kernel-side syscalls is not an error."""
+    from rawtrace.errors import UsageError
+    table_patterns = []
+    for pattern in patterns:
+        try:
+            table.match([pattern], abi)
+        except UsageError:
+            if not any(_matches(name, [pattern]) for name in kernel_only):
+                raise
+            continue
+        table_patterns.append(pattern)
+    if patterns and not table_patterns:
+        return []
+    return table.match(table_patterns, abi)
+
+
+def _record(syscall, kernel: KernelSyscalls | None, with_args: bool) -> dict:
+    record = {"nr": syscall.nr, "name": syscall.name, "abi": syscall.abi,
+              "entry": syscall.entry, "compat_entry": syscall.compat_entry}
+    if kernel is not None:
+        tp = _tracepoint_of(syscall, kernel)
+        record["tracepoints"] = {"enter": tp in kernel.enter if tp else False,
+                                 "exit": tp in kernel.exit if tp else False}
+        record["tracepoint"] = f"syscalls:sys_enter_{tp}" if tp else None
+        record["in_table"] = True
+        if tp and with_args:
+            record["args"] = _read_args(kernel, tp)
+    return record
+
+
+def _kernel_only_record(name: str, kernel: KernelSyscalls, with_args: bool) -> dict:
+    record = {"nr": None, "name": name, "abi": None, "entry": None, "compat_entry": None,
+              "tracepoints": {"enter": name in kernel.enter, "exit": name in kernel.exit},
+              "tracepoint": f"syscalls:sys_enter_{name}", "in_table": False}
+    if with_args:
+        record["args"] = _read_args(kernel, name)
+    return record
+
+
+def _some(names: list[str], limit: int = 8) -> str:
+    return ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
+
+
+def _stale_notes(records: list[dict], extra: list[str], kernel: KernelSyscalls, table_version: str) -> list[str]:
+    """The footnote that keeps a stale table from misleading: what the kernel has that the table lacks,
+    and table entries with no tracepoint."""
+    notes = []
+    if extra:
+        notes.append(f"{len(extra)} syscall(s) have tracepoints on this kernel ({kernel.release}) but are "
+                     f"not in the Linux {table_version} table (marked {KERNEL_ONLY}, number unknown): "
+                     f"{_some(extra)}")
+    # sys_ni_syscall rows are numbers the kernel reserves but does not implement: no tracepoint expected.
+    missing = [r["name"] for r in records
+               if r.get("in_table") and r["entry"] and r["entry"] != "sys_ni_syscall" and r["tracepoint"] is None]
+    if missing:
+        notes.append(f"{len(missing)} table entr{'y has' if len(missing) == 1 else 'ies have'} "
+                     f"no tracepoint on this kernel (TP {NO_TRACEPOINT}): {_some(missing)}")
+    return notes
+
+
+def run(args, host) -> int:
+    from rawtrace.errors import UsageError
+    from rawtrace.syscalls.tables import load_table
+
+    arch_name, host_arch = _choose_arch(args, host)
     table = load_table(arch_name)
-    arch = lookup_arch(arch_name)
     abi = table.arch.abi(args.abi) if args.abi else None
     if args.abi and abi is None:
         raise UsageError(f"{arch_name} has no ABI {args.abi!r} (choices: {', '.join(table.abis)})")
+
     notes: list[str] = []
     kernel: KernelSyscalls | None = None
     # For another arch's table the running kernel's tracepoints say nothing, so no TP column then.
@@ -189,62 +256,21 @@ def run(args, host) -> int:
         if kernel is None:
             notes.append(f"no tracepoint columns: {reason}")
     if kernel is not None and abi is not None and not abi.traced:
-        notes.append(f"the kernel does not run syscall tracepoints for {abi.name} tasks on {arch.name} "
+        notes.append(f"the kernel does not run syscall tracepoints for {abi.name} tasks on {arch_name} "
                      "(compat syscalls are ignored); TP shows the native tracepoint of the same name")
+    if args.args and kernel is None:
+        notes.append("--args needs the running kernel's syscall tracepoints (host arch, readable tracefs)")
     # Syscalls this kernel traces that no ABI of the table knows: the table is older than the kernel.
     kernel_only = sorted(kernel.names - _known_tracepoints(table)) if kernel else []
 
     patterns = list(args.patterns)
-    table_patterns = []
-    for pattern in patterns:
-        try:
-            table.match([pattern], args.abi)
-        except UsageError:
-            if not any(_matches(name, [pattern]) for name in kernel_only):
-                raise
-            continue
-        table_patterns.append(pattern)
-    syscalls = table.match(table_patterns, args.abi) if table_patterns or not patterns else []
-
-    records = []
-    for syscall in syscalls:
-        record = {"nr": syscall.nr, "name": syscall.name, "abi": syscall.abi,
-                  "entry": syscall.entry, "compat_entry": syscall.compat_entry}
-        if kernel is not None:
-            tp = _tracepoint_of(syscall, kernel)
-            record["tracepoints"] = {"enter": tp in kernel.enter if tp else False,
-                                     "exit": tp in kernel.exit if tp else False}
-            record["tracepoint"] = f"syscalls:sys_enter_{tp}" if tp else None
-            record["in_table"] = True
-            if tp and args.args:
-                record["args"] = _read_args(kernel, tp)
-        records.append(record)
-
+    records = [_record(s, kernel, args.args) for s in _select(table, patterns, args.abi, kernel_only)]
     if kernel is not None:
-        # sys_ni_syscall rows are numbers the kernel reserves but does not implement: no tracepoint expected.
-        missing_tp = [r for r in records
-                      if r["entry"] and r["entry"] != "sys_ni_syscall" and r["tracepoint"] is None]
         extra = [name for name in kernel_only if _matches(name, patterns)]
-        for name in extra:
-            record = {"nr": None, "name": name, "abi": None, "entry": None, "compat_entry": None,
-                      "tracepoints": {"enter": name in kernel.enter, "exit": name in kernel.exit},
-                      "tracepoint": f"syscalls:sys_enter_{name}", "in_table": False}
-            if args.args:
-                record["args"] = _read_args(kernel, name)
-            records.append(record)
+        records += [_kernel_only_record(name, kernel, args.args) for name in extra]
         table_version = table.kernel_version_of(args.abi) if args.abi else table.kernel_version
-        if extra:
-            notes.append(f"{len(extra)} syscall(s) have tracepoints on this kernel ({kernel.release}) but are "
-                         f"not in the Linux {table_version} table (marked {KERNEL_ONLY}, number unknown): "
-                         f"{', '.join(extra[:8])}{', ...' if len(extra) > 8 else ''}")
-        if missing_tp:
-            notes.append(f"{len(missing_tp)} table entr{'y has' if len(missing_tp) == 1 else 'ies have'} "
-                         f"no tracepoint on this kernel (TP {NO_TRACEPOINT}): "
-                         f"{', '.join(r['name'] for r in missing_tp[:8])}"
-                         f"{', ...' if len(missing_tp) > 8 else ''}")
+        notes += _stale_notes(records, extra, kernel, table_version)
 
-    if args.args and kernel is None:
-        notes.append("--args needs the running kernel's syscall tracepoints (host arch, readable tracefs)")
     if args.json:
         _print_json(records)
     else:
