@@ -106,6 +106,7 @@ def test_kernel_refusal_shows_error_log_caret(live_tracefs):
     assert "String accepts only memory argument" in first
     assert command == f"  Command: {probe.definition(group, 'bad')}"
     assert command[caret.index("^"):] == "string"      # the kernel points at the type
+    assert "+0(%reg):string" in info.value.hint
     assert _group_gone(live_tracefs, group)
 
 

@@ -483,9 +483,22 @@ class DynamicEvents:
         return counts
 
 
+# error_log messages (kernel/trace/trace_probe.h ERRORS) → what to write instead.
+_ERROR_HINTS = (
+    ("String accepts only memory argument",
+     "a string is read from the address a value holds: +0(%reg):string, or argN:string / retval:string"),
+    ("can be used only on function entry or exit", "uprobes take registers: write argN and rawtrace maps it"),
+    ("Invalid register name", "registers are named as in struct pt_regs: %di %si %dx %cx %r8 %r9 %ax ..."),
+    ("different from existing probe", "another probe already uses this event name; pick another"),
+    ("Failed to find the given file", "the target path must exist and be absolute"),
+    ("Symbol is not available with uprobe", "uprobes cannot fetch @SYMBOL; use @+FILE_OFFSET or a register"),
+)
+
+
 def _refused(what: str, exc: OSError, entry: ErrorLogEntry | None, line: str,
              hint: str | None = None) -> KernelRefused:
     reason = os.strerror(exc.errno) if exc.errno else (exc.strerror or str(exc))
     if entry is not None:
+        hint = hint or next((h for needle, h in _ERROR_HINTS if needle in entry.message), None)
         return KernelRefused(f"the kernel refused {what} ({reason}): {entry.render()}", hint=hint)
     return KernelRefused(f"the kernel refused {what} ({reason}): {line}", hint=hint)
