@@ -192,8 +192,12 @@ def test_a_formatter_that_raises_falls_back_to_hex(monkeypatch):
     assert f.format_call("openat", openat_args(0o2000000)) == "openat(AT_FDCWD, 0x7ffd12345678, 0x80000)"
     assert f.errors == 1
     # A value that is not even an int (a decoder hiccup) does not stop rendering either.
-    text = f.format_call("kill", [("pid", "pid_t", None), ("sig", "int", 9)])
-    assert text == "kill(None, SIGKILL)"
+    assert f.format_call("kill", [("pid", "pid_t", None), ("sig", "int", 9)]) == "kill(?, SIGKILL)"
+    # Bytes where an int was expected are still escaped (they may come from the traced process).
+    assert f.format_call("kill", [("pid", "pid_t", b"\x1b[2J"), ("sig", "int", 9)]) == \
+        'kill("\\033[2J", SIGKILL)'
+    assert f.format_call("close", [("fd", "unsigned int", -1)]) == "close(-1)"
+    assert f.errors == 3
 
 
 def test_kernel_string_field_is_escaped_and_truncated():

@@ -637,9 +637,14 @@ class SyscallFormatter:
                 try:
                     text = fmt(self, value, call)
                 except Exception:  # noqa: BLE001 - a formatter must never stop a trace
-                    # Fall back to the raw slot.
+                    # Fall back to the raw slot (or a quoted string, if the decoder handed us text).
                     self.errors += 1
-                    text = _hex(value) if isinstance(value, int) and value >= 0 else repr(value)
+                    if isinstance(value, int):
+                        text = _hex(value & self._word_mask)
+                    elif isinstance(value, (bytes, bytearray, str)):
+                        text = quote_string(bytes(value) if isinstance(value, bytearray) else value, limit)
+                    else:
+                        text = "?"
             out.append((arg, text))
         return out
 
