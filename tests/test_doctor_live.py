@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -14,16 +18,12 @@ from rawtrace.errors import NotSupported
 from rawtrace.host import Host
 
 pytestmark = pytest.mark.live
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _mounts() -> set[tuple[str, str]]:
     with open("/proc/self/mounts") as f:
         return {(line.split()[1], line.split()[2]) for line in f}
-
-
-def _mount_source(target: str) -> str:
-    with open("/proc/self/mounts") as f:
-        return next((line.split()[0] for line in f if line.split()[1] == target), "securityfs")
 
 
 def _doctor_json(capsys) -> tuple[int, dict]:
@@ -57,23 +57,46 @@ def test_live_doctor_explains_this_machine(live_tracefs, root_only, capsys):
     assert r["verdict"]["sched_latency"]["status"] == "ok"
 
 
-def test_live_doctor_mounts_securityfs_only_for_the_read(live_tracefs, root_only, capsys):
+def _doctor_in_private_mount_namespace(unmount: list[str]) -> tuple[int, dict, str]:
+    """Run the doctor in a mount namespace of its own where `unmount` are unmounted first, so the
+    machine's mounts are never touched; return (exit code, report, the namespace's mounts afterwards)."""
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare(1) is needed to unmount in a private mount namespace")
+    script = "".join(f"umount {target} && " for target in unmount)
+    script += (f"{sys.executable} -m rawtrace doctor --json > \"$OUT\"; rc=$?; "
+               "cat /proc/self/mounts > \"$OUT.mounts\"; exit $rc")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "report.json")
+        env = dict(os.environ, OUT=out, PYTHONPATH=str(ROOT))
+        done = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+                              env=env, capture_output=True, text=True, check=False)
+        assert done.returncode in (0, 1, 2), done.stderr
+        with open(out) as f:
+            report = json.load(f)
+        with open(out + ".mounts") as f:
+            mounts = f.read()
+    return done.returncode, report, mounts
+
+
+def test_live_doctor_mounts_securityfs_only_for_the_read(live_tracefs, root_only):
     """With securityfs unmounted, the doctor mounts it to read the level and unmounts it again."""
-    was_mounted = ("/sys/kernel/security", "securityfs") in _mounts()
-    source = _mount_source("/sys/kernel/security")
-    if was_mounted:
-        subprocess.run(["umount", "/sys/kernel/security"], check=True)
-    try:
-        before = _mounts()
-        rc, r = _doctor_json(capsys)
-        after = _mounts()
-    finally:
-        if was_mounted and ("/sys/kernel/security", "securityfs") not in _mounts():
-            subprocess.run(["mount", "-t", "securityfs", source, "/sys/kernel/security"], check=True)
-    assert after == before, "securityfs (or another mount) was left behind"
+    if ("/sys/kernel/security", "securityfs") not in _mounts():
+        pytest.skip("securityfs is not mounted here to begin with")
+    rc, r, mounts = _doctor_in_private_mount_namespace(["/sys/kernel/security"])
+    assert " securityfs " not in mounts, "securityfs was left mounted"
     assert rc == 1 and r["lockdown"] == "integrity"
     lock = next(c for c in r["checks"] if c["name"] == "lockdown")
     assert any("unmounted again" in e["text"] for e in lock["evidence"])
+
+
+def test_live_doctor_looks_inside_an_unmounted_tracefs_and_unmounts_it(live_tracefs, root_only):
+    rc, r, mounts = _doctor_in_private_mount_namespace(["/sys/kernel/tracing"])
+    assert " tracefs " not in mounts, "tracefs was left mounted"
+    assert rc == 1
+    t = next(c for c in r["checks"] if c["name"] == "tracefs")
+    assert t["status"] == "limited" and "not mounted" in t["finding"]
+    assert r["verdict"]["uprobes"]["status"] == "ok"
+    assert "not built" in r["verdict"]["kprobes"]["reason"]
 
 
 def test_live_preflight(live_tracefs, root_only):
