@@ -67,8 +67,9 @@ class TraceEvent:
         return f"{self.system}:{self.event}"
 
     def to_json(self) -> dict:
-        out = {"ts": round(self.ts, 9), "cpu": self.cpu, "pid": self.pid, "comm": self.comm,
-               "event": self.name, "fields": _jsonable(self.fields)}
+        fields = {k: v if v.__class__ is int else _jsonable(v) for k, v in self.fields.items()}
+        out = {"ts": round(self.ts, 9), "cpu": self.cpu, "pid": self.pid, "comm": _jsonable(self.comm),
+               "event": f"{self.system}:{self.event}", "fields": fields}
         if self.syscall is not None:
             out["syscall"] = self.syscall
         if self.duration is not None:
@@ -107,6 +108,11 @@ class Summary:
 
 
 def _jsonable(value: Any) -> Any:
+    cls = value.__class__
+    if cls is int:
+        return value
+    if cls is tuple or cls is list:
+        return [v if v.__class__ is int else _jsonable(v) for v in value]
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
     if isinstance(value, (tuple, list)):

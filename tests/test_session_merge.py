@@ -69,10 +69,12 @@ def test_merge_slack_covers_late_commits():
 
 
 def test_merge_equal_timestamps_keep_arrival_order():
-    merger = Merger([0])
+    merger = Merger([0, 1])
+    merger.add(1, [Rec(5, 10)])
     merger.add(0, [Rec(5, 0), Rec(5, 1), Rec(5, 2)])
     merger.mark_drained(0, 10)
-    assert [r.cpu for r in merger.ready()] == [0, 1, 2]
+    merger.mark_drained(1, 10)
+    assert [r.cpu for r in merger.ready()] == [0, 1, 2, 10]
 
 
 def test_comm_tracker_replays_fork_exec_rename(tmp_path):

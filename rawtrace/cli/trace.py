@@ -138,7 +138,10 @@ def _trace(session, args) -> int:
               f"(clock {session.clock}, instance {session.instance.name})... Ctrl-C to end.\n")
     err.flush()
     if args.json:
+        import json
+
         from rawtrace.output import json_line
+        encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False).encode
         meta = {"meta": {"clock": session.clock, "ts_unit": "s" if session.clock != "counter" else "count",
                          "instance": session.instance.name,
                          "events": [f"{s}:{n}" for s, n in session.selected]}}
@@ -149,7 +152,7 @@ def _trace(session, args) -> int:
     write = out.write
     for item in session.events(duration=args.duration, count=args.count):
         if args.json:
-            json_line(item.to_json(), out)
+            write(encode(item.to_json()) + "\n")
         elif isinstance(item, LostEvents):
             count = "an unknown number of" if item.count < 0 else str(item.count)
             write(f"LOST {count} events on cpu {item.cpu} before {item.ts:.6f} ({item.source})\n")
