@@ -11,6 +11,10 @@ EPILOG = """\
 The doctor only reads. If securityfs, efivarfs or tracefs is not mounted and you are root, it mounts it
 to look inside and unmounts it again before exiting.
 
+--json keys: kernel, arch, lockdown (none|integrity|confidentiality|unsupported|unknown),
+secure_boot (enabled|disabled|setup_mode|not_efi|unknown), checks [{name, status, finding, evidence,
+remedy}], verdict {capability: {status, reason, remedy}}, exit_code. Status is ok, limited or blocked.
+
 exit status:
   0  everything rawtrace offers works here
   1  tracing works, but some features are unavailable (e.g. a kernel without kprobes)
