@@ -167,6 +167,13 @@ def open_flag_values(arch: str) -> dict[str, int] | None:
 
 
 @cache
+def open_mode_bits(arch: str) -> int | None:
+    """O_CREAT | __O_TMPFILE for `arch`: the flags with which open/openat read their mode argument."""
+    v = open_flag_values(arch)
+    return None if v is None else v["O_CREAT"] | v["__O_TMPFILE"]
+
+
+@cache
 def open_flags(arch: str) -> FlagTable | None:
     """The O_* bit table (access mode excluded) for `arch`, or None when the arch is not tabled."""
     v = open_flag_values(arch)

@@ -47,19 +47,33 @@ def _octal(value: int) -> str:
     return ("0" + format(value, "o")).rjust(3, "0")
 
 
+# Per flag table: its entries in matching order, multi-bit names (O_TMPFILE, O_SYNC, STATX_BASIC_STATS)
+# first so they claim their bits. Keyed by identity: tables are module constants or cached per arch.
+_MATCH_ORDER: dict[int, tuple[C.FlagTable, tuple[tuple[int, int, str], ...]]] = {}
+
+
+def _match_order(table: C.FlagTable) -> tuple[tuple[int, int, str], ...]:
+    cached = _MATCH_ORDER.get(id(table))
+    if cached is not None and cached[0] is table:
+        return cached[1]
+    entries = [(index, mask, name) for index, (mask, name) in enumerate(table) if mask]
+    order = tuple([e for e in entries if e[1] & (e[1] - 1)] + [e for e in entries if not e[1] & (e[1] - 1)])
+    _MATCH_ORDER[id(table)] = (table, order)
+    return order
+
+
 def render_flags(value: int, table: C.FlagTable, zero: str = "0") -> str:
-    """Names of the set bits, OR-ed; bits no name covers are appended as one hex remainder."""
+    """Names of the set bits, OR-ed in table order (strace's); bits no name covers become a hex remainder."""
     if value == 0:
         return zero
     found = []
     rest = value
-    # Multi-bit names (O_TMPFILE, O_SYNC, STATX_BASIC_STATS) claim their bits first; names are then
-    # printed in table order, which is strace's order.
-    for multi in (True, False):
-        for index, (mask, name) in enumerate(table):
-            if (mask & (mask - 1) != 0) == multi and mask and rest & mask == mask:
-                found.append((index, name))
-                rest &= ~mask
+    for index, mask, name in _match_order(table):
+        if rest & mask == mask:
+            found.append((index, name))
+            rest &= ~mask
+            if not rest:
+                break
     if len(found) > 1:
         found.sort()
     parts = [name for _, name in found]
@@ -259,11 +273,11 @@ def _fmt_open_flags(f: SyscallFormatter, raw: int, call: dict) -> str:
 
 def _open_needs_mode(f: SyscallFormatter, call: dict) -> bool:
     """open/openat pass `mode` only with O_CREAT or O_TMPFILE (strace leaves it out otherwise)."""
-    values = C.open_flag_values(f.arch)
+    bits = C.open_mode_bits(f.arch)
     flags = call.get("flags")
-    if values is None or not isinstance(flags, int):
+    if bits is None or not isinstance(flags, int):
         return True
-    return bool(flags & (values["O_CREAT"] | values["__O_TMPFILE"]))
+    return bool(flags & bits)
 
 
 def _fmt_access_mode(f: SyscallFormatter, raw: int, call: dict) -> str:
