@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rawtrace.errors import ParseError, UsageError
 from rawtrace.syscalls import arches
@@ -205,11 +207,7 @@ def test_every_arch_record_is_consistent():
 def test_generator_filters_the_generic_table_like_kbuild(tmp_path):
     """The generic table filtered by the arch's ABI tags (defaults + Makefile.syscalls), compat column dropped
     for riscv64, version read from the top Makefile: checked on a small fake kernel tree."""
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        import gen_tables
-    finally:
-        sys.path.remove(str(ROOT / "tools"))
+    gen_tables = _gen_tables()
     tree = tmp_path / "linux"
     (tree / "scripts").mkdir(parents=True)
     (tree / "arch/riscv/kernel").mkdir(parents=True)
@@ -236,3 +234,34 @@ def test_generator_filters_the_generic_table_like_kbuild(tmp_path):
 def test_table_files_are_cached():
     assert load_table_file("x86_64.tbl") is load_table_file("x86_64.tbl")
     assert load_table("amd64") is load_table("x86_64")
+
+
+def _gen_tables():
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import gen_tables
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    return gen_tables
+
+
+_ident = st.from_regex(r"[a-z_][a-z0-9_]{0,30}", fullmatch=True)
+_entry = st.one_of(st.just("-"), _ident)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5000), st.sampled_from(["common", "64", "x32", "oabi", "spu"]),
+                          _ident, st.lists(_entry, max_size=2), st.booleans()), max_size=40))
+def test_generator_output_round_trips_through_the_runtime_parser(rows):
+    """Whatever rows the generator writes, the run-time parser reads back (with '-' meaning none)."""
+    columns = [[str(nr), tag, name, *entries] + (["noreturn"] if flag and len(entries) == 2 else [])
+               for nr, tag, name, entries, flag in rows]
+    text = _gen_tables().render(columns, version="6.12.1", source="arch/x/syscall.tbl", extra_header=["x"],
+                                spdx="SPDX-License-Identifier: GPL-2.0")
+    parsed, header = parse_tbl(text)
+    assert header == {"kernel": "6.12.1", "source": "arch/x/syscall.tbl"}
+    expected = [(nr, tag, name,
+                 None if not entries or entries[0] == "-" else entries[0],
+                 None if len(entries) < 2 or entries[1] == "-" else entries[1])
+                for nr, tag, name, entries, _flag in rows]
+    assert parsed == expected
