@@ -439,6 +439,15 @@ def resolve_symbol(path: str, symbol: str, host: Host | None = None, *, offset: 
     Raises UsageError for non-ELF, wrong-architecture, stripped files and unknown symbols."""
     host = host or Host()
     machine = machine or host_machine()
+    from elftools.common.exceptions import ELFError
+    try:
+        return _resolve_symbol(path, symbol, host, offset, machine)
+    except (ELFError, struct.error, ValueError, IndexError, KeyError, OSError) as exc:
+        # Truncated or corrupt files fail deep inside the parser; say so in one line.
+        raise UsageError(f"{path} is a damaged ELF file ({type(exc).__name__}: {exc})") from None
+
+
+def _resolve_symbol(path: str, symbol: str, host: Host, offset: int, machine: str) -> ResolvedSymbol:
     view = host.path(path)
     elf, f = _open_elf(view, path, machine)
     with f:

@@ -79,6 +79,7 @@ _FETCH_CHARS = re.compile(r"[A-Za-z0-9_%$@+\-().>\\]+\Z")
 _FRIENDLY_ARG = re.compile(r"arg(\d+)\Z")
 _KERNEL_SYMBOL = re.compile(r"[A-Za-z_.][A-Za-z0-9_.$]*\Z")
 _ELF_SYMBOL = re.compile(r"[A-Za-z0-9_.$@]+\Z")
+_LIBRARY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+\-]*\Z")
 _MODULE = re.compile(r"[A-Za-z0-9_\-]+\Z")
 _RESERVED_ARG_NAMES = frozenset({"common_type", "common_flags", "common_preempt_count", "common_pid",
                                  "common_tgid", "__probe_ip", "__probe_func", "__probe_ret_ip"})
@@ -265,6 +266,9 @@ def _parse_place(kind: str, rest: str, head: str) -> tuple[str | None, str, int]
         if not sep or not target or not place:
             raise UsageError(f"bad {kind} spec {head!r}: expected {kind}:TARGET:SYMBOL[+OFFSET] "
                              "(TARGET: a path, a library name like libc, or pid:PID)")
+        if not target.startswith("pid:") and "/" not in target and not _LIBRARY.match(target):
+            raise UsageError(f"bad target {target!r} in {head!r}: a path (with /), a library name like "
+                             "libc or libssl.so.3, or pid:PID")
         symbol, offset = _split_offset(place, head)
         if not _ELF_SYMBOL.match(symbol):
             raise UsageError(f"bad symbol {symbol!r} in {head!r}")

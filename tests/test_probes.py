@@ -77,6 +77,7 @@ def test_default_event_names():
     ("uprobe:openat", "expected uprobe:TARGET:SYMBOL"),
     ("uprobe:libc:open at", "bad"),
     ("uprobe:pid:abc:main", "pid:<number>"),
+    ("uprobe:p:%rsi:main", "bad target"),
     ("uprobe:libc:openat+zz", "bad offset"),
     ("uretprobe:libc:openat+4", "drop the offset"),
     ("kretprobe:vfs_read+4", "drop the offset"),
