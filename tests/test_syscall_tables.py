@@ -176,6 +176,17 @@ def test_match_names_globs_numbers_and_errors():
         table.view("n64")
 
 
+def test_main_entries_leave_out_the_other_native_abis():
+    x86 = load_table("x86_64")
+    assert all(s.abi in ("common", "64") for s in x86.main_entries)
+    assert {s.abi for s in x86.entries} == {"common", "64", "x32"}
+    assert [s.name for s in x86.match(["rt_sigaction"], main=True)] == ["rt_sigaction"]
+    assert len(x86.match(["rt_sigaction"])) == 2          # 13 and the x32 row 0x40000200
+    assert x86.match(["0x40000200"], main=True)[0].abi == "x32"   # numbers still found in any ABI
+    assert all(s.abi != "oabi" for s in load_table("arm").main_entries)
+    assert {s.abi for s in load_table("powerpc64").main_entries} == {"common", "nospu", "64"}
+
+
 def test_parse_number():
     assert parse_number("0x40000000") == 0x40000000
     assert parse_number("17") == 17

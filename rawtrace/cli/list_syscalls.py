@@ -11,6 +11,8 @@ HELP = "syscall numbers, ABIs and entry points for an arch, with this kernel's s
 EPILOG = """\
 PATTERN is a name (openat), a glob ('open*', quoted for the shell) or a number (257, 0x40000002).
 Numbers are what user space passes: x32 numbers carry the x32 bit, MIPS numbers their ABI base.
+Without --abi the main ABI's rows are listed (x86_64 without the x32 rows); a number from another ABI
+(0x40000002) is still found.
 
 On the running kernel (default --arch), TP says whether syscalls:sys_enter_<name> and sys_exit_<name>
 exist ('yes'; 'enter' or 'exit' if only one does); '-' marks a table entry without tracepoints and
@@ -37,7 +39,8 @@ def add_arguments(parser) -> None:
                         help="architecture or alias (x86_64/amd64, i386, arm64/aarch64, arm, riscv64, "
                              "ppc64le, s390x, mips64, loongarch64, ...); default: the running machine's")
     parser.add_argument("--abi", metavar="ABI",
-                        help="one ABI of the arch (x86_64: 64, x32, i386); default: the native ones")
+                        help="one ABI of the arch (x86_64: 64, x32, i386; arm: eabi, oabi; mips64: n64, n32, "
+                             "o32); default: the arch's main ABI, with the kernel's row tags")
     parser.add_argument("--args", action="store_true",
                         help="add each syscall's arguments, read from its tracepoint format file "
                              "(one tracefs read per syscall, so not done by default)")
@@ -178,12 +181,13 @@ def _choose_arch(args, host):
 
 
 def _select(table, patterns: list[str], abi: str | None, kernel_only: list[str]) -> list:
-    """Table rows matching the patterns; a pattern that only names kernel-side syscalls is not an error."""
+    """Table rows matching the patterns (the main ABI's unless `abi`; a number another ABI uses, such as
+    an x32 one, is still found); a pattern that only names kernel-side syscalls is not an error."""
     from rawtrace.errors import UsageError
     table_patterns = []
     for pattern in patterns:
         try:
-            table.match([pattern], abi)
+            table.match([pattern], abi, main=True)
         except UsageError:
             if not any(_matches(name, [pattern]) for name in kernel_only):
                 raise
@@ -191,7 +195,7 @@ def _select(table, patterns: list[str], abi: str | None, kernel_only: list[str])
         table_patterns.append(pattern)
     if patterns and not table_patterns:
         return []
-    return table.match(table_patterns, abi)
+    return table.match(table_patterns, abi, main=True)
 
 
 def _record(syscall, kernel: KernelSyscalls | None, with_args: bool) -> dict:

@@ -190,16 +190,29 @@ class SyscallTable:
             self._by_name = index
         return self._by_name.get(name)
 
+    @property
+    def main_entries(self) -> tuple[Syscall, ...]:
+        """The rows of the arch's main ABI only (x86_64 without the x32 rows, arm without OABI-only ones),
+        with the kernel's tags: what an ordinary process on such a machine can call."""
+        main = self.arch.abis[0]
+        return tuple(s for s in self.entries if main.covers(s.abi))
+
+    def _source(self, abi: str | None, main: bool) -> tuple[Syscall, ...]:
+        if abi:
+            return self.view(abi)
+        return self.main_entries if main else self.entries
+
     def names(self, abi: str | None = None) -> list[str]:
         entries = self.view(abi) if abi else self.entries
         return list(dict.fromkeys(s.name for s in entries))
 
-    def match(self, patterns, abi: str | None = None) -> list[Syscall]:
+    def match(self, patterns, abi: str | None = None, *, main: bool = False) -> list[Syscall]:
         """Rows matching any pattern (name, glob like `open*`, decimal or 0x number), in table order.
 
-        Without `abi`, a number the native rows lack is looked up in the other ABIs (0x40000002 is x32
-        open on x86_64). Raises UsageError for a pattern that matches nothing, naming the nearest names."""
-        entries = self.view(abi) if abi else self.entries
+        Rows come from `view(abi)`, else `main_entries` if `main`, else `entries`. Without `abi`, a number
+        those rows lack is looked up in the other ABIs (0x40000002 is x32 open on x86_64).
+        Raises UsageError for a pattern that matches nothing, naming the nearest names."""
+        entries = self._source(abi, main)
         if not patterns:
             return list(entries)
         from fnmatch import fnmatchcase
