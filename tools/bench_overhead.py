@@ -119,6 +119,8 @@ def main() -> int:
         target = tmp / "target"
         target.write_text("hello\n")
         cmd = build_workload(tmp) + [str(target), str(args.iterations)]
+        if not cmd[0].endswith(".py"):
+            cmd.insert(1, "open")
         results: dict[str, float] = {}
         notes: dict[str, str] = {}
 

@@ -1,18 +1,27 @@
-/* Syscall-heavy benchmark workload: N x (openat + read + close) on one file; prints its own loop time. */
+/* Benchmark workloads, each printing its own figure on stdout:
+ *   workload open PATH N          N x (openat + read + close) on PATH; prints the loop time in seconds
+ *   workload rate RATE SECONDS    RATE getppid() calls per second, paced per millisecond, for SECONDS;
+ *                                 prints the number of calls made */
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-int main(int argc, char **argv)
+static double now(void)
 {
-	const char *path = argc > 1 ? argv[1] : "/etc/hostname";
-	long n = argc > 2 ? atol(argv[2]) : 200000;
-	char buf[64];
-	struct timespec a, b;
+	struct timespec t;
 
-	clock_gettime(CLOCK_MONOTONIC, &a);
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+static int open_loop(const char *path, long n)
+{
+	char buf[64];
+	double start = now();
+
 	for (long i = 0; i < n; i++) {
 		int fd = open(path, O_RDONLY | O_CLOEXEC);
 		if (fd < 0) {
@@ -23,7 +32,36 @@ int main(int argc, char **argv)
 			return 1;
 		close(fd);
 	}
-	clock_gettime(CLOCK_MONOTONIC, &b);
-	printf("%.6f\n", (b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9);
+	printf("%.6f\n", now() - start);
 	return 0;
+}
+
+static int rate_loop(double rate, double seconds)
+{
+	double start = now();
+	long slots = (long)(seconds * 1000), calls = 0;
+	double per_slot = rate / 1000.0, owed = 0;
+
+	for (long slot = 0; slot < slots; slot++) {
+		owed += per_slot;
+		while (owed >= 1) {
+			getppid();
+			calls++;
+			owed -= 1;
+		}
+		while (now() < start + (slot + 1) / 1000.0)
+			;
+	}
+	printf("%ld\n", calls);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 4 && strcmp(argv[1], "open") == 0)
+		return open_loop(argv[2], atol(argv[3]));
+	if (argc == 4 && strcmp(argv[1], "rate") == 0)
+		return rate_loop(atof(argv[2]), atof(argv[3]));
+	fprintf(stderr, "usage: %s open PATH N | rate RATE SECONDS\n", argv[0]);
+	return 2;
 }

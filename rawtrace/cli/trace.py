@@ -162,7 +162,11 @@ def _trace(session, args) -> int:
     summary = session.summary
     lost = f"{summary.lost} lost" + (f" (+{summary.lost_unknown_pages} pages with an unknown count)"
                                      if summary.lost_unknown_pages else "")
-    err.write(f"{summary.events} events, {lost}, {summary.duration:.3f} s\n")
+    overrun = ""
+    if summary.lost or any(summary.kernel_overrun.values()):
+        per_cpu = " ".join(f"cpu{cpu}={count}" for cpu, count in sorted(summary.kernel_overrun.items()))
+        overrun = f" (kernel per-CPU overrun: {per_cpu})"
+    err.write(f"{summary.events} events, {lost}, {summary.duration:.3f} s{overrun}\n")
     if summary.decode_errors:
         err.write(f"warning: {len(summary.decode_errors)} sub-buffers could not be fully decoded: "
                   f"{summary.decode_errors[0]}\n")
