@@ -53,6 +53,7 @@ class ElfSymbol:
     size: int
     type: str                 # STT_FUNC, STT_GNU_IFUNC, STT_NOTYPE, STT_OBJECT, ...
     table: str                # ".symtab" or ".dynsym"
+    local: bool = False       # STB_LOCAL: a static function, one per compilation unit
 
     @property
     def spelled(self) -> str:
@@ -386,7 +387,7 @@ def read_symbols(elf) -> tuple[list[ElfSymbol], list[str]]:
             name, version, default = _split_version(raw)
             if versions is not None and i < len(versions) and version is None:
                 version, default = versions[i]
-            symbols.append(ElfSymbol(name, version, default, value, size, kind, table))
+            symbols.append(ElfSymbol(name, version, default, value, size, kind, table, local=info >> 4 == 0))
     return symbols, tables
 
 
@@ -426,9 +427,14 @@ def _choose(matches: list[ElfSymbol], wanted: str, shown: str) -> ElfSymbol:
     defaults = [s for s in by_value.values() if s.default_version]
     if len(defaults) == 1:
         return defaults[0]
-    spelled = ", ".join(sorted(s.spelled for s in by_value.values()))
+    # A global definition wins over static functions of the same name in other compilation units.
+    exported = [s for s in defaults if not s.local]
+    if len(exported) == 1:
+        return exported[0]
+    spelled = ", ".join(f"{s.spelled} at {s.value:#x}{' (static)' if s.local else ''}"
+                        for s in sorted(by_value.values(), key=lambda s: s.value))
     raise UsageError(f"{wanted!r} is ambiguous in {shown}: {spelled}",
-                     hint="name the version, e.g. SYMBOL@@VERSION, or give a virtual address (0x...)")
+                     hint="name the version (SYMBOL@@VERSION) or give the virtual address (0x...)")
 
 
 def resolve_symbol(path: str, symbol: str, host: Host | None = None, *, offset: int = 0,

@@ -410,3 +410,23 @@ def test_pid_target_in_another_mount_namespace(tmp_path):
     # same namespace: the plain path
     _fake_process(root, 600, "/usr/bin/app", "mnt:[4026531841]")
     assert elf.resolve_target("pid:600", host) == "/usr/bin/app"
+
+
+def test_same_static_name_in_two_files(tmp_path):
+    if shutil.which("cc") is None:
+        pytest.skip("needs cc")
+    (tmp_path / "a.c").write_text("__attribute__((noinline)) static int helper(int x) { return x + 1; }\n"
+                                  "int from_a(int x) { return helper(x); }\n")
+    (tmp_path / "b.c").write_text("__attribute__((noinline)) static int helper(int x) { return x * 5; }\n"
+                                  "int from_a(int); int main(int c, char **v) { return helper(c) + from_a(c); }\n")
+    binary = tmp_path / "two"
+    subprocess.run(["cc", "-O1", "-o", str(binary), str(tmp_path / "a.c"), str(tmp_path / "b.c")], check=True)
+    out = subprocess.run(["nm", str(binary)], capture_output=True, text=True, check=True).stdout
+    addresses = sorted(int(line.split()[0], 16) for line in out.splitlines() if line.endswith(" helper"))
+    assert len(addresses) == 2
+    with pytest.raises(UsageError) as info:
+        elf.resolve_symbol(str(binary), "helper")
+    for address in addresses:
+        assert f"at {address:#x} (static)" in info.value.message
+    found = elf.resolve_symbol(str(binary), hex(addresses[1]))
+    assert found.symbol == "helper" and found.file_offset == oracle_offset(str(binary), addresses[1])
