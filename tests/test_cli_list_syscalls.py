@@ -248,6 +248,23 @@ def test_captured_root_of_another_machine_uses_its_arch_and_tracefs(tmp_path, ca
     rc, out, err = run_cli(capsys, "--root", str(root), "--json", "read", "openat", "renameat2")
     assert rc == 0
     got = [(r["nr"], r["name"], r["tracepoints"]) for r in json.loads(out)]
-    assert got == [(56, "openat", {"enter": True, "exit": False}), (63, "read", {"enter": True, "exit": True}),
+    assert got == [(56, "openat", {"enter": True, "exit": False}),
+                   (63, "read", {"enter": True, "exit": True}),
                    (276, "renameat2", {"enter": True, "exit": False})]
     assert "6.99.0-test" not in err  # nothing stale among the selected syscalls
+
+
+def test_compat_entry_column_only_for_abis_that_use_it(capsys):
+    _rc, out, _ = run_cli(capsys, "--arch", "s390x", "read")
+    assert out.splitlines()[0].split() == ["NR", "NAME", "ABI", "ENTRY"]
+    _rc, out, _ = run_cli(capsys, "--arch", "s390x", "--abi", "32", "read")
+    assert out.splitlines()[0].split() == ["NR", "NAME", "ABI", "ENTRY", "COMPAT", "ENTRY"]
+    assert out.splitlines()[2].split() == ["3", "read", "32", "sys_read", "compat_sys_s390_read"]
+    _rc, out, _ = run_cli(capsys, "--arch", "s390x", "--json", "read")
+    assert json.loads(out)[0]["compat_entry"] == "compat_sys_s390_read"
+
+
+def test_default_listing_fits_80_columns_for_main_abis(capsys):
+    for arch in ("x86_64", "i386", "arm64", "arm", "riscv64", "ppc64le", "s390x", "mips64", "loongarch64"):
+        _rc, out, _ = run_cli(capsys, "--arch", arch, "--tracefs", "/nonexistent")
+        assert max(len(line) for line in out.splitlines()) <= 80, arch

@@ -1,4 +1,4 @@
-"""Syscall tables: every table parses, numbers agree with the kernel sources and the installed uapi headers."""
+"""Syscall tables: every table parses; numbers agree with kernel sources and the installed uapi headers."""
 
 from __future__ import annotations
 
@@ -238,8 +238,9 @@ def test_generator_filters_the_generic_table_like_kbuild(tmp_path):
     text = gen_tables.generate_job(tree, job, gen_tables.kernel_version(tree))
     rows, header = parse_tbl(text)
     assert header["kernel"] == "6.99.1-rc2" and header["source"] == "scripts/syscall.tbl"
-    assert [(r[0], r[2], r[4]) for r in rows] == [(4, "io_getevents", None), (63, "read", None),
-                                                   (163, "getrlimit", None), (259, "riscv_flush_icache", None)]
+    assert [(r[0], r[2], r[4]) for r in rows] == [
+        (4, "io_getevents", None), (63, "read", None), (163, "getrlimit", None),
+        (259, "riscv_flush_icache", None)]
 
 
 def test_table_files_are_cached():

@@ -66,7 +66,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=20, help="runs per command (default 20)")
     parser.add_argument("--no-bytecode-cache", action="store_true",
-                        help="compile every module on every run (PYTHONDONTWRITEBYTECODE=1, as in a bare checkout)")
+                        help="compile every module on every run (PYTHONDONTWRITEBYTECODE=1, as a bare "
+                             "checkout does)")
     args = parser.parse_args()
     # An installed package has its .pyc files compiled by pip; a checkout run with PYTHONDONTWRITEBYTECODE
     # recompiles every module each time. Measure the installed case, with the bytecode cache kept in a

@@ -1,4 +1,4 @@
-"""`rawtrace list-syscalls`: syscall numbers, ABIs and entry points, checked against this kernel's tracepoints."""
+"""`rawtrace list-syscalls`: syscall numbers, ABIs and entry points, checked against kernel tracepoints."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ EPILOG = """\
 PATTERN is a name (openat), a glob ('open*', quoted for the shell) or a number (257, 0x40000002).
 Numbers are what user space passes: x32 numbers carry the x32 bit, MIPS numbers their ABI base.
 Without --abi the main ABI's rows are listed (x86_64 without the x32 rows); a number from another ABI
-(0x40000002) is still found.
+(0x40000002) is still found. COMPAT ENTRY is shown for ABIs whose tasks use it (--abi i386 on x86_64,
+--abi oabi on arm); --json always has compat_entry.
 
 On the running kernel (default --arch), TP says whether syscalls:sys_enter_<name> and sys_exit_<name>
 exist ('yes'; 'enter' or 'exit' if only one does); '-' marks a table entry without tracepoints and
@@ -225,7 +226,8 @@ def _some(names: list[str], limit: int = 8) -> str:
     return ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
 
 
-def _stale_notes(records: list[dict], extra: list[str], kernel: KernelSyscalls, table_version: str) -> list[str]:
+def _stale_notes(records: list[dict], extra: list[str], kernel: KernelSyscalls,
+                 table_version: str) -> list[str]:
     """The footnote that keeps a stale table from misleading: what the kernel has that the table lacks,
     and table entries with no tracepoint."""
     notes = []
@@ -234,8 +236,8 @@ def _stale_notes(records: list[dict], extra: list[str], kernel: KernelSyscalls, 
                      f"not in the Linux {table_version} table (marked {KERNEL_ONLY}, number unknown): "
                      f"{_some(extra)}")
     # sys_ni_syscall rows are numbers the kernel reserves but does not implement: no tracepoint expected.
-    missing = [r["name"] for r in records
-               if r.get("in_table") and r["entry"] and r["entry"] != "sys_ni_syscall" and r["tracepoint"] is None]
+    missing = [r["name"] for r in records if r.get("in_table") and r["entry"]
+               and r["entry"] != "sys_ni_syscall" and r["tracepoint"] is None]
     if missing:
         notes.append(f"{len(missing)} table entr{'y has' if len(missing) == 1 else 'ies have'} "
                      f"no tracepoint on this kernel (TP {NO_TRACEPOINT}): {_some(missing)}")
@@ -278,7 +280,9 @@ def run(args, host) -> int:
     if args.json:
         _print_json(records)
     else:
-        _print_table(records, kernel is not None, args.args)
+        # Compat entries only matter to tasks of an ABI that goes through them (i386 on x86_64, OABI).
+        listed = abi or table.arch.abis[0]
+        _print_table(records, kernel is not None, args.args, listed.compat_entries)
     for note in notes:
         sys.stderr.write(f"note: {note}\n")
     return 0
@@ -305,9 +309,9 @@ def _tp_cell(record: dict) -> str:
     return NO_TRACEPOINT
 
 
-def _print_table(records: list[dict], with_kernel: bool, with_args: bool) -> None:
+def _print_table(records: list[dict], with_kernel: bool, with_args: bool, compat_entries: bool) -> None:
     from rawtrace.output import table
-    show_compat = any(r["compat_entry"] for r in records)
+    show_compat = compat_entries and any(r["compat_entry"] for r in records)
     headers = ["NR", "NAME", "ABI", "ENTRY"] + (["COMPAT ENTRY"] if show_compat else [])
     if with_kernel:
         headers.append("TP")

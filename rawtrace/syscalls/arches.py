@@ -35,6 +35,9 @@ class Abi(NamedTuple):
     # False where the kernel skips syscall tracepoints for these tasks
     # (ARCH_TRACE_IGNORE_COMPAT_SYSCALLS in arch/<arch>/include/asm/ftrace.h).
     traced: bool = True
+    # Whether these tasks go through the table's compat column where it has one (compat ABIs, and
+    # OABI binaries on an EABI kernel with CONFIG_OABI_COMPAT).
+    compat_entries: bool = False
 
     def covers(self, tag: str) -> bool:
         return self.tags is None or tag in self.tags
@@ -86,12 +89,13 @@ ARCHES: tuple[Arch, ...] = (
         (Abi("64", "x86_64.tbl", ("common", "64")),
          Abi("x32", "x86_64.tbl", ("common", "x32"), X32_SYSCALL_BIT, word_size=32, traced=False,
              note="ILP32 on x86_64: the 64-bit table's common rows and the x32 rows, number | 0x40000000"),
-         Abi("i386", "i386.tbl", None, compat=True, word_size=32, traced=False,
+         Abi("i386", "i386.tbl", None, compat=True, compat_entries=True, word_size=32, traced=False,
              note="32-bit x86 tasks (int 0x80, sysenter) on a 64-bit kernel, with the compat entries")),
         64, machines=("x86_64",), aliases=("amd64", "x64", "x86-64"), kernel_dir="x86",
         compat_column="unused (x32 rows name their compat entry as the entry point)",
-        verify="arch/x86/entry/syscalls/Makefile: unistd_64.h --abis common,64; unistd_x32.h --abis common,x32 "
-               "--offset __X32_SYSCALL_BIT; compare /usr/include/x86_64-linux-gnu/asm/unistd_64.h, unistd_x32.h",
+        verify="arch/x86/entry/syscalls/Makefile: unistd_64.h --abis common,64; unistd_x32.h --abis "
+               "common,x32 --offset __X32_SYSCALL_BIT; compare /usr/include/x86_64-linux-gnu/asm/unistd_64.h "
+               "and unistd_x32.h",
     ),
     Arch(
         "i386",
@@ -104,7 +108,8 @@ ARCHES: tuple[Arch, ...] = (
     Arch(
         "arm64",
         (Abi("64", "arm64.tbl", None),
-         Abi("aarch32", "arm64_aarch32.tbl", None, compat=True, word_size=32, traced=False,
+         Abi("aarch32", "arm64_aarch32.tbl", None, compat=True, compat_entries=True, word_size=32,
+             traced=False,
              note="AArch32 (EABI) tasks on an arm64 kernel: arm numbers, compat entries")),
         64, machines=("aarch64", "aarch64_be"), aliases=("aarch64", "arm64le"), kernel_dir="arm64",
         verify="arch/arm64/kernel/Makefile.syscalls: syscall_abis_64 += renameat rlimit memfd_secret "
@@ -113,7 +118,7 @@ ARCHES: tuple[Arch, ...] = (
     Arch(
         "arm",
         (Abi("eabi", "arm.tbl", ("common", "eabi"), word_size=32),
-         Abi("oabi", "arm.tbl", ("common", "oabi"), ARM_OABI_SYSCALL_BASE, word_size=32,
+         Abi("oabi", "arm.tbl", ("common", "oabi"), ARM_OABI_SYSCALL_BASE, word_size=32, compat_entries=True,
              note="old ABI: number in the swi immediate, 0x900000 + nr")),
         32, machines=("armv4l", "armv4tl", "armv5l", "armv5tl", "armv5tel", "armv5tejl", "armv6l", "armv7l",
                       "armv8l", "arm", "armeb"),
@@ -124,7 +129,7 @@ ARCHES: tuple[Arch, ...] = (
     Arch(
         "riscv64",
         (Abi("64", "riscv64.tbl", None),
-         Abi("32", "riscv32.tbl", None, compat=True, word_size=32, traced=False,
+         Abi("32", "riscv32.tbl", None, compat=True, compat_entries=True, word_size=32, traced=False,
              note="rv32 tasks on an rv64 kernel (CONFIG_COMPAT), with the compat entries")),
         64, machines=("riscv64",), aliases=("riscv", "rv64"), kernel_dir="riscv",
         verify="arch/riscv/kernel/Makefile.syscalls: syscall_abis_64 += riscv rlimit memfd_secret",
@@ -144,7 +149,7 @@ ARCHES: tuple[Arch, ...] = (
         (Abi("64", "powerpc.tbl", ("common", "nospu", "64")),
          Abi("spu", "powerpc.tbl", ("common", "spu"),
              note="Cell SPU contexts (spu_syscall_table): common and spu rows only"),
-         Abi("32", "powerpc.tbl", ("common", "nospu", "32"), compat=True, word_size=32,
+         Abi("32", "powerpc.tbl", ("common", "nospu", "32"), compat=True, compat_entries=True, word_size=32,
              note="32-bit tasks on a ppc64 kernel, with the compat entries")),
         64, machines=("ppc64", "ppc64le"), aliases=("ppc64", "ppc64le", "powerpc64le", "ppc64el"),
         kernel_dir="powerpc", compat_column="entry used for 32-bit tasks on a 64-bit kernel",
@@ -159,7 +164,7 @@ ARCHES: tuple[Arch, ...] = (
     Arch(
         "s390x",
         (Abi("64", "s390.tbl", ("common", "64")),
-         Abi("32", "s390.tbl", ("common", "32"), compat=True, word_size=32, traced=False,
+         Abi("32", "s390.tbl", ("common", "32"), compat=True, compat_entries=True, word_size=32, traced=False,
              note="31-bit tasks on a 64-bit kernel: the compat column is their entry")),
         64, machines=("s390x",), aliases=("s390", "s390-64"), kernel_dir="s390",
         compat_column="entry used for 31-bit tasks (rows tagged 32 have only this one)",
@@ -168,7 +173,7 @@ ARCHES: tuple[Arch, ...] = (
     Arch(
         "sparc64",
         (Abi("64", "sparc.tbl", ("common", "64")),
-         Abi("32", "sparc.tbl", ("common", "32"), compat=True, word_size=32)),
+         Abi("32", "sparc.tbl", ("common", "32"), compat=True, compat_entries=True, word_size=32)),
         64, machines=("sparc64",), aliases=("sparcv9",), kernel_dir="sparc",
         compat_column="entry used for 32-bit tasks on a 64-bit kernel",
         verify="arch/sparc/kernel/syscalls/Makefile: --abis common,$* for 32 and 64",
@@ -182,7 +187,7 @@ ARCHES: tuple[Arch, ...] = (
     Arch(
         "parisc64",
         (Abi("64", "parisc.tbl", ("common", "64")),
-         Abi("32", "parisc.tbl", ("common", "32"), compat=True, word_size=32)),
+         Abi("32", "parisc.tbl", ("common", "32"), compat=True, compat_entries=True, word_size=32)),
         64, machines=("parisc64",), aliases=("hppa64",), kernel_dir="parisc",
         compat_column="entry used for 32-bit tasks on a 64-bit kernel",
         verify="arch/parisc/kernel/syscalls/Makefile: --abis common,$* for 32 and 64",
@@ -196,9 +201,9 @@ ARCHES: tuple[Arch, ...] = (
     Arch(
         "mips64",
         (Abi("n64", "mips_n64.tbl", None, MIPS_N64_BASE),
-         Abi("n32", "mips_n32.tbl", None, MIPS_N32_BASE, compat=True, word_size=32,
+         Abi("n32", "mips_n32.tbl", None, MIPS_N32_BASE, compat=True, compat_entries=True, word_size=32,
              note="ILP32 on a 64-bit kernel (MIPS32_N32)"),
-         Abi("o32", "mips_o32.tbl", None, MIPS_O32_BASE, compat=True, word_size=32,
+         Abi("o32", "mips_o32.tbl", None, MIPS_O32_BASE, compat=True, compat_entries=True, word_size=32,
              note="32-bit tasks on a 64-bit kernel (MIPS32_O32)")),
         64, machines=("mips64",), aliases=("mips64el", "mipsel64", "mips64n64"), kernel_dir="mips",
         compat_column="entry used for compat tasks",
@@ -222,7 +227,8 @@ ARCHES: tuple[Arch, ...] = (
     _single("xtensa", "xtensa.tbl", 32, machines=("xtensa",), kernel_dir="xtensa",
             verify="arch/xtensa/kernel/syscalls/syscall.tbl: every row is common"),
     _single("microblaze", "microblaze.tbl", 32, machines=("microblaze", "microblazeel"),
-            kernel_dir="microblaze", verify="arch/microblaze/kernel/syscalls/syscall.tbl: every row is common"),
+            kernel_dir="microblaze",
+            verify="arch/microblaze/kernel/syscalls/syscall.tbl: every row is common"),
     _single("arc", "arc.tbl", 32, abi_name="32", machines=("arc", "arceb", "arcv2", "arcv3"),
             kernel_dir="arc", verify="arch/arc/kernel/Makefile.syscalls: syscall_abis_32 += arc time32 ..."),
     _single("csky", "csky.tbl", 32, abi_name="32", machines=("csky",), kernel_dir="csky",
