@@ -13,7 +13,7 @@ import pytest
 from rawtrace.parse.format import parse_format, parse_header_event, parse_header_page
 from rawtrace.parse.record import DecoderSet, Event
 from rawtrace.parse.ringbuf import PageLayout, decode_page
-from rawtrace.tracefs.instance import Instance, instance_name
+from rawtrace.tracefs.instance import Instance
 from rawtrace.tracefs.reader import BufferReader
 
 EVENTS = [("syscalls", "sys_enter_openat"), ("syscalls", "sys_exit_openat"), ("raw_syscalls", "sys_enter"),
@@ -114,7 +114,7 @@ def test_kernel_text_agrees_with_decoder(live_tracefs, tmp_path):
     binary = tmp_path / "rtoracle-exec-name-long"
     shutil.copy("/bin/true", binary)
     child = subprocess.Popen([sys.executable, "-c", WORKLOAD, str(target), str(binary)], stdin=subprocess.PIPE)
-    inst = Instance.create(live_tracefs, instance_name() + "0")
+    inst = Instance.create(live_tracefs)
     try:
         inst.set_clock("mono")
         inst.set_option("event-fork", True)

@@ -11,7 +11,8 @@ from pathlib import Path
 from rawtrace.errors import KernelRefused, NotSupported, UsageError
 
 PREFIX = "rawtrace-"
-_NAME_RE = re.compile(r"^rawtrace-(\d+)-(\d+)$")
+# rawtrace-<pid>-<starttime>, plus -<n> for a second session in the same process.
+_NAME_RE = re.compile(r"^rawtrace-(\d+)-(\d+)(?:-\d+)?$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,14 +92,19 @@ class Instance:
     @classmethod
     def create(cls, tracefs: Path, name: str | None = None) -> Instance:
         """mkdir instances/<name> (default: this process's owner-tagged name), with tracing off."""
-        inst = cls(tracefs, name or instance_name())
-        try:
-            os.mkdir(inst.path)
-        except FileExistsError:
-            raise KernelRefused(f"tracefs instance {inst.name} already exists",
-                                hint="another run owns it; `rawtrace reset` removes leftovers of dead runs")
-        except FileNotFoundError:
-            raise NotSupported(f"{tracefs}/instances does not exist (kernel without tracefs instances)")
+        names = [name] if name else [instance_name()] + [f"{instance_name()}-{n}" for n in range(1, 100)]
+        for candidate in names:
+            inst = cls(tracefs, candidate)
+            try:
+                os.mkdir(inst.path)
+                break
+            except FileExistsError:
+                if candidate == names[-1]:
+                    raise KernelRefused(f"tracefs instance {inst.name} already exists",
+                                        hint="`rawtrace reset` removes leftovers of dead runs") from None
+            except FileNotFoundError:
+                raise NotSupported(f"{tracefs}/instances does not exist (kernel without tracefs instances)") \
+                    from None
         inst._created = True
         inst.write("tracing_on", "0")
         return inst
