@@ -16,7 +16,7 @@ from typing import Any
 
 from rawtrace.output import escape
 from rawtrace.parse.descriptors import EventFormat, FieldKind
-from rawtrace.parse.record import Event, Lost, UnknownEvent, format_timestamp
+from rawtrace.parse.record import NS_CLOCKS, STANDARD_COMMON, Event, Lost, UnknownEvent, format_timestamp
 
 # How a field's value is shown in text.
 _DECIMAL, _HEX, _TEXT, _ARRAY_DEC, _ARRAY_HEX, _BYTES = range(6)
@@ -85,10 +85,63 @@ def value_text(value: Any, style: int = _DECIMAL) -> str:
     return str(value)
 
 
+def _fields_text_generic(fields: dict, styles: dict[str, int]) -> str:
+    return " ".join(f"{name}={value_text(value, styles.get(name, _DECIMAL))}" for name, value in fields.items())
+
+
+def _field_expression(field, style: int, slot: str, namespace: dict) -> str:
+    """An f-string piece rendering one field of a compiled renderer."""
+    if style == _HEX:
+        return f"0x{{{slot}:x}}"
+    if style == _TEXT:
+        return f"{{_safe({slot})}}"
+    if style == _DECIMAL and field.kind == FieldKind.INTEGER:
+        return f"{{{slot}}}"
+    if style in (_ARRAY_HEX, _ARRAY_DEC) and field.kind == FieldKind.ARRAY and field.count \
+            and field.element_size in (1, 2, 4, 8) and field.count * field.element_size == field.size:
+        name = f"_array{len(namespace)}"
+        element = "0x%x" if style == _ARRAY_HEX else "%d"
+        namespace[name] = "{" + ",".join([element] * field.count) + "}"
+        return f"{{{name} % {slot}}}"
+    return f"{{_value({slot}, {style})}}"
+
+
+def _compile_fields_renderer(fmt: EventFormat):
+    styles = field_styles(fmt)
+    shown = [f for f in fmt.all_fields if not (f.common and f.name in STANDARD_COMMON)]
+    if not all(f.name.isidentifier() for f in shown):
+        # Only C identifiers go into generated code; anything else is rendered generically.
+        return lambda fields: _fields_text_generic(fields, styles)
+    namespace: dict = {"_safe": safe_text, "_value": value_text}
+    pieces = [f"{f.name}={_field_expression(f, styles[f.name], f'f[{f.name!r}]', namespace)}" for f in shown]
+    source = f'def render(f):\n    return f"{" ".join(pieces)}"\n'
+    # Generated from field names (identifiers) and styles only; nothing else of the format is executed.
+    exec(compile(source, f"<renderer {fmt.system}:{fmt.name}>", "exec"), namespace)  # noqa: S102
+    return namespace["render"]
+
+
+_renderers: dict[int, tuple[EventFormat, str, object, dict]] = {}
+
+
+def _renderer(fmt: EventFormat) -> tuple[EventFormat, str, object, dict]:
+    """(format, "system:name", compiled fields renderer, styles), cached per format object."""
+    found = _renderers.get(id(fmt))
+    if found is None or found[0] is not fmt:
+        found = (fmt, f"{fmt.system}:{fmt.name}", _compile_fields_renderer(fmt), field_styles(fmt))
+        _renderers[id(fmt)] = found
+    return found
+
+
 def fields_text(fields: dict, fmt: EventFormat | None = None) -> str:
     """`name=value name=value ...` for a fields dict, styled by the event's format when given."""
-    styles = field_styles(fmt) if fmt is not None else {}
-    return " ".join(f"{name}={value_text(value, styles.get(name, _DECIMAL))}" for name, value in fields.items())
+    if fmt is None:
+        return _fields_text_generic(fields, {})
+    _fmt, _name, render, styles = _renderer(fmt)
+    try:
+        return render(fields)
+    except (KeyError, TypeError, ValueError):
+        # A fields dict that does not match its format (edited, or partial): render it generically.
+        return _fields_text_generic(fields, styles)
 
 
 def event_line(comm: str | None, pid: int, cpu: int, timestamp: str, name: str, body: str) -> str:
@@ -97,11 +150,31 @@ def event_line(comm: str | None, pid: int, cpu: int, timestamp: str, name: str, 
     return f"{shown:>16}-{pid:<7} [{cpu:03d}] {timestamp}: {name}: {body}"
 
 
+_prefixes: dict[tuple, str] = {}
+
+
 def event_text(event: Event, comm: str | None = None, clock: str = "local") -> str:
     """A decoded Event as one ftrace-like text line."""
-    fmt = event.format
-    return event_line(comm, event.pid, event.cpu, format_timestamp(event.ts, clock),
-                      f"{fmt.system}:{fmt.name}", fields_text(event.fields, fmt))
+    _fmt, name, render, styles = _renderer(event.format)
+    fields = event.fields
+    try:
+        body = render(fields)
+    except (KeyError, TypeError, ValueError):
+        body = _fields_text_generic(fields, styles)
+    # The `comm-pid [cpu] ` part repeats for every event of a task: format it once per (comm, pid, cpu).
+    key = (comm, event.pid, event.cpu)
+    prefix = _prefixes.get(key)
+    if prefix is None:
+        if len(_prefixes) > 65536:
+            _prefixes.clear()
+        shown = safe_text(comm) if comm else "<...>"
+        prefix = _prefixes[key] = f"{shown:>16}-{event.pid:<7} [{event.cpu:03d}] "
+    if clock in NS_CLOCKS:
+        micros = str(event.ts // 1000)
+        if len(micros) < 7:
+            micros = micros.rjust(7, "0")
+        return f"{prefix}{micros[:-6]}.{micros[-6:]}: {name}: {body}"
+    return f"{prefix}{event.ts}: {name}: {body}"
 
 
 def lost_text(lost: Lost, clock: str = "local") -> str:

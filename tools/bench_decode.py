@@ -14,6 +14,7 @@ Prints best and median events/s and the ratio rawtrace / trace-cmd (target: >= 1
 from __future__ import annotations
 
 import argparse
+import resource
 import shutil
 import statistics
 import subprocess
@@ -49,27 +50,27 @@ def load(path: Path):
     return layout, formats, cpus, comms
 
 
-def decode_all(layout, formats, cpus) -> tuple[int, float]:
-    """(events, seconds) for decoding every page into Event objects."""
+def decode_all(layout, formats, cpus) -> tuple[int, float, float]:
+    """(events, wall seconds, CPU seconds) for decoding every page into Event objects."""
     from rawtrace.parse.record import DecoderSet, Event
     from rawtrace.parse.ringbuf import decode_page
 
     decoders = DecoderSet(formats, layout.byteorder)
     step = layout.subbuf_size
     count = 0
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     for cpu, data in cpus.items():
         for offset in range(0, len(data), step):
             items = decode_page(layout, data[offset:offset + step], cpu, decoders)
             count += len(items)
-    elapsed = time.perf_counter() - start
+    elapsed, elapsed_cpu = time.perf_counter() - start, time.process_time() - start_cpu
     # Check, outside the timing, that what was counted is events with their fields.
     sample = decode_page(layout, cpus[min(cpus)][:step], min(cpus), decoders)
     assert sample and all(isinstance(e, Event) and e.fields for e in sample)
-    return count, elapsed
+    return count, elapsed, elapsed_cpu
 
 
-def render_all(layout, formats, cpus, comms) -> tuple[int, float]:
+def render_all(layout, formats, cpus, comms) -> tuple[int, float, float]:
     from rawtrace.parse.record import DecoderSet
     from rawtrace.parse.ringbuf import decode_page
     from rawtrace.render_event import item_text
@@ -77,30 +78,36 @@ def render_all(layout, formats, cpus, comms) -> tuple[int, float]:
     decoders = DecoderSet(formats, layout.byteorder)
     step = layout.subbuf_size
     count = 0
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     for cpu, data in cpus.items():
         for offset in range(0, len(data), step):
             lines = [item_text(item, comms) for item in decode_page(layout, data[offset:offset + step], cpu,
                                                                      decoders)]
             count += len(lines)
-    return count, time.perf_counter() - start
+    return count, time.perf_counter() - start, time.process_time() - start_cpu
 
 
-def trace_cmd_report(path: Path) -> float | None:
+def trace_cmd_report(path: Path) -> tuple[float, float] | None:
+    """(wall seconds, CPU seconds) of `trace-cmd report FILE > /dev/null`, or None without trace-cmd."""
     program = shutil.which("trace-cmd")
     if program is None:
         return None
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run([program, "report", str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                    check=True)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def summary(label: str, events: int, times: list[float]) -> tuple[float, float]:
-    best, median = events / min(times), events / statistics.median(times)
-    print(f"{label:<34} best {best / 1e3:8.0f} k events/s  median {median / 1e3:8.0f} k events/s  "
-          f"({min(times):.2f} s best of {len(times)})")
-    return best, median
+def summary(label: str, events: int, runs: list[tuple[float, float]]) -> tuple[float, float]:
+    """Print wall and CPU rates; return (best wall rate, best CPU rate)."""
+    walls, cpus = [w for w, _ in runs], [c for _, c in runs]
+    best, median, best_cpu = events / min(walls), events / statistics.median(walls), events / min(cpus)
+    print(f"{label:<34} wall: best {best / 1e3:6.0f} k/s median {median / 1e3:6.0f} k/s ({min(walls):.2f} s)  "
+          f"CPU: best {best_cpu / 1e3:6.0f} k/s ({min(cpus):.2f} s)")
+    return best, best_cpu
 
 
 def main() -> int:
@@ -122,22 +129,25 @@ def main() -> int:
     ours, theirs, rendered = [], [], []
     events = 0
     for _ in range(args.n):
-        events, elapsed = decode_all(layout, formats, cpus)
-        ours.append(elapsed)
+        events, wall, cpu = decode_all(layout, formats, cpus)
+        ours.append((wall, cpu))
         tc = trace_cmd_report(args.file)
         if tc is not None:
             theirs.append(tc)
         if args.render:
-            _, elapsed = render_all(layout, formats, cpus, comms)
-            rendered.append(elapsed)
-    print(f"events decoded: {events}")
-    best, median = summary("rawtrace decode_page (fields)", events, ours)
+            _, wall, cpu = render_all(layout, formats, cpus, comms)
+            rendered.append((wall, cpu))
+    print(f"events decoded: {events} (rates in events per second; CPU = user+sys time, less sensitive "
+          f"to other load on the machine)")
+    best, best_cpu = summary("rawtrace decode_page (fields)", events, ours)
     if args.render:
-        summary("rawtrace decode_page + text lines", events, rendered)
+        r_best, r_cpu = summary("rawtrace decode_page + text lines", events, rendered)
     if theirs:
-        tc_best, tc_median = summary("trace-cmd report > /dev/null", events, theirs)
-        print(f"ratio rawtrace / trace-cmd: best {best / tc_best:.2f}x  median {median / tc_median:.2f}x "
+        tc_best, tc_cpu = summary("trace-cmd report > /dev/null", events, theirs)
+        print(f"ratio decode / trace-cmd report: wall {best / tc_best:.2f}x  CPU {best_cpu / tc_cpu:.2f}x "
               f"(target >= 1.0)")
+        if args.render:
+            print(f"ratio decode+text / trace-cmd report: wall {r_best / tc_best:.2f}x  CPU {r_cpu / tc_cpu:.2f}x")
     else:
         print("trace-cmd: not installed, skipped")
     return 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import heapq
 import re
 import sys
 from pathlib import Path
@@ -112,11 +111,11 @@ def _locate(host) -> Path:
     return find_tracefs(host, mount=False).path
 
 
-def _file_items(path: str, data: bytes, cpu: int, layout, decoders, errors: list):
-    """Items of one file; a decode error is recorded and ends this file only."""
-    from rawtrace.parse.ringbuf import iter_pages
+def _file_pages(path: str, data: bytes, cpu: int, layout, decoders, errors: list):
+    """Item lists (one per sub-buffer) of one file; a decode error is recorded and ends this file only."""
+    from rawtrace.parse.ringbuf import iter_page_lists
     try:
-        yield from iter_pages(layout, data, cpu, decoders, source=path)
+        yield from iter_page_lists(layout, data, cpu, decoders, source=path)
     except DecodeError as exc:
         errors.append(exc.message)
 
@@ -124,7 +123,7 @@ def _file_items(path: str, data: bytes, cpu: int, layout, decoders, errors: list
 def run(args, host) -> int:
     from rawtrace.parse.format import parse_header_event, parse_header_page
     from rawtrace.parse.record import DecoderSet
-    from rawtrace.parse.ringbuf import PageLayout
+    from rawtrace.parse.ringbuf import PageLayout, merge_by_time
     from rawtrace.render_event import item_json, item_text, parse_saved_cmdlines
 
     if args.cpu is not None and len(args.files) > 1:
@@ -150,19 +149,28 @@ def run(args, host) -> int:
         except OSError as exc:
             raise UsageError(f"cannot read {path}: {exc.strerror}") from None
         cpu = args.cpu if args.cpu is not None else file_cpu(path, position)
-        streams.append(_file_items(path, data, cpu, layout, decoders, errors))
+        streams.append(_file_pages(path, data, cpu, layout, decoders, errors))
 
     out = sys.stdout
     write = out.write
-    merged = heapq.merge(*streams, key=_ts) if len(streams) > 1 else streams[0]
+    merged = merge_by_time(streams)
     if args.json:
         import json
         dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-        for item in merged:
-            write(dumps(item_json(item, comms)) + "\n")
+        lines = (dumps(item_json(item, comms)) for item in merged)
     else:
-        for item in merged:
-            write(item_text(item, comms, clock) + "\n")
+        lines = (item_text(item, comms, clock) for item in merged)
+    # Lines are written in batches: one write() per line would cost as much as rendering it.
+    batch: list[str] = []
+    for line in lines:
+        batch.append(line)
+        if len(batch) >= 2048:
+            batch.append("")
+            write("\n".join(batch))
+            batch.clear()
+    if batch:
+        batch.append("")
+        write("\n".join(batch))
     out.flush()
     if decoders.unknown:
         ids = ", ".join(f"{event_id} ({count})" for event_id, count in sorted(decoders.unknown.items()))
@@ -172,7 +180,3 @@ def run(args, host) -> int:
             sys.stderr.write(f"rawtrace: {message}\n")
         raise DecodeError(errors[-1])
     return 0
-
-
-def _ts(item) -> int:
-    return item.ts

@@ -19,6 +19,8 @@ Public API (pure: bytes in, objects out; see ring-buffer.md in the project notes
 from __future__ import annotations
 
 import struct
+import sys
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -33,6 +35,11 @@ RB_MISSED_STORED = 1 << 30
 COMMIT_SIZE_MASK = (1 << 27) - 1     # libtraceevent's COMMIT_MASK; bits 27..29 are unused
 
 _UNSIGNED_CODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
+
+# array typecode of a 4-byte unsigned word on this machine ('I' everywhere Linux runs).
+_U32_CODE = next(code for code in "ILH" if array(code).itemsize == 4)
+# Zero padding after a page: up to the next word boundary, then two whole words.
+_TAIL = [bytes(8 + (-n % 4)) for n in range(4)]
 
 
 class PageDecodeError(DecodeError):
@@ -73,6 +80,7 @@ class PageLayout:
         "long_struct",
         "prefix",
         "subbuf_size",
+        "swap",
         "timestamp_offset",
         "timestamp_size",
         "timestamp_struct",
@@ -94,6 +102,8 @@ class PageLayout:
             problems.append(f"commit (kernel long) size {commit_size}")
         if data_offset < commit_offset + commit_size or data_offset < timestamp_offset + timestamp_size:
             problems.append(f"data offset {data_offset} overlaps the page header")
+        if data_offset % 4:
+            problems.append(f"data offset {data_offset} is not 4-byte aligned")
         if subbuf_size <= data_offset:
             problems.append(f"sub-buffer size {subbuf_size} not beyond data offset {data_offset}")
         if (header_event.type_len_bits + header_event.time_delta_bits != 32
@@ -112,6 +122,7 @@ class PageLayout:
         self.subbuf_size = subbuf_size
         self.header_event = header_event
         self.prefix = prefix
+        self.swap = byteorder != sys.byteorder
         self.timestamp_struct = struct.Struct(prefix + _UNSIGNED_CODES[timestamp_size])
         self.commit_struct = struct.Struct(prefix + _UNSIGNED_CODES[commit_size])
         self.long_struct = self.commit_struct
@@ -162,31 +173,36 @@ def page_header(layout: PageLayout, page: bytes | memoryview) -> PageHeader:
                       bool(low & RB_MISSED_STORED), commit)
 
 
+def _fail(reason: str, offset: int, cpu: int, index: int | None, source: str | None, partial: list,
+          cut: str) -> PageDecodeError:
+    # A page shorter than its commit says is truncated: that, not corruption, is then the cause.
+    return PageDecodeError(cut or reason, cpu=cpu, index=index, offset=offset, source=source, partial=partial)
+
+
 def decode_page(layout: PageLayout, page: bytes | memoryview, cpu: int, decoders: DecoderSet, *,
                 index: int | None = None, source: str | None = None) -> list:
     """Decode one sub-buffer into [Lost?, Event | UnknownEvent, ...]. See the module docstring."""
     out: list = []
     page_len = len(page)
     data_offset = layout.data_offset
-
-    cut = ""    # set when the page is shorter than its commit says: that, not corruption, is the cause
-
-    def fail(reason: str, offset: int) -> PageDecodeError:
-        if cut:
-            reason = cut
-        return PageDecodeError(reason, cpu=cpu, index=index, offset=offset, source=source, partial=out)
-
+    cut = ""
     if page_len < data_offset:
-        raise fail(f"truncated sub-buffer: {page_len} bytes, shorter than its {data_offset}-byte header", 0)
-    # Eight zero bytes after the page let the loop read a record word and array[0] in one call even
-    # for a 4-byte padding record at the very end; every record is still bounded by `end`.
-    buf = bytes(page) + b"\0\0\0\0\0\0\0\0"
+        raise _fail(f"truncated sub-buffer: {page_len} bytes, shorter than its {data_offset}-byte header", 0,
+                    cpu, index, source, out, cut)
+    # The records are 4-byte aligned, so the page is read as an array of u32 words (indexing one is
+    # much cheaper than a struct call). Zero words after the page let the loop look at array[0] of a
+    # 4-byte padding record at the very end; every record is still bounded by `end`.
+    buf = bytes(page) + _TAIL[page_len & 3]
+    words = array(_U32_CODE)
+    words.frombytes(buf)
+    if layout.swap:
+        words.byteswap()
     ts = layout.timestamp_struct.unpack_from(buf, layout.timestamp_offset)[0]
     commit = layout.commit_struct.unpack_from(buf, layout.commit_offset)[0] & 0xFFFFFFFF
     size = commit & COMMIT_SIZE_MASK
     if size > layout.subbuf_size - data_offset:
-        raise fail(f"commit size {size} exceeds the {layout.subbuf_size - data_offset}-byte data area "
-                   f"(commit word {commit:#x})", layout.commit_offset)
+        raise _fail(f"commit size {size} exceeds the {layout.subbuf_size - data_offset}-byte data area "
+                    f"(commit word {commit:#x})", layout.commit_offset, cpu, index, source, out, cut)
     end = data_offset + size
     if end > page_len:
         cut = f"truncated sub-buffer: {page_len} bytes, but its commit says {end}"
@@ -207,17 +223,19 @@ def decode_page(layout: PageLayout, page: bytes | memoryview, cpu: int, decoders
     padding = header.padding_type
     time_extend = header.time_extend_type
     time_stamp = header.time_stamp_type
-    words = layout.words_struct.unpack_from
+    # common_type is the first u16 of the payload: the low half of array[0] in little-endian, the
+    # high half in big-endian.
+    id_shift = 0 if little else 16
     u16 = layout.u16_struct.unpack_from
-    cache = decoders.cache
+    cache_get = decoders.cache.get
     get_decoder = decoders.decoder
     append = out.append
-    pos = data_offset
+    i = data_offset >> 2                 # position in words
+    end_i = end >> 2
+    event_id = -1
     try:
-        while pos < end:
-            if pos + 4 > end:
-                raise fail(f"{end - pos} stray bytes at the end of the data", pos)
-            word, array0 = words(buf, pos)
+        while i < end_i:
+            word = words[i]
             if little:
                 type_len = word & type_mask
                 delta = word >> type_len_bits
@@ -225,35 +243,54 @@ def decode_page(layout: PageLayout, page: bytes | memoryview, cpu: int, decoders
                 type_len = word >> delta_bits
                 delta = word & delta_mask
             if 0 < type_len <= data_max:
-                start = pos + 4
-                length = type_len << 2
-                event_id = (array0 & 0xFFFF) if little else (array0 >> 16)
-            elif type_len == 0:
-                if pos + 8 > end:
-                    raise fail("long-form record header cut by the end of the data", pos)
-                if array0 < 8:
-                    raise fail(f"long-form record length {array0} is too small", pos)
-                start = pos + 8
-                length = array0 - 4
-                event_id = u16(buf, start)[0]
-            elif type_len == time_extend:
-                if pos + 8 > end:
-                    raise fail("time extend cut by the end of the data", pos)
-                ts += (array0 << delta_bits) + delta
-                pos += 8
+                next_i = i + 1 + type_len
+                if next_i > end_i:
+                    raise _fail(f"record of {type_len << 2} bytes runs past the end of the data "
+                                f"({(end_i - i - 1) << 2} left)", i << 2, cpu, index, source, out, cut)
+                ts += delta
+                event_id = (words[i + 1] >> id_shift) & 0xFFFF
+                decode = cache_get(event_id)
+                if decode is None:
+                    decode = get_decoder(event_id)
+                append(decode(buf, (i + 1) << 2, type_len << 2, ts, cpu))
+                i = next_i
                 continue
+            if i + 2 > end_i:
+                if type_len == padding and delta == 0:
+                    break                # a bare 4-byte end-of-page marker
+                raise _fail(f"record of type {type_len} cut by the end of the data", i << 2,
+                            cpu, index, source, out, cut)
+            array0 = words[i + 1]
+            if type_len == 0:
+                # Long form: array[0] is the payload length plus its own 4 bytes.
+                if array0 < 8:
+                    raise _fail(f"long-form record length {array0} is too small", i << 2,
+                                cpu, index, source, out, cut)
+                next_i = i + 1 + ((array0 + 3) >> 2)
+                if next_i > end_i:
+                    raise _fail(f"record of {array0 - 4} bytes runs past the end of the data "
+                                f"({(end_i - i - 2) << 2} left)", i << 2, cpu, index, source, out, cut)
+                ts += delta
+                start = (i + 2) << 2
+                event_id = u16(buf, start)[0]
+                decode = cache_get(event_id)
+                if decode is None:
+                    decode = get_decoder(event_id)
+                append(decode(buf, start, array0 - 4, ts, cpu))
+                i = next_i
+            elif type_len == time_extend:
+                ts += (array0 << delta_bits) + delta
+                i += 2
             elif type_len == padding:
                 if delta == 0:
-                    break       # the rest of the page is unused
+                    break                # the rest of the page is unused
                 # A discarded event: array[0] is its length minus the 4-byte header. Keep ts.
-                if pos + 8 > end or pos + 4 + array0 > end:
-                    raise fail(f"discarded-event padding of {array0} bytes runs past the end of the data",
-                               pos)
-                pos += 4 + (max(array0, 4))
-                continue
+                next_i = i + 1 + ((max(array0, 4) + 3) >> 2)
+                if next_i > end_i:
+                    raise _fail(f"discarded-event padding of {array0} bytes runs past the end of the data",
+                                i << 2, cpu, index, source, out, cut)
+                i = next_i
             elif type_len == time_stamp:
-                if pos + 8 > end:
-                    raise fail("absolute time stamp cut by the end of the data", pos)
                 value = (array0 << delta_bits) + delta
                 # Only 59 bits fit: restore the top 5 from the running time stamp, and carry when
                 # the low bits wrapped (the kernel's rb_fix_abs_ts()).
@@ -263,26 +300,18 @@ def decode_page(layout: PageLayout, page: bytes | memoryview, cpu: int, decoders
                     if value < ts:
                         value += 1 << 59
                 ts = value
-                pos += 8
-                continue
+                i += 2
             else:
-                raise fail(f"record type {type_len} is not one this decoder knows", pos)
-            next_pos = start + length
-            if next_pos > end:
-                raise fail(f"record of {length} bytes runs past the end of the data ({end - start} left)",
-                           pos)
-            ts += delta
-            decode = cache.get(event_id)
-            if decode is None:
-                decode = get_decoder(event_id)
-            append(decode(buf, start, length, ts, cpu))
-            pos = next_pos
+                raise _fail(f"record type {type_len} is not one this decoder knows", i << 2,
+                            cpu, index, source, out, cut)
     except RecordTooShort as exc:
-        raise fail(f"event id {event_id}: {exc}", pos) from None
+        raise _fail(f"event id {event_id}: {exc}", i << 2, cpu, index, source, out, cut) from None
     except struct.error as exc:
-        raise fail(f"record cannot be read: {exc}", pos) from None
+        raise _fail(f"record cannot be read: {exc}", i << 2, cpu, index, source, out, cut) from None
     if cut:
-        raise fail(cut, pos)
+        raise _fail(cut, i << 2, cpu, index, source, out, cut)
+    if end & 3 and i >= end_i:
+        raise _fail(f"{end & 3} stray bytes at the end of the data", end_i << 2, cpu, index, source, out, cut)
     return out
 
 
@@ -300,3 +329,65 @@ def iter_pages(layout: PageLayout, data: bytes | memoryview, cpu: int, decoders:
             exc.partial = []
             raise
         yield from items
+
+
+def iter_page_lists(layout: PageLayout, data: bytes | memoryview, cpu: int, decoders: DecoderSet, *,
+                    source: str | None = None, first_index: int = 0) -> Iterator[list]:
+    """Like iter_pages, one list per sub-buffer (the good part of a bad page last, then the error)."""
+    view = memoryview(data)
+    step = layout.subbuf_size
+    for n, begin in enumerate(range(0, len(view), step)):
+        try:
+            items = decode_page(layout, view[begin:begin + step], cpu, decoders, index=first_index + n,
+                                source=source)
+        except PageDecodeError as exc:
+            if exc.partial:
+                yield exc.partial
+            exc.partial = []
+            raise
+        if items:
+            yield items
+
+
+def _ts(item) -> int:
+    return item.ts
+
+
+def merge_by_time(streams: list[Iterator[list]]) -> Iterator:
+    """Merge per-CPU streams of item lists (each stream in time order) into one time-ordered stream.
+
+    Works a chunk at a time: everything up to the earliest "last time stamp" among the streams' current
+    chunks is safe to emit, and is ordered with one sorted() call (C-level merge of presorted runs)."""
+    from bisect import bisect_right
+    pending: list[list] = [[] for _ in streams]
+    live = list(range(len(streams)))
+    while True:
+        for n in list(live):
+            if not pending[n]:
+                chunk = next(streams[n], None)
+                if chunk is None:
+                    live.remove(n)
+                else:
+                    pending[n] = chunk
+        holders = [n for n in range(len(streams)) if pending[n]]
+        if not holders:
+            return
+        horizon_stream = min(holders, key=lambda n: pending[n][-1].ts)
+        horizon = pending[horizon_stream][-1].ts
+        if len(holders) == 1:
+            ready = pending[horizon_stream]
+            pending[horizon_stream] = []
+            yield from ready
+            continue
+        ready = []
+        for n in holders:
+            items = pending[n]
+            # The stream that sets the horizon gives all it has, so each round makes progress even if
+            # a stream's time stamps are not monotonic.
+            cut = len(items) if n == horizon_stream else bisect_right(items, horizon, key=_ts)
+            if cut:
+                ready.extend(items[:cut])
+                pending[n] = items[cut:]
+        ready.sort(key=_ts)
+        yield from ready
+
