@@ -118,3 +118,10 @@ def test_live_listing_of_a_probe(live_tracefs):
         assert isinstance(rows[0]["hits"], int)
     finally:
         dyn.remove()
+
+
+def test_listing_without_tracefs_is_one_line(tmp_path, capsys):
+    (tmp_path / "proc").mkdir()
+    code, out, err = run_cli(capsys, "--root", str(tmp_path), "probes")
+    assert code == 2 and out == ""
+    assert err.startswith("rawtrace: tracefs is not mounted") and "Traceback" not in err

@@ -44,10 +44,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, host) -> int:
     if args.show:
         return _show(args, host)
+    from rawtrace.errors import TracingBlocked
     from rawtrace.output import escape, json_dump, table
-    from rawtrace.tracefs.discover import find_tracefs
+    from rawtrace.tracefs.discover import locate_tracefs
     from rawtrace.tracefs.dynevents import DynamicEvents
-    tracefs = find_tracefs(host).path
+    # Listing is read-only: it does not mount tracefs just to look.
+    location = locate_tracefs(host)
+    if location is None:
+        raise TracingBlocked("tracefs is not mounted, so probes cannot be listed",
+                             hint="as root: mount -t tracefs nodev /sys/kernel/tracing")
+    tracefs = location.path
     events = DynamicEvents(tracefs, proc=host.path("/proc"))
     probes = events.list(group_prefix=None if args.all else "rawtrace_")
     if args.json:
