@@ -173,3 +173,60 @@ def test_trace_command_with_probes(live_tracefs, tmp_path):
     group = events[0]["event"].split(":")[0]
     assert group.startswith("rawtrace_")
     assert _group_gone(live_tracefs, group)
+
+
+LOOP_SOURCE = r"""
+#include <stdio.h>
+#include <unistd.h>
+__attribute__((noinline)) int rawtrace_probe_target(int x) { return x * 3 + 1; }
+int main(void) {
+    volatile int sum = 0;
+    for (int i = 0; i < 400; i++) { sum += rawtrace_probe_target(i + 1000); usleep(20000); }
+    return sum == 0;
+}
+"""
+
+
+@pytest.mark.parametrize("flags", [["-fPIE", "-pie"], ["-no-pie", "-fno-pie"]], ids=["pie", "nopie"])
+def test_uprobe_on_built_binary_via_pid(live_tracefs, tmp_path, flags):
+    """The kernel hits the probe at the computed file offset: the argument and return value are right."""
+    import shutil
+    import time
+    if shutil.which("cc") is None:
+        pytest.skip("needs cc")
+    (tmp_path / "loop.c").write_text(LOOP_SOURCE)
+    binary = tmp_path / "loop"
+    subprocess.run(["cc", "-O1", *flags, "-o", str(binary), str(tmp_path / "loop.c")], check=True)
+    child = subprocess.Popen([str(binary)])
+    group = run_group()
+    dyn = DynamicEvents(live_tracefs)
+    instance = None
+    try:
+        specs = [f"uprobe:pid:{child.pid}:rawtrace_probe_target x=arg1:s32",
+                 f"uretprobe:pid:{child.pid}:rawtrace_probe_target ret=retval:s32"]
+        resolved = [resolve(ProbeSpec.parse(s)) for s in specs]
+        assert resolved[0].path == str(binary)
+        made = dyn.create(resolved)
+        instance = _instance(live_tracefs)
+        for g, e in made:
+            (instance / "events" / g / e / "enable").write_text("1")
+        deadline = time.monotonic() + 10
+        pairs: list[tuple[int, int]] = []
+        while time.monotonic() < deadline and len(pairs) < 3:
+            time.sleep(0.2)
+            trace = (instance / "trace").read_text()
+            xs = [int(m) for m in re.findall(rf"-{child.pid} .*rawtrace_probe_target: .* x=(-?\d+)", trace)]
+            rets = [int(m) for m in re.findall(rf"-{child.pid} .*rawtrace_probe_target_ret: .* ret=(-?\d+)", trace)]
+            pairs = list(zip(xs, rets))
+        assert len(pairs) >= 3
+        for x, ret in pairs:
+            assert 1000 <= x < 1400 and ret == 3 * x + 1
+        for g, e in made:
+            (instance / "events" / g / e / "enable").write_text("0")
+    finally:
+        child.kill()
+        child.wait()
+        if instance is not None:
+            instance.rmdir()
+        dyn.remove()
+    assert _group_gone(live_tracefs, group)
