@@ -437,6 +437,52 @@ def _choose(matches: list[ElfSymbol], wanted: str, shown: str) -> ElfSymbol:
                      hint="name the version (SYMBOL@@VERSION) or give the virtual address (0x...)")
 
 
+@dataclass(frozen=True, slots=True)
+class FunctionEntry:
+    """A probe-able function of an ELF file, for listings."""
+
+    name: str                 # with version when it has one
+    address: int
+    file_offset: int | None   # None when no PT_LOAD maps it
+    size: int
+    type: str                 # "func", "ifunc" (resolver: not probe-able as such) or "notype"
+    table: str
+
+
+def list_functions(path: str, pattern: str = "*", host: Host | None = None, *,
+                   machine: str | None = None) -> list[FunctionEntry]:
+    """Functions of the ELF file `path` whose name (bare or with version) matches the glob `pattern`."""
+    import fnmatch
+    host = host or Host()
+    machine = machine or host_machine()
+    from elftools.common.exceptions import ELFError
+    try:
+        elf, f = _open_elf(host.path(path), path, machine)
+        with f:
+            symbols, _tables = _cached_symbols(host.path(path), elf)
+            segments = [(seg["p_vaddr"], seg["p_filesz"], seg["p_offset"]) for seg in elf.iter_segments()
+                        if seg["p_type"] == "PT_LOAD"]
+    except (ELFError, struct.error, ValueError, IndexError, KeyError, OSError) as exc:
+        raise UsageError(f"{path} is a damaged ELF file ({type(exc).__name__}: {exc})") from None
+    kinds = {"STT_FUNC": "func", "STT_GNU_IFUNC": "ifunc", "STT_NOTYPE": "notype"}
+    seen: dict[tuple[str, int], FunctionEntry] = {}
+    # .symtab repeats .dynsym without versions: list the versioned spelling only.
+    versioned = {(sym.name, sym.value) for sym in symbols if sym.version}
+    for sym in symbols:
+        if not sym.version and (sym.name, sym.value) in versioned:
+            continue
+        kind = kinds.get(sym.type)
+        if kind is None or not (fnmatch.fnmatchcase(sym.name, pattern) or fnmatch.fnmatchcase(sym.spelled, pattern)):
+            continue
+        offset = next((sym.value - start + file_at for start, size, file_at in segments
+                       if start <= sym.value < start + size), None)
+        if kind == "notype" and offset is None:
+            continue      # linker-defined markers (_end, __bss_start), not code
+        seen.setdefault((sym.spelled, sym.value),
+                        FunctionEntry(sym.spelled, sym.value, offset, sym.size, kind, sym.table))
+    return sorted(seen.values(), key=lambda e: (e.name, e.address))
+
+
 def resolve_symbol(path: str, symbol: str, host: Host | None = None, *, offset: int = 0,
                    machine: str | None = None) -> ResolvedSymbol:
     """File offset of `symbol`(+offset) in the ELF file `path` (kernel's view), for a uprobe.

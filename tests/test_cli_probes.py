@@ -125,3 +125,29 @@ def test_listing_without_tracefs_is_one_line(tmp_path, capsys):
     code, out, err = run_cli(capsys, "--root", str(tmp_path), "probes")
     assert code == 2 and out == ""
     assert err.startswith("rawtrace: tracefs is not mounted") and "Traceback" not in err
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="x86_64 libc layout")
+def test_symbols_listing_matches_readelf(capsys):
+    import shutil
+    if shutil.which("readelf") is None:
+        pytest.skip("needs readelf")
+    from rawtrace import elf
+    from rawtrace.host import Host
+    code, out, _ = run_cli(capsys, "probes", "--json", "--symbols", "libc", "open*")
+    assert code == 0
+    listing = json.loads(out)
+    libc = elf.resolve_target("libc", Host())
+    assert listing["path"] == libc
+    names = {f["name"] for f in listing["functions"]}
+    dyn = subprocess.run(["readelf", "-W", "--dyn-syms", libc], capture_output=True, text=True, check=True).stdout
+    theirs = {line.split()[7] for line in dyn.splitlines()
+              if len(line.split()) >= 8 and line.split()[0][:-1].isdigit() and line.split()[6] != "UND"
+              and line.split()[3] in ("FUNC", "IFUNC") and line.split()[7].startswith("open")}
+    assert names == theirs
+    openat = next(f for f in listing["functions"] if f["name"].startswith("openat@"))
+    assert openat["file_offset"] == elf.resolve_symbol(libc, "openat").file_offset
+    code, out, err = run_cli(capsys, "probes", "--symbols", "libc", "memcpy*")
+    assert code == 0 and "ifunc" in out
+    code, out, err = run_cli(capsys, "probes", "--symbols", "libc", "zzz*")
+    assert code == 2 and "no function" in err

@@ -14,6 +14,7 @@ examples:
   rawtrace probes --show 'uprobe:libc:openat path=arg2:ustring'
   rawtrace probes --show 'uretprobe:/usr/bin/bash:readline line=retval:ustring'
   rawtrace probes --show 'kprobe:__x64_sys_openat path=arg2:ustring flags=arg3:x32'
+  rawtrace probes --symbols libc 'open*'   # functions a uprobe can go on, with file offsets
 
 probe specs (for `rawtrace trace --probe SPEC`):
   uprobe:TARGET:SYMBOL[+OFFSET] [ARG...]     TARGET: a path, a library (libc, libssl.so.3) or pid:PID
@@ -39,9 +40,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--show", action="append", default=[], metavar="SPEC",
                         help="resolve SPEC and print the definition `rawtrace trace --probe SPEC` would write "
                              "(repeatable; writes nothing)")
+    parser.add_argument("--symbols", nargs="+", metavar=("TARGET", "GLOB"),
+                        help="list the functions of TARGET (path, library or pid:PID) matching GLOB "
+                             "(default *) with address and file offset")
 
 
 def run(args: argparse.Namespace, host) -> int:
+    if args.symbols:
+        return _symbols(args, host)
     if args.show:
         return _show(args, host)
     from rawtrace.errors import TracingBlocked
@@ -116,3 +122,25 @@ def _support(host):
     from rawtrace.tracefs.dynevents import probe_support
     location = locate_tracefs(host)
     return probe_support(location.path) if location is not None else None
+
+
+def _symbols(args: argparse.Namespace, host) -> int:
+    from rawtrace import elf
+    from rawtrace.errors import UsageError
+    from rawtrace.output import escape, json_dump, table
+    if len(args.symbols) > 2:
+        raise UsageError("--symbols takes TARGET and at most one GLOB")
+    target, pattern = args.symbols[0], (args.symbols[1] if len(args.symbols) > 1 else "*")
+    path = elf.resolve_target(target, host)
+    found = elf.list_functions(path, pattern, host)
+    if args.json:
+        json_dump({"path": path, "functions": [
+            {"name": f.name, "address": f.address, "file_offset": f.file_offset, "size": f.size, "type": f.type,
+             "table": f.table} for f in found]})
+        return 0
+    if not found:
+        raise UsageError(f"no function of {path} matches {pattern!r}")
+    sys.stdout.write(f"{escape(path)}: {len(found)} function{'s' if len(found) != 1 else ''}\n")
+    table([[escape(f.name), f"{f.address:#x}", "-" if f.file_offset is None else f"{f.file_offset:#x}",
+            str(f.size), f.type] for f in found], ["FUNCTION", "ADDRESS", "OFFSET", "SIZE", "TYPE"])
+    return 0
