@@ -277,3 +277,23 @@ def test_generator_output_round_trips_through_the_runtime_parser(rows):
                  None if len(entries) < 2 or entries[1] == "-" else entries[1])
                 for nr, tag, name, entries, _flag in rows]
     assert parsed == expected
+
+
+KERNEL_TARBALLS = sorted(Path("/usr/src").glob("linux-source-*.tar.xz"))
+
+
+@pytest.mark.skipif(not KERNEL_TARBALLS, reason="no /usr/src/linux-source-*.tar.xz (Debian linux-source)")
+def test_committed_tables_are_exactly_what_the_generator_makes(tmp_path):
+    """tables/ is generated, never edited: regenerate from the kernel source package and compare bytes."""
+    gen_tables = _gen_tables()
+    committed = load_table("x86_64").kernel_version
+    tree = gen_tables.extract_from_tarball(KERNEL_TARBALLS[-1], tmp_path)
+    if gen_tables.kernel_version(tree) != committed:
+        pytest.skip(f"{KERNEL_TARBALLS[-1].name} is Linux {gen_tables.kernel_version(tree)}, "
+                    f"tables/ is from {committed}")
+    out = tmp_path / "out"
+    out.mkdir()
+    written = gen_tables.generate_tree(tree, out)
+    assert {p.name for p in written} == {p.name for p in tables_dir().glob("*.tbl")}
+    for path in written:
+        assert path.read_text() == (tables_dir() / path.name).read_text(), path.name
