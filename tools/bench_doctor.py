@@ -87,11 +87,14 @@ def main() -> int:
         best, median = min(values), statistics.median(values)
         own = "" if name == "python3 -c pass" else f"{best - base_best:>10.1f}{median - base_median:>12.1f}"
         print(f"{name:<26}{best:>9.1f}{median:>11.1f}{own}")
-    doctor_own = statistics.median(samples["rawtrace doctor --json"]) - base_median
-    text_own = statistics.median(samples["rawtrace doctor"]) - base_median
-    verdict = "met" if max(doctor_own, text_own) <= TARGET_MS else "MISSED"
-    print(f"doctor's own cost (median): --json {doctor_own:.1f} ms, text {text_own:.1f} ms; "
-          f"target <= {TARGET_MS:.0f} ms: {verdict}")
+    for stat, base_value in (("best", base_best), ("median", base_median)):
+        pick = min if stat == "best" else statistics.median
+        own = max(pick(samples["rawtrace doctor --json"]), pick(samples["rawtrace doctor"])) - base_value
+        verdict = "met" if own <= TARGET_MS else "MISSED"
+        print(f"doctor's own cost ({stat}, worse of text/--json): {own:.1f} ms; target <= {TARGET_MS:.0f} ms: "
+              f"{verdict}")
+    print(f"load average while measuring: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs "
+          "(medians are only meaningful on an idle machine)")
     best_us, median_us = _preflight_us(max(args.rounds * 10, 100))
     print(f"preflight(tracefs, syscalls, tracepoints, uprobes) in-process: best {best_us:.0f} us, "
           f"median {median_us:.0f} us")
