@@ -26,11 +26,9 @@ _FIELD_RE = re.compile(
     r"(?:[ \t]*signed[ \t]*:[ \t]*(?P<signed>[^;\n]*);)?"
     r"[ \t]*(?P<rest>.*)$"
 )
-# The exact layout f_show() prints; lines in any other layout take the general path (_FIELD_RE).
-_FAST_FIELD_RE = re.compile(r"\tfield:([^;\n]*);\toffset:([0-9]{1,9});\tsize:([0-9]{1,9});\tsigned:([01]);\Z")
-# Declaration (with size and signedness) -> the Field parts that do not depend on offset or position.
-_TEMPLATES: dict[tuple, tuple] = {}
-_TEMPLATES_MAX = 100_000
+# (field line, common, long size) -> Field. Fields are immutable, so events may share them.
+_FIELDS: dict[tuple[str, bool, int | None], Field] = {}
+_FIELDS_MAX = 100_000
 _NUMBER_RE = re.compile(r"[0-9]{1,18}\Z")
 # `<type> <name>`, `<type> <name>[<dim>]`, `<type> <name>:<bits>`. The name is the last identifier.
 _DECL_RE = re.compile(
@@ -53,27 +51,12 @@ _HEADER_EVENT_MAX_RE = re.compile(
     r"^[ \t]*data max type_len[ \t]*==[ \t]*(?P<value>[0-9]{1,9})[ \t]*$", re.MULTILINE)
 _PRINT_LEAD_RE = re.compile(r'[ \t\n]*(?:"(?:[^"\\]|\\.)*"[ \t\n]*)+', re.DOTALL)
 _PRINT_LITERAL_RE = re.compile(r'"((?:[^"\\]|\\.)*)"', re.DOTALL)
-# Tokens for splitting arguments: literals and bracket groups up to three deep are taken whole (commas
-# and brackets inside them do not count, so few tokens remain to walk), then single punctuation, then a
-# lone quote (an unterminated literal). Each repetition consumes one character or one whole literal or
-# group, and the alternatives start with different characters, so a failed match backtracks linearly.
-_LITERAL = r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\''
-
-
-def _nested_groups(depth: int) -> str:
-    inner = _LITERAL
-    for _ in range(depth):
-        body = rf'(?:[^(){{}}\[\]"\']|{inner})*'
-        inner = rf'{_LITERAL}|\({body}\)|\[{body}\]|\{{{body}\}}'
-    return inner
-
-
-_PRINT_PUNCT_RE = re.compile(rf'{_nested_groups(3)}|[(){{}}\[\],"\']', re.DOTALL)
+# String and character literals inside print fmt arguments (escapes included, newlines allowed: some
+# kernels print raw newlines inside the format string).
+_ARG_LITERAL_RE = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'', re.DOTALL)
 _ESCAPE_RE = re.compile(r"\\(?:([0-7]{1,3})|x([0-9a-fA-F]+)|(.))", re.DOTALL)
 _SIMPLE_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "a": "\a", "b": "\b", "f": "\f", "v": "\v",
                    "e": "\x1b", "\\": "\\", '"': '"', "'": "'", "?": "?"}
-_CLOSE = {")": "(", "]": "[", "}": "{"}
-_PUNCT_KIND = {"(": 1, "[": 1, "{": 1, ")": 2, "]": 2, "}": 2, ",": 3, '"': 4, "'": 4}
 
 # Element sizes of C types that do not depend on the kernel's word size. `long`, pointers, size_t and
 # cpumask_t (a bitmap of unsigned longs) take the kernel long size, which a format file does not state.
@@ -352,8 +335,21 @@ def parse_format(text: str, *, system: str | None = None, source: str | None = N
     in_format = False
     # Common fields come before the first blank line after `format:`; the event's own after it.
     common = True
+    # The print fmt is the rest of the file after `print fmt:` (one line in practice, but kept verbatim
+    # even when it holds raw newlines): cut it off first, so the loop sees only the header and fields.
+    cut = text.find("\nprint fmt:")
+    if cut >= 0:
+        print_fmt = text[cut + 11:].lstrip(" \t").rstrip("\n")
+        text = text[:cut]
     lines = text.split("\n")
+    fields_get = _FIELDS.get
     for index, line in enumerate(lines):
+        if in_format:
+            # Identical lines recur across events (the common fields, syscall arguments): parse each once.
+            field = fields_get((line, common, long_size))
+            if field is not None:
+                (common_fields if common else fields).append(field)
+                continue
         lineno = index + 1
         stripped = line.strip()
         if not stripped:
@@ -363,25 +359,10 @@ def parse_format(text: str, *, system: str | None = None, source: str | None = N
         if stripped.startswith("field"):
             if not in_format:
                 raise ParseError("field line before `format:`", source=source, line=lineno)
-            fast = _FAST_FIELD_RE.match(line)
-            if fast is not None:
-                # The kernel's own layout: reuse what an identical declaration gave before.
-                decl, offset, size, signed = fast.groups()
-                key = (decl, size, signed, long_size)
-                template = _TEMPLATES.get(key)
-                if template is None:
-                    if len(_TEMPLATES) > _TEMPLATES_MAX:
-                        _TEMPLATES.clear()
-                    model = parse_field_line(line, long_size=long_size, source=source, lineno=lineno)
-                    template = _TEMPLATES[key] = (model.name, model.type, model.size, model.signed, model.kind,
-                                                  model.element_type, model.element_size, model.count,
-                                                  model.notes)
-                name_, type_, size_, signed_, kind, element_type, element_size, count, field_notes = template
-                field = Field(name_, type_, int(offset), size_, signed_, common, kind, element_type,
-                              element_size, count, field_notes)
-            else:
-                field = parse_field_line(line, common=common, long_size=long_size, source=source,
-                                         lineno=lineno)
+            field = parse_field_line(line, common=common, long_size=long_size, source=source, lineno=lineno)
+            if len(_FIELDS) > _FIELDS_MAX:
+                _FIELDS.clear()
+            _FIELDS[(line, common, long_size)] = field
             (common_fields if common else fields).append(field)
         elif stripped.startswith("print fmt:"):
             # The print fmt is the rest of the file: one line in practice, kept verbatim either way.
@@ -486,35 +467,58 @@ def split_print_fmt(text: str) -> tuple[str, list[str]]:
         return format_string, []
     if text[rest_start] != ",":
         raise ParseError(f"unexpected {text[rest_start:rest_start + 20]!r} after the format string")
-    # Only literals and punctuation matter for splitting; the text between them is sliced, not copied.
-    args: list[str] = []
-    depth: list[str] = []
-    start = rest_start + 1
-    for m in _PRINT_PUNCT_RE.finditer(text, start):
-        token = m.group()
-        kind = _PUNCT_KIND.get(token)
-        if kind is None:
-            continue  # a literal or a whole innermost group
-        if kind == 1:
-            depth.append(token)
-        elif kind == 2:
-            if not depth or depth[-1] != _CLOSE[token]:
-                raise ParseError(f"unbalanced {token!r} in print fmt arguments")
-            depth.pop()
-        elif kind == 3:
-            if not depth:
-                args.append(_finish_arg(text[start:m.start()]))
-                start = m.end()
-        else:
+    region = text[rest_start + 1:]
+    # Literals may hold commas and brackets: stand each in for a NUL while splitting, then put it back.
+    literals: list[str] = []
+    if '"' in region or "'" in region:
+        if "\0" in region:
+            raise ParseError("NUL character in print fmt arguments")
+        literals = _ARG_LITERAL_RE.findall(region)
+        region = _ARG_LITERAL_RE.sub("\0", region)
+        if '"' in region or "'" in region:
             raise ParseError("unterminated string or character literal in print fmt arguments")
-    if depth:
-        raise ParseError(f"unclosed {depth[-1]!r} in print fmt arguments")
-    args.append(_finish_arg(text[start:]))
+    args: list[str] = []
+    pending: list[str] = []
+    parens = squares = braces = 0
+    for piece in region.split(","):
+        parens += piece.count("(") - piece.count(")")
+        squares += piece.count("[") - piece.count("]")
+        braces += piece.count("{") - piece.count("}")
+        if parens < 0 or squares < 0 or braces < 0:
+            raise ParseError("unbalanced closing bracket in print fmt arguments")
+        if parens or squares or braces:
+            pending.append(piece)
+            continue
+        if pending:
+            pending.append(piece)
+            piece = ",".join(pending)
+            pending = []
+        args.append(_finish_arg(piece))
+    if pending:
+        raise ParseError("unclosed bracket in print fmt arguments")
+    if literals:
+        args = _restore_literals(args, literals)
     return format_string, args
 
 
+def _restore_literals(args: list[str], literals: list[str]) -> list[str]:
+    position = 0
+    out = []
+    for arg in args:
+        if "\0" in arg:
+            parts = arg.split("\0")
+            joined = [parts[0]]
+            for part in parts[1:]:
+                joined.append(literals[position])
+                joined.append(part)
+                position += 1
+            arg = "".join(joined)
+        out.append(arg)
+    return out
+
+
 def _finish_arg(text: str) -> str:
-    arg = text.strip()
+    arg = text.strip(" \t\n")
     if not arg:
         raise ParseError("empty argument in print fmt")
     return arg
