@@ -175,6 +175,9 @@ def test_json_without_args_has_tracepoints_but_reads_no_format_file(tmp_path, ca
     assert rc == 0
     [record] = json.loads(out)
     assert record["tracepoints"] == {"enter": True, "exit": True} and "args" not in record
+    # With --args a format file that does not parse leaves the row in place, without arguments.
+    rc, out, _ = run_cli(capsys, "--tracefs", str(tracefs), "--json", "--args", "read")
+    assert rc == 0 and json.loads(out)[0]["args"] is None
 
 
 @needs_known_host
@@ -222,17 +225,6 @@ def test_tables_found_in_an_installed_layout(tmp_path):
     probe = subprocess.run([sys.executable, "-c", code], cwd=work, env=dict(os.environ, PYTHONPATH=str(site)),
                            capture_output=True, text=True, timeout=60, check=True)
     assert probe.stdout.strip() == str(site / "rawtrace" / "tables")
-
-
-@needs_known_host
-def test_args_without_the_format_parser_module(tmp_path, capsys, monkeypatch):
-    """Until rawtrace.parse.format is in the tree, the field lines are read directly: same answer."""
-    tracefs = make_tracefs(tmp_path, {"openat": [("int", "dfd"), ("const char *", "filename")]}, ["openat"])
-    monkeypatch.setitem(sys.modules, "rawtrace.parse.format", None)   # makes the import fail
-    rc, out, _ = run_cli(capsys, "--tracefs", str(tracefs), "--json", "--args", "openat")
-    assert rc == 0
-    assert json.loads(out)[0]["args"] == [{"name": "dfd", "type": "int"},
-                                          {"name": "filename", "type": "const char *"}]
 
 
 def test_captured_root_of_another_machine_uses_its_arch_and_tracefs(tmp_path, capsys):

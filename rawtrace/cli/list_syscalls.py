@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from typing import NamedTuple
 
 HELP = "syscall numbers, ABIs and entry points for an arch, with this kernel's syscall tracepoints"
@@ -51,7 +50,7 @@ def add_arguments(parser) -> None:
 class KernelSyscalls(NamedTuple):
     """The syscall tracepoints of the running kernel (names after sys_enter_/sys_exit_)."""
 
-    events_dir: Path
+    catalog: object         # rawtrace.tracefs.events.EventCatalog of the kernel's events/ directory
     enter: frozenset[str]
     exit: frozenset[str]
     names: frozenset[str]   # enter | exit
@@ -68,20 +67,23 @@ def _machine(host) -> str:
 def _kernel_syscalls(host) -> tuple[KernelSyscalls | None, str]:
     """The kernel's syscall tracepoints, or None and the reason there are none to show."""
     from rawtrace.tracefs.discover import locate_tracefs
+    from rawtrace.tracefs.events import EventCatalog
     location = locate_tracefs(host)
     if location is None:
         return None, "tracefs is not mounted (rawtrace list-syscalls never mounts it)"
-    events_dir = location.path / "events" / "syscalls"
+    catalog = EventCatalog(location.path / "events")
+    events_dir = catalog.events_dir / "syscalls"
     try:
-        names = os.listdir(events_dir)
-    except FileNotFoundError:
-        return None, f"{events_dir} does not exist (kernel without CONFIG_FTRACE_SYSCALLS?)"
+        # The listing is all that is read here; format files only with --args.
+        if not events_dir.is_dir():
+            return None, f"{events_dir} does not exist (kernel without CONFIG_FTRACE_SYSCALLS?)"
+        names = [name for _system, name in catalog.events("syscalls")]
     except OSError as exc:
         return None, f"cannot read {events_dir}: {exc.strerror}"
     enter = frozenset(n[10:] for n in names if n.startswith("sys_enter_"))
     exit_ = frozenset(n[9:] for n in names if n.startswith("sys_exit_"))
     release = (host.read_text("/proc/sys/kernel/osrelease") or "").strip() or "running kernel"
-    return KernelSyscalls(events_dir, enter, exit_, enter | exit_, release), ""
+    return KernelSyscalls(catalog, enter, exit_, enter | exit_, release), ""
 
 
 def tracepoint_name(syscall) -> str | None:
@@ -104,41 +106,13 @@ def _tracepoint_of(syscall, kernel: KernelSyscalls) -> str | None:
 
 
 def _read_args(kernel: KernelSyscalls, tp_name: str) -> list[dict] | None:
-    """Argument names and C types from sys_enter_<tp_name>/format (the fields after __syscall_nr)."""
-    path = kernel.events_dir / f"sys_enter_{tp_name}" / "format"
+    """Argument names and C types from sys_enter_<tp_name>'s format (the fields after __syscall_nr)."""
+    from rawtrace.errors import RawtraceError
     try:
-        text = path.read_text()
-    except OSError:
-        return None
-    from rawtrace.errors import ParseError
-    try:
-        from rawtrace.parse.format import parse_format
-    except ImportError:  # the format-file parser is not part of this tree yet
-        return _args_from_field_lines(text)
-    try:
-        fmt = parse_format(text, system="syscalls", source=str(path))
-    except ParseError:
-        return None
+        fmt = kernel.catalog.format("syscalls", f"sys_enter_{tp_name}")
+    except (RawtraceError, OSError):
+        return None   # unreadable or unparsable: the row still shows, without arguments
     return [{"name": f.name, "type": f.type} for f in fmt.fields if f.name != "__syscall_nr"]
-
-
-def _args_from_field_lines(text: str) -> list[dict] | None:
-    """Just the `field:TYPE NAME;` declarations after __syscall_nr, for when parse_format is absent."""
-    args: list[dict] = []
-    seen_nr = False
-    for line in text.splitlines():
-        line = line.strip()
-        if not line.startswith("field:"):
-            continue
-        decl = line[6:].split(";", 1)[0].strip()
-        type_text, _sep, name = decl.rpartition(" ")
-        if not type_text:
-            return None
-        if name == "__syscall_nr":
-            seen_nr = True
-        elif seen_nr:
-            args.append({"name": name, "type": type_text.strip()})
-    return args if seen_nr else None
 
 
 def _known_tracepoints(table) -> set[str]:
