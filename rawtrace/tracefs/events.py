@@ -134,6 +134,7 @@ class EventCatalog:
                 by_name.setdefault(n, []).append(f"{s}:{n}")
             close = [full for n in difflib.get_close_matches(name, list(by_name), n=5, cutoff=0.6)
                      for full in by_name[n]]
+            close += [f"{s}:*" for s in difflib.get_close_matches(name, self.systems(), n=2, cutoff=0.75)]
         else:
             full_names = [f"{s}:{n}" for s, n in self.events()]
             close = difflib.get_close_matches(f"{system}:{name}", full_names, n=5, cutoff=0.6)
