@@ -6,14 +6,17 @@ read and decompressed before timing. Timed per round, interleaved so machine noi
   * rawtrace: decode_page() over every sub-buffer of every CPU into Event objects with their fields dicts;
   * trace-cmd: `trace-cmd report FILE > /dev/null` (wall time; it also decompresses and prints text).
 With --render, the text rendering of `rawtrace decode` (render_event.item_text) is timed as well.
+With --check, every event is first compared with `trace-cmd report -t -R` (time stamp in ns, CPU, pid,
+event name and every integer field), per CPU, as an oracle.
 Prints best and median events/s and the ratio rawtrace / trace-cmd (target: >= 1.0).
 
-    python3 tools/bench_decode.py [--file F] [-n 3] [--render]
+    python3 tools/bench_decode.py [--file F] [-n 3] [--render] [--check]
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import resource
 import shutil
 import statistics
@@ -101,6 +104,60 @@ def trace_cmd_report(path: Path) -> tuple[float, float] | None:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
+_REPORT_LINE = re.compile(r"^\S*:?\s*.*-(\d+)\s+\[(\d+)\]\s+(\d+)\.(\d{9}): (\w+):\s+(.*)$")
+_INT_FIELD = re.compile(r"(\w+)=(-?\d+)(?=\s|$)")
+_ARRAY_FIELD = re.compile(r"(\w+)=ARRAY\[([0-9a-f, ]*)\]")
+
+
+def as_bytes(values, size: int, byteorder: str) -> bytes:
+    if isinstance(values, bytes):
+        return values
+    return b"".join(v.to_bytes(size, byteorder, signed=v < 0) for v in values)
+
+
+def check_against_trace_cmd(path: Path, layout, formats, cpus) -> bool:
+    """Compare every event with `trace-cmd report -t -R`; print the first difference per CPU."""
+    from rawtrace.parse.descriptors import FieldKind
+    from rawtrace.parse.record import DecoderSet, Event
+    from rawtrace.parse.ringbuf import iter_pages
+
+    program = shutil.which("trace-cmd")
+    if program is None:
+        print("check: trace-cmd not installed, skipped")
+        return True
+    report = subprocess.run([program, "report", "-t", "-R", str(path)], capture_output=True, text=True,
+                            check=True, errors="replace").stdout
+    theirs: dict[int, list] = {cpu: [] for cpu in cpus}
+    for line in report.splitlines():
+        match = _REPORT_LINE.match(line)
+        if match:
+            pid, cpu, sec, nsec, name, rest = match.groups()
+            ints = tuple(sorted([(k, int(v)) for k, v in _INT_FIELD.findall(rest)]
+                                + [(k, bytes.fromhex(v.replace(", ", ""))) for k, v in _ARRAY_FIELD.findall(rest)]))
+            theirs.setdefault(int(cpu), []).append((int(sec) * 10**9 + int(nsec), int(pid), name, ints))
+    decoders = DecoderSet(formats, layout.byteorder)
+    ok = True
+    for cpu, data in cpus.items():
+        ours = []
+        for e in iter_pages(layout, data, cpu, decoders):
+            if isinstance(e, Event):
+                ints = tuple(sorted([(f.name, e.fields[f.name]) for f in e.format.fields
+                                     if f.kind == FieldKind.INTEGER]
+                                    + [(f.name, as_bytes(e.fields[f.name], f.element_size, layout.byteorder))
+                                       for f in e.format.fields if f.kind == FieldKind.ARRAY]))
+                ours.append((e.ts, e.pid, e.format.name, ints))
+        same = ours == theirs.get(cpu, [])
+        ok &= same
+        print(f"check cpu {cpu}: {len(ours)} events, trace-cmd {len(theirs.get(cpu, []))}: "
+              f"{'identical' if same else 'DIFFERENT'}")
+        if not same:
+            for a, b in zip(ours, theirs.get(cpu, [])):
+                if a != b:
+                    print(f"  first difference: rawtrace {a}\n                    trace-cmd {b}")
+                    break
+    return ok
+
+
 def summary(label: str, events: int, runs: list[tuple[float, float]]) -> tuple[float, float]:
     """Print wall and CPU rates; return (best wall rate, best CPU rate)."""
     walls, cpus = [w for w, _ in runs], [c for _, c in runs]
@@ -115,6 +172,7 @@ def main() -> int:
     parser.add_argument("--file", type=Path, default=DEFAULT_FILE)
     parser.add_argument("-n", type=int, default=3, help="rounds (default 3)")
     parser.add_argument("--render", action="store_true", help="also time decode + text rendering")
+    parser.add_argument("--check", action="store_true", help="first compare every event with trace-cmd")
     args = parser.parse_args()
     if not args.file.exists():
         print(f"skip: {args.file} is absent")
@@ -125,6 +183,8 @@ def main() -> int:
     print(f"{args.file.name}: {pages} pages of {layout.subbuf_size} bytes on {len(cpus)} CPUs, "
           f"loaded and decompressed in {time.perf_counter() - t0:.2f} s (not timed below)")
     print(f"python {sys.version.split()[0]}")
+    if args.check and not check_against_trace_cmd(args.file, layout, formats, cpus):
+        return 1
 
     ours, theirs, rendered = [], [], []
     events = 0
