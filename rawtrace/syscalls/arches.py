@@ -111,7 +111,7 @@ ARCHES: tuple[Arch, ...] = (
          Abi("aarch32", "arm64_aarch32.tbl", None, compat=True, compat_entries=True, word_size=32,
              traced=False,
              note="AArch32 (EABI) tasks on an arm64 kernel: arm numbers, compat entries")),
-        64, machines=("aarch64", "aarch64_be"), aliases=("aarch64", "armv8-a"), kernel_dir="arm64",
+        64, machines=("aarch64", "aarch64_be"), aliases=("aarch64",), kernel_dir="arm64",
         verify="arch/arm64/kernel/Makefile.syscalls: syscall_abis_64 += renameat rlimit memfd_secret "
                "(plus common,64 from scripts/Makefile.asm-headers); read is 63 in asm-generic/unistd.h",
     ),
