@@ -274,6 +274,10 @@ def _array_field(name: str, ctype: str, dim: str, offset: int, size: int, signed
     if declared and count != declared:
         notes.append(f"declared count {declared} disagrees with size {size} ({count} x {element_size} bytes);"
                      " size trusted")
+    if element_size not in (1, 2, 4, 8) or _strip_qualifiers(ctype).startswith(("struct ", "union ")):
+        notes.append(f"elements of {ctype} ({element_size} bytes each) are not scalars; kept as raw bytes")
+        return Field(name, type_text, offset, size, signed, common, FieldKind.OPAQUE, element_type=ctype,
+                     element_size=element_size, count=count, notes=tuple(notes))
     kind = FieldKind.STRING if is_char else FieldKind.ARRAY
     return Field(name, type_text, offset, size, signed, common, kind, element_type=ctype,
                  element_size=element_size, count=count, notes=tuple(notes))
@@ -326,11 +330,14 @@ def parse_format(text: str, *, system: str | None = None, source: str | None = N
     that the file leaves implicit; without it those element sizes are None."""
     if not isinstance(text, str):
         raise ParseError("format text is not a string", source=source)
+    notes: list[str] = []
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+        notes.append("CRLF line endings")
     name: str | None = None
     event_id: int | None = None
     common_fields: list[Field] = []
     fields: list[Field] = []
-    notes: list[str] = []
     print_fmt: str | None = None
     in_format = False
     # Common fields come before the first blank line after `format:`; the event's own after it.
