@@ -143,8 +143,11 @@ class SyscallTable:
             if abi.table in seen_tables:
                 continue
             seen_tables.append(abi.table)
+            owners: dict[str, Abi | None] = {}
             for nr, tag, name, entry, compat in load_table_file(abi.table).rows:
-                owner = self.arch.row_abi(abi.table, tag)
+                owner = owners.get(tag, False)
+                if owner is False:
+                    owner = owners[tag] = self.arch.row_abi(abi.table, tag)
                 if owner is None or owner.compat:
                     continue
                 out.append(Syscall(nr + owner.nr_offset, name, tag, entry, compat))
