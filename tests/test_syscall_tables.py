@@ -187,6 +187,16 @@ def test_main_entries_leave_out_the_other_native_abis():
     assert {s.abi for s in load_table("powerpc64").main_entries} == {"common", "nospu", "64"}
 
 
+def test_tracepoint_names_follow_the_entry_point():
+    x86 = load_table("x86_64")
+    assert x86.by_name("fstat").tracepoint == "newfstat"
+    assert x86.by_name("umount2").tracepoint == "umount"
+    assert x86.by_name("openat").tracepoint == "openat"
+    assert x86.by_name("_sysctl").tracepoint is None          # sys_ni_syscall
+    assert x86.by_name("afs_syscall").tracepoint is None      # no entry at all
+    assert x86.by_nr(X32_SYSCALL_BIT | 512).tracepoint == "rt_sigaction"  # compat_sys_*: the table name
+
+
 def test_parse_number():
     assert parse_number("0x40000000") == 0x40000000
     assert parse_number("17") == 17

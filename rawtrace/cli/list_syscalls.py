@@ -86,20 +86,9 @@ def _kernel_syscalls(host) -> tuple[KernelSyscalls | None, str]:
     return KernelSyscalls(catalog, enter, exit_, enter | exit_, release), ""
 
 
-def tracepoint_name(syscall) -> str | None:
-    """The name the kernel gives this syscall's tracepoints: its SYSCALL_DEFINE name, which is the entry
-    point without `sys_` (x86_64 fstat is sys_newfstat → sys_enter_newfstat); None if it has no entry."""
-    entry = syscall.entry
-    if not entry:
-        return None
-    if entry.startswith("sys_"):
-        return entry[4:]
-    return syscall.name
-
-
 def _tracepoint_of(syscall, kernel: KernelSyscalls) -> str | None:
     """The tracepoint name present on the kernel for this row, if any (entry-based first, then the name)."""
-    for candidate in (tracepoint_name(syscall), syscall.name):
+    for candidate in (syscall.tracepoint, syscall.name):
         if candidate and candidate in kernel.names:
             return candidate
     return None

@@ -24,6 +24,16 @@ class Syscall:
     entry: str | None
     compat_entry: str | None = None
 
+    @property
+    def tracepoint(self) -> str | None:
+        """The name of this syscall's tracepoints (syscalls:sys_enter_<it>): the kernel names them after
+        the SYSCALL_DEFINE, i.e. the entry point without `sys_` (x86_64 fstat → newfstat, umount2 →
+        umount); the table name for other entries; None for rows without an entry or sys_ni_syscall."""
+        entry = self.entry
+        if not entry or entry == "sys_ni_syscall":
+            return None
+        return entry[4:] if entry.startswith("sys_") else self.name
+
 
 class TableFile(NamedTuple):
     """One generated .tbl file: its rows as (nr, tag, name, entry, compat) and where it came from."""
