@@ -179,6 +179,58 @@ def _fail(reason: str, offset: int, cpu: int, index: int | None, source: str | N
     return PageDecodeError(cut or reason, cpu=cpu, index=index, offset=offset, source=source, partial=partial)
 
 
+def _other_record(layout: PageLayout, buf: bytes, words: array, i: int, end_i: int, type_len: int,
+                  delta: int, ts: int, cpu: int, decoders: DecoderSet, append, index: int | None,
+                  source: str | None, out: list, cut: str) -> tuple[int, int]:
+    """Every record but a short-form data record: returns (next word index, time stamp).
+
+    An end-of-page padding returns end_i so that the page loop stops."""
+    header = layout.header_event
+    if i + 2 > end_i:
+        if type_len == header.padding_type and delta == 0:
+            return end_i, ts                 # a bare 4-byte end-of-page marker
+        raise _fail(f"record of type {type_len} cut by the end of the data", i << 2, cpu, index, source, out, cut)
+    array0 = words[i + 1]
+    if type_len == 0:
+        # Long form: array[0] is the payload length plus its own 4 bytes.
+        if array0 < 8:
+            raise _fail(f"long-form record length {array0} is too small", i << 2, cpu, index, source, out, cut)
+        next_i = i + 1 + ((array0 + 3) >> 2)
+        if next_i > end_i:
+            raise _fail(f"record of {array0 - 4} bytes runs past the end of the data "
+                        f"({(end_i - i - 2) << 2} left)", i << 2, cpu, index, source, out, cut)
+        ts += delta
+        start = (i + 2) << 2
+        event_id = layout.u16_struct.unpack_from(buf, start)[0]
+        try:
+            append(decoders.decoder(event_id)(buf, start, array0 - 4, ts, cpu))
+        except RecordTooShort as exc:
+            raise _fail(f"event id {event_id}: {exc}", i << 2, cpu, index, source, out, cut) from None
+        return next_i, ts
+    if type_len == header.time_extend_type:
+        return i + 2, ts + (array0 << header.time_delta_bits) + delta
+    if type_len == header.padding_type:
+        if delta == 0:
+            return end_i, ts                 # the rest of the page is unused
+        # A discarded event: array[0] is its length minus the 4-byte header. Keep ts.
+        next_i = i + 1 + ((max(array0, 4) + 3) >> 2)
+        if next_i > end_i:
+            raise _fail(f"discarded-event padding of {array0} bytes runs past the end of the data",
+                        i << 2, cpu, index, source, out, cut)
+        return next_i, ts
+    if type_len == header.time_stamp_type:
+        value = (array0 << header.time_delta_bits) + delta
+        # Only 59 bits fit: restore the top 5 from the running time stamp, and carry when the low
+        # bits wrapped (the kernel's rb_fix_abs_ts()).
+        top = ts & 0xF800000000000000
+        if top:
+            value |= top
+            if value < ts:
+                value += 1 << 59
+        return i + 2, value
+    raise _fail(f"record type {type_len} is not one this decoder knows", i << 2, cpu, index, source, out, cut)
+
+
 def decode_page(layout: PageLayout, page: bytes | memoryview, cpu: int, decoders: DecoderSet, *,
                 index: int | None = None, source: str | None = None) -> list:
     """Decode one sub-buffer into [Lost?, Event | UnknownEvent, ...]. See the module docstring."""
@@ -214,96 +266,61 @@ def decode_page(layout: PageLayout, page: bytes | memoryview, cpu: int, decoders
         out.append(Lost(cpu, ts, count))
 
     header = layout.header_event
-    little = layout.byteorder == "little"
     type_len_bits = header.type_len_bits
     delta_bits = header.time_delta_bits
     type_mask = (1 << type_len_bits) - 1
     delta_mask = (1 << delta_bits) - 1
     data_max = header.data_max_type_len
-    padding = header.padding_type
-    time_extend = header.time_extend_type
-    time_stamp = header.time_stamp_type
-    # common_type is the first u16 of the payload: the low half of array[0] in little-endian, the
-    # high half in big-endian.
-    id_shift = 0 if little else 16
-    u16 = layout.u16_struct.unpack_from
     cache_get = decoders.cache.get
     get_decoder = decoders.decoder
     append = out.append
     i = data_offset >> 2                 # position in words
     end_i = end >> 2
     event_id = -1
+    # The hot loop handles short-form data records, nearly all records; the others go through
+    # _other_record(). It is written out once per byte order so that the bitfield split (type_len in
+    # the low bits on little-endian kernels, in the top bits on big-endian ones) costs no branch.
+    # common_type is the first u16 of the payload: the low half of array[0] in little-endian, the
+    # high half in big-endian.
     try:
-        while i < end_i:
-            word = words[i]
-            if little:
+        if layout.byteorder == "little":
+            while i < end_i:
+                word = words[i]
                 type_len = word & type_mask
-                delta = word >> type_len_bits
-            else:
+                if 0 < type_len <= data_max:
+                    next_i = i + 1 + type_len
+                    if next_i > end_i:
+                        raise _fail(f"record of {type_len << 2} bytes runs past the end of the data "
+                                    f"({(end_i - i - 1) << 2} left)", i << 2, cpu, index, source, out, cut)
+                    ts += word >> type_len_bits
+                    event_id = words[i + 1] & 0xFFFF
+                    decode = cache_get(event_id)
+                    if decode is None:
+                        decode = get_decoder(event_id)
+                    append(decode(buf, (i + 1) << 2, type_len << 2, ts, cpu))
+                    i = next_i
+                else:
+                    i, ts = _other_record(layout, buf, words, i, end_i, type_len, word >> type_len_bits, ts,
+                                          cpu, decoders, append, index, source, out, cut)
+        else:
+            while i < end_i:
+                word = words[i]
                 type_len = word >> delta_bits
-                delta = word & delta_mask
-            if 0 < type_len <= data_max:
-                next_i = i + 1 + type_len
-                if next_i > end_i:
-                    raise _fail(f"record of {type_len << 2} bytes runs past the end of the data "
-                                f"({(end_i - i - 1) << 2} left)", i << 2, cpu, index, source, out, cut)
-                ts += delta
-                event_id = (words[i + 1] >> id_shift) & 0xFFFF
-                decode = cache_get(event_id)
-                if decode is None:
-                    decode = get_decoder(event_id)
-                append(decode(buf, (i + 1) << 2, type_len << 2, ts, cpu))
-                i = next_i
-                continue
-            if i + 2 > end_i:
-                if type_len == padding and delta == 0:
-                    break                # a bare 4-byte end-of-page marker
-                raise _fail(f"record of type {type_len} cut by the end of the data", i << 2,
-                            cpu, index, source, out, cut)
-            array0 = words[i + 1]
-            if type_len == 0:
-                # Long form: array[0] is the payload length plus its own 4 bytes.
-                if array0 < 8:
-                    raise _fail(f"long-form record length {array0} is too small", i << 2,
-                                cpu, index, source, out, cut)
-                next_i = i + 1 + ((array0 + 3) >> 2)
-                if next_i > end_i:
-                    raise _fail(f"record of {array0 - 4} bytes runs past the end of the data "
-                                f"({(end_i - i - 2) << 2} left)", i << 2, cpu, index, source, out, cut)
-                ts += delta
-                start = (i + 2) << 2
-                event_id = u16(buf, start)[0]
-                decode = cache_get(event_id)
-                if decode is None:
-                    decode = get_decoder(event_id)
-                append(decode(buf, start, array0 - 4, ts, cpu))
-                i = next_i
-            elif type_len == time_extend:
-                ts += (array0 << delta_bits) + delta
-                i += 2
-            elif type_len == padding:
-                if delta == 0:
-                    break                # the rest of the page is unused
-                # A discarded event: array[0] is its length minus the 4-byte header. Keep ts.
-                next_i = i + 1 + ((max(array0, 4) + 3) >> 2)
-                if next_i > end_i:
-                    raise _fail(f"discarded-event padding of {array0} bytes runs past the end of the data",
-                                i << 2, cpu, index, source, out, cut)
-                i = next_i
-            elif type_len == time_stamp:
-                value = (array0 << delta_bits) + delta
-                # Only 59 bits fit: restore the top 5 from the running time stamp, and carry when
-                # the low bits wrapped (the kernel's rb_fix_abs_ts()).
-                top = ts & 0xF800000000000000
-                if top:
-                    value |= top
-                    if value < ts:
-                        value += 1 << 59
-                ts = value
-                i += 2
-            else:
-                raise _fail(f"record type {type_len} is not one this decoder knows", i << 2,
-                            cpu, index, source, out, cut)
+                if 0 < type_len <= data_max:
+                    next_i = i + 1 + type_len
+                    if next_i > end_i:
+                        raise _fail(f"record of {type_len << 2} bytes runs past the end of the data "
+                                    f"({(end_i - i - 1) << 2} left)", i << 2, cpu, index, source, out, cut)
+                    ts += word & delta_mask
+                    event_id = words[i + 1] >> 16
+                    decode = cache_get(event_id)
+                    if decode is None:
+                        decode = get_decoder(event_id)
+                    append(decode(buf, (i + 1) << 2, type_len << 2, ts, cpu))
+                    i = next_i
+                else:
+                    i, ts = _other_record(layout, buf, words, i, end_i, type_len, word & delta_mask, ts,
+                                          cpu, decoders, append, index, source, out, cut)
     except RecordTooShort as exc:
         raise _fail(f"event id {event_id}: {exc}", i << 2, cpu, index, source, out, cut) from None
     except struct.error as exc:
