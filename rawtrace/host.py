@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 TRACEFS_DEFAULT = "/sys/kernel/tracing"
@@ -12,15 +11,26 @@ SECURITYFS_DEFAULT = "/sys/kernel/security"
 EFIVARS_DEFAULT = "/sys/firmware/efi/efivars"
 
 
-@dataclass
 class Host:
     """A view of the machine rooted at `root` ("/" live, or a captured/fake tree in tests).
 
-    `tracefs` overrides tracefs discovery (a directory used as is, relative to nothing)."""
+    `tracefs_override` overrides tracefs discovery (a directory used as is, relative to nothing).
+    A plain class, not a dataclass: importing dataclasses costs ~5 ms of every command's start-up."""
 
-    root: Path = Path("/")
-    tracefs_override: Path | None = None
-    _tracefs_cache: Path | None = field(default=None, repr=False)
+    __slots__ = ("root", "tracefs_override")
+
+    def __init__(self, root: Path = Path("/"), tracefs_override: Path | None = None) -> None:
+        self.root = Path(root)
+        self.tracefs_override = Path(tracefs_override) if tracefs_override is not None else None
+
+    def __repr__(self) -> str:
+        return f"Host(root={str(self.root)!r}, tracefs_override={self.tracefs_override!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, Host) and self.root == other.root
+                and self.tracefs_override == other.tracefs_override)
+
+    __hash__ = None  # type: ignore[assignment]
 
     @classmethod
     def from_env(cls, root: str | None = None, tracefs: str | None = None) -> "Host":

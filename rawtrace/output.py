@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any, Iterable
 
@@ -62,10 +61,12 @@ def table(rows: Iterable[Iterable[Any]], headers: list[str], out=None) -> None:
 
 
 def json_dump(obj: Any, out=None) -> None:
+    import json
     out = out or sys.stdout
     json.dump(obj, out, indent=2, ensure_ascii=False)
     out.write("\n")
 
 
 def json_line(obj: Any, out=None) -> None:
+    import json
     (out or sys.stdout).write(json.dumps(obj, separators=(",", ":"), ensure_ascii=False) + "\n")
