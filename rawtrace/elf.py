@@ -565,3 +565,116 @@ def _ifunc_implementations(base: str, symbols: list[ElfSymbol]) -> str:
     if names:
         return ", ".join(names[:4])
     return "they are local symbols, so install the library's debug symbols or use a virtual address"
+
+
+# ---------------------------------------------------------------------------------------------------
+# USDT (SystemTap SDT) probes: .note.stapsdt
+
+
+@dataclass(frozen=True, slots=True)
+class UsdtNote:
+    """One statically defined probe site: where it is (file offsets) and how its arguments are spelled."""
+
+    provider: str
+    name: str
+    address: int                    # virtual address of the probe's nop (after prelink adjustment)
+    file_offset: int
+    semaphore: int                  # virtual address of the semaphore, 0 if it has none
+    semaphore_offset: int | None    # its file offset: the uprobe's (ref_ctr_offset)
+    args: tuple[str, ...]           # e.g. "-4@%edi", "8@-8(%rbp)", "4@$5", "8@counter(%rip)"
+
+
+def _align4(value: int) -> int:
+    return (value + 3) & ~3
+
+
+def read_usdt_notes(path: str, host: Host | None = None, *, machine: str | None = None) -> list[UsdtNote]:
+    """Every USDT probe site of the ELF file `path`, from its .note.stapsdt section."""
+    host = host or Host()
+    machine = machine or host_machine()
+    from elftools.common.exceptions import ELFError
+    try:
+        elf, f = _open_elf(host.path(path), path, machine)
+        with f:
+            return _read_usdt_notes(elf, path)
+    except (ELFError, struct.error, ValueError, IndexError, KeyError, OSError) as exc:
+        raise UsageError(f"{path} is a damaged ELF file ({type(exc).__name__}: {exc})") from None
+
+
+def _read_usdt_notes(elf, path: str) -> list[UsdtNote]:
+    section = elf.get_section_by_name(".note.stapsdt")
+    if section is None:
+        return []
+    base_section = elf.get_section_by_name(".stapsdt.base")
+    endian = "<" if elf.little_endian else ">"
+    word = struct.Struct(endian + ("QQQ" if elf.elfclass == 64 else "III"))
+    header = struct.Struct(endian + "III")
+    data = section.data()
+    notes = []
+    at = 0
+    while at + header.size <= len(data):
+        namesz, descsz, kind = header.unpack_from(data, at)
+        name = data[at + header.size:at + header.size + namesz]
+        desc_at = _align4(at + header.size + namesz)
+        desc = data[desc_at:desc_at + descsz]
+        at = _align4(desc_at + descsz)
+        if kind != 3 or name.rstrip(b"\0") != b"stapsdt" or len(desc) < word.size:
+            continue
+        pc, base, semaphore = word.unpack_from(desc, 0)
+        strings = desc[word.size:].split(b"\0")
+        if len(strings) < 2:
+            continue
+        provider, probe = strings[0].decode("utf-8", "replace"), strings[1].decode("utf-8", "replace")
+        args = strings[2].decode("utf-8", "replace").split() if len(strings) > 2 else []
+        # The note records the link-time address of .stapsdt.base; prelinking moves both together.
+        if base_section is not None and base:
+            shift = base_section["sh_addr"] - base
+            pc += shift
+            if semaphore:
+                semaphore += shift
+        semaphore_offset = file_offset(elf, semaphore, path) if semaphore else None
+        notes.append(UsdtNote(provider, probe, pc, file_offset(elf, pc, path), semaphore, semaphore_offset,
+                              tuple(args)))
+    return notes
+
+
+def find_usdt(path: str, provider: str | None, name: str, host: Host | None = None, *,
+              machine: str | None = None) -> UsdtNote:
+    """The one USDT site `provider:name` in `path`; UsageError with the probes it has otherwise."""
+    notes = read_usdt_notes(path, host, machine=machine)
+    if not notes:
+        raise UsageError(f"{path} has no USDT probes (no .note.stapsdt section)")
+    matches = [n for n in notes if n.name == name and (provider is None or n.provider == provider)]
+    if not matches:
+        import difflib
+        known = sorted({f"{n.provider}:{n.name}" for n in notes})
+        wanted = f"{provider}:{name}" if provider else name
+        close = difflib.get_close_matches(wanted, known, n=3, cutoff=0.6)
+        extra = f"; did you mean {', '.join(close)}?" if close else f"; it has {', '.join(known[:8])}"
+        raise UsageError(f"USDT probe {wanted!r} not found in {path}{extra}")
+    providers = sorted({n.provider for n in matches})
+    if len(providers) > 1:
+        raise UsageError(f"USDT probe {name!r} exists for several providers in {path}: {', '.join(providers)}",
+                         hint="write usdt:TARGET:PROVIDER:NAME")
+    if len(matches) > 1:
+        sites = ", ".join(f"{n.address:#x}" for n in matches)
+        raise UsageError(f"USDT probe {providers[0]}:{name} has {len(matches)} sites in {path} ({sites}); "
+                         "rawtrace probes one site per event",
+                         hint="probe a site as uprobe:TARGET:0xADDRESS with its registers")
+    return matches[0]
+
+
+def symbol_address(path: str, symbol: str, host: Host | None = None, *, machine: str | None = None) -> int:
+    """Virtual address of any defined symbol (data included), e.g. for a USDT argument `8@counter(%rip)`."""
+    host = host or Host()
+    machine = machine or host_machine()
+    view = host.path(path)
+    elf, f = _open_elf(view, path, machine)
+    with f:
+        symbols, _tables = _cached_symbols(view, elf)
+    base, version, _default = _split_version(symbol)
+    found = sorted({s.value for s in symbols if s.name == base and (version is None or s.version == version)})
+    if len(found) != 1:
+        problem = "not found" if not found else "ambiguous"
+        raise UsageError(f"symbol {symbol!r} of a USDT argument is {problem} in {path}")
+    return found[0]

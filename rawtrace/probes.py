@@ -65,7 +65,7 @@ ARCHES: dict[str, Arch] = {
 }
 ARCHES["arm64"] = ARCHES["aarch64"]
 
-KINDS = ("uprobe", "uretprobe", "kprobe", "kretprobe", "eprobe", "fprobe", "fretprobe")
+KINDS = ("uprobe", "uretprobe", "usdt", "kprobe", "kretprobe", "eprobe", "fprobe", "fretprobe")
 RETURN_KINDS = frozenset({"uretprobe", "kretprobe", "fretprobe"})
 
 _BASIC_TYPES = frozenset(
@@ -180,6 +180,7 @@ class ProbeSpec:
     arch: str
     text: str
     name: str | None = None         # an explicit event name given as `NAME=kind:...`
+    provider: str | None = None     # USDT provider (usdt:TARGET:PROVIDER:NAME)
 
     @classmethod
     def parse(cls, text: str, arch: str | None = None) -> ProbeSpec:
@@ -192,7 +193,9 @@ class ProbeSpec:
         if self.name:
             return self.name
         base = self.symbol.split("@", 1)[0]
-        if self.kind == "eprobe":
+        if self.kind == "usdt" and self.provider:
+            base = f"{self.provider}_{self.symbol}"
+        elif self.kind == "eprobe":
             base = f"{self.symbol}_e"
         elif self.offset:
             base = f"{base}_{self.offset:x}"
@@ -202,12 +205,12 @@ class ProbeSpec:
 
     @property
     def is_uprobe(self) -> bool:
-        return self.kind in ("uprobe", "uretprobe")
+        return self.kind in ("uprobe", "uretprobe", "usdt")
 
     @property
     def feature(self) -> str:
         """The kernel feature this probe needs: uprobes, kprobes, eprobes or fprobes."""
-        return {"uprobe": "uprobes", "uretprobe": "uprobes", "kprobe": "kprobes", "kretprobe": "kprobes",
+        return {"uprobe": "uprobes", "uretprobe": "uprobes", "usdt": "uprobes", "kprobe": "kprobes", "kretprobe": "kprobes",
                 "eprobe": "eprobes", "fprobe": "fprobes", "fretprobe": "fprobes"}[self.kind]
 
 
@@ -229,12 +232,39 @@ def parse_spec(text: str, arch: str | None = None) -> ProbeSpec:
         hint = f"did you mean {close[0]}:?" if close else f"kinds: {', '.join(KINDS)}"
         raise UsageError(f"bad probe spec {head!r}: expected KIND:..., {hint}")
     return_probe = kind in RETURN_KINDS
-    target, symbol, offset = _parse_place(kind, rest, head)
+    provider = None
+    if kind == "usdt":
+        target, provider, symbol = _parse_usdt_place(rest, head)
+        offset = 0
+    else:
+        target, symbol, offset = _parse_place(kind, rest, head)
     if len(arg_texts) > MAX_ARGS:
         raise UsageError(f"too many probe arguments ({len(arg_texts)}; the kernel allows {MAX_ARGS})")
     context = _Context(kind, symbol, offset, return_probe, arch_info, arch_name)
     args = _parse_args(arg_texts, context)
-    return ProbeSpec(kind, target, symbol, offset, args, return_probe, arch_name, text, name)
+    return ProbeSpec(kind, target, symbol, offset, args, return_probe, arch_name, text, name, provider)
+
+
+def _parse_usdt_place(rest: str, head: str) -> tuple[str, str | None, str]:
+    """`TARGET:[PROVIDER:]NAME` with TARGET a path, library or pid:PID."""
+    if rest.startswith("pid:"):
+        pid, _sep, after = rest[4:].partition(":")
+        if not pid.isdigit():
+            raise UsageError(f"bad target in {head!r}: expected pid:<number>")
+        target, parts = f"pid:{pid}", after.split(":")
+    else:
+        pieces = rest.split(":")
+        if len(pieces) >= 3 and _NAME.match(pieces[-2]) and _NAME.match(pieces[-1]):
+            target, parts = ":".join(pieces[:-2]), pieces[-2:]
+        else:
+            target, parts = ":".join(pieces[:-1]), pieces[-1:]
+    if not target or len(parts) not in (1, 2) or not all(_NAME.match(p) for p in parts):
+        raise UsageError(f"bad usdt spec {head!r}: expected usdt:TARGET:[PROVIDER:]NAME, "
+                         "e.g. usdt:libstdc++:libstdcxx:throw")
+    if not target.startswith("pid:") and "/" not in target and not _LIBRARY.match(target):
+        raise UsageError(f"bad target {target!r} in {head!r}: a path (with /), a library name or pid:PID")
+    provider = parts[0] if len(parts) == 2 else None
+    return target, provider, parts[-1]
 
 
 def _parse_offset(text: str, head: str) -> int:
@@ -364,6 +394,11 @@ def _translate(fetch: str, type_: str | None, context: _Context, text: str) -> t
                          hint="registers %di, $retval, $comm, $stackN, deref +OFF(FETCH), or argN/retval")
     wants_string = type_ in _STRING_TYPES
     friendly = _FRIENDLY_ARG.match(fetch)
+    if friendly and context.kind == "usdt":
+        # The note spells each argument; resolve() reads it from the file and translates it.
+        if int(friendly.group(1)) < 1:
+            raise UsageError(f"arguments count from 1: {text!r}")
+        return fetch, type_, fetch
     if friendly:
         number = int(friendly.group(1))
         kernel_fetch, type_ = _friendly_arg(number, type_, context, text)
@@ -379,11 +414,11 @@ def _translate(fetch: str, type_: str | None, context: _Context, text: str) -> t
     if context.kind == "eprobe" and _NAME.match(fetch):
         field = f"${fetch}"
         return (f"+0({field})" if wants_string else field), type_, fetch
-    if fetch[0] not in "%$@+-\\" and context.kind in ("uprobe", "uretprobe"):
+    if fetch[0] not in "%$@+-\\" and context.kind in ("uprobe", "uretprobe", "usdt"):
         # A bare name is a BTF argument name, which only kernel probes have.
         raise UsageError(f"bad fetch {fetch!r} in probe argument {text!r}: uprobes fetch %REG, $stackN, "
                          "$comm, +OFF(FETCH), or the friendly argN/retval/comm")
-    if re.search(r"\$arg\d", fetch) and context.kind in ("uprobe", "uretprobe"):
+    if re.search(r"\$arg\d", fetch) and context.kind in ("uprobe", "uretprobe", "usdt"):
         raise UsageError(f"uprobes cannot use $argN ({text!r}); use argN, which rawtrace maps to registers")
     if "$retval" in fetch and not context.return_probe:
         raise UsageError(f"$retval exists only in return probes: {text!r}")
@@ -457,6 +492,8 @@ class ResolvedProbe:
     address: int | None = None
     file_offset: int | None = None
     aliases: tuple[str, ...] = ()
+    resolved_args: tuple[ProbeArg, ...] | None = None    # USDT: arguments read from the probe's note
+    semaphore_offset: int | None = None                   # USDT: file offset of the semaphore
 
     @property
     def kind(self) -> str:
@@ -464,17 +501,17 @@ class ResolvedProbe:
 
     @property
     def args(self) -> tuple[ProbeArg, ...]:
-        return self.spec.args
+        return self.resolved_args if self.resolved_args is not None else self.spec.args
 
     def definition(self, group: str, event: str) -> str:
         """The exact line written to dynamic_events / uprobe_events / kprobe_events (no newline)."""
         validate_name(group, "group name")
         validate_name(event)
         kind = self.spec.kind
-        letter = {"uprobe": "p", "uretprobe": "r", "kprobe": "p", "kretprobe": "r", "eprobe": "e",
+        letter = {"uprobe": "p", "uretprobe": "r", "usdt": "p", "kprobe": "p", "kretprobe": "r", "eprobe": "e",
                   "fprobe": "f", "fretprobe": "f"}[kind]
         place = self.place + ("%return" if kind == "fretprobe" else "")
-        parts = [f"{letter}:{group}/{event}", place] + [arg.render() for arg in self.spec.args]
+        parts = [f"{letter}:{group}/{event}", place] + [arg.render() for arg in self.args]
         line = " ".join(parts)
         _reject_unsafe(line, "probe definition")
         return line
@@ -483,6 +520,8 @@ class ResolvedProbe:
 def resolve(spec: ProbeSpec, host: Host | None = None) -> ResolvedProbe:
     """Resolve a spec against this host: uprobe targets and symbols through their ELF files."""
     host = host or Host()
+    if spec.kind == "usdt":
+        return _resolve_usdt(spec, host)
     if spec.is_uprobe:
         from rawtrace import elf
         machine = spec.arch
@@ -563,3 +602,130 @@ def _filter_function_names(text: str, module: str | None) -> set[str]:
         if fields and (module is None or (len(fields) > 1 and fields[1].strip("[]") == module)):
             names.add(fields[0])
     return names
+
+
+# ---------------------------------------------------------------------------------------------------
+# USDT arguments: the note spells each one in the assembler's syntax (`-4@%edi`, `8@-8(%rbp)`, `4@$5`,
+# `8@counter(%rip)`; arm64 `-4@w0`, `8@[sp, 16]`); the uprobe wants the kernel's fetcharg.
+
+_X86_64_USDT_REGISTERS: dict[str, str] = {"rip": "ip"}
+for _reg in ("ax", "bx", "cx", "dx"):
+    _X86_64_USDT_REGISTERS.update({f"r{_reg}": _reg, f"e{_reg}": _reg, _reg: _reg, f"{_reg[0]}l": _reg})
+for _reg in ("si", "di", "bp", "sp"):
+    _X86_64_USDT_REGISTERS.update({f"r{_reg}": _reg, f"e{_reg}": _reg, _reg: _reg, f"{_reg}l": _reg})
+for _n in range(8, 16):
+    _X86_64_USDT_REGISTERS.update({f"r{_n}{suffix}": f"r{_n}" for suffix in ("", "d", "w", "b")})
+
+_USDT_ARG = re.compile(r"(?P<sign>-?)(?P<size>\d+)@(?P<operand>.+)\Z")
+
+
+def usdt_argument(spec: str, arch: str, symbol_fetch_offset=None) -> tuple[str, str]:
+    """One USDT argument spec → (kernel fetcharg, type). `symbol_fetch_offset(name)` gives the `@+OFFSET`
+    of a symbol for RIP-relative arguments. Raises UsageError for forms a uprobe cannot fetch."""
+    match = _USDT_ARG.match(spec)
+    if not match or int(match.group("size")) not in (1, 2, 4, 8):
+        raise UsageError(f"USDT argument {spec!r} is not SIZE@OPERAND")
+    bits = int(match.group("size")) * 8
+    type_ = f"{'s' if match.group('sign') else 'u'}{bits}"
+    operand = match.group("operand")
+    arch_info = _arch(arch)
+    if arch_info is not None and arch_info.name == "x86_64":
+        return _usdt_x86_64(operand, spec, symbol_fetch_offset), type_
+    if arch_info is not None and arch_info.name == "aarch64":
+        return _usdt_aarch64(operand, spec), type_
+    raise UsageError(f"USDT arguments are not known for architecture {arch}")
+
+
+def _usdt_x86_64(operand: str, spec: str, symbol_fetch_offset) -> str:
+    def register(name: str) -> str:
+        mapped = _X86_64_USDT_REGISTERS.get(name)
+        if mapped is None:
+            raise UsageError(f"USDT argument {spec!r} uses register %{name}, which a uprobe cannot fetch")
+        return f"%{mapped}"
+
+    if operand.startswith("%"):
+        return register(operand[1:])
+    if operand.startswith("$"):
+        value = int(operand[1:], 0)
+        return f"\\{value & 0xFFFFFFFFFFFFFFFF:#x}" if value < 0 else f"\\{value}"
+    memory = re.fullmatch(r"(?P<disp>[^()]*)\((?P<regs>[^()]*)\)", operand)
+    if not memory:
+        raise UsageError(f"USDT argument {spec!r} has an operand rawtrace cannot translate")
+    regs = [r.strip() for r in memory.group("regs").split(",")]
+    if len(regs) != 1 or not regs[0].startswith("%"):
+        raise UsageError(f"USDT argument {spec!r} uses indexed addressing, which uprobe fetchargs cannot express")
+    disp = memory.group("disp").strip() or "0"
+    if regs[0] == "%rip":
+        symbol = re.fullmatch(r"(?P<name>[A-Za-z_.$][\w.$@]*)(?:(?P<sign>[+-])(?P<extra>\w+))?", disp)
+        if symbol is None or symbol_fetch_offset is None:
+            raise UsageError(f"USDT argument {spec!r} is RIP-relative without a symbol")
+        delta = int(symbol.group("extra"), 0) if symbol.group("extra") else 0
+        if symbol.group("sign") == "-":
+            delta = -delta
+        return f"@+{symbol_fetch_offset(symbol.group('name')) + delta:#x}"
+    try:
+        offset = int(disp, 0)
+    except ValueError:
+        raise UsageError(f"USDT argument {spec!r} has a displacement rawtrace cannot translate") from None
+    return f"{'-' if offset < 0 else '+'}{abs(offset)}({register(regs[0][1:])})"
+
+
+def _usdt_aarch64(operand: str, spec: str) -> str:
+    def register(name: str) -> str:
+        name = name.strip()
+        if name == "sp":
+            return "%sp"
+        if re.fullmatch(r"[xw]([0-9]|[12][0-9]|30)", name):
+            return f"%x{name[1:]}"
+        raise UsageError(f"USDT argument {spec!r} uses register {name}, which a uprobe cannot fetch")
+
+    if operand.startswith("["):
+        inner = operand.strip("[]").split(",")
+        if len(inner) > 2:
+            raise UsageError(f"USDT argument {spec!r} uses indexed addressing, which uprobe fetchargs cannot express")
+        try:
+            offset = int(inner[1].strip().lstrip("#"), 0) if len(inner) == 2 else 0
+        except ValueError:
+            raise UsageError(f"USDT argument {spec!r} uses register-offset addressing, which uprobe fetchargs "
+                             "cannot express") from None
+        return f"{'-' if offset < 0 else '+'}{abs(offset)}({register(inner[0])})"
+    if re.fullmatch(r"-?\d+", operand):
+        value = int(operand)
+        return f"\\{value & 0xFFFFFFFFFFFFFFFF:#x}" if value < 0 else f"\\{value}"
+    return register(operand)
+
+
+def _resolve_usdt(spec: ProbeSpec, host: Host) -> ResolvedProbe:
+    from rawtrace import elf
+    path = elf.resolve_target(spec.target or "", host, spec.arch)
+    _reject_unsafe(path, "usdt target path")
+    if any(ch.isspace() for ch in path):
+        raise UsageError(f"{path}: the kernel's probe syntax cannot express a path with spaces")
+    note = elf.find_usdt(path, spec.provider, spec.symbol, host, machine=spec.arch)
+    # uprobe `@+OFFSET` is taken relative to the probed code's mapping: convert the symbol's address
+    # with the probe site's own address-to-offset delta, which also works for .bss.
+    delta = note.address - note.file_offset
+
+    def symbol_fetch_offset(name: str) -> int:
+        return elf.symbol_address(path, name, host, machine=spec.arch) - delta
+
+    args = []
+    for arg in spec.args:
+        friendly = _FRIENDLY_ARG.match(arg.fetch)
+        if not friendly:
+            args.append(arg)
+            continue
+        number = int(friendly.group(1))
+        if number > len(note.args):
+            raise UsageError(f"USDT probe {note.provider}:{note.name} has {len(note.args)} argument"
+                             f"{'s' if len(note.args) != 1 else ''}; {arg.given!r} asks for #{number}")
+        fetch, natural_type = usdt_argument(note.args[number - 1], spec.arch, symbol_fetch_offset)
+        type_ = arg.type or natural_type
+        if type_ in _STRING_TYPES:
+            fetch = f"+0({fetch})"
+        args.append(ProbeArg(arg.name, fetch, type_, arg.given))
+    place = f"{path}:{note.file_offset:#x}"
+    if note.semaphore_offset is not None:
+        place += f"({note.semaphore_offset:#x})"
+    return ResolvedProbe(spec, place, path, f"{note.provider}:{note.name}", note.address, note.file_offset,
+                         resolved_args=tuple(args), semaphore_offset=note.semaphore_offset)

@@ -125,7 +125,7 @@ class FakeTracefs:
 
     def __init__(self, root: Path, *, kprobes: bool = True, uprobes: bool = True, dynamic_events: bool = True,
                  fprobes: bool = True, eprobes_compiled: bool = True, error_log: bool = True,
-                 instances: tuple[str, ...] = ()) -> None:
+                 ref_ctr: bool = True, instances: tuple[str, ...] = ()) -> None:
         self.root = root
         self.eprobes_compiled = eprobes_compiled
         root.mkdir(parents=True, exist_ok=True)
@@ -141,7 +141,7 @@ class FakeTracefs:
         if kprobes:
             readme += README_KPROBE_PLACE
         if uprobes:
-            readme += README_UPROBE_PLACE
+            readme += README_UPROBE_PLACE if ref_ctr else README_UPROBE_PLACE.replace("[(ref_ctr_offset)]", "")
         (root / "README").write_text(readme)
         if dynamic_events:
             (root / "dynamic_events").write_text("")

@@ -311,3 +311,18 @@ def test_unreadable_listing_is_an_error_not_an_empty_list(fake, monkeypatch):
     monkeypatch.setattr(Path, "read_text", denied)
     with pytest.raises(PermissionError):
         events(fake).list()
+
+
+def test_usdt_semaphore_needs_ref_ctr_support(tmp_path):
+    fake = FakeTracefs(tmp_path / "t", ref_ctr=False)
+    spec = ProbeSpec.parse("usdt:/opt/app:prov:tick", "x86_64")
+    guarded = ResolvedProbe(spec, "/opt/app:0x1189(0x3018)", "/opt/app", semaphore_offset=0x3018)
+    with pytest.raises(NotSupported, match="ref_ctr_offset"):
+        events(fake).create(guarded, G, "tick")
+    assert fake.kernel.writes == []
+    # without a semaphore the same kernel takes it
+    events(fake).create(ResolvedProbe(spec, "/opt/app:0x1189", "/opt/app"), G, "tick")
+    assert fake.kernel.writes == [("dynamic_events", f"p:{G}/tick /opt/app:0x1189")]
+    other = FakeTracefs(tmp_path / "u")
+    events(other).create(guarded, G, "tick")
+    assert other.kernel.writes == [("dynamic_events", f"p:{G}/tick /opt/app:0x1189(0x3018)")]

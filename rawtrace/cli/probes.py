@@ -15,10 +15,12 @@ examples:
   rawtrace probes --show 'uretprobe:/usr/bin/bash:readline line=retval:ustring'
   rawtrace probes --show 'kprobe:__x64_sys_openat path=arg2:ustring flags=arg3:x32'
   rawtrace probes --symbols libc 'open*'   # functions a uprobe can go on, with file offsets
+  rawtrace probes --show 'usdt:libstdc++:libstdcxx:throw obj=arg1:x64'
 
 probe specs (for `rawtrace trace --probe SPEC`):
   uprobe:TARGET:SYMBOL[+OFFSET] [ARG...]     TARGET: a path, a library (libc, libssl.so.3) or pid:PID
   uretprobe:TARGET:SYMBOL [ARG...]           SYMBOL may carry a version: openat@@GLIBC_2.4
+  usdt:TARGET:[PROVIDER:]NAME [ARG...]       a USDT (SystemTap SDT) probe; argN are its arguments
   kprobe:[MODULE:]FUNCTION[+OFFSET] [ARG...] kretprobe:FUNCTION [ARG...]
   eprobe:SYSTEM:EVENT [ARG...]               fprobe:FUNCTION / fretprobe:FUNCTION [ARG...]
   NAME=KIND:...                              names the event NAME instead of after the symbol

@@ -19,7 +19,7 @@ README_UPROBE_PLACE = "place (uprobe):"
 README_FPROBE = "f[:[<group>/][<event>]]"
 README_EPROBE = "e[:[<group>/][<event>]]"
 
-_KIND_FEATURE = {"uprobe": "uprobes", "uretprobe": "uprobes", "kprobe": "kprobes", "kretprobe": "kprobes",
+_KIND_FEATURE = {"uprobe": "uprobes", "uretprobe": "uprobes", "usdt": "uprobes", "kprobe": "kprobes", "kretprobe": "kprobes",
                  "eprobe": "eprobes", "fprobe": "fprobes", "fretprobe": "fprobes"}
 
 _NOT_SUPPORTED = {
@@ -230,6 +230,12 @@ class DynamicEvents:
             return found.reason
         return None
 
+    def _has_ref_ctr(self) -> bool:
+        try:
+            return "(ref_ctr_offset)" in (self.tracefs / "README").read_text(errors="replace")
+        except OSError:
+            return False
+
     def _command_file(self, kind: str) -> Path:
         if self.support.dynamic_events:
             return self.tracefs / "dynamic_events"
@@ -289,6 +295,9 @@ class DynamicEvents:
         self.check_supported(kind)
         if kind == "eprobe":
             self._check_attached_event(resolved.spec.target or "", resolved.spec.symbol)
+        if resolved.semaphore_offset is not None and not self._has_ref_ctr():
+            raise NotSupported("this kernel's uprobes cannot drive USDT semaphores (no ref_ctr_offset, Linux < 4.20)",
+                               hint="the probe would never fire: its code runs only while the semaphore is set")
         if (self.tracefs / "events" / group / event).exists():
             raise UsageError(f"probe {group}/{event} already exists; pick another event name")
         line = resolved.definition(group, event)
