@@ -151,3 +151,21 @@ def test_symbols_listing_matches_readelf(capsys):
     assert code == 0 and "ifunc" in out
     code, out, err = run_cli(capsys, "probes", "--symbols", "libc", "zzz*")
     assert code == 2 and "no function" in err
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the USDT program's asm is x86_64")
+def test_usdt_listing(tmp_path, capsys):
+    from test_elf_usdt import build_usdt_program
+
+    from rawtrace import elf
+    binary = build_usdt_program(tmp_path)
+    code, out, _ = run_cli(capsys, "probes", "--json", "--usdt", str(binary))
+    assert code == 0
+    (note,) = elf.read_usdt_notes(str(binary))
+    assert json.loads(out)["probes"] == [{"provider": "rtprov", "name": "tick", "address": note.address,
+                                          "file_offset": note.file_offset,
+                                          "semaphore_offset": note.semaphore_offset, "args": list(note.args)}]
+    code, out, _ = run_cli(capsys, "probes", "--usdt", str(binary))
+    assert "rtprov:tick" in out and "arg4=4@$42" in out
+    code, out, _ = run_cli(capsys, "probes", "--usdt", "libc")
+    assert code == 0 and "0 USDT probes" in out

@@ -16,6 +16,7 @@ examples:
   rawtrace probes --show 'kprobe:__x64_sys_openat path=arg2:ustring flags=arg3:x32'
   rawtrace probes --symbols libc 'open*'   # functions a uprobe can go on, with file offsets
   rawtrace probes --show 'usdt:libstdc++:libstdcxx:throw obj=arg1:x64'
+  rawtrace probes --usdt libstdc++           # USDT probes of a file, with their argument specs
 
 probe specs (for `rawtrace trace --probe SPEC`):
   uprobe:TARGET:SYMBOL[+OFFSET] [ARG...]     TARGET: a path, a library (libc, libssl.so.3) or pid:PID
@@ -45,9 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--symbols", nargs="+", metavar=("TARGET", "GLOB"),
                         help="list the functions of TARGET (path, library or pid:PID) matching GLOB "
                              "(default *) with address and file offset")
+    parser.add_argument("--usdt", metavar="TARGET",
+                        help="list the USDT probes of TARGET (path, library or pid:PID) with their arguments")
 
 
 def run(args: argparse.Namespace, host) -> int:
+    if args.usdt:
+        return _usdt(args, host)
     if args.symbols:
         return _symbols(args, host)
     if args.show:
@@ -145,4 +150,23 @@ def _symbols(args: argparse.Namespace, host) -> int:
     sys.stdout.write(f"{escape(path)}: {len(found)} function{'s' if len(found) != 1 else ''}\n")
     table([[escape(f.name), f"{f.address:#x}", "-" if f.file_offset is None else f"{f.file_offset:#x}",
             str(f.size), f.type] for f in found], ["FUNCTION", "ADDRESS", "OFFSET", "SIZE", "TYPE"])
+    return 0
+
+
+def _usdt(args: argparse.Namespace, host) -> int:
+    from rawtrace import elf
+    from rawtrace.output import escape, json_dump, table
+    path = elf.resolve_target(args.usdt, host)
+    notes = elf.read_usdt_notes(path, host)
+    if args.json:
+        json_dump({"path": path, "probes": [
+            {"provider": n.provider, "name": n.name, "address": n.address, "file_offset": n.file_offset,
+             "semaphore_offset": n.semaphore_offset, "args": list(n.args)} for n in notes]})
+        return 0
+    sys.stdout.write(f"{escape(path)}: {len(notes)} USDT probe{'s' if len(notes) != 1 else ''}\n")
+    if notes:
+        table([[escape(f"{n.provider}:{n.name}"), f"{n.file_offset:#x}",
+                "-" if n.semaphore_offset is None else f"{n.semaphore_offset:#x}",
+                escape(" ".join(f"arg{i}={a}" for i, a in enumerate(n.args, 1)))] for n in notes],
+              ["PROBE", "OFFSET", "SEMAPHORE", "ARGUMENTS"])
     return 0
