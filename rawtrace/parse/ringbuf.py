@@ -13,7 +13,12 @@ Public API (pure: bytes in, objects out; see ring-buffer.md in the project notes
 * ``iter_pages(layout, data, cpu, decoders, *, source=None, first_index=0)``: the items of a run of
   sub-buffers (bytes or memoryview of a whole file or read() result); on corruption it yields the good
   items first, then raises PageDecodeError.
+* ``iter_page_lists(...)``: the same, one list per sub-buffer.
+* ``merge_by_time(streams)``: merge per-CPU streams of item lists into one stream in time-stamp order.
 * ``page_header(layout, page) -> PageHeader``: time stamp, data size and missed-events flags of a page.
+
+Time stamps are ints in trace-clock units (rawtrace.parse.record.ts_seconds / format_timestamp convert).
+A discarded event (padding with a non-zero delta) is skipped without adding its delta to the time stamp.
 """
 
 from __future__ import annotations
