@@ -306,7 +306,9 @@ class Session:
 
         self._apply_filters(inst, catalog, selected)
         user = set(selected)
-        self._helpers = [h for h in HELPER_EVENTS if h not in user and inst.event_dir(*h).is_dir()]
+        # With the kernel filtering on comm, every event's name is known: no helper events needed.
+        self._helpers = [] if self.comm_filter_in_kernel else \
+            [h for h in HELPER_EVENTS if h not in user and inst.event_dir(*h).is_dir()]
         for system, name in selected + self._helpers:
             inst.enable_event(system, name)
 
@@ -361,33 +363,32 @@ class Session:
             return
         names = filter_identifiers(self.filter) if self.filter else set()
         applied = 0
+        comm_everywhere = comm_expr is not None
         for system, name in selected:
             fmt = catalog.format(system, name)
             have = {f.name for f in fmt.all_fields} | _FILTER_SPECIAL
-            parts = []
+            user = None
             if self.filter:
                 if names <= have:
-                    parts.append(f"({self.filter})")
+                    user = f"({self.filter})"
                 else:
                     self.filter_skipped.append(f"{system}:{name}")
             if comm_expr is not None:
-                parts.append(comm_expr)
-            if not parts:
-                continue
-            expr = " && ".join(parts)
-            try:
-                inst.set_filter(system, name, expr)
-            except KernelRefused:
-                if comm_expr is None or not self.filter:
-                    if comm_expr is not None and not self.filter:
-                        continue      # comm filtering falls back to user space below
-                    raise
-                inst.set_filter(system, name, f"({self.filter})")
-                continue
-            if self.filter and names <= have:
+                try:
+                    inst.set_filter(system, name, f"{user} && {comm_expr}" if user else comm_expr)
+                    applied += user is not None
+                    continue
+                except KernelRefused:
+                    if user is None:
+                        comm_everywhere = False       # this kernel cannot: comm is matched in user space
+                        continue
+                    # Tell a bad user filter from a kernel without comm filtering: try it alone.
+                    comm_everywhere = False
+            if user is not None:
+                inst.set_filter(system, name, user)
                 applied += 1
-            if comm_expr is not None:
-                self.comm_filter_in_kernel = True
+        # Only if every event is filtered on comm in the kernel is the name known without tracking.
+        self.comm_filter_in_kernel = comm_everywhere
         if self.filter and applied == 0:
             raise UsageError(f"no selected event has the fields of filter {self.filter!r}",
                              hint="see `rawtrace format EVENT` for an event's fields")
@@ -602,6 +603,7 @@ class Session:
         show_helpers = self.show_helpers
         helper_ids = self._helper_ids
         user_comm = None if self.comm_filter_in_kernel else self.comm_name
+        kernel_comm = self.comm_name if self.comm_filter_in_kernel else None
         summary = self.summary
         pairer = self._pairer
         formatter = self._formatter
@@ -632,6 +634,8 @@ class Session:
                     comms.observe(name, rec.fields, rec.pid)
                 if not show_helpers and (system, name) not in self._user_set:
                     continue
+            elif kernel_comm is not None:
+                comm = kernel_comm
             else:
                 comm = comms.comm(rec.pid)
             if user_comm is not None and comm != user_comm:

@@ -121,36 +121,45 @@ def main() -> int:
         cmd = build_workload(tmp) + [str(target), str(args.iterations)]
         if not cmd[0].endswith(".py"):
             cmd.insert(1, "open")
-        results: dict[str, float] = {}
-        notes: dict[str, str] = {}
-
-        def record(name: str, times: list[float], note: str = "") -> None:
-            results[name] = statistics.median(times)
-            notes[name] = note
-            base = results.get("untraced")
-            ratio = f"{results[name] / base:5.2f}x" if base else "   - "
-            print(f"{name:<24} {results[name]:8.3f} s  {ratio}  {note}", flush=True)
-
-        print(f"workload: {args.iterations} x (openat+read+close), {' '.join(cmd[:1])}; median of {args.runs}")
-        record("untraced", run_plain(cmd, args.runs))
-        times, summary = run_under_rawtrace(cmd, args.runs, [])
-        record("rawtrace (all)", times, summary)
-        times, summary = run_under_rawtrace(cmd, args.runs, ["--comm", Path(cmd[0]).name[:15]])
-        record("rawtrace --comm", times, summary)
+        # Modes are interleaved round by round so that load from other processes hits them all alike.
+        modes: list[tuple[str, object]] = [
+            ("untraced", lambda: run_plain(cmd, 1)),
+            ("rawtrace (all)", lambda: run_under_rawtrace(cmd, 1, [])),
+            ("rawtrace --comm", lambda: run_under_rawtrace(cmd, 1, ["--comm", Path(cmd[0]).name[:15]])),
+        ]
         if shutil.which("trace-cmd") and os.path.exists(TRACE_CMD_HERE):
-            try:
-                record("trace-cmd record", run_under_trace_cmd(cmd, args.runs, tmp))
-            except RuntimeError as exc:
-                print(f"trace-cmd record         skipped: {exc}")
+            modes.append(("trace-cmd record", lambda: run_under_trace_cmd(cmd, 1, tmp)))
         if shutil.which("strace"):
-            record("strace -f", run_plain(cmd, args.runs, ["strace", "-f", "-o", "/dev/null"]))
+            modes.append(("strace -f", lambda: run_plain(cmd, 1, ["strace", "-f", "-o", "/dev/null"])))
         if shutil.which("bpftrace"):
-            try:
-                record("bpftrace (count)", run_under_bpftrace(cmd, args.runs))
-            except RuntimeError as exc:
-                print(f"bpftrace                 skipped: {exc}")
-        if "trace-cmd record" in results:
-            ratio = results["rawtrace (all)"] / results["trace-cmd record"]
+            modes.append(("bpftrace (count)", lambda: run_under_bpftrace(cmd, 1)))
+        times: dict[str, list[float]] = {name: [] for name, _ in modes}
+        notes: dict[str, str] = {}
+        skipped: dict[str, str] = {}
+        print(f"workload: {args.iterations} x (openat+read+close), {Path(cmd[0]).name}; "
+              f"median of {args.runs} interleaved rounds")
+        for _ in range(args.runs):
+            for name, run in modes:
+                if name in skipped:
+                    continue
+                try:
+                    got = run()
+                except RuntimeError as exc:
+                    skipped[name] = str(exc)
+                    continue
+                if isinstance(got, tuple):
+                    got, notes[name] = got
+                times[name] += got
+        base = statistics.median(times["untraced"])
+        for name, _ in modes:
+            if name in skipped:
+                print(f"{name:<18} skipped: {skipped[name]}")
+                continue
+            value = statistics.median(times[name])
+            spread = f"[{min(times[name]):.3f}-{max(times[name]):.3f}]"
+            print(f"{name:<18} {value:7.3f} s {spread:>15}  {value / base:5.2f}x  {notes.get(name, '')}")
+        if times.get("trace-cmd record") and "trace-cmd record" not in skipped:
+            ratio = statistics.median(times["rawtrace (all)"]) / statistics.median(times["trace-cmd record"])
             print(f"rawtrace / trace-cmd slowdown ratio: {ratio:.2f}")
     return 0
 

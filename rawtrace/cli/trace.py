@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import os
 import signal
 import sys
 
@@ -19,6 +20,8 @@ examples:
 Output: `comm-pid [cpu] seconds: event: fields`, one line per event; syscall enter/exit pairs of
 one thread are joined into one strace-like line with the call's duration (--no-pair keeps both
 raw halves). Lost events appear as their own LOST lines and in the summary; they are never hidden.
+rawtrace runs at nice +19 (--nice): under an event flood it is rawtrace that falls behind, not the
+traced programs; use --nice 0 (or a bigger --buffer-kb) when completeness matters more.
 Timestamps are seconds on the instance's trace clock (mono = CLOCK_MONOTONIC by default).
 --comm is a kernel filter (`comm == "NAME"`: the name at event time); --pid/--cgroup use
 set_event_pid with event-fork, so children started later are traced too.
@@ -44,6 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-pair", action="store_true", help="show syscall enter and exit events separately")
     parser.add_argument("--show-helpers", action="store_true",
                         help="also show the fork/exec/rename events used to track process names")
+    parser.add_argument("--nice", type=int, default=19, metavar="N",
+                        help="lower rawtrace's CPU priority by N (default 19, the lowest; 0 keeps it): "
+                             "when events come faster than rawtrace decodes them, rawtrace falls behind "
+                             "and reports the loss instead of slowing the traced programs")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
 
 
@@ -111,6 +118,8 @@ def run(args: argparse.Namespace, host) -> int:
     session = Session(args.events, probes=args.probe, filter=args.filter, pids=args.pid, comm=args.comm,
                       cgroup=args.cgroup, buffer_kb=args.buffer_kb, clock=args.clock, pair=not args.no_pair,
                       show_helpers=args.show_helpers, host=host)
+    if args.nice > 0:
+        os.nice(min(args.nice, 19))
     # Last resort for paths the context manager cannot cover (an exception inside a signal handler).
     atexit.register(session.close)
     signals = _Signals(session)
