@@ -71,6 +71,8 @@ def fake_tracefs(root: Path, long_size: int = 8, subbuf_size: int = 4096, cmdlin
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
+    if "--byteorder" not in argv:
+        argv = ("--byteorder", "little", *argv)      # the pages below are built little-endian
     code = main(["decode", *argv])
     out, err = capsys.readouterr()
     return code, out, err

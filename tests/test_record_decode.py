@@ -67,7 +67,7 @@ def test_fixed_arrays_strings_and_opaque(byteorder: str) -> None:
 
 def test_char_array_stops_at_nul_and_keeps_bad_bytes() -> None:
     payload = common("little", 601, 1) + b"ab\xffc\0junk\0\0\0\0\0\0\0" + bytes(36)
-    fields = compile_decoder(ARRAYS)(payload, 0, len(payload), 0, 0).fields
+    fields = compile_decoder(ARRAYS, "little")(payload, 0, len(payload), 0, 0).fields
     assert fields["comm"] == "ab\udcffc"
     assert fields["comm"].encode("utf-8", "surrogateescape") == b"ab\xffc"
 
@@ -98,7 +98,7 @@ def test_data_loc_and_rel_loc(byteorder: str) -> None:
 
 def test_data_loc_past_record_is_clamped() -> None:
     payload = common("little", 602, 1) + struct.pack("<IIIII", (200 << 16) | 28, 0, 0, 0, 0) + b"abcd"
-    fields = compile_decoder(DYNAMIC)(payload, 0, len(payload), 0, 0).fields
+    fields = compile_decoder(DYNAMIC, "little")(payload, 0, len(payload), 0, 0).fields
     assert fields["name"] == "abcd"
 
 
@@ -125,26 +125,26 @@ def test_flexible_array_runs_to_record_end(byteorder: str) -> None:
 def test_flexible_string_and_offset_in_a_larger_buffer() -> None:
     payload = common("little", 604, 9) + b"text\n\0\0\0"
     buf = b"\xaa" * 40 + payload + b"\xbb" * 40
-    event = compile_decoder(FLEX_TEXT)(buf, 40, len(payload), 0, 0)
+    event = compile_decoder(FLEX_TEXT, "little")(buf, 40, len(payload), 0, 0)
     assert event.pid == 9 and event.fields == {"buf": "text\n"}
 
 
 def test_overlapping_fields_are_read_separately() -> None:
     fmt = make_format("test", "overlap", 605, field("whole", "u32", 8, 4), field("low", "u16", 8, 2))
     payload = common("little", 605, 1) + struct.pack("<I", 0x00020001)
-    assert compile_decoder(fmt)(payload, 0, 12, 0, 0).fields == {"whole": 0x20001, "low": 1}
+    assert compile_decoder(fmt, "little")(payload, 0, 12, 0, 0).fields == {"whole": 0x20001, "low": 1}
 
 
 def test_odd_sized_integer() -> None:
     fmt = make_format("test", "wide", 606, field("big", "__int128", 8, 16, True))
     payload = common("little", 606, 1) + (-2).to_bytes(16, "little", signed=True)
-    assert compile_decoder(fmt)(payload, 0, 24, 0, 0).fields == {"big": -2}
+    assert compile_decoder(fmt, "little")(payload, 0, 24, 0, 0).fields == {"big": -2}
 
 
 def test_short_record_raises() -> None:
     payload = common("little", 600, 1) + bytes(8)
     with pytest.raises(RecordTooShort):
-        compile_decoder(INTS)(payload + bytes(100), 0, len(payload), 0, 0)
+        compile_decoder(INTS, "little")(payload + bytes(100), 0, len(payload), 0, 0)
 
 
 def test_decoder_set_compiles_once_and_counts_unknown() -> None:
@@ -171,7 +171,7 @@ def test_decoder_set_rejects_bad_byteorder() -> None:
 def test_field_names_are_data_not_code() -> None:
     fmt = make_format("test", "names", 607, field("x'); import os; ('", "u32", 8, 4))
     payload = common("little", 607, 1) + struct.pack("<I", 5)
-    assert compile_decoder(fmt)(payload, 0, 12, 0, 0).fields == {"x'); import os; ('": 5}
+    assert compile_decoder(fmt, "little")(payload, 0, 12, 0, 0).fields == {"x'); import os; ('": 5}
 
 
 def test_timestamp_helpers() -> None:

@@ -17,7 +17,7 @@ def page_of(data: bytes, size: int = 4096) -> bytes:
 
 
 DECODERS = {PRINT.id: PRINT, RAW_DATA.id: RAW_DATA, SCHED_SWITCH.id: SCHED_SWITCH}
-LAYOUT = PageLayout.default()
+LAYOUT = PageLayout.default(byteorder="little")   # the captures are from x86_64
 
 # First capture: the print record, the first sched_switch and the raw_data record exactly as dumped;
 # the 26 sched_switch records between them are left out, so commit is 0x80 instead of 0xc30.
@@ -36,7 +36,7 @@ FIRST_CAPTURE = page_of(hexdump("""
 
 
 def test_first_capture() -> None:
-    items = decode_page(LAYOUT, FIRST_CAPTURE, 0, DecoderSet(DECODERS))
+    items = decode_page(LAYOUT, FIRST_CAPTURE, 0, DecoderSet(DECODERS, "little"))
     assert all(isinstance(i, Event) for i in items)
     printed, switch, raw = items
     assert printed.ts == 282_705_628_271
@@ -66,7 +66,7 @@ def test_second_capture_time_extend_and_long_form() -> None:
     page = page_of(data)
     header = page_header(LAYOUT, page)
     assert (header.timestamp, header.size, header.missed) == (282_781_897_980, 0xE4, False)
-    long_event, short_event = decode_page(LAYOUT, page, 0, DecoderSet(DECODERS))
+    long_event, short_event = decode_page(LAYOUT, page, 0, DecoderSet(DECODERS, "little"))
     assert long_event.ts == 295_740_754_845
     assert long_event.fields["buf"] == "L" * 150 + "\n"
     assert short_event.ts == 295_740_754_845 + 300_190_175
@@ -84,6 +84,6 @@ def test_missed_events_capture() -> None:
     record = hexdump("0700 0000 0500 0001 2a00 0000 1a8b 4981 ffff ffff") + b"x" * 11 + b"\0"
     assert len(record) == 32
     data[16:16 + 4064] = record * 127
-    items = decode_page(LAYOUT, bytes(data), 0, DecoderSet(DECODERS))
+    items = decode_page(LAYOUT, bytes(data), 0, DecoderSet(DECODERS, "little"))
     assert items[0] == Lost(cpu=0, ts=1, count=127)
     assert len(items) == 128 and items[-1].fields["buf"] == "x" * 11

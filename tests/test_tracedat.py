@@ -116,11 +116,11 @@ def check_file(dat, cpu_pages: list[bytes]) -> None:
     assert dat.cmdlines == CMDLINES
     buf = dat.buffer()
     assert sorted(buf.cpus) == list(range(len(cpu_pages)))
-    layout = PageLayout.default()
+    layout = PageLayout.default(byteorder="little")
     for cpu, expected in enumerate(cpu_pages):
         data = dat.cpu_data(buf, cpu)
         assert data == expected
-        got = [(e.ts, e.pid, e.fields["a"]) for e in iter_pages(layout, data, cpu, DecoderSet({700: TINY}))]
+        got = [(e.ts, e.pid, e.fields["a"]) for e in iter_pages(layout, data, cpu, DecoderSet({700: TINY}, "little"))]
         assert got == [(1000 * n + 1, 10 + cpu, n) for n in range(len(expected) // 4096)]
 
 

@@ -8,7 +8,7 @@ Public API (pure: bytes in, objects out):
 * ``Lost``: events the kernel lost (overwritten) before a page: ``cpu``, ``ts`` (the page's time stamp),
   ``count`` (-1 when the kernel did not store the number).
 * ``UnknownEvent``: a record whose common_type has no format; ``data`` holds the raw payload.
-* ``DecoderSet(formats, byteorder)``: maps an event ID to its compiled decoder, built lazily on first use.
+* ``DecoderSet(formats, byteorder=sys.byteorder)``: maps an event ID to its compiled decoder, built lazily on first use.
   ``formats`` is a mapping id -> EventFormat or a callable id -> EventFormat | None (for example
   ``EventCatalog.by_id``). ``unknown`` counts records per unknown ID.
 * ``ts_seconds(ts)`` and ``format_timestamp(ts, clock)`` convert trace-clock units for display.
@@ -24,6 +24,7 @@ first NUL. Strings are decoded as UTF-8 with ``errors="surrogateescape"``: lossl
 from __future__ import annotations
 
 import struct
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -165,7 +166,7 @@ def _element_code(field: Field) -> str:
     return code if field.signed else code.upper()
 
 
-def compile_decoder(fmt: EventFormat, byteorder: str = "little") -> Callable:
+def compile_decoder(fmt: EventFormat, byteorder: str = sys.byteorder) -> Callable:
     """Build the decoder `fn(buf, start, length, ts, cpu) -> Event` for one event format.
 
     `buf[start:start+length]` is the record payload (starting with common_type)."""
@@ -299,7 +300,7 @@ class DecoderSet:
     decoder reads on its hot path; `unknown` counts records of IDs with no format."""
 
     def __init__(self, formats: Mapping[int, EventFormat] | Callable[[int], EventFormat | None],
-                 byteorder: str = "little") -> None:
+                 byteorder: str = sys.byteorder) -> None:
         if byteorder not in ("little", "big"):
             raise ValueError(f"byteorder must be 'little' or 'big', not {byteorder!r}")
         self.byteorder = byteorder

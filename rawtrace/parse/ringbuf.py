@@ -2,9 +2,9 @@
 
 Public API (pure: bytes in, objects out; see ring-buffer.md in the project notes):
 
-* ``PageLayout.from_headers(header_page, header_event, byteorder="little")``: the sub-buffer layout
+* ``PageLayout.from_headers(header_page, header_event, byteorder=sys.byteorder)``: the sub-buffer layout
   (time stamp and commit fields, data offset, sub-buffer size, kernel long size, byte order), with its
-  struct.Struct objects built once. ``PageLayout.default()`` is a 64-bit little-endian 4096-byte layout.
+  struct.Struct objects built once. ``PageLayout.default()`` is a 64-bit, host-byte-order, 4096-byte layout.
 * ``decode_page(layout, page, cpu, decoders, *, index=None, source=None) -> list``: one sub-buffer to a
   list of ``Lost`` (first, when the kernel flagged missed events), ``Event`` and ``UnknownEvent`` items
   (from rawtrace.parse.record). A truncated or corrupt page raises ``PageDecodeError`` (a DecodeError)
@@ -94,7 +94,7 @@ class PageLayout:
         "words_struct",
     )
 
-    def __init__(self, *, byteorder: str = "little", timestamp_offset: int = 0, timestamp_size: int = 8,
+    def __init__(self, *, byteorder: str = sys.byteorder, timestamp_offset: int = 0, timestamp_size: int = 8,
                  commit_offset: int = 8, commit_size: int = 8, data_offset: int = 16,
                  subbuf_size: int = 4096, header_event: HeaderEvent | None = None) -> None:
         if byteorder not in ("little", "big"):
@@ -137,7 +137,7 @@ class PageLayout:
 
     @classmethod
     def from_headers(cls, header_page: HeaderPage, header_event: HeaderEvent | None = None,
-                     byteorder: str = "little") -> PageLayout:
+                     byteorder: str = sys.byteorder) -> PageLayout:
         """The layout described by events/header_page and events/header_event of one kernel/instance."""
         return cls(byteorder=byteorder, timestamp_offset=header_page.timestamp_offset,
                    timestamp_size=header_page.timestamp_size, commit_offset=header_page.commit_offset,
@@ -145,7 +145,7 @@ class PageLayout:
                    subbuf_size=header_page.subbuf_size, header_event=header_event)
 
     @classmethod
-    def default(cls, *, long_size: int = 8, subbuf_size: int = 4096, byteorder: str = "little") -> PageLayout:
+    def default(cls, *, long_size: int = 8, subbuf_size: int = 4096, byteorder: str = sys.byteorder) -> PageLayout:
         """The usual layout for a kernel with this long size (data right after the commit word)."""
         return cls(byteorder=byteorder, commit_size=long_size, data_offset=8 + long_size,
                    subbuf_size=subbuf_size)
