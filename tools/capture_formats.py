@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rawtrace.parse.format import parse_format  # noqa: E402
+from rawtrace.parse.format import parse_format
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "formats"
 
