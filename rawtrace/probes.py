@@ -86,6 +86,7 @@ _RESERVED_ARG_NAMES = frozenset({"common_type", "common_flags", "common_preempt_
 MAX_NAME = 64           # MAX_EVENT_NAME_LEN
 MAX_ARG_NAME = 32       # MAX_ARG_NAME_LEN
 MAX_ARGS = 128          # MAX_TRACE_ARGS
+MAX_COMMAND = 4095      # WRITE_BUFSIZE (4096) less the newline and NUL: longer lines are refused
 GROUP_PREFIX = "rawtrace_"
 
 
@@ -514,6 +515,8 @@ class ResolvedProbe:
         parts = [f"{letter}:{group}/{event}", place] + [arg.render() for arg in self.args]
         line = " ".join(parts)
         _reject_unsafe(line, "probe definition")
+        if len(line) >= MAX_COMMAND:
+            raise UsageError(f"probe definition is {len(line)} characters; the kernel takes at most {MAX_COMMAND - 1}")
         return line
 
 

@@ -36,6 +36,26 @@ README_REMOVE = "\t           -:[<group>/][<event>]\n"
 README_KPROBE_PLACE = "\t    place: [<module>:]<symbol>[+<offset>]|<memaddr>\n"
 README_UPROBE_PLACE = "   place (uprobe): <path>:<offset>[%return][(ref_ctr_offset)]\n"
 
+# events/syscalls/sys_enter_openat/format of Linux 6.18 (x86_64)
+OPENAT_FORMAT = """\
+name: sys_enter_openat
+ID: 782
+format:
+\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
+\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;
+\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;
+\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
+
+\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;
+\tfield:int dfd;\toffset:16;\tsize:8;\tsigned:0;
+\tfield:const char * filename;\toffset:24;\tsize:8;\tsigned:0;
+\tfield:int flags;\toffset:32;\tsize:8;\tsigned:0;
+\tfield:umode_t mode;\toffset:40;\tsize:8;\tsigned:0;
+
+print fmt: "dfd: 0x%08lx, filename: 0x%08lx, flags: 0x%08lx, mode: 0x%08lx", ((unsigned long)(REC->dfd)), \
+((unsigned long)(REC->filename)), ((unsigned long)(REC->flags)), ((unsigned long)(REC->mode))
+"""
+
 
 @dataclass
 class Refusal:
@@ -156,6 +176,7 @@ class FakeTracefs:
         openat = root / "events" / "syscalls" / "sys_enter_openat"
         openat.mkdir(parents=True)
         (openat / "enable").write_text("0\n")
+        (openat / "format").write_text(OPENAT_FORMAT)
         (root / "events" / "syscalls" / "sys_exit_openat").mkdir()
         (root / "instances").mkdir()
         for name in instances:

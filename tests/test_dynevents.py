@@ -326,3 +326,27 @@ def test_usdt_semaphore_needs_ref_ctr_support(tmp_path):
     other = FakeTracefs(tmp_path / "u")
     events(other).create(guarded, G, "tick")
     assert other.kernel.writes == [("dynamic_events", f"p:{G}/tick /opt/app:0x1189(0x3018)")]
+
+
+def test_eprobe_fields_checked_against_the_format(fake):
+    dyn = events(fake)
+    with pytest.raises(UsageError, match="no field 'filenme'; did you mean filename"):
+        dyn.create(probe("eprobe:syscalls:sys_enter_openat path=filenme:ustring"), G, "e")
+    with pytest.raises(UsageError, match="no field 'nope'"):
+        dyn.create(probe("eprobe:syscalls:sys_enter_openat x=+8($nope):u32"), G, "e")
+    assert fake.kernel.writes == []
+    dyn.create(probe("eprobe:syscalls:sys_enter_openat path=filename:ustring dfd flags:x32 pid=$common_pid"),
+               G, "e")
+    assert fake.kernel.writes == [("dynamic_events", (f"e:{G}/e syscalls.sys_enter_openat "
+                                   "path=+0($filename):ustring dfd=$dfd flags=$flags:x32 pid=$common_pid"))]
+
+
+def test_definition_length_limit():
+    # 4094 characters is the longest line the kernel takes (confirmed on 6.18; 4095 is EINVAL)
+    spec = ProbeSpec.parse("uprobe:libc:f " + " ".join(f"a{i:03d}{'x' * 27}=%di:u64" for i in range(110)),
+                           "x86_64")
+    with pytest.raises(UsageError, match="at most 4094"):
+        ResolvedProbe(spec, "/usr/lib/libc.so.6:0xf8150").definition(G, "f")
+    spec = ProbeSpec.parse("uprobe:libc:f " + " ".join(f"a{i:03d}{'x' * 27}=%di:u64" for i in range(90)),
+                           "x86_64")
+    assert len(ResolvedProbe(spec, "/usr/lib/libc.so.6:0xf8150").definition(G, "f")) < 4094

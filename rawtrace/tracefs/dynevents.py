@@ -295,6 +295,7 @@ class DynamicEvents:
         self.check_supported(kind)
         if kind == "eprobe":
             self._check_attached_event(resolved.spec.target or "", resolved.spec.symbol)
+            self._check_event_fields(resolved)
         if resolved.semaphore_offset is not None and not self._has_ref_ctr():
             raise NotSupported("this kernel's uprobes cannot drive USDT semaphores (no ref_ctr_offset, Linux < 4.20)",
                                hint="the probe would never fire: its code runs only while the semaphore is set")
@@ -314,6 +315,22 @@ class DynamicEvents:
             raise _refused(f"probe {group}/{event}", exc, entry, line) from None
         self.created.append((group, event))
         return group, event
+
+    def _check_event_fields(self, resolved: ResolvedProbe) -> None:
+        """Every `$field` an event probe fetches must be a field of the attached event."""
+        fmt = _read(self.tracefs / "events" / (resolved.spec.target or "") / resolved.spec.symbol / "format")
+        if not fmt:
+            return
+        # `field:const char * filename;` → filename (arrays: `char comm[16]` → comm)
+        fields = set(re.findall(r"field:[^;]*?\b(\w+)(?:\[[^\]]*\])?;", fmt))
+        for arg in resolved.args:
+            for used in re.findall(r"\$(\w+)", arg.fetch):
+                if used in fields or used in ("comm", "retval") or used.startswith(("stack", "arg")):
+                    continue
+                import difflib
+                close = difflib.get_close_matches(used, sorted(fields), n=3)
+                extra = f"; did you mean {', '.join(close)}?" if close else f" (fields: {', '.join(sorted(fields))})"
+                raise UsageError(f"{resolved.spec.target}:{resolved.spec.symbol} has no field {used!r}{extra}")
 
     def _check_attached_event(self, system: str, name: str) -> None:
         events = self.tracefs / "events"
