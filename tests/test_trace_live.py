@@ -295,3 +295,20 @@ def test_reset_removes_dead_owners_instance_only(live_tracefs):
                 os.rmdir(live_tracefs / "instances" / name)
             except FileNotFoundError:
                 pass
+
+
+def test_cli_sigterm_with_stuck_output_still_cleans_up(live_tracefs):
+    """Nobody reads rawtrace's output: the pipe fills and writes block; SIGTERM must still end it cleanly."""
+    proc, first = _start_cli("sched:sched_switch", "raw_syscalls:sys_enter", "--nice", "0")
+    try:
+        assert first.startswith("Tracing"), first
+        name = f"rawtrace-{proc.pid}-{process_starttime(proc.pid)}"
+        time.sleep(2)              # far more than a pipe's 64 KiB of output
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode in (0, 128 + signal.SIGTERM)
+    assert not (live_tracefs / "instances" / name).exists()

@@ -84,6 +84,9 @@ def _positive_float(text: str) -> float:
     return value
 
 
+FORCED_EXIT_AFTER = 5    # seconds a SIGTERM/SIGHUP drain may take
+
+
 class _Signals:
     """SIGINT/SIGTERM/SIGHUP: the first asks the session to drain and stop; a second one exits at once
     (the session's context manager still removes the instance)."""
@@ -99,12 +102,21 @@ class _Signals:
         if self.received is None:
             self.received = signum
             self.session.stop()
+            if signum != signal.SIGINT:
+                # SIGTERM/SIGHUP must end the run even if output is stuck (a full pipe nobody reads):
+                # the drain gets a few seconds, then the exit is forced (cleanup still runs).
+                self.previous.setdefault(signal.SIGALRM, signal.signal(signal.SIGALRM, self._force))
+                signal.alarm(FORCED_EXIT_AFTER)
             return
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
         raise SystemExit(128 + signum)
 
+    def _force(self, _signum, _frame) -> None:
+        raise SystemExit(128 + (self.received or signal.SIGTERM))
+
     def restore(self) -> None:
+        signal.alarm(0)
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
 
