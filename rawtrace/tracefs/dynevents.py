@@ -148,11 +148,15 @@ class KernelFiles:
     def append(self, path: Path, line: str) -> None:
         # O_APPEND and one write(): Python's "a" mode seeks, which these files refuse (EINVAL), and
         # O_TRUNC ("w") would delete every other probe of that file type.
+        data = (line + "\n").encode()
         fd = os.open(path, os.O_WRONLY | os.O_APPEND)
         try:
-            os.write(fd, (line + "\n").encode())
+            written = os.write(fd, data)
         finally:
             os.close(fd)
+        if written != len(data):
+            # The kernel parses what one write() hands it; a cut line must not pass for success.
+            raise OSError(errno.EIO, f"short write to {path.name} ({written} of {len(data)} bytes)")
 
     def write(self, path: Path, text: str) -> None:
         fd = os.open(path, os.O_WRONLY)
