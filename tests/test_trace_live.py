@@ -312,3 +312,52 @@ def test_cli_sigterm_with_stuck_output_still_cleans_up(live_tracefs):
             proc.wait()
     assert proc.returncode in (0, 128 + signal.SIGTERM)
     assert not (live_tracefs / "instances" / name).exists()
+
+
+def _cgroup_parent() -> Path | None:
+    for candidate in ("/sys/fs/cgroup/pids", "/sys/fs/cgroup/unified", "/sys/fs/cgroup"):
+        path = Path(candidate)
+        if (path / "cgroup.procs").exists() and os.access(path, os.W_OK):
+            return path
+    return None
+
+
+def test_cgroup_traces_members_and_their_children(live_tracefs, tmp_path):
+    parent = _cgroup_parent()
+    if parent is None:
+        pytest.skip("no writable cgroup hierarchy")
+    group = parent / f"rawtrace-test-{os.getpid()}"
+    group.mkdir()
+    outsider = child = None
+    try:
+        child = subprocess.Popen([sys.executable, "-c", FORKER, "nothing"], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE)
+        outsider = start_waiting_child(OPENER, str(tmp_path / "x"), "3", str(MARK_FD))
+        (group / "cgroup.procs").write_text(str(child.pid))
+        with Session(["syscalls:sys_enter_openat"], cgroup=group) as s:
+            assert s.pids == [child.pid]
+            def release():
+                for proc in (child, outsider):
+                    proc.stdin.write(b"g")
+                    proc.stdin.close()
+                    proc.wait(30)
+                time.sleep(0.2)
+                s.stop()
+            helper = threading.Thread(target=release)
+            helper.start()
+            items = list(s.events(duration=30))
+            helper.join()
+        grandchild = int(child.stdout.read().split()[0])
+    finally:
+        for proc in (child, outsider):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        for _ in range(50):
+            try:
+                group.rmdir()
+                break
+            except OSError:
+                time.sleep(0.1)
+    marked = [e for e in items if isinstance(e, TraceEvent) and e.fields.get("dfd") == MARK_FD]
+    assert {e.pid for e in marked} == {grandchild} and len(marked) == 7      # the outsider is not traced
