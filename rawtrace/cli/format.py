@@ -59,9 +59,20 @@ def field_json(field) -> dict:
     return out
 
 
+# Field objects are shared between events (the parser reuses identical lines), so their JSON objects can be.
+_FIELD_JSON: dict[int, tuple[object, dict]] = {}
+
+
+def _field_json_cached(field) -> dict:
+    hit = _FIELD_JSON.get(id(field))
+    if hit is None or hit[0] is not field:
+        hit = _FIELD_JSON[id(field)] = (field, field_json(field))
+    return hit[1]
+
+
 def event_json(fmt) -> dict:
     return {"system": fmt.system, "name": fmt.name, "id": fmt.id,
-            "fields": [field_json(f) for f in fmt.all_fields],
+            "fields": [_field_json_cached(f) for f in fmt.all_fields],
             "print_fmt": fmt.print_fmt, "print_fmt_string": fmt.print_fmt_string,
             "print_fmt_args": list(fmt.print_fmt_args), "notes": list(fmt.notes)}
 

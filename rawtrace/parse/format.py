@@ -29,6 +29,8 @@ _FIELD_RE = re.compile(
 # (field line, common, long size) -> Field. Fields are immutable, so events may share them.
 _FIELDS: dict[tuple[str, bool, int | None], Field] = {}
 _FIELDS_MAX = 100_000
+# print fmt text -> (format string, arguments, problem note or None).
+_PRINT_FMTS: dict[str, tuple[str | None, tuple[str, ...], str | None]] = {}
 _NUMBER_RE = re.compile(r"[0-9]{1,18}\Z")
 # `<type> <name>`, `<type> <name>[<dim>]`, `<type> <name>:<bits>`. The name is the last identifier.
 _DECL_RE = re.compile(
@@ -403,11 +405,20 @@ def parse_format(text: str, *, system: str | None = None, source: str | None = N
     print_fmt_string: str | None = None
     print_fmt_args: tuple[str, ...] = ()
     if print_fmt:
-        try:
-            print_fmt_string, args = split_print_fmt(print_fmt)
-            print_fmt_args = tuple(args)
-        except ParseError as exc:
-            notes.append(f"print fmt not split: {exc.reason}")
+        # Many events share a print fmt (every sys_exit_* has the same one): split each text once.
+        cached = _PRINT_FMTS.get(print_fmt)
+        if cached is None:
+            try:
+                format_string, args = split_print_fmt(print_fmt)
+                cached = (format_string, tuple(args), None)
+            except ParseError as exc:
+                cached = (None, (), f"print fmt not split: {exc.reason}")
+            if len(_PRINT_FMTS) > _FIELDS_MAX:
+                _PRINT_FMTS.clear()
+            _PRINT_FMTS[print_fmt] = cached
+        print_fmt_string, print_fmt_args, problem = cached
+        if problem:
+            notes.append(problem)
     fields_t = _flag_field_problems(common_fields, fields, notes)
     return EventFormat(system or "", name, event_id, fields_t[0], fields_t[1], print_fmt,
                        print_fmt_string, print_fmt_args, tuple(notes))

@@ -32,6 +32,7 @@ class EventCatalog:
 
     def __init__(self, events_dir: Path, *, long_size: int | None = None) -> None:
         self.events_dir = Path(events_dir)
+        self._events_str = str(self.events_dir)
         self._long_size = long_size
         self._systems: list[str] | None = None
         self._events: dict[str, list[str]] = {}
@@ -73,7 +74,7 @@ class EventCatalog:
         if not system or not name or "/" in system or "/" in name or system in (".", "..") \
                 or name in (".", ".."):
             return False
-        return os.path.isfile(os.path.join(self.events_dir, system, name, "format"))
+        return os.path.isfile(os.path.join(self._events_str, system, name, "format"))
 
     def resolve(self, patterns: list[str]) -> list[tuple[str, str]]:
         """(system, name) for each pattern: `system:event`, `system/event`, a bare event name (must be
@@ -176,15 +177,21 @@ class EventCatalog:
             if not self.exists(system, name):
                 raise self._unknown(f"{system}:{name}")
             from rawtrace.parse.format import parse_format
-            relative = f"{system}/{name}/format"
-            fmt = parse_format(self.read(relative), system=system, source=str(self.events_dir / relative),
-                               long_size=self.long_size)
+            path = os.path.join(self._events_str, system, name, "format")
+            try:
+                with open(path, errors="replace") as f:
+                    text = f.read()
+            except PermissionError:
+                raise
+            except OSError as exc:
+                raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+            fmt = parse_format(text, system=system, source=path, long_size=self.long_size)
             self._formats[key] = fmt
         return fmt
 
     def event_id(self, system: str, name: str) -> int | None:
         """The event's ID from its `id` file (or its format's ID: line when there is no id file)."""
-        directory = os.path.join(self.events_dir, system, name)
+        directory = os.path.join(self._events_str, system, name)
         try:
             with open(os.path.join(directory, "id"), "rb") as f:
                 return int(f.read().strip() or b"x")
