@@ -287,10 +287,11 @@ class Session:
             if not self.host.path(f"/proc/{pid}").exists():
                 raise UsageError(f"no process with pid {pid}")
 
+        # Probes first, so that the catalog sees their events.
+        probe_events = self._create_probes(tracefs) if self.probe_specs else []
         catalog = _Catalog(tracefs / "events", adapters)
         selected = catalog.resolve(self.patterns) if self.patterns else []
-        if self.probe_specs:
-            selected += self._create_probes(tracefs)
+        selected += [event for event in probe_events if event not in selected]
         self.catalog = catalog
         self.selected = selected
         self.instance = inst = Instance.create(tracefs, self.instance_name)
