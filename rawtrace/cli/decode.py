@@ -15,18 +15,21 @@ device without rawtrace by:  cat /sys/kernel/tracing/per_cpu/cpu0/trace_pipe_raw
 The formats and sub-buffer layout come from --tracefs DIR: a copy of that device's tracefs (or of
 its events/ directory); by default the live tracefs of this machine. A FILE's CPU comes from --cpu,
 else from a name like cpu0.raw (or a per_cpu/cpu0/ directory), else from its position.
+A trace-cmd trace.dat FILE is decoded with the formats it carries (zstd needs the zstd program).
 
 examples:
   rawtrace decode cpu0.raw cpu1.raw --tracefs ./device-tracefs
   rawtrace decode --tracefs ./events --cpu 2 capture.bin
   rawtrace decode cpu*.raw --tracefs ./device-tracefs --json | head
+  rawtrace decode trace.dat
 """
 
 _CPU_NAME = re.compile(r"(?:^|[^a-z])cpu(\d+)(?:$|[^0-9])", re.IGNORECASE)
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("files", nargs="+", metavar="FILE", help="raw sub-buffer files (one per CPU)")
+    parser.add_argument("files", nargs="+", metavar="FILE",
+                        help="raw sub-buffer files, one per CPU ('-' = stdin); or one trace-cmd trace.dat")
     parser.add_argument("--cpu", type=int, metavar="N", help="the CPU the (single) FILE was read from")
     parser.add_argument("--byteorder", choices=("little", "big"), default=sys.byteorder,
                         help=f"byte order of the traced kernel (default: this machine's, {sys.byteorder})")
@@ -120,15 +123,28 @@ def _file_pages(path: str, data: bytes, cpu: int, layout, decoders, errors: list
         errors.append(exc.message)
 
 
-def run(args, host) -> int:
+def _read_input(path: str):
+    """The bytes of a FILE: mapped when it is a regular file (captures can be large), '-' is stdin."""
+    if path == "-":
+        return sys.stdin.buffer.read()
+    try:
+        with open(path, "rb") as f:
+            try:
+                import mmap
+                return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            except (ValueError, OSError):
+                return f.read()          # empty file, pipe or a file system that cannot map
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _from_tracefs(args, host):
+    """Layout, decoders, comms and clock from a tracefs copy (or the live tracefs)."""
     from rawtrace.parse.format import parse_header_event, parse_header_page
     from rawtrace.parse.record import DecoderSet
-    from rawtrace.parse.ringbuf import PageLayout, merge_by_time
-    from rawtrace.render_event import item_json, item_text, parse_saved_cmdlines
+    from rawtrace.parse.ringbuf import PageLayout
+    from rawtrace.render_event import parse_saved_cmdlines
 
-    if args.cpu is not None and len(args.files) > 1:
-        raise UsageError("--cpu names the CPU of a single FILE",
-                         hint="name several files after their CPUs instead (cpu0.raw cpu1.raw ...)")
     events = EventsDir(_locate(host))
     header_page = parse_header_page(events.read("header_page"), source=str(events.events / "header_page"))
     header_event = parse_header_event(events.read("header_event"), source=str(events.events / "header_event"))
@@ -137,44 +153,78 @@ def run(args, host) -> int:
     decoders = DecoderSet(events.format_by_id, args.byteorder)
     cmdlines = events.optional("saved_cmdlines")
     comms = parse_saved_cmdlines(cmdlines) if cmdlines else {}
-    clock_text = events.optional("trace_clock") or ""
-    match = re.search(r"\[(\S+)\]", clock_text)
-    clock = match.group(1) if match else "local"
+    match = re.search(r"\[(\S+)\]", events.optional("trace_clock") or "")
+    return layout, decoders, comms, match.group(1) if match else "local", str(events.events)
 
-    streams, errors = [], []
-    for position, path in enumerate(args.files):
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError as exc:
-            raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-        cpu = args.cpu if args.cpu is not None else file_cpu(path, position)
-        streams.append(_file_pages(path, data, cpu, layout, decoders, errors))
 
-    out = sys.stdout
-    write = out.write
-    merged = merge_by_time(streams)
+def _from_tracedat(path: str):
+    """Layout, decoders, comms, clock and per-CPU data of a trace-cmd trace.dat file."""
+    from rawtrace.parse.format import parse_format, parse_header_event, parse_header_page
+    from rawtrace.parse.record import DecoderSet
+    from rawtrace.parse.ringbuf import PageLayout
+    from rawtrace.parse.tracedat import read_tracedat
+    from rawtrace.render_event import parse_saved_cmdlines
+
+    dat = read_tracedat(path)
+    header_page = parse_header_page(dat.header_page, source=f"{path} (header_page)")
+    layout = PageLayout.from_headers(header_page, parse_header_event(dat.header_event), dat.byteorder)
+    formats = {}
+    texts = [("ftrace", text) for text in dat.ftrace_formats] + list(dat.event_formats)
+    for system, text in texts:
+        fmt = parse_format(text, system=system, source=f"{path} ({system} format)",
+                           long_size=header_page.commit_size)
+        formats[fmt.id] = fmt
+    buffer = dat.buffer()
+    cpus = {cpu: dat.cpu_data(buffer, cpu) for cpu in sorted(buffer.cpus)}
+    return (layout, DecoderSet(formats, dat.byteorder), parse_saved_cmdlines(dat.cmdlines), buffer.clock or dat.clock,
+            cpus)
+
+
+def run(args, host) -> int:
+    from rawtrace.parse.record import Event
+    from rawtrace.parse.ringbuf import merge_chunks_by_time
+    from rawtrace.parse.tracedat import MAGIC
+    from rawtrace.render_event import event_text, item_json, item_text
+
+    if args.cpu is not None and len(args.files) > 1:
+        raise UsageError("--cpu names the CPU of a single FILE",
+                         hint="name several files after their CPUs instead (cpu0.raw cpu1.raw ...)")
     if args.json:
         import json
         dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-        lines = (dumps(item_json(item, comms)) for item in merged)
+    inputs = [(path, _read_input(path)) for path in args.files]
+    streams, errors = [], []
+    tracedat = [path for path, data in inputs if data[:len(MAGIC)] == MAGIC]
+    if tracedat:
+        if len(inputs) > 1:
+            raise UsageError(f"{tracedat[0]} is a trace.dat file: decode it on its own")
+        layout, decoders, comms, clock, cpus = _from_tracedat(tracedat[0])
+        for cpu, data in cpus.items():
+            streams.append(_file_pages(f"{tracedat[0]} cpu {cpu}", data, cpu, layout, decoders, errors))
+        formats_from = tracedat[0]
     else:
-        lines = (item_text(item, comms, clock) for item in merged)
-    # Lines are written in batches: one write() per line would cost as much as rendering it.
-    batch: list[str] = []
-    for line in lines:
-        batch.append(line)
-        if len(batch) >= 2048:
-            batch.append("")
-            write("\n".join(batch))
-            batch.clear()
-    if batch:
-        batch.append("")
-        write("\n".join(batch))
+        layout, decoders, comms, clock, formats_from = _from_tracefs(args, host)
+        for position, (path, data) in enumerate(inputs):
+            cpu = args.cpu if args.cpu is not None else file_cpu(path, position)
+            streams.append(_file_pages(path, data, cpu, layout, decoders, errors))
+
+    out = sys.stdout
+    write = out.write
+    get_comm = comms.get
+    # One rendered block per merged chunk: a write() or a generator step per line would cost about
+    # as much as rendering the line.
+    for chunk in merge_chunks_by_time(streams):
+        if args.json:
+            lines = [dumps(item_json(item, comms)) for item in chunk]
+        else:
+            lines = [event_text(item, get_comm(item.pid), clock) if item.__class__ is Event
+                     else item_text(item, comms, clock) for item in chunk]
+        lines.append("")
+        write("\n".join(lines))
     out.flush()
     if decoders.unknown:
         ids = ", ".join(f"{event_id} ({count})" for event_id, count in sorted(decoders.unknown.items()))
-        sys.stderr.write(f"rawtrace: note: records of event IDs with no format in {events.events}: {ids}\n")
+        sys.stderr.write(f"rawtrace: note: records of event IDs with no format in {formats_from}: {ids}\n")
     if errors:
         for message in errors[:-1]:
             sys.stderr.write(f"rawtrace: {message}\n")

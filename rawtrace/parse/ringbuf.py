@@ -14,7 +14,8 @@ Public API (pure: bytes in, objects out; see ring-buffer.md in the project notes
   sub-buffers (bytes or memoryview of a whole file or read() result); on corruption it yields the good
   items first, then raises PageDecodeError.
 * ``iter_page_lists(...)``: the same, one list per sub-buffer.
-* ``merge_by_time(streams)``: merge per-CPU streams of item lists into one stream in time-stamp order.
+* ``merge_by_time(streams)``: merge per-CPU streams of item lists into one stream in time-stamp order;
+  ``merge_chunks_by_time(streams)`` gives the same sequence a list at a time.
 * ``page_header(layout, page) -> PageHeader``: time stamp, data size and missed-events flags of a page.
 
 Time stamps are ints in trace-clock units (rawtrace.parse.record.ts_seconds / format_timestamp convert).
@@ -376,7 +377,13 @@ def _ts(item) -> int:
 
 
 def merge_by_time(streams: list[Iterator[list]]) -> Iterator:
-    """Merge per-CPU streams of item lists (each stream in time order) into one time-ordered stream.
+    """Merge per-CPU streams of item lists (each stream in time order) into one time-ordered stream."""
+    for chunk in merge_chunks_by_time(streams):
+        yield from chunk
+
+
+def merge_chunks_by_time(streams: list[Iterator[list]]) -> Iterator[list]:
+    """merge_by_time, a list at a time (consecutive lists continue one time-ordered sequence).
 
     Works a chunk at a time: everything up to the earliest "last time stamp" among the streams' current
     chunks is safe to emit, and is ordered with one sorted() call (C-level merge of presorted runs)."""
@@ -397,9 +404,8 @@ def merge_by_time(streams: list[Iterator[list]]) -> Iterator:
         horizon_stream = min(holders, key=lambda n: pending[n][-1].ts)
         horizon = pending[horizon_stream][-1].ts
         if len(holders) == 1:
-            ready = pending[horizon_stream]
+            yield pending[horizon_stream]
             pending[horizon_stream] = []
-            yield from ready
             continue
         ready = []
         for n in holders:
@@ -411,5 +417,4 @@ def merge_by_time(streams: list[Iterator[list]]) -> Iterator:
                 ready.extend(items[:cut])
                 pending[n] = items[cut:]
         ready.sort(key=_ts)
-        yield from ready
-
+        yield ready
