@@ -305,19 +305,39 @@ def _open_elf(view: Path, shown: str, machine: str):
     return elf, f
 
 
+_VERDEF = "HHHHIII"      # vd_version, vd_flags, vd_ndx, vd_cnt, vd_hash, vd_aux, vd_next
+_VERDAUX = "II"          # vda_name, vda_next
+
+
+def _version_definitions(data: bytes, strings: bytes, endian: str, count: int) -> dict[int, str]:
+    """Version index → name from .gnu.version_d (Elf_Verdef chain, first Verdaux of each)."""
+    verdef, verdaux = struct.Struct(endian + _VERDEF), struct.Struct(endian + _VERDAUX)
+    names: dict[int, str] = {}
+    at = 0
+    for _ in range(count or 0x10000):
+        if at + verdef.size > len(data):
+            break
+        _version, flags, ndx, aux_count, _hash, aux, following = verdef.unpack_from(data, at)
+        # Index 1 names the file itself (VER_FLG_BASE), not a version anyone binds to.
+        if aux_count and not flags & 0x1 and at + aux + verdaux.size <= len(data):
+            name_at, _next = verdaux.unpack_from(data, at + aux)
+            end = strings.find(b"\0", name_at)
+            names[ndx] = strings[name_at:end if end >= 0 else len(strings)].decode("utf-8", "replace")
+        if not following:
+            break
+        at += following
+    return names
+
+
 def _dynsym_versions(elf, count: int) -> list[tuple[str | None, bool]] | None:
     """Per dynsym index: (version name, is default). None when the file has no symbol versions."""
     versym = elf.get_section_by_name(".gnu.version")
     verdef = elf.get_section_by_name(".gnu.version_d")
     if versym is None or verdef is None:
         return None
-    names: dict[int, str] = {}
-    for definition, auxiliaries in verdef.iter_versions():
-        first = next(iter(auxiliaries), None)
-        # Index 1 names the file itself (VER_FLG_BASE), not a version anyone binds to.
-        if first is not None and not definition["vd_flags"] & 0x1:
-            names[definition["vd_ndx"]] = first.name
     endian = "<" if elf.little_endian else ">"
+    names = _version_definitions(verdef.data(), elf.get_section(verdef["sh_link"]).data(), endian,
+                                 verdef["sh_info"])
     data = versym.data()[:2 * count]
     out: list[tuple[str | None, bool]] = []
     for (ndx,) in struct.iter_unpack(endian + "H", data[:len(data) // 2 * 2]):

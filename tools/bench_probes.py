@@ -42,9 +42,11 @@ def _summary(times: list[float]) -> tuple[float, float]:
 def resolution(rounds: int, libc: str) -> None:
     cache = tempfile.mkdtemp(prefix="rawtrace-bench-pyc-")
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONPYCACHEPREFIX=cache)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)     # measure with .pyc files, as an installed rawtrace has
     commands = {
         "python3 -c pass": [sys.executable, "-c", "pass"],
         "rawtrace probes --show": [sys.executable, "-m", "rawtrace", "probes", "--show", SPEC],
+        "rawtrace probes --json (listing)": [sys.executable, "-m", "rawtrace", "probes", "--json"],
     }
     if shutil.which("perf"):
         commands["perf probe -n -x libc openat"] = ["perf", "probe", "-q", "-n", "-x", libc, "openat"]
@@ -64,19 +66,25 @@ def resolution(rounds: int, libc: str) -> None:
     base = statistics.median(times["python3 -c pass"])
     ours = statistics.median(times["rawtrace probes --show"])
     print(f"  rawtrace own cost (median - python3 -c pass): {ours - base:.1f} ms")
+    listing = statistics.median(times["rawtrace probes --json (listing)"])
+    print(f"  rawtrace probes listing own cost: {listing - base:.1f} ms")
     for name in commands:
-        if name not in ("python3 -c pass", "rawtrace probes --show"):
+        if not name.startswith(("python3", "rawtrace")):
             print(f"  ratio rawtrace / {name}: {ours / statistics.median(times[name]):.2f}")
 
 
 def in_process(rounds: int) -> None:
     code = ("import time; t = time.perf_counter(); from rawtrace.probes import ProbeSpec, resolve; "
             f"r = resolve(ProbeSpec.parse({SPEC!r})); print((time.perf_counter() - t) * 1000)")
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    cache = tempfile.mkdtemp(prefix="rawtrace-bench-pyc-")
+    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONPYCACHEPREFIX=cache)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, env=env)   # write .pyc
     values = []
     for _ in range(rounds):
         out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env)
         values.append(float(out.stdout))
+    shutil.rmtree(cache, ignore_errors=True)
     best, median = _summary(values)
     print(f"resolve() in a fresh interpreter incl. imports (ms): best {best:.1f}  median {median:.1f}")
 
