@@ -189,3 +189,29 @@ def test_help_has_examples(capsys) -> None:
         main(["decode", "--help"])
     assert info.value.code == 0
     assert "examples:" in capsys.readouterr().out
+
+
+def test_tracedat_input(tmp_path: Path, capsys) -> None:
+    from test_tracedat import build_v6, pages
+    path = tmp_path / "trace.dat"
+    path.write_bytes(build_v6([pages(0, 2), pages(1, 1)], TINY))
+    code, out, _ = run(capsys, "--json", str(path))
+    assert code == 0
+    rows = [json.loads(line) for line in out.splitlines()]
+    # pages(cpu, n): page k holds one event a=k, b=cpu, pid 10+cpu, at 1000*k + 1 ns
+    assert [(r["ts"], r["cpu"], r["pid"], r["comm"], r["fields"]) for r in rows] == [
+        (1, 0, 10, "bash", {"a": 0, "b": 0}), (1, 1, 11, "cat", {"a": 0, "b": 1}),
+        (1001, 0, 10, "bash", {"a": 1, "b": 0})]
+    code, _, err = run(capsys, str(path), str(path))
+    assert code == 2 and "on its own" in err
+
+
+def test_stdin_input(tmp_path: Path, capsys, monkeypatch) -> None:
+    import io
+    tracefs = fake_tracefs(tmp_path)
+    cpu0, _cpu1 = two_cpus(tmp_path)
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(cpu0.read_bytes())))
+    code, out, _ = run(capsys, "--tracefs", str(tracefs), "--cpu", "5", "-")
+    assert code == 0
+    assert [line.split()[1] for line in out.splitlines()] == ["[005]", "[005]"]
+

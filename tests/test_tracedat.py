@@ -20,7 +20,9 @@ HEADER_PAGE = ("\tfield: u64 timestamp;\toffset:0;\tsize:8;\tsigned:0;\n"
                "\tfield: local_t commit;\toffset:8;\tsize:8;\tsigned:1;\n"
                "\tfield: int overwrite;\toffset:8;\tsize:1;\tsigned:1;\n"
                "\tfield: char data;\toffset:16;\tsize:4080;\tsigned:0;\n")
-HEADER_EVENT = "# compressed entry header\n\ttype_len    :    5 bits\n"
+HEADER_EVENT = ("# compressed entry header\n\ttype_len    :    5 bits\n\ttime_delta  :   27 bits\n"
+                "\tarray       :   32 bits\n\n\tpadding     : type == 29\n\ttime_extend : type == 30\n"
+                "\ttime_stamp : type == 31\n\tdata max type_len  == 28\n")
 TINY_FORMAT = "name: tiny\nID: 700\nformat:\n\tfield:u32 a;\toffset:8;\tsize:4;\tsigned:0;\n"
 CMDLINES = "10 bash\n11 cat\n"
 
@@ -40,13 +42,13 @@ def header_info() -> bytes:
     return b"header_page\0" + sized(HEADER_PAGE.encode()) + b"header_event\0" + sized(HEADER_EVENT.encode())
 
 
-def event_formats() -> bytes:
-    return struct.pack("<I", 1) + b"test\0" + struct.pack("<I", 1) + sized(TINY_FORMAT.encode())
+def event_formats(text: str = TINY_FORMAT) -> bytes:
+    return struct.pack("<I", 1) + b"test\0" + struct.pack("<I", 1) + sized(text.encode())
 
 
-def build_v6(cpu_pages: list[bytes]) -> bytes:
+def build_v6(cpu_pages: list[bytes], format_text: str = TINY_FORMAT) -> bytes:
     head = b"\x17\x08\x44tracing6\0" + bytes([0, 8]) + struct.pack("<I", 4096)
-    head += header_info() + struct.pack("<I", 0) + event_formats()
+    head += header_info() + struct.pack("<I", 0) + event_formats(format_text)
     head += struct.pack("<I", 0) + struct.pack("<I", 0) + sized(CMDLINES.encode())
     head += struct.pack("<I", len(cpu_pages))
     clock = b"local [global] counter\0"

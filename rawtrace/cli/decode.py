@@ -167,7 +167,8 @@ def _from_tracedat(path: str):
 
     dat = read_tracedat(path)
     header_page = parse_header_page(dat.header_page, source=f"{path} (header_page)")
-    layout = PageLayout.from_headers(header_page, parse_header_event(dat.header_event), dat.byteorder)
+    header_event = parse_header_event(dat.header_event, source=f"{path} (header_event)")
+    layout = PageLayout.from_headers(header_page, header_event, dat.byteorder)
     formats = {}
     texts = [("ftrace", text) for text in dat.ftrace_formats] + list(dat.event_formats)
     for system, text in texts:
