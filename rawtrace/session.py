@@ -426,6 +426,7 @@ class Session:
         render, pairing = self._adapters.render, self._adapters.pairing
         self._formatter = None
         self._paired_names: set[str] = set()
+        self._syscall_shapes: dict[str, tuple] = {}
         if render is None:
             return None
         from rawtrace.syscalls.arches import host_arch
@@ -463,12 +464,14 @@ class Session:
         """(kind, nr, name, call args or ret) of a syscall event, or None for other events."""
         fields = ev.fields
         if ev.system == "syscalls":
-            if ev.event.startswith("sys_enter_"):
-                name = ev.event[10:]
-                args = [(f.name, f.type, fields.get(f.name)) for f in ev.format.fields] if ev.format else []
-                return "enter", fields.get("__syscall_nr"), name, args
-            if ev.event.startswith("sys_exit_"):
-                return "exit", fields.get("__syscall_nr"), ev.event[9:], fields.get("ret")
+            shape = self._syscall_shapes.get(ev.event)
+            if shape is None:
+                shape = self._syscall_shape(ev)
+            kind, name, params = shape
+            if kind == "enter":
+                return kind, fields.get("__syscall_nr"), name, [(p[0], p[1], fields.get(p[0])) for p in params]
+            if kind == "exit":
+                return kind, fields.get("__syscall_nr"), name, fields.get("ret")
         elif ev.system == "raw_syscalls":
             nr = fields.get("id")
             if ev.event == "sys_enter":
@@ -478,6 +481,18 @@ class Session:
                 info = self._formatter.resolve(nr) if nr is not None else None
                 return "exit", nr, info[0] if info else f"syscall_{nr}", fields.get("ret")
         return None
+
+    def _syscall_shape(self, ev: TraceEvent) -> tuple:
+        """(kind, syscall name, [(field, C type)]) of a syscalls:* event, worked out once per event."""
+        if ev.event.startswith("sys_enter_"):
+            params = [(f.name, f.type) for f in ev.format.fields] if ev.format else []
+            shape = ("enter", ev.event[10:], params)
+        elif ev.event.startswith("sys_exit_"):
+            shape = ("exit", ev.event[9:], [])
+        else:
+            shape = (None, None, [])
+        self._syscall_shapes[ev.event] = shape
+        return shape
 
     def _pair(self, ev: TraceEvent) -> list[TraceEvent]:
         """Render a syscall event strace-style; with pairing, hold enters until their exit arrives."""
@@ -608,8 +623,9 @@ class Session:
         summary = self.summary
         pairer = self._pairer
         formatter = self._formatter
+        from rawtrace.parse.record import Lost
         for rec in records:
-            if rec.__class__.__name__ == "Lost":
+            if rec.__class__ is Lost:
                 summary.lost += max(rec.count, 0)
                 if rec.count < 0:
                     summary.lost_unknown_pages += 1
