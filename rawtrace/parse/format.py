@@ -21,10 +21,10 @@ __all__ = [
 # about 2.6.32. The declaration runs up to the first ';' (declarations never contain one).
 _FIELD_RE = re.compile(
     r"[ \t]*field(?:[ \t]+special)?[ \t]*:(?P<decl>[^;\n]*);"
-    r"[ \t]*offset[ \t]*:[ \t]*(?P<offset>[^;\n]*);"
-    r"[ \t]*size[ \t]*:[ \t]*(?P<size>[^;\n]*);"
-    r"(?:[ \t]*signed[ \t]*:[ \t]*(?P<signed>[^;\n]*);)?"
-    r"[ \t]*(?P<rest>.*)$"
+    r"[ \t]*offset[ \t]*:(?P<offset>[^;\n]*);"
+    r"[ \t]*size[ \t]*:(?P<size>[^;\n]*);"
+    r"(?:[ \t]*signed[ \t]*:(?P<signed>[^;\n]*);)?"
+    r"(?P<rest>.*)$"
 )
 # (field line, common, long size) -> Field. Fields are immutable, so events may share them.
 _FIELDS: dict[tuple[str, bool, int | None], Field] = {}
@@ -32,18 +32,7 @@ _FIELDS_MAX = 100_000
 # print fmt text -> (format string, arguments, problem note or None).
 _PRINT_FMTS: dict[str, tuple[str | None, tuple[str, ...], str | None]] = {}
 _NUMBER_RE = re.compile(r"[0-9]{1,18}\Z")
-# `<type> <name>`, `<type> <name>[<dim>]`, `<type> <name>:<bits>`. The name is the last identifier.
-_DECL_RE = re.compile(
-    r"(?P<type>.*?)(?<![A-Za-z0-9_])(?P<name>[A-Za-z_][A-Za-z0-9_]*)[ \t]*"
-    r"(?:(?P<dims>(?:\[[^\[\]]*\][ \t]*)+)|:[ \t]*(?P<bits>[0-9]{1,9}))?[ \t]*\Z",
-    re.DOTALL,
-)
-# Dynamic fields: `__data_loc <elem>[] <name>`, `__data_loc <elem> <name>` (cpumask_t) or `<name>[]`.
-_DYNAMIC_RE = re.compile(
-    r"(?P<loc>__data_loc|__rel_loc)[ \t]+(?P<elem>.*?)[ \t]*(?P<brackets>\[[^\[\]]*\])?[ \t]*"
-    r"(?<![A-Za-z0-9_])(?P<name>[A-Za-z_][A-Za-z0-9_]*)[ \t]*(?P<after>\[[^\[\]]*\])?[ \t]*\Z",
-    re.DOTALL,
-)
+_IDENTIFIER_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 _SPACES_RE = re.compile(r"[ \t]+")
 _HEADER_EVENT_BITS_RE = re.compile(
     r"^[ \t]*(?P<name>\w+)[ \t]*:[ \t]*(?P<bits>[0-9]{1,9})[ \t]*bits[ \t]*$", re.MULTILINE)
@@ -196,6 +185,33 @@ def _int_value(text: str, what: str, source: str | None, lineno: int) -> int:
     return int(text)
 
 
+def _split_trailing_brackets(text: str) -> tuple[str, list[str]]:
+    """`char name[16]` → (`char name`, [`16`]); `u8 m[2][4]` → (`u8 m`, [`2`, `4`]). Scanned by hand,
+    not by regex, so that hostile input cannot make matching slow."""
+    dims: list[str] = []
+    text = text.rstrip(" \t")
+    while text.endswith("]"):
+        opening = text.rfind("[")
+        if opening < 0 or "]" in text[opening + 1:-1]:
+            break
+        dims.append(text[opening + 1:-1].strip(" \t"))
+        text = text[:opening].rstrip(" \t")
+    dims.reverse()
+    return text, dims
+
+
+def _split_trailing_identifier(text: str) -> tuple[str, str]:
+    """`const char * filename` → (`const char *`, `filename`); no identifier at the end → (text, "")."""
+    end = len(text)
+    start = end
+    while start > 0 and text[start - 1] in _IDENTIFIER_CHARS:
+        start -= 1
+    name = text[start:end]
+    if name and name[0].isdigit():
+        return text, ""
+    return text[:start].rstrip(" \t"), name
+
+
 def parse_field_line(line: str, *, common: bool = False, long_size: int | None = None,
                      source: str | None = None, lineno: int = 0) -> Field:
     """One `field:...;offset:...;size:...;signed:...;` line as a Field (its kind derived from type and size)."""
@@ -211,31 +227,33 @@ def parse_field_line(line: str, *, common: bool = False, long_size: int | None =
         notes.append(f"unexpected text after the field: {m.group('rest').strip()[:40]!r}")
     if decl.startswith(("__data_loc", "__rel_loc")):
         return _dynamic_field(decl, offset, size, signed_text, common, long_size, notes, source, lineno)
-    d = _DECL_RE.match(decl)
-    if d is None or not d.group("type").strip():
+    bits = None
+    head, colon, tail = decl.rpartition(":")
+    if colon and _NUMBER_RE.match(tail.strip(" \t")) and len(tail.strip(" \t")) <= 9:
+        decl, bits = head.rstrip(" \t"), tail.strip(" \t")
+    rest, dim_list = _split_trailing_brackets(decl)
+    type_part, name = _split_trailing_identifier(rest)
+    if not name or not type_part or (bits is not None and dim_list):
         raise ParseError(f"field declaration has no type and name: {decl!r}", source=source, line=lineno)
-    name = d.group("name")
-    ctype = _SPACES_RE.sub(" ", d.group("type").strip())
+    ctype = _SPACES_RE.sub(" ", type_part)
     if signed_text is None:
         signed = _default_signed(ctype)
         notes.append("no signed: in the file; signedness taken from the type")
     else:
         signed = _int_value(signed_text, "signed", source, lineno) != 0
-    dims = d.group("dims")
-    if dims is not None:
-        dim_list = [part.strip() for part in dims.strip()[1:-1].split("][")]
+    if dim_list:
         if len(dim_list) > 1:
-            notes.append(f"multi-dimensional array {dims.strip()}; treated as one flat array")
-            lengths = [_eval_array_length(part) for part in dim_list]
-            product = 1
-            for length in lengths:
+            dims = "".join(f"[{part}]" for part in dim_list)
+            notes.append(f"multi-dimensional array {dims}; treated as one flat array")
+            product: int | None = 1
+            for length in (_eval_array_length(part) for part in dim_list):
                 product = None if length is None or product is None else product * length
-            dim = str(product) if product is not None else dims.strip()
+            dim = str(product) if product is not None else dims
             return _array_field(name, ctype, dim, offset, size, signed, common, long_size, notes,
-                                type_text=f"{ctype}{_SPACES_RE.sub('', dims)}")
+                                type_text=f"{ctype}{dims}")
         return _array_field(name, ctype, dim_list[0], offset, size, signed, common, long_size, notes)
-    if d.group("bits") is not None:
-        notes.append(f"declared as a {d.group('bits')}-bit bitfield; decoded as the whole {size}-byte word")
+    if bits is not None:
+        notes.append(f"declared as a {bits}-bit bitfield; decoded as the whole {size}-byte word")
     if "*" in ctype:
         kind = FieldKind.POINTER if size in (4, 8) else FieldKind.OPAQUE
     else:
@@ -287,16 +305,21 @@ def _array_field(name: str, ctype: str, dim: str, offset: int, size: int, signed
 
 def _dynamic_field(decl: str, offset: int, size: int, signed_text: str | None, common: bool,
                    long_size: int | None, notes: list[str], source: str | None, lineno: int) -> Field:
-    d = _DYNAMIC_RE.match(decl)
-    if d is None or not d.group("elem").strip():
+    loc = "__data_loc" if decl.startswith("__data_loc") else "__rel_loc"
+    rest, after = _split_trailing_brackets(decl[len(loc):])
+    elem_part, name = _split_trailing_identifier(rest)
+    elem_part, brackets = _split_trailing_brackets(elem_part)
+    elem = _SPACES_RE.sub(" ", elem_part.strip(" \t"))
+    if (not name or not elem or not decl[len(loc):len(loc) + 1].isspace() or len(after) > 1
+            or len(brackets) > 1 or (after and brackets)):
         raise ParseError(f"dynamic field declaration has no element type and name: {decl!r}",
                          source=source, line=lineno)
-    loc, name = d.group("loc"), d.group("name")
-    elem = _SPACES_RE.sub(" ", d.group("elem").strip())
-    brackets = d.group("brackets") or ""
-    if d.group("after"):
+    if after:
         notes.append("brackets after the name (`name[]`) rather than after the type")
-    type_text = f"{loc} {elem}{'[]' if brackets or d.group('after') else ''}"
+    inside = (after or brackets or [""])[0]
+    if inside:
+        notes.append(f"a length inside the brackets ([{inside}]) of a dynamic field is ignored")
+    type_text = f"{loc} {elem}{'[]' if brackets or after else ''}"
     if signed_text is None:
         signed = False
         notes.append("no signed: in the file; a dynamic field's location word is unsigned")
