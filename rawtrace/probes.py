@@ -99,6 +99,10 @@ def _reject_unsafe(text: str, what: str) -> None:
             raise UsageError(f"{what} contains a control character ({ch!r}); probe specs are one line")
         if ch in ";#":
             raise UsageError(f"{what} contains {ch!r}, which is not allowed in a probe spec")
+    # The kernel splits arguments with its Latin-1 isspace(), which counts byte 0xA0 (found inside
+    # UTF-8 sequences such as U+00A0 or U+2020) as a space.
+    if b"\xa0" in text.encode("utf-8", "surrogateescape"):
+        raise UsageError(f"{what} contains a character whose UTF-8 form the kernel would read as a space")
 
 
 def sanitize_name(text: str) -> str:

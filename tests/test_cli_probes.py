@@ -169,3 +169,17 @@ def test_usdt_listing(tmp_path, capsys):
     assert "rtprov:tick" in out and "arg4=4@$42" in out
     code, out, _ = run_cli(capsys, "probes", "--usdt", "libc")
     assert code == 0 and "0 USDT probes" in out
+
+
+def test_non_utf8_file_names_are_shown_escaped(tmp_path):
+    from rawtrace import elf
+    from rawtrace.host import Host
+    odd = os.path.join(os.fsencode(tmp_path), b"copy\xff.so")
+    with open(odd, "wb") as out, open(elf.resolve_target("libc", Host()), "rb") as src:
+        out.write(src.read())
+    spec = b"uprobe:" + odd + b":openat"
+    result = subprocess.run([sys.executable, "-m", "rawtrace", "probes", "--json", "--show", spec],
+                            capture_output=True, cwd=ROOT, check=True)
+    (shown,) = json.loads(result.stdout)
+    assert shown["path"].endswith("copy\\xff.so")
+    assert shown["definition"].endswith("copy\\xff.so:" + shown["file_offset"])

@@ -350,3 +350,10 @@ def test_definition_length_limit():
     spec = ProbeSpec.parse("uprobe:libc:f " + " ".join(f"a{i:03d}{'x' * 27}=%di:u64" for i in range(90)),
                            "x86_64")
     assert len(ResolvedProbe(spec, "/usr/lib/libc.so.6:0xf8150").definition(G, "f")) < 4094
+
+
+def test_non_utf8_path_bytes_reach_the_kernel_unchanged(fake):
+    path = os.fsdecode(b"/opt/app\xff")               # a file name that is not UTF-8
+    spec = ProbeSpec.parse("uprobe:/opt/x:main", "x86_64")
+    events(fake).create(ResolvedProbe(spec, f"{path}:0x10", path), G, "main")
+    assert (fake.root / "dynamic_events").read_bytes() == f"p:{G}/main ".encode() + b"/opt/app\xff:0x10\n"

@@ -100,6 +100,8 @@ def test_bad_heads(text, message):
     "kprobe:vfs_read x=%di # comment hides the rest",
     "kprobe:vfs_read\x1b[2J",
     "uprobe:libc:openat x=%di\n",
+    "uprobe:/tmp/a\u00a0b:main",          # UTF-8 c2 a0: a space to the kernel's isspace()
+    "uprobe:/tmp/\u2020x:main",           # e2 80 a0
 ])
 def test_injection_attempts_are_rejected(text):
     with pytest.raises(UsageError):

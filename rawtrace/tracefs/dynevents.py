@@ -148,7 +148,7 @@ class KernelFiles:
     def append(self, path: Path, line: str) -> None:
         # O_APPEND and one write(): Python's "a" mode seeks, which these files refuse (EINVAL), and
         # O_TRUNC ("w") would delete every other probe of that file type.
-        data = (line + "\n").encode()
+        data = (line + "\n").encode("utf-8", "surrogateescape")   # paths may hold any bytes
         fd = os.open(path, os.O_WRONLY | os.O_APPEND)
         try:
             written = os.write(fd, data)
