@@ -60,11 +60,26 @@ def test_format_json_single_object(capsys, tracefs):
     data = json.loads(out)
     assert isinstance(data, dict)
     assert (data["system"], data["name"], data["id"]) == ("syscalls", "sys_exit_openat", 781)
-    assert set(data) >= {"system", "name", "id", "fields", "print_fmt", "print_fmt_string", "print_fmt_args",
-                         "notes"}
+    assert set(data) >= {
+        "system",
+        "name",
+        "id",
+        "fields",
+        "print_fmt",
+        "print_fmt_string",
+        "print_fmt_args",
+        "notes",
+    }
     ret = data["fields"][-1]
-    assert ret == {"name": "ret", "type": "long", "offset": 16, "size": 8, "signed": True, "common": False,
-                   "kind": "integer"}
+    assert ret == {
+        "name": "ret",
+        "type": "long",
+        "offset": 16,
+        "size": 8,
+        "signed": True,
+        "common": False,
+        "kind": "integer",
+    }
     assert data["fields"][0]["common"] is True
     assert data["print_fmt"] == '"0x%lx", REC->ret' and data["print_fmt_args"] == ["REC->ret"]
 
@@ -108,7 +123,7 @@ def test_events_text_and_json(capsys, tracefs):
     lines = out.splitlines()
     assert lines[0].split() == ["SYSTEM", "EVENT", "ID"]
     assert ["sched", "sched_switch", "372"] in [line.split() for line in lines]
-    assert ["ftrace", "print", "5"] in [line.split() for line in lines]     # no id file: from the format
+    assert ["ftrace", "print", "5"] in [line.split() for line in lines]  # no id file: from the format
     code, out, _ = run(capsys, tracefs, "events", "sched", "--json")
     data = json.loads(out)
     assert {d["system"] for d in data} == {"sched"} and {"system", "name", "id"} == set(data[0])
@@ -121,21 +136,37 @@ def test_events_text_and_json(capsys, tracefs):
 
 
 def test_subprocess_exit_code_and_no_traceback(tracefs):
-    result = subprocess.run([sys.executable, "-m", "rawtrace", "--tracefs", str(tracefs), "format", "nosuch_event"],
-                            check=False, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "rawtrace", "--tracefs", str(tracefs), "format", "nosuch_event"],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2 and result.stdout == ""
     assert len(result.stderr.splitlines()) <= 2 and "Traceback" not in result.stderr
-    result = subprocess.run([sys.executable, "-m", "rawtrace", "format", "--help"], check=False, cwd=ROOT,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "rawtrace", "format", "--help"],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0 and "examples:" in result.stdout
 
 
 def test_note_when_tracefs_was_mounted_now(capsys, tracefs, monkeypatch):
     from rawtrace.tracefs import discover
+
     monkeypatch.delenv("RAWTRACE_TRACEFS", raising=False)
     monkeypatch.delenv("RAWTRACE_ROOT", raising=False)
-    monkeypatch.setattr(discover, "find_tracefs",
-                        lambda host: discover.TracefsLocation(tracefs, "mounted now", mounted_now=True))
+    monkeypatch.setattr(
+        discover,
+        "find_tracefs",
+        lambda host: discover.TracefsLocation(tracefs, "mounted now", mounted_now=True),
+    )
     code = main(["format", "sched:sched_waking"])
     out, err = capsys.readouterr()
     assert code == 0 and out.startswith("sched:sched_waking  ID ")

@@ -11,7 +11,9 @@ from rawtrace.host import Host
 from rawtrace.tracefs.discover import find_tracefs, locate_tracefs
 
 
-def make_root(tmp_path: Path, mounts: list[str], tracing_dirs: list[str], mounts_file="proc/self/mounts") -> Path:
+def make_root(
+    tmp_path: Path, mounts: list[str], tracing_dirs: list[str], mounts_file="proc/self/mounts"
+) -> Path:
     root = tmp_path / "root"
     (root / Path(mounts_file).parent).mkdir(parents=True)
     (root / mounts_file).write_text("".join(line + "\n" for line in mounts))
@@ -22,8 +24,9 @@ def make_root(tmp_path: Path, mounts: list[str], tracing_dirs: list[str], mounts
 
 
 def test_tracefs_mounted_elsewhere(tmp_path):
-    root = make_root(tmp_path, ["proc /proc proc rw 0 0", "nodev /mnt/trace tracefs rw,relatime 0 0"],
-                     ["mnt/trace"])
+    root = make_root(
+        tmp_path, ["proc /proc proc rw 0 0", "nodev /mnt/trace tracefs rw,relatime 0 0"], ["mnt/trace"]
+    )
     found = find_tracefs(Host(root))
     assert (found.path, found.how, found.mounted_now) == (root / "mnt/trace", "mount table (tracefs)", False)
 
@@ -40,9 +43,12 @@ def test_debugfs_with_tracing(tmp_path):
 
 
 def test_empty_tracefs_mount_is_skipped_for_a_usable_one(tmp_path):
-    root = make_root(tmp_path, ["nodev /sys/kernel/tracing tracefs rw 0 0",
-                                "debugfs /sys/kernel/debug debugfs rw 0 0"], ["sys/kernel/debug/tracing"])
-    (root / "sys/kernel/tracing").mkdir(parents=True)      # mounted but empty (tracing disabled at boot)
+    root = make_root(
+        tmp_path,
+        ["nodev /sys/kernel/tracing tracefs rw 0 0", "debugfs /sys/kernel/debug debugfs rw 0 0"],
+        ["sys/kernel/debug/tracing"],
+    )
+    (root / "sys/kernel/tracing").mkdir(parents=True)  # mounted but empty (tracing disabled at boot)
     assert locate_tracefs(Host(root)).how == "mount table (debugfs)"
 
 
@@ -62,7 +68,7 @@ def test_nothing_mounted(tmp_path):
     host = Host(root)
     assert locate_tracefs(host) is None
     with pytest.raises(TracingBlocked) as info:
-        find_tracefs(host)          # a fake tree is never mounted into
+        find_tracefs(host)  # a fake tree is never mounted into
     assert "no tracefs found" in info.value.message and info.value.hint
     assert not (root / "sys/kernel/tracing").exists()
 

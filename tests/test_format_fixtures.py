@@ -47,11 +47,15 @@ def test_captured_trees_exist_with_headers():
 def test_captured_format_parses(path):
     fmt = parse_format(path.read_text(), system=path.parent.parent.name, source=str(path), long_size=8)
     assert fmt.name == path.parent.name
-    id_file = path.parent / "id"        # most ftrace/* events have none
+    id_file = path.parent / "id"  # most ftrace/* events have none
     if id_file.exists():
         assert fmt.id == int(id_file.read_text())
-    assert [f.name for f in fmt.common_fields] == ["common_type", "common_flags", "common_preempt_count",
-                                                   "common_pid"]
+    assert [f.name for f in fmt.common_fields] == [
+        "common_type",
+        "common_flags",
+        "common_preempt_count",
+        "common_pid",
+    ]
     assert not fmt.notes
     assert fmt.print_fmt_string is not None
 
@@ -60,9 +64,16 @@ def test_captured_trees_cover_each_kind():
     kinds = set()
     for path in _captured_formats():
         kinds |= {f.kind for f in parse_format(path.read_text(), long_size=8).all_fields}
-    assert kinds >= {FieldKind.INTEGER, FieldKind.POINTER, FieldKind.ARRAY, FieldKind.STRING,
-                     FieldKind.FLEX_ARRAY, FieldKind.FLEX_STRING, FieldKind.DATA_LOC_STRING,
-                     FieldKind.DATA_LOC_ARRAY}
+    assert kinds >= {
+        FieldKind.INTEGER,
+        FieldKind.POINTER,
+        FieldKind.ARRAY,
+        FieldKind.STRING,
+        FieldKind.FLEX_ARRAY,
+        FieldKind.FLEX_STRING,
+        FieldKind.DATA_LOC_STRING,
+        FieldKind.DATA_LOC_ARRAY,
+    }
 
 
 def _captured(system: str, name: str):
@@ -74,9 +85,18 @@ def test_syscall_event_layout():
     fmt = _captured("syscalls", "sys_enter_openat")
     fields = _fields(fmt)
     assert [f.name for f in fmt.fields] == ["__syscall_nr", "dfd", "filename", "flags", "mode"]
-    assert (fields["__syscall_nr"].offset, fields["__syscall_nr"].size, fields["__syscall_nr"].signed) == (8, 4, True)
+    assert (fields["__syscall_nr"].offset, fields["__syscall_nr"].size, fields["__syscall_nr"].signed) == (
+        8,
+        4,
+        True,
+    )
     # Argument slots are unsigned longs whatever the declared type.
-    assert (fields["dfd"].type, fields["dfd"].offset, fields["dfd"].size, fields["dfd"].signed) == ("int", 16, 8, False)
+    assert (fields["dfd"].type, fields["dfd"].offset, fields["dfd"].size, fields["dfd"].signed) == (
+        "int",
+        16,
+        8,
+        False,
+    )
     assert fields["filename"].kind == FieldKind.POINTER and fields["filename"].type == "const char *"
     assert fmt.print_fmt_args[0] == "((unsigned long)(REC->dfd))"
     exit_fields = _fields(_captured("syscalls", "sys_exit_openat"))
@@ -96,12 +116,21 @@ def test_sched_switch_strings_and_print_tables():
 
 def test_ftrace_flexible_and_fixed_arrays():
     function = _fields(_captured("ftrace", "function"))["args"]
-    assert (function.kind, function.size, function.element_size, function.count) == (FieldKind.FLEX_ARRAY, 0, 8, None)
+    assert (function.kind, function.size, function.element_size, function.count) == (
+        FieldKind.FLEX_ARRAY,
+        0,
+        8,
+        None,
+    )
     print_buf = _fields(_captured("ftrace", "print"))["buf"]
     assert print_buf.kind == FieldKind.FLEX_STRING
     caller = _fields(_captured("ftrace", "kernel_stack"))["caller"]
-    assert (caller.kind, caller.count, caller.element_size, caller.element_type) == (FieldKind.ARRAY, 8, 8,
-                                                                                     "unsigned long")
+    assert (caller.kind, caller.count, caller.element_size, caller.element_type) == (
+        FieldKind.ARRAY,
+        8,
+        8,
+        "unsigned long",
+    )
     # The print fmt has three adjacent literals.
     assert _captured("ftrace", "kernel_stack").print_fmt_string.count("=> %ps") == 8
 
@@ -109,9 +138,17 @@ def test_ftrace_flexible_and_fixed_arrays():
 def test_data_loc_forms():
     cpumask = _fields(_captured("ipi", "ipi_send_cpumask"))["cpumask"]
     assert (cpumask.kind, cpumask.type, cpumask.element_type, cpumask.element_size) == (
-        FieldKind.DATA_LOC_ARRAY, "__data_loc cpumask_t", "cpumask_t", 8)
+        FieldKind.DATA_LOC_ARRAY,
+        "__data_loc cpumask_t",
+        "cpumask_t",
+        8,
+    )
     filename = _fields(_captured("sched", "sched_process_exec"))["filename"]
-    assert (filename.kind, filename.type, filename.size) == (FieldKind.DATA_LOC_STRING, "__data_loc char[]", 4)
+    assert (filename.kind, filename.type, filename.size) == (
+        FieldKind.DATA_LOC_STRING,
+        "__data_loc char[]",
+        4,
+    )
     dma = _fields(_captured("dma", "dma_map_sg"))
     arrays = [f for f in dma.values() if f.kind == FieldKind.DATA_LOC_ARRAY]
     assert arrays and all(f.element_size in (4, 8) for f in arrays)
@@ -124,6 +161,7 @@ def test_multiline_print_fmt_captured():
 
 
 # -- hand-written forms ---------------------------------------------------------------------------
+
 
 def test_old_kernel_without_signed_defaults_from_type():
     fmt = _hand("old_2631_no_signed.format", long_size=4)
@@ -139,7 +177,11 @@ def test_old_kernel_without_signed_defaults_from_type():
 
 def test_field_special_lines():
     fields = _fields(_hand("old_2628_field_special.format", long_size=4))
-    assert (fields["filename"].kind, fields["filename"].offset, fields["filename"].size) == (FieldKind.POINTER, 12, 4)
+    assert (fields["filename"].kind, fields["filename"].offset, fields["filename"].size) == (
+        FieldKind.POINTER,
+        12,
+        4,
+    )
 
 
 def test_32bit_kernel_layouts():
@@ -188,7 +230,10 @@ def test_bitfields_and_odd_types_are_flagged_not_guessed():
     assert fields["flags"].kind == FieldKind.INTEGER and "bitfield" in fields["flags"].notes[0]
     assert fields["nr"].kind == FieldKind.INTEGER and not fields["nr"].notes
     assert fields["wide"].kind == FieldKind.OPAQUE and fields["wide"].notes
-    assert fields["head_ptr"].kind == FieldKind.POINTER and fields["head_ptr"].type == "struct robust_list_head * *"
+    assert (
+        fields["head_ptr"].kind == FieldKind.POINTER
+        and fields["head_ptr"].type == "struct robust_list_head * *"
+    )
     assert fields["argv"].type == "const char *const *"
     assert fields["gs_ptr"].kind == FieldKind.POINTER
     assert (fields["matrix"].count, fields["matrix"].type) == (8, "u8[2][4]") and fields["matrix"].notes
@@ -229,8 +274,11 @@ def test_odd_spacing():
 
 def test_preempt_rt_common_fields():
     fmt = _hand("preempt_rt_common.format")
-    assert [f.name for f in fmt.common_fields][-3:] == ["common_migrate_disable", "common_preempt_lazy_count",
-                                                        "common_padding"]
+    assert [f.name for f in fmt.common_fields][-3:] == [
+        "common_migrate_disable",
+        "common_preempt_lazy_count",
+        "common_padding",
+    ]
     assert [(f.name, f.offset) for f in fmt.fields] == [("value", 12)]
 
 
@@ -254,14 +302,17 @@ def test_no_event_fields_and_crlf():
     assert crlf.notes == ("CRLF line endings",)
 
 
-@pytest.mark.parametrize("name, line, reason", [
-    ("no_id.format", None, "no `ID:` line"),
-    ("no_name.format", None, "no `name:` line"),
-    ("offset_not_number.format", 5, "offset is not a decimal number"),
-    ("garbage_line.format", 9, "unexpected line"),
-    ("field_without_name.format", 9, "no type and name"),
-    ("field_before_format.format", 3, "field line before `format:`"),
-])
+@pytest.mark.parametrize(
+    "name, line, reason",
+    [
+        ("no_id.format", None, "no `ID:` line"),
+        ("no_name.format", None, "no `name:` line"),
+        ("offset_not_number.format", 5, "offset is not a decimal number"),
+        ("garbage_line.format", 9, "unexpected line"),
+        ("field_without_name.format", 9, "no type and name"),
+        ("field_before_format.format", 3, "field line before `format:`"),
+    ],
+)
 def test_bad_files_name_file_line_and_reason(name, line, reason):
     path = HANDWRITTEN / "bad" / name
     with pytest.raises(ParseError) as info:
@@ -274,21 +325,29 @@ def test_bad_files_name_file_line_and_reason(name, line, reason):
 
 # -- pieces ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, expected", [
-    ('"x"', ("x", [])),
-    ('"a" "b", REC->a', ("ab", ["REC->a"])),
-    ('"%s", __print_flags(REC->f, "|", {1, "A"}, {2, "B"})', ("%s", ['__print_flags(REC->f, "|", {1, "A"}, {2, "B"})'])),
-    ('"%d %d", f(a, b), c[1, 2]', ("%d %d", ["f(a, b)", "c[1, 2]"])),
-    ('"%c", \',\'', ("%c", ["','"])),
-    ('"\\t\\n\\\\\\"\\x41\\101\\e"', ('\t\n\\"AA\x1b', [])),
-    ('"%s", REC->a ? "yes, (really" : "no"', ("%s", ['REC->a ? "yes, (really" : "no"'])),
-])
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ('"x"', ("x", [])),
+        ('"a" "b", REC->a', ("ab", ["REC->a"])),
+        (
+            '"%s", __print_flags(REC->f, "|", {1, "A"}, {2, "B"})',
+            ("%s", ['__print_flags(REC->f, "|", {1, "A"}, {2, "B"})']),
+        ),
+        ('"%d %d", f(a, b), c[1, 2]', ("%d %d", ["f(a, b)", "c[1, 2]"])),
+        ("\"%c\", ','", ("%c", ["','"])),
+        ('"\\t\\n\\\\\\"\\x41\\101\\e"', ('\t\n\\"AA\x1b', [])),
+        ('"%s", REC->a ? "yes, (really" : "no"', ("%s", ['REC->a ? "yes, (really" : "no"'])),
+    ],
+)
 def test_split_print_fmt(text, expected):
     assert split_print_fmt(text) == (expected[0], expected[1])
 
 
-@pytest.mark.parametrize("text", ['x, y', '"x", (a', '"x", a)', '"x", "open', '"x", a,,b', '"x" y', '"x", (a]',
-                                  '"x",'])
+@pytest.mark.parametrize(
+    "text", ["x, y", '"x", (a', '"x", a)', '"x", "open', '"x", a,,b', '"x" y', '"x", (a]', '"x",']
+)
 def test_split_print_fmt_rejects(text):
     with pytest.raises(ParseError):
         split_print_fmt(text)

@@ -40,18 +40,27 @@ def commands() -> list[tuple[str, list[str]]]:
         ("rawtrace events", [py, "-m", "rawtrace", "events"]),
     ]
     if shutil.which("bpftrace"):
-        out.append(("bpftrace -lv tracepoint:syscalls:sys_enter_open",
-                    ["bpftrace", "-lv", "tracepoint:syscalls:sys_enter_open"]))
+        out.append(
+            (
+                "bpftrace -lv tracepoint:syscalls:sys_enter_open",
+                ["bpftrace", "-lv", "tracepoint:syscalls:sys_enter_open"],
+            )
+        )
     if shutil.which("trace-cmd"):
-        out.append(("trace-cmd list -e syscalls:sys_enter_open -F",
-                    ["trace-cmd", "list", "-e", "syscalls:sys_enter_open", "-F"]))
+        out.append(
+            (
+                "trace-cmd list -e syscalls:sys_enter_open -F",
+                ["trace-cmd", "list", "-e", "syscalls:sys_enter_open", "-F"],
+            )
+        )
     return out
 
 
 def time_once(argv: list[str], env: dict) -> float:
     start = time.perf_counter()
-    proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd="/",
-                          check=False)
+    proc = subprocess.run(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd="/", check=False
+    )
     elapsed = (time.perf_counter() - start) * 1000
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} exited {proc.returncode}")
@@ -61,8 +70,11 @@ def time_once(argv: list[str], env: dict) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=15, help="runs per command (default 15)")
-    parser.add_argument("--no-bytecode-cache", action="store_true",
-                        help="compile every module on every run, as a checkout with PYTHONDONTWRITEBYTECODE=1 does")
+    parser.add_argument(
+        "--no-bytecode-cache",
+        action="store_true",
+        help="compile every module on every run, as a checkout with PYTHONDONTWRITEBYTECODE=1 does",
+    )
     args = parser.parse_args()
     env = dict(os.environ, PYTHONPATH=str(REPO))
     pycache = None
@@ -75,14 +87,19 @@ def main() -> int:
         env["PYTHONPYCACHEPREFIX"] = pycache
     try:
         cmds = commands()
-        for _label, argv in cmds:        # warm the page cache and the bytecode cache
+        for _label, argv in cmds:  # warm the page cache and the bytecode cache
             time_once(argv, env)
         samples: dict[str, list[float]] = {label: [] for label, _ in cmds}
         for _ in range(args.n):
             for label, argv in cmds:
                 samples[label].append(time_once(argv, env))
-        everything = subprocess.run([sys.executable, "-m", "rawtrace", "format", "*:*", "--json"],
-                                    capture_output=True, text=True, env=env, check=True).stdout
+        everything = subprocess.run(
+            [sys.executable, "-m", "rawtrace", "format", "*:*", "--json"],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        ).stdout
         count = len(json.loads(everything))
     finally:
         if pycache:
@@ -98,14 +115,20 @@ def main() -> int:
         print(f"{label:<52} {best[label]:8.1f} {median[label]:10.1f} {ratio:>12}")
     print()
     own = one - bare
-    print(f"rawtrace format sys_enter_open own cost: {own:.1f} ms above python3 -c pass "
-          f"(target <= {OWN_TARGET_MS:.0f} ms): {'ok' if own <= OWN_TARGET_MS else 'OVER'}")
+    print(
+        f"rawtrace format sys_enter_open own cost: {own:.1f} ms above python3 -c pass "
+        f"(target <= {OWN_TARGET_MS:.0f} ms): {'ok' if own <= OWN_TARGET_MS else 'OVER'}"
+    )
     total = best["rawtrace format '*:*' --json"]
-    print(f"rawtrace format '*:*' --json: {total:.0f} ms for {count} events "
-          f"({total / max(count, 1) * 1000:.0f} us/event; target < {ALL_TARGET_MS:.0f} ms): "
-          f"{'ok' if total < ALL_TARGET_MS else 'OVER'}")
-    print(f"bytecode cache: {'off (PYTHONDONTWRITEBYTECODE=1)' if args.no_bytecode_cache else 'on'}; "
-          f"{args.n} runs each; ratios are best-time ratios (peer / rawtrace format sys_enter_open)")
+    print(
+        f"rawtrace format '*:*' --json: {total:.0f} ms for {count} events "
+        f"({total / max(count, 1) * 1000:.0f} us/event; target < {ALL_TARGET_MS:.0f} ms): "
+        f"{'ok' if total < ALL_TARGET_MS else 'OVER'}"
+    )
+    print(
+        f"bytecode cache: {'off (PYTHONDONTWRITEBYTECODE=1)' if args.no_bytecode_cache else 'on'}; "
+        f"{args.n} runs each; ratios are best-time ratios (peer / rawtrace format sys_enter_open)"
+    )
     return 0
 
 

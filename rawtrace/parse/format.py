@@ -33,6 +33,7 @@ _FIELDS_MAX = 100_000
 _PRINT_FMTS: dict[str, tuple[str | None, tuple[str, ...], str | None]] = {}
 _NUMBER_RE = re.compile(r"[0-9]{1,18}\Z")
 _IDENTIFIER_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
+_DYNAMIC_PREFIXES = ("__data_loc", "__rel_loc")
 _SPACES_RE = re.compile(r"[ \t]+")
 _HEADER_EVENT_BITS_RE = re.compile(
     r"^[ \t]*(?P<name>\w+)[ \t]*:[ \t]*(?P<bits>[0-9]{1,9})[ \t]*bits[ \t]*$", re.MULTILINE)
@@ -214,7 +215,7 @@ def _split_trailing_identifier(text: str) -> tuple[str, str]:
 
 def parse_field_line(line: str, *, common: bool = False, long_size: int | None = None,
                      source: str | None = None, lineno: int = 0) -> Field:
-    """One `field:...;offset:...;size:...;signed:...;` line as a Field (its kind derived from type and size)."""
+    """One `field:...;offset:...;size:...;signed:...;` line as a Field (kind derived from type and size)."""
     m = _FIELD_RE.match(line)
     if m is None:
         raise ParseError(f"not a field line: {line.strip()[:80]!r}", source=source, line=lineno)
@@ -225,7 +226,7 @@ def parse_field_line(line: str, *, common: bool = False, long_size: int | None =
     signed_text = m.group("signed")
     if m.group("rest").strip():
         notes.append(f"unexpected text after the field: {m.group('rest').strip()[:40]!r}")
-    if decl.startswith(("__data_loc", "__rel_loc")):
+    if decl.startswith(("__data_loc", "__rel_loc")) and decl.split(None, 1)[0] in _DYNAMIC_PREFIXES:
         return _dynamic_field(decl, offset, size, signed_text, common, long_size, notes, source, lineno)
     bits = None
     head, colon, tail = decl.rpartition(":")
