@@ -79,6 +79,10 @@ def test_format_json_single_object(capsys, tracefs):
         "signed": True,
         "common": False,
         "kind": "integer",
+        "element_type": None,
+        "element_size": None,
+        "count": None,
+        "notes": [],
     }
     assert data["fields"][0]["common"] is True
     assert data["print_fmt"] == '"0x%lx", REC->ret' and data["print_fmt_args"] == ["REC->ret"]
@@ -91,7 +95,9 @@ def test_format_json_array_for_glob_or_several(capsys, tracefs):
     data = json.loads(out)
     assert code == 0 and isinstance(data, list) and [d["name"] for d in data] == ["function"]
     args = data[0]["fields"][-1]
-    assert (args["kind"], args["element_type"], args["element_size"]) == ("flex_array", "unsigned long", 8)
+    assert (args["kind"], args["element_type"], args["element_size"], args["count"]) == (
+        "flex_array", "unsigned long", 8, None)
+    assert all(set(f) == set(args) for event in data for f in event["fields"])
     code, out, _ = run(capsys, tracefs, "format", "sched:sched_waking", "sched:sched_wakeup", "--json")
     assert [d["name"] for d in json.loads(out)] == ["sched_waking", "sched_wakeup"]
     code, out, _ = run(capsys, tracefs, "format", "*:*", "--json")

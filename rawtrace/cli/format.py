@@ -17,8 +17,10 @@ opaque (raw bytes). Anything odd in the file (count disagreeing with size, overl
 a missing signed:) is kept and flagged in a NOTES column and in --json "notes".
 
 --json prints one object per event, {"system", "name", "id", "fields": [{"name", "type", "offset",
-"size", "signed", "common", "kind", ...}], "print_fmt", "print_fmt_string", "print_fmt_args",
-"notes"}; an array (one event per line) when a glob was given or several events match.
+"size", "signed", "common", "kind", "element_type", "element_size", "count", "notes"}], "print_fmt",
+"print_fmt_string", "print_fmt_args", "notes"}; element_type/element_size are set for arrays and
+dynamic fields (element_size null when it depends on an unknown kernel long size), count for fixed
+arrays. An array (one event per line) when a glob was given or several events match.
 
 examples:
   rawtrace format sys_enter_openat
@@ -47,16 +49,11 @@ def open_catalog(host):
 
 
 def field_json(field) -> dict:
-    out = {"name": field.name, "type": field.type, "offset": field.offset, "size": field.size,
-           "signed": field.signed, "common": field.common, "kind": field.kind}
-    if field.element_type is not None:
-        out["element_type"] = field.element_type
-        out["element_size"] = field.element_size
-    if field.count is not None:
-        out["count"] = field.count
-    if field.notes:
-        out["notes"] = list(field.notes)
-    return out
+    # Every key always present (null when it does not apply), so consumers need no key checks.
+    return {"name": field.name, "type": field.type, "offset": field.offset, "size": field.size,
+            "signed": field.signed, "common": field.common, "kind": field.kind,
+            "element_type": field.element_type, "element_size": field.element_size, "count": field.count,
+            "notes": list(field.notes)}
 
 
 # Field objects are shared between events (the parser reuses identical lines), so their JSON objects can be.
