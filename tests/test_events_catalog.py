@@ -138,3 +138,12 @@ def test_helpers(tracefs):
     assert split_event_name("b") == (None, "b")
     assert events_dir_of(tracefs) == tracefs / "events"
     assert events_dir_of(tracefs / "events") == tracefs / "events"
+
+
+def test_lookups_stay_inside_events_dir(tracefs):
+    catalog = EventCatalog(tracefs / "events")
+    (tracefs / "format").write_text("name: x\nID: 1\nformat:\n")
+    for system, name in [("..", "events"), ("sched", ".."), (".", "sched"), ("sched", "a\0b"), ("sched", "")]:
+        assert not catalog.exists(system, name)
+        with pytest.raises(UsageError):
+            catalog.format(system, name)

@@ -452,6 +452,16 @@ def _flag_field_problems(common_fields: list[Field], fields: list[Field],
                          notes: list[str]) -> tuple[tuple[Field, ...], tuple[Field, ...]]:
     """Add notes for duplicate names and overlapping byte ranges (kernel bugs: tolerated, never fatal)."""
     all_fields = common_fields + fields
+    # The usual case, checked in one pass: ascending, disjoint offsets and distinct names.
+    end = 0
+    for field in all_fields:
+        if field.size:
+            if field.offset < end:
+                break
+            end = field.offset + field.size
+    else:
+        if len({f.name for f in all_fields}) == len(all_fields):
+            return tuple(common_fields), tuple(fields)
     extra: dict[int, list[str]] = {}
     seen: dict[str, int] = {}
     for index, field in enumerate(all_fields):

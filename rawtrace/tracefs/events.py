@@ -13,6 +13,11 @@ _GLOB_CHARS = frozenset("*?[")
 _ID_LINE_RE = re.compile(r"^ID:[ \t]*([0-9]{1,18})[ \t]*$", re.MULTILINE)
 
 
+def _plain_part(text: str) -> bool:
+    """A usable directory name: no separator, not `.` or `..` (so lookups stay inside events/)."""
+    return bool(text) and "/" not in text and "\0" not in text and text not in (".", "..")
+
+
 def _is_glob(text: str) -> bool:
     return not _GLOB_CHARS.isdisjoint(text)
 
@@ -71,8 +76,7 @@ class EventCatalog:
         return [(s, name) for s in systems for name in self._event_names(s)]
 
     def exists(self, system: str, name: str) -> bool:
-        if not system or not name or "/" in system or "/" in name or system in (".", "..") \
-                or name in (".", ".."):
+        if not (_plain_part(system) and _plain_part(name)):
             return False
         return os.path.isfile(os.path.join(self._events_str, system, name, "format"))
 
@@ -174,13 +178,15 @@ class EventCatalog:
         key = (system, name)
         fmt = self._formats.get(key)
         if fmt is None:
-            if not self.exists(system, name):
+            if not (_plain_part(system) and _plain_part(name)):
                 raise self._unknown(f"{system}:{name}")
             from rawtrace.parse.format import parse_format
             path = os.path.join(self._events_str, system, name, "format")
             try:
                 with open(path, errors="replace") as f:
                     text = f.read()
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                raise self._unknown(f"{system}:{name}") from None
             except PermissionError:
                 raise
             except OSError as exc:
