@@ -63,6 +63,8 @@ def fake_tracefs(root: Path, long_size: int = 8, subbuf_size: int = 4096, cmdlin
         (events / system / name).mkdir(parents=True)
         (events / system / name / "format").write_text(text)
         (events / system / name / "id").write_text(f"{event_id}\n")
+    # like ftrace/raw_data on 6.18: a format but no id file
+    (events / "test" / "named" / "id").unlink()
     (events / "header_page").write_text(header_page(long_size, subbuf_size))
     (events / "header_event").write_text(HEADER_EVENT)
     if cmdlines is not None:

@@ -60,6 +60,7 @@ class EventsDir:
             raise UsageError(f"{directory} has neither events/header_page nor header_page",
                              hint="pass --tracefs with a copy of the device's tracefs or of its events/ dir")
         self._paths: dict[int, Path] | None = None
+        self._scanned_formats = False
         self.long_size: int | None = None
 
     def read(self, relative: str) -> str:
@@ -87,16 +88,22 @@ class EventsDir:
                     self._paths[int(id_file.read_text().strip())] = id_file.parent
                 except (OSError, ValueError):
                     continue
-            if not self._paths:
-                # A copy made without the id files: every format names its ID.
-                for fmt_file in self.events.glob("*/*/format"):
-                    try:
-                        match = re.search(r"^ID:\s*(\d+)", fmt_file.read_text(), re.MULTILINE)
-                    except OSError:
-                        continue
-                    if match:
-                        self._paths[int(match.group(1))] = fmt_file.parent
         directory = self._paths.get(event_id)
+        if directory is None and not self._scanned_formats:
+            # Some events have a format but no id file (ftrace/raw_data on 6.18, copies made without
+            # the id files): their format text names the ID.
+            self._scanned_formats = True
+            known = set(self._paths.values())
+            for fmt_file in self.events.glob("*/*/format"):
+                if fmt_file.parent in known:
+                    continue
+                try:
+                    match = re.search(r"^ID:\s*(\d+)", fmt_file.read_text(), re.MULTILINE)
+                except OSError:
+                    continue
+                if match:
+                    self._paths.setdefault(int(match.group(1)), fmt_file.parent)
+            directory = self._paths.get(event_id)
         if directory is None:
             return None
         path = directory / "format"
