@@ -361,3 +361,21 @@ def test_cgroup_traces_members_and_their_children(live_tracefs, tmp_path):
                 time.sleep(0.1)
     marked = [e for e in items if isinstance(e, TraceEvent) and e.fields.get("dfd") == MARK_FD]
     assert {e.pid for e in marked} == {grandchild} and len(marked) == 7      # the outsider is not traced
+
+
+def test_probe_events_arrive_and_probes_are_removed(live_tracefs):
+    if "uprobe" not in (live_tracefs / "README").read_text():
+        pytest.skip("this kernel has no uprobes")
+    child = start_waiting_child("import os, sys\nsys.stdin.read(1)\nfor _ in range(23):\n    os.getppid()\n")
+    try:
+        with Session(probes=["uprobe:libc:getppid"], pid=child.pid) as s:
+            group = f"rawtrace_{os.getpid()}"
+            assert group in (live_tracefs / "dynamic_events").read_text()
+            items = run_traced(s, child)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    hits = [e for e in items if isinstance(e, TraceEvent) and e.system == group]
+    assert len(hits) == 23 and {e.pid for e in hits} == {child.pid}
+    assert group not in (live_tracefs / "dynamic_events").read_text()
