@@ -4,7 +4,14 @@
 Usage:
   tools/gen_tables.py --tarball /usr/src/linux-source-6.12.tar.xz      # extracts only the files it needs
   tools/gen_tables.py --tree /path/to/linux
+  tools/gen_tables.py --tree /tmp/linux-6.19      # a directory holding just the needed files, tree layout
+  tools/gen_tables.py --tree /tmp/linux-6.18.2 --only s390.tbl      # regenerate some tables only
+  tools/gen_tables.py --list-files                # the paths a --tree directory must hold
   tools/gen_tables.py --kernel-version 6.19 --file x86_64.tbl=/path/syscall_64.tbl   # one table by hand
+
+A --tree directory need not be a whole kernel: the top Makefile (only its VERSION lines are read), the
+files --list-files names, laid out as in the kernel, are enough; a table whose source is absent is
+skipped and its committed file left as it is (each file's header names the version it came from).
 
 Each output keeps the kernel's .tbl row format (nr, abi tag, name, entry, compat entry, flags), so rawtrace
 parses one format at run time. Arches that use the generic table (scripts/syscall.tbl) get it filtered with
@@ -18,6 +25,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +61,8 @@ JOBS: tuple[Job, ...] = (
     Job("nios2.tbl", GENERIC_TABLE, "nios2", 32, keep_compat=False),
     Job("openrisc.tbl", GENERIC_TABLE, "openrisc", 32, keep_compat=False),
     Job("powerpc.tbl", "arch/powerpc/kernel/syscalls/syscall.tbl"),
+    # Linux 6.19 removed s390 31-bit compat: its table has no "32" rows or compat column from then on, so
+    # s390.tbl is generated from a 6.18 tree (--only s390.tbl) while arches.py models the compat ABI.
     Job("s390.tbl", "arch/s390/kernel/syscalls/syscall.tbl"),
     Job("sparc.tbl", "arch/sparc/kernel/syscalls/syscall.tbl"),
     Job("parisc.tbl", "arch/parisc/kernel/syscalls/syscall.tbl"),
@@ -198,12 +208,25 @@ def extract_from_tarball(tarball: Path, dest: Path) -> Path:
     return dest / top
 
 
-def generate_tree(tree: Path, out_dir: Path) -> list[Path]:
+def generate_tree(tree: Path, out_dir: Path, only: Collection[str] = ()) -> list[Path]:
+    """Write every table (or those named in `only`) whose source file the tree holds."""
+    if not (tree / "Makefile").is_file():
+        raise SystemExit(f"{tree}: no top-level Makefile, so the kernel version is unknown")
+    unknown = sorted(set(only) - {job.out for job in JOBS})
+    if unknown:
+        raise SystemExit(f"unknown table(s): {', '.join(unknown)} (known: {', '.join(j.out for j in JOBS)})")
     version = kernel_version(tree)
     written = []
     for job in JOBS:
+        if only and job.out not in only:
+            continue
         if not (tree / job.source).exists():
             print(f"skip {job.out}: {job.source} not in this tree", file=sys.stderr)
+            continue
+        abi_file = f"arch/{job.generic_arch}/kernel/Makefile.syscalls"
+        if job.generic_arch and not (tree / abi_file).exists():
+            # Without it the arch's extra ABI tags are unknown and the table would silently lack rows.
+            print(f"skip {job.out}: {abi_file} not in this tree", file=sys.stderr)
             continue
         out = out_dir / job.out
         out.write_text(generate_job(tree, job, version))
@@ -215,13 +238,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--tree", type=Path, help="root of a kernel source tree")
+    group.add_argument("--tree", type=Path,
+                       help="root of a kernel source tree, or a directory of just the needed files in its layout")
+    group.add_argument("--list-files", action="store_true", help="print the paths read from a tree, and exit")
     group.add_argument("--tarball", type=Path, help="a kernel source tarball (e.g. linux-source-6.12.tar.xz)")
     group.add_argument("--file", action="append", metavar="OUT=PATH",
                        help="convert one table file (OUT is the name under tables/, e.g. x86_64.tbl)")
     parser.add_argument("--kernel-version", help="with --file: the kernel version the file comes from")
+    parser.add_argument("--only", action="append", default=[], metavar="NAME",
+                        help="with --tree/--tarball: write only this table (e.g. s390.tbl); repeatable")
     parser.add_argument("--out", type=Path, default=OUT_DIR, help=f"output directory (default {OUT_DIR})")
     args = parser.parse_args(argv)
+    if args.list_files:
+        print("\n".join(needed_files()))
+        return 0
     args.out.mkdir(parents=True, exist_ok=True)
     if args.file:
         if not args.kernel_version:
@@ -237,9 +267,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.tarball:
         with tempfile.TemporaryDirectory(prefix="rawtrace-gen-") as tmp:
-            written = generate_tree(extract_from_tarball(args.tarball, Path(tmp)), args.out)
+            written = generate_tree(extract_from_tarball(args.tarball, Path(tmp)), args.out, args.only)
     else:
-        written = generate_tree(args.tree, args.out)
+        written = generate_tree(args.tree, args.out, args.only)
     for path in written:
         print(f"wrote {path}")
     return 0 if written else 1
