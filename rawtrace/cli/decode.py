@@ -46,72 +46,13 @@ def file_cpu(path: str, position: int) -> int:
     return position
 
 
-class EventsDir:
-    """Formats, header files, saved_cmdlines and clock of a tracefs copy or an events/ directory."""
-
-    def __init__(self, directory: Path) -> None:
-        if (directory / "events" / "header_page").is_file():
-            self.events = directory / "events"
-            self.top = directory
-        elif (directory / "header_page").is_file():
-            self.events = directory
-            self.top = directory.parent
-        else:
-            raise UsageError(f"{directory} has neither events/header_page nor header_page",
-                             hint="pass --tracefs with a copy of the device's tracefs or of its events/ dir")
-        self._paths: dict[int, Path] | None = None
-        self._scanned_formats = False
-        self.long_size: int | None = None
-
-    def read(self, relative: str) -> str:
-        path = self.events / relative
+def _optional_text(directories: list[Path], name: str) -> str | None:
+    for base in directories:
         try:
-            return path.read_text()
-        except OSError as exc:
-            raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-
-    def optional(self, name: str) -> str | None:
-        for base in (self.top, self.events):
-            try:
-                return (base / name).read_text(errors="replace")
-            except OSError:
-                continue
-        return None
-
-    def format_by_id(self, event_id: int):
-        """The EventFormat of an event ID, or None; the id files are scanned once, on first use."""
-        from rawtrace.parse.format import parse_format
-        if self._paths is None:
-            self._paths = {}
-            for id_file in self.events.glob("*/*/id"):
-                try:
-                    self._paths[int(id_file.read_text().strip())] = id_file.parent
-                except (OSError, ValueError):
-                    continue
-        directory = self._paths.get(event_id)
-        if directory is None and not self._scanned_formats:
-            # Some events have a format but no id file (ftrace/raw_data on 6.18, copies made without
-            # the id files): their format text names the ID.
-            self._scanned_formats = True
-            known = set(self._paths.values())
-            for fmt_file in self.events.glob("*/*/format"):
-                if fmt_file.parent in known:
-                    continue
-                try:
-                    match = re.search(r"^ID:\s*(\d+)", fmt_file.read_text(), re.MULTILINE)
-                except OSError:
-                    continue
-                if match:
-                    self._paths.setdefault(int(match.group(1)), fmt_file.parent)
-            directory = self._paths.get(event_id)
-        if directory is None:
-            return None
-        path = directory / "format"
-        try:
-            text = path.read_text()
+            return (base / name).read_text(errors="replace")
         except OSError:
-            return None
-        return parse_format(text, system=directory.parent.name, source=str(path), long_size=self.long_size)
+            continue
+    return None
 
 
 def _locate(host) -> Path:
@@ -147,21 +88,25 @@ def _read_input(path: str):
 
 def _from_tracefs(args, host):
     """Layout, decoders, comms and clock from a tracefs copy (or the live tracefs)."""
-    from rawtrace.parse.format import parse_header_event, parse_header_page
     from rawtrace.parse.record import DecoderSet
     from rawtrace.parse.ringbuf import PageLayout
     from rawtrace.render_event import parse_saved_cmdlines
+    from rawtrace.tracefs.events import EventCatalog, events_dir_of
 
-    events = EventsDir(_locate(host))
-    header_page = parse_header_page(events.read("header_page"), source=str(events.events / "header_page"))
-    header_event = parse_header_event(events.read("header_event"), source=str(events.events / "header_event"))
-    events.long_size = header_page.commit_size
-    layout = PageLayout.from_headers(header_page, header_event, args.byteorder)
-    decoders = DecoderSet(events.format_by_id, args.byteorder)
-    cmdlines = events.optional("saved_cmdlines")
+    directory = _locate(host)
+    events_dir = events_dir_of(directory)
+    if not (events_dir / "header_page").is_file():
+        raise UsageError(f"{directory} has neither events/header_page nor header_page",
+                         hint="pass --tracefs with a copy of the device's tracefs or of its events/ dir")
+    catalog = EventCatalog(events_dir)
+    layout = PageLayout.from_headers(catalog.header_page(), catalog.header_event(), args.byteorder)
+    decoders = DecoderSet(catalog.by_id, args.byteorder)
+    # saved_cmdlines and trace_clock sit beside events/ in a tracefs copy.
+    beside = [events_dir.parent, events_dir] if events_dir.name == "events" else [events_dir, events_dir.parent]
+    cmdlines = _optional_text(beside, "saved_cmdlines")
     comms = parse_saved_cmdlines(cmdlines) if cmdlines else {}
-    match = re.search(r"\[(\S+)\]", events.optional("trace_clock") or "")
-    return layout, decoders, comms, match.group(1) if match else "local", str(events.events)
+    match = re.search(r"\[(\S+)\]", _optional_text(beside, "trace_clock") or "")
+    return layout, decoders, comms, match.group(1) if match else "local", str(events_dir)
 
 
 def _from_tracedat(path: str):
