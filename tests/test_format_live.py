@@ -101,3 +101,26 @@ def test_live_catalog_ids_and_lookup(live_events):
     assert catalog.event_id("sched", "sched_switch") == fmt.id
     assert catalog.resolve(["sys_enter_openat"]) == [("syscalls", "sys_enter_openat")]
     assert catalog.long_size == 8
+
+
+def test_every_available_event_resolves(live_events):
+    catalog = EventCatalog(live_events)
+    for full in (live_events.parent / "available_events").read_text().split():
+        system, name = full.split(":")
+        assert catalog.resolve([full]) == [(system, name)]
+        assert catalog.resolve([f"{system}/{name}"]) == [(system, name)]
+
+
+def test_format_command_on_every_live_event(live_events, capsys):
+    import json
+
+    from rawtrace.cli import main
+
+    assert main(["--tracefs", str(live_events.parent), "format", "*:*", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert len(data) == len(_format_paths(live_events))
+    by_name = {(d["system"], d["name"]): d for d in data}
+    openat = by_name[("syscalls", "sys_enter_openat")]
+    assert [f["name"] for f in openat["fields"]][4:] == ["__syscall_nr", "dfd", "filename", "flags", "mode"]
+    assert main(["format", "sys_enter_openat"]) == 0
+    assert capsys.readouterr().out.startswith(f"syscalls:sys_enter_openat  ID {openat['id']}\n")
