@@ -364,3 +364,36 @@ def test_field_line_directly():
     assert (field.name, field.kind, field.signed, field.common) == ("comm", FieldKind.STRING, True, False)
     with pytest.raises(ParseError):
         parse_field_line("\tfield:int x;\toffset:8;\tsize:4", source="f", lineno=3)
+
+
+COMMON_LINES = (
+    "\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n"
+    "\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n"
+)
+OWN_LINES = "\tfield:int a;\toffset:8;\tsize:4;\tsigned:1;\n\tfield:u32 b;\toffset:12;\tsize:4;\tsigned:0;\n"
+
+
+@pytest.mark.parametrize(
+    "body, note",
+    [
+        (COMMON_LINES + "\n" + OWN_LINES + "\n", None),  # the kernel's layout
+        (COMMON_LINES + OWN_LINES + "\n", "no blank line after the common fields"),
+        ("\n" + COMMON_LINES + OWN_LINES + "\n", "no blank line after the common fields"),
+        (COMMON_LINES + "\n\n\n" + OWN_LINES, None),
+    ],
+)
+def test_common_and_own_fields_are_told_apart(body, note):
+    fmt = parse_format(f'name: e\nID: 7\nformat:\n{body}print fmt: "a=%d", REC->a\n')
+    assert [f.name for f in fmt.common_fields] == ["common_type", "common_pid"]
+    assert [(f.name, f.common) for f in fmt.fields] == [("a", False), ("b", False)]
+    assert all(f.common for f in fmt.common_fields)
+    assert (note in fmt.notes[0]) if note else fmt.notes == ()
+
+
+def test_size_zero_scalar_and_missing_print_fmt_are_noted():
+    fmt = parse_format(
+        "name: e\nID: 7\nformat:\n" + COMMON_LINES + "\n\tfield:char buf;\toffset:8;\tsize:0;\tsigned:0;\n"
+    )
+    (buf,) = fmt.fields
+    assert buf.kind == FieldKind.OPAQUE and buf.notes
+    assert fmt.print_fmt == "" and fmt.print_fmt_string is None and "no print fmt line" in fmt.notes
