@@ -10,10 +10,11 @@ EVENT is system:event, system/event, a bare event name (when only one system has
 over either part (quote it for the shell). Offsets are from the start of the record, where
 common_type is; sizes come from the kernel's format file and are trusted over the C type text.
 
-KIND is how the field's bytes decode: integer, pointer, array (fixed, COUNT elements), string
+KIND is how the field's bytes decode: integer, pointer, array[COUNT] (fixed), string[COUNT]
 (fixed char array), flex_array/flex_string (size 0: runs to the end of the record),
-data_loc_string/data_loc_array and rel_loc_string/rel_loc_array (a u32: length << 16 | offset),
-opaque (raw bytes). Anything odd in the file (count disagreeing with size, overlapping fields,
+data_loc_string/data_loc_array (a u32: length << 16 | offset from the record start),
+rel_loc_string/rel_loc_array (the same, offset from the end of that u32), opaque (raw bytes).
+A `*` after NAME marks the common fields every record starts with. Anything odd in the file (count disagreeing with size, overlapping fields,
 a missing signed:) is kept and flagged in a NOTES column and in --json "notes".
 
 --json prints one object per event, {"system", "name", "id", "fields": [{"name", "type", "offset",
