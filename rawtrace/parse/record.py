@@ -26,7 +26,6 @@ from __future__ import annotations
 import struct
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import NamedTuple
 
 from rawtrace.parse.descriptors import EventFormat, Field, FieldKind
@@ -65,8 +64,9 @@ class Event(NamedTuple):
                 f"event={self.format.system}:{self.format.name}, fields={self.fields!r})")
 
 
-@dataclass(frozen=True, slots=True)
-class Lost:
+# The records below are named tuples like Event (immutable; cheaper to define than a frozen dataclass,
+# which matters for start-up).
+class Lost(NamedTuple):
     """Events lost (overwritten) on `cpu` before the page whose time stamp is `ts`; count -1 = unknown."""
 
     cpu: int
@@ -74,8 +74,7 @@ class Lost:
     count: int
 
 
-@dataclass(frozen=True, slots=True)
-class UnknownEvent:
+class UnknownEvent(NamedTuple):
     """A record whose event ID has no known format."""
 
     ts: int

@@ -28,7 +28,7 @@ import struct
 import sys
 from array import array
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from rawtrace.errors import DecodeError
 from rawtrace.parse.descriptors import HeaderEvent, HeaderPage
@@ -64,8 +64,7 @@ class PageDecodeError(DecodeError):
         self.partial = partial if partial is not None else []
 
 
-@dataclass(frozen=True, slots=True)
-class PageHeader:
+class PageHeader(NamedTuple):
     timestamp: int
     size: int             # bytes of event data after the data offset
     missed: bool          # RB_MISSED_EVENTS

@@ -17,10 +17,7 @@ zstd sections are decompressed with the `zstd` program (the Python standard libr
 from __future__ import annotations
 
 import os
-import shutil
 import struct
-import subprocess
-import zlib
 from dataclasses import dataclass, field
 
 from rawtrace.errors import DecodeError, NotSupported
@@ -156,8 +153,11 @@ class _Reader:
 def _decompress(method: str, blobs: list, sizes: list, source: str) -> bytes:
     expected = sum(sizes)
     if method == "zlib":
+        import zlib
         out = b"".join(zlib.decompress(blob) for blob in blobs)
     elif method == "zstd":
+        import shutil
+        import subprocess
         program = shutil.which("zstd")
         if program is None:
             raise NotSupported(f"{source} is zstd-compressed and the `zstd` program is not installed",
