@@ -246,3 +246,18 @@ def test_unsupported_layouts_are_refused() -> None:
         PageLayout(header_event=HeaderEvent(type_len_bits=6))
     with pytest.raises(ValueError):
         PageLayout(byteorder="middle")
+
+
+def test_32_bit_kernel_with_64_bit_aligned_data() -> None:
+    # CONFIG_HAVE_64BIT_ALIGNED_ACCESS on a 32-bit kernel: 4-byte commit, data at 16, and every
+    # record in the long form (RB_FORCE_8BYTE_ALIGNMENT) whatever its size.
+    header_page = HeaderPage(0, 8, 8, 4, 16, 4080)
+    layout = PageLayout.from_headers(header_page, HeaderEvent(), "big")
+    decoders = DecoderSet({TINY.id: TINY}, "big")
+    b = PageBuilder("big", 4, 4096)
+    b.event(tiny_payload("big", 1, 7, -7) + bytes(4), delta=2, long_form=True)   # 24-byte payload
+    b.event(tiny_payload("big", 2, 8, -8) + bytes(4), delta=3, long_form=True)
+    data = bytes(b.data)
+    page = (100).to_bytes(8, "big") + len(data).to_bytes(4, "big") + bytes(4) + data
+    page += bytes(4096 - len(page))
+    assert events(decode_page(layout, page, 0, decoders)) == [(102, 1, 7, -7), (105, 2, 8, -8)]
