@@ -10,8 +10,11 @@ import pytest
 from rawtrace.errors import ParseError, UsageError
 from rawtrace.tracefs.events import EventCatalog, events_dir_of, split_event_name
 
-CAPTURED = min(p for p in (Path(__file__).resolve().parent / "fixtures" / "formats").iterdir()
-                  if p.is_dir() and p.name != "handwritten")
+CAPTURED = min(
+    p
+    for p in (Path(__file__).resolve().parent / "fixtures" / "formats").iterdir()
+    if p.is_dir() and p.name != "handwritten"
+)
 
 
 @pytest.fixture
@@ -23,7 +26,7 @@ def tracefs(tmp_path) -> Path:
     (root / "events" / "other" / "sched_switch" / "id").write_text("9999\n")
     fmt = root / "events" / "other" / "sched_switch" / "format"
     fmt.write_text(fmt.read_text().replace("ID: 372", "ID: 9999"))
-    (root / "events" / "enable").write_text("0\n")          # files at the top are not systems
+    (root / "events" / "enable").write_text("0\n")  # files at the top are not systems
     (root / "events" / "sched" / "enable").write_text("0\n")
     return root
 
@@ -39,17 +42,22 @@ def test_names(tracefs):
     assert not catalog.exists("..", "sched") and not catalog.exists("sched", "")
 
 
-@pytest.mark.parametrize("pattern, expected", [
-    ("sched:sched_waking", [("sched", "sched_waking")]),
-    ("sched/sched_waking", [("sched", "sched_waking")]),
-    ("sched_waking", [("sched", "sched_waking")]),
-    ("syscalls:sys_enter_open*", [("syscalls", "sys_enter_open"), ("syscalls", "sys_enter_openat")]),
-    ("sys_exit_*", [("syscalls", "sys_exit_getpid"), ("syscalls", "sys_exit_openat"),
-                    ("syscalls", "sys_exit_read")]),
-    ("*:sched_switch", [("other", "sched_switch"), ("sched", "sched_switch")]),
-    ("raw_syscalls:", [("raw_syscalls", "sys_enter"), ("raw_syscalls", "sys_exit")]),
-    ("ra?_syscalls:sys_e*", [("raw_syscalls", "sys_enter"), ("raw_syscalls", "sys_exit")]),
-])
+@pytest.mark.parametrize(
+    "pattern, expected",
+    [
+        ("sched:sched_waking", [("sched", "sched_waking")]),
+        ("sched/sched_waking", [("sched", "sched_waking")]),
+        ("sched_waking", [("sched", "sched_waking")]),
+        ("syscalls:sys_enter_open*", [("syscalls", "sys_enter_open"), ("syscalls", "sys_enter_openat")]),
+        (
+            "sys_exit_*",
+            [("syscalls", "sys_exit_getpid"), ("syscalls", "sys_exit_openat"), ("syscalls", "sys_exit_read")],
+        ),
+        ("*:sched_switch", [("other", "sched_switch"), ("sched", "sched_switch")]),
+        ("raw_syscalls:", [("raw_syscalls", "sys_enter"), ("raw_syscalls", "sys_exit")]),
+        ("ra?_syscalls:sys_e*", [("raw_syscalls", "sys_enter"), ("raw_syscalls", "sys_exit")]),
+    ],
+)
 def test_resolve(tracefs, pattern, expected):
     assert EventCatalog(tracefs / "events").resolve([pattern]) == expected
 
@@ -70,12 +78,15 @@ def test_ambiguous_bare_name_lists_choices(tracefs):
     assert info.value.exit_code == 2
 
 
-@pytest.mark.parametrize("pattern, nearest", [
-    ("sched_wakin", "sched:sched_waking"),
-    ("sched:sched_wakeupp", "sched:sched_wakeup"),
-    ("syscalls:sys_enter_opn", "syscalls:sys_enter_open"),
-    ("schd:sched_waking", "sched:sched_waking"),
-])
+@pytest.mark.parametrize(
+    "pattern, nearest",
+    [
+        ("sched_wakin", "sched:sched_waking"),
+        ("sched:sched_wakeupp", "sched:sched_wakeup"),
+        ("syscalls:sys_enter_opn", "syscalls:sys_enter_open"),
+        ("schd:sched_waking", "sched:sched_waking"),
+    ],
+)
 def test_unknown_names_suggest_nearest(tracefs, pattern, nearest):
     with pytest.raises(UsageError) as info:
         EventCatalog(tracefs / "events").resolve([pattern])
@@ -147,3 +158,25 @@ def test_lookups_stay_inside_events_dir(tracefs):
         assert not catalog.exists(system, name)
         with pytest.raises(UsageError):
             catalog.format(system, name)
+
+
+def test_events_created_later_are_found(tracefs):
+    events = tracefs / "events"
+    catalog = EventCatalog(events)
+    assert catalog.by_id(4242) is None
+    assert ("uprobes", "p_bash_0") not in catalog.events()
+    # A probe appears after the catalogue listed the tree (as dynamic events do).
+    directory = events / "uprobes" / "p_bash_0"
+    directory.mkdir(parents=True)
+    (directory / "id").write_text("4243\n")
+    (directory / "format").write_text(
+        "name: p_bash_0\nID: 4243\nformat:\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n"
+        '\n\tfield:unsigned long __probe_ip;\toffset:8;\tsize:8;\tsigned:0;\n\nprint fmt: "(%lx)", REC->__probe_ip\n'
+    )
+    assert catalog.resolve(["uprobes:p_bash_0"]) == [("uprobes", "p_bash_0")]
+    assert catalog.resolve(["p_bash_*"]) == [("uprobes", "p_bash_0")]
+    assert catalog.by_id(4243).name == "p_bash_0"
+    assert catalog.by_id(4242) is None  # still unknown, and not rescanned again
+    shutil.rmtree(directory)
+    catalog.refresh()
+    assert ("uprobes", "p_bash_0") not in catalog.events()

@@ -43,6 +43,7 @@ class EventCatalog:
         self._events: dict[str, list[str]] = {}
         self._formats: dict[tuple[str, str], EventFormat] = {}
         self._ids: dict[int, tuple[str, str]] | None = None
+        self._missing_ids: set[int] = set()
         self._header_page: HeaderPage | None = None
         self._header_event: HeaderEvent | None = None
 
@@ -87,11 +88,30 @@ class EventCatalog:
         out: list[tuple[str, str]] = []
         seen: set[tuple[str, str]] = set()
         for pattern in patterns:
-            for item in self._resolve_one(pattern.strip()):
+            try:
+                found = self._resolve_one(pattern.strip())
+            except UsageError:
+                if not self._listed():
+                    raise
+                # The listing is cached: an event created since (a new probe) would be missed.
+                self.refresh()
+                found = self._resolve_one(pattern.strip())
+            for item in found:
                 if item not in seen:
                     seen.add(item)
                     out.append(item)
         return out
+
+    def refresh(self) -> None:
+        """Forget the cached listings and IDs (events come and go with dynamic probes); parsed formats
+        of events that still exist stay cached."""
+        self._systems = None
+        self._events = {}
+        self._ids = None
+        self._missing_ids = set()
+
+    def _listed(self) -> bool:
+        return self._systems is not None or bool(self._events)
 
     def _resolve_one(self, pattern: str) -> list[tuple[str, str]]:
         if not pattern:
@@ -215,16 +235,27 @@ class EventCatalog:
 
     def by_id(self, event_id: int) -> EventFormat | None:
         """The format of the event with this ID (for decoding records), or None if no event has it.
-        The first call reads every event's ID once."""
+        The first call reads every event's ID once; an unknown ID triggers one rescan for events
+        created since (each unknown ID at most once)."""
         if self._ids is None:
-            ids: dict[int, tuple[str, str]] = {}
-            for system, name in self.events():
+            self._ids = {}
+            self._scan_ids()
+        found = self._ids.get(event_id)
+        if found is None and event_id not in self._missing_ids:
+            self._missing_ids.add(event_id)
+            self._systems, self._events = None, {}
+            self._scan_ids()
+            found = self._ids.get(event_id)
+        return self.format(*found) if found is not None else None
+
+    def _scan_ids(self) -> None:
+        assert self._ids is not None
+        known = set(self._ids.values())
+        for system, name in self.events():
+            if (system, name) not in known:
                 value = self.event_id(system, name)
                 if value is not None:
-                    ids.setdefault(value, (system, name))
-            self._ids = ids
-        found = self._ids.get(event_id)
-        return self.format(*found) if found is not None else None
+                    self._ids.setdefault(value, (system, name))
 
     def header_page(self) -> HeaderPage:
         if self._header_page is None:
