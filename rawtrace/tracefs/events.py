@@ -103,8 +103,9 @@ class EventCatalog:
         return out
 
     def refresh(self) -> None:
-        """Forget the cached listings and IDs (events come and go with dynamic probes); parsed formats
-        of events that still exist stay cached."""
+        """Forget the cached listings, IDs and formats: dynamic events come and go, and a probe made
+        again under the same name may have other fields."""
+        self._formats = {}
         self._systems = None
         self._events = {}
         self._ids = None
