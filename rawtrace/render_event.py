@@ -153,6 +153,15 @@ def event_line(comm: str | None, pid: int, cpu: int, timestamp: str, name: str, 
 _prefixes: dict[tuple, str] = {}
 
 
+def _prefix(comm: str | None, pid: int, cpu: int) -> str:
+    """`comm-pid [cpu] `: it repeats for every event of a task, so it is formatted once and kept."""
+    if len(_prefixes) > 65536:
+        _prefixes.clear()
+    shown = safe_text(comm) if comm else "<...>"
+    prefix = _prefixes[(comm, pid, cpu)] = f"{shown:>16}-{pid:<7} [{cpu:03d}] "
+    return prefix
+
+
 def event_text(event: Event, comm: str | None = None, clock: str = "local") -> str:
     """A decoded Event as one ftrace-like text line."""
     _fmt, name, render, styles = _renderer(event.format)
@@ -161,20 +170,45 @@ def event_text(event: Event, comm: str | None = None, clock: str = "local") -> s
         body = render(fields)
     except (KeyError, TypeError, ValueError):
         body = _fields_text_generic(fields, styles)
-    # The `comm-pid [cpu] ` part repeats for every event of a task: format it once per (comm, pid, cpu).
-    key = (comm, event.pid, event.cpu)
-    prefix = _prefixes.get(key)
-    if prefix is None:
-        if len(_prefixes) > 65536:
-            _prefixes.clear()
-        shown = safe_text(comm) if comm else "<...>"
-        prefix = _prefixes[key] = f"{shown:>16}-{event.pid:<7} [{event.cpu:03d}] "
+    prefix = _prefixes.get((comm, event.pid, event.cpu)) or _prefix(comm, event.pid, event.cpu)
     if clock in NS_CLOCKS:
         micros = str(event.ts // 1000)
         if len(micros) < 7:
             micros = micros.rjust(7, "0")
         return f"{prefix}{micros[:-6]}.{micros[-6:]}: {name}: {body}"
     return f"{prefix}{event.ts}: {name}: {body}"
+
+
+def text_lines(items, comms: dict[int, str] | None = None, clock: str = "local") -> list[str]:
+    """item_text() of each item (Event, Lost, UnknownEvent), in one loop: the bulk path of `decode`."""
+    out: list[str] = []
+    append = out.append
+    ns = clock in NS_CLOCKS
+    renderers = _renderers
+    prefixes = _prefixes
+    get_comm = comms.get if comms else {}.get
+    for item in items:
+        if item.__class__ is not Event:
+            append(item_text(item, comms, clock))
+            continue
+        ts, cpu, pid, _id, fmt, fields, _flags, _preempt = item
+        entry = renderers.get(id(fmt))
+        if entry is None or entry[0] is not fmt:
+            entry = _renderer(fmt)
+        comm = get_comm(pid)
+        prefix = prefixes.get((comm, pid, cpu)) or _prefix(comm, pid, cpu)
+        if ns:
+            stamp = str(ts // 1000)
+            if len(stamp) < 7:
+                stamp = stamp.rjust(7, "0")
+            stamp = f"{stamp[:-6]}.{stamp[-6:]}"
+        else:
+            stamp = str(ts)
+        try:
+            append(f"{prefix}{stamp}: {entry[1]}: {entry[2](fields)}")
+        except (KeyError, TypeError, ValueError):
+            append(f"{prefix}{stamp}: {entry[1]}: {_fields_text_generic(fields, entry[3])}")
+    return out
 
 
 def lost_text(lost: Lost, clock: str = "local") -> str:

@@ -86,3 +86,13 @@ def test_helpers() -> None:
     assert safe_text("\udc80\x7f") == "\\x80\\x7f"
     assert json_text("caf\u00e9") == "caf\u00e9"
     assert parse_saved_cmdlines("1 init\n42 my prog\nbad line\n") == {1: "init", 42: "my prog"}
+
+
+def test_text_lines_matches_item_text() -> None:
+    items = [Lost(0, 1, 2), Event(5, 0, 42, 5, PRINT, {"ip": 1, "buf": "x"}),
+             UnknownEvent(6, 1, 9, b"\x09\x00"), Event(7, 1, 43, 21, SYSCALL, {"id": 1, "args": (1, 2, 3, 4, 5, 6)}),
+             Event(8, 1, 43, 372, SCHED_SWITCH, {"odd": 1})]
+    comms = {42: "bash\x07"}
+    for clock in ("local", "counter"):
+        assert text_lines(items, comms, clock) == [item_text(i, comms, clock) for i in items]
+    assert text_lines(items) == [item_text(i) for i in items]

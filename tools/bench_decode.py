@@ -5,7 +5,7 @@ The pages come from a trace-cmd trace.dat (default: the shared 1.9 M-event raw_s
 read and decompressed before timing. Timed per round, interleaved so machine noise hits both alike:
   * rawtrace: decode_page() over every sub-buffer of every CPU into Event objects with their fields dicts;
   * trace-cmd: `trace-cmd report FILE > /dev/null` (wall time; it also decompresses and prints text).
-With --render, the text rendering of `rawtrace decode` (render_event.item_text) is timed as well.
+With --render, the text rendering of `rawtrace decode` (render_event.text_lines) is timed as well.
 With --check, every event is first compared with `trace-cmd report -t -R` (time stamp in ns, CPU, pid,
 event name and every integer field), per CPU, as an oracle.
 Prints best and median events/s and the ratio rawtrace / trace-cmd (target: >= 1.0).
@@ -76,7 +76,7 @@ def decode_all(layout, formats, cpus) -> tuple[int, float, float]:
 def render_all(layout, formats, cpus, comms) -> tuple[int, float, float]:
     from rawtrace.parse.record import DecoderSet
     from rawtrace.parse.ringbuf import decode_page
-    from rawtrace.render_event import item_text
+    from rawtrace.render_event import text_lines
 
     decoders = DecoderSet(formats, layout.byteorder)
     step = layout.subbuf_size
@@ -84,8 +84,7 @@ def render_all(layout, formats, cpus, comms) -> tuple[int, float, float]:
     start, start_cpu = time.perf_counter(), time.process_time()
     for cpu, data in cpus.items():
         for offset in range(0, len(data), step):
-            lines = [item_text(item, comms) for item in decode_page(layout, data[offset:offset + step], cpu,
-                                                                     decoders)]
+            lines = text_lines(decode_page(layout, data[offset:offset + step], cpu, decoders), comms)
             count += len(lines)
     return count, time.perf_counter() - start, time.process_time() - start_cpu
 

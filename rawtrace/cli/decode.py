@@ -134,10 +134,9 @@ def _from_tracedat(path: str):
 
 
 def run(args, host) -> int:
-    from rawtrace.parse.record import Event
     from rawtrace.parse.ringbuf import merge_chunks_by_time
     from rawtrace.parse.tracedat import MAGIC
-    from rawtrace.render_event import event_text, item_json, item_text
+    from rawtrace.render_event import item_json, text_lines
 
     if args.cpu is not None and len(args.files) > 1:
         raise UsageError("--cpu names the CPU of a single FILE",
@@ -163,15 +162,13 @@ def run(args, host) -> int:
 
     out = sys.stdout
     write = out.write
-    get_comm = comms.get
     # One rendered block per merged chunk: a write() or a generator step per line would cost about
     # as much as rendering the line.
     for chunk in merge_chunks_by_time(streams):
         if args.json:
             lines = [dumps(item_json(item, comms)) for item in chunk]
         else:
-            lines = [event_text(item, get_comm(item.pid), clock) if item.__class__ is Event
-                     else item_text(item, comms, clock) for item in chunk]
+            lines = text_lines(chunk, comms, clock)
         lines.append("")
         write("\n".join(lines))
     out.flush()
