@@ -17,6 +17,7 @@ from rawtrace.render_event import (
     json_text,
     parse_saved_cmdlines,
     safe_text,
+    text_lines,
 )
 
 SYSCALL = make_format("raw_syscalls", "sys_enter", 21,
