@@ -177,3 +177,28 @@ def test_note_when_tracefs_was_mounted_now(capsys, tracefs, monkeypatch):
     out, err = capsys.readouterr()
     assert code == 0 and out.startswith("sched:sched_waking  ID ")
     assert err == f"rawtrace: note: tracefs was not mounted; mounted it at {tracefs}\n"
+
+
+GOLDEN = FORMATS / "golden"
+GOLDEN_CASES = [
+    ("format_sched_switch.txt", ["format", "sched:sched_switch"]),
+    ("format_ftrace_function.txt", ["format", "ftrace/function"]),
+    ("format_sys_enter_openat.json", ["format", "syscalls:sys_enter_openat", "--json"]),
+    ("format_ipi_glob.json", ["format", "ipi:*", "--json"]),
+    ("events_raw_syscalls.txt", ["events", "raw_syscalls"]),
+]
+
+
+@pytest.mark.parametrize("golden, argv", GOLDEN_CASES, ids=[name for name, _ in GOLDEN_CASES])
+def test_golden_output(capsys, golden, argv):
+    """Output on the captured 6.18 tree, byte for byte. After an intended change, regenerate with
+    RAWTRACE_REGEN_GOLDEN=1 python3 -m pytest tests/test_cli_format.py -k golden, and review the diff."""
+    import os
+
+    code = main(["--tracefs", str(CAPTURED), *argv])
+    out = capsys.readouterr().out
+    assert code == 0
+    path = GOLDEN / golden
+    if os.environ.get("RAWTRACE_REGEN_GOLDEN"):
+        path.write_text(out)
+    assert out == path.read_text()
