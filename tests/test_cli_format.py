@@ -202,3 +202,17 @@ def test_golden_output(capsys, golden, argv):
     if os.environ.get("RAWTRACE_REGEN_GOLDEN"):
         path.write_text(out)
     assert out == path.read_text()
+
+
+def test_root_option_finds_tracefs_through_the_fake_mount_table(capsys, tmp_path):
+    root = tmp_path / "root"
+    (root / "proc" / "self").mkdir(parents=True)
+    (root / "proc" / "self" / "mounts").write_text("tracefs /srv/trace tracefs rw,nosuid 0 0\n")
+    shutil.copytree(CAPTURED / "events", root / "srv" / "trace" / "events")
+    code = main(["--root", str(root), "format", "raw_syscalls:sys_exit", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0 and err == ""
+    assert json.loads(out)["name"] == "sys_exit"
+    code = main(["--root", str(tmp_path / "empty"), "events"])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and "no tracefs found" in err
