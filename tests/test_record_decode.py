@@ -179,3 +179,14 @@ def test_timestamp_helpers() -> None:
     assert format_timestamp(282_705_628_271) == "282.705628"
     assert format_timestamp(5, "local") == "0.000000"
     assert format_timestamp(123456, "counter") == "123456"
+
+
+def test_big_fixed_array() -> None:
+    # more than 64 values: the decoder indexes the unpacked tuple instead of naming each value
+    fmt = make_format("test", "big", 608, field("small", "u16", 8, 2),
+                      field("data", "u16[100]", 10, 200, False, FieldKind.ARRAY, "u16", 2, 100),
+                      field("last", "s8", 210, 1, True))
+    payload = common("big", 608, 3) + struct.pack(">H100Hb", 7, *range(100), -1)
+    decode = compile_decoder(fmt, "big")
+    assert "v = _main" in decode.source
+    assert decode(payload, 0, len(payload), 0, 0).fields == {"small": 7, "data": tuple(range(100)), "last": -1}

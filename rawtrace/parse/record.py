@@ -199,6 +199,8 @@ def compile_decoder(fmt: EventFormat, byteorder: str = sys.byteorder) -> Callabl
         return None
 
     for field in fmt.all_fields:
+        if field.common and field.name == "common_type":
+            continue                             # the ID, known already: not read again
         code = None if field.kind in (FieldKind.FLEX_ARRAY, FieldKind.FLEX_STRING) else fixed_code(field)
         if code is not None:
             fixed.append((field.offset, code, field))
@@ -223,12 +225,21 @@ def compile_decoder(fmt: EventFormat, byteorder: str = sys.byteorder) -> Callabl
         cursor = offset + field.size if field.size else offset + struct.calcsize(prefix + code)
         if field.kind == FieldKind.ARRAY and code[-1] != "s":
             count = int(code[:-1])
-            value_expr[field.name] = f"v[{index}:{index + count}]"
+            value_expr[field.name] = ("array", index, count)
             index += count
         else:
-            value_expr[field.name] = f"v[{index}]"
+            value_expr[field.name] = ("value", index, 1)
             index += 1
     main = struct.Struct(prefix + "".join(parts))
+    # Up to 64 values are unpacked straight into locals (cheaper than indexing a tuple); beyond that
+    # (big arrays) the result tuple is indexed and sliced.
+    as_locals = index <= 64
+    for name, (what, at, count) in list(value_expr.items()):
+        if as_locals:
+            value_expr[name] = (f"_v{at}" if what == "value"
+                                else "(" + "".join(f"_v{k}, " for k in range(at, at + count)) + ")")
+        else:
+            value_expr[name] = f"v[{at}]" if what == "value" else f"v[{at}:{at + count}]"
     namespace["_main"] = main.unpack_from
 
     for n, (field, code) in enumerate(separate):
@@ -281,7 +292,9 @@ def compile_decoder(fmt: EventFormat, byteorder: str = sys.byteorder) -> Callabl
         # The page buffer runs on past the record, so a short record would not fail by itself.
         lines.append(f"    if length < {main.size}:")
         lines.append(f"        raise RecordTooShort(length, {main.size})")
-    if index:
+    if index and as_locals:
+        lines.append("    " + "".join(f"_v{k}, " for k in range(index)) + "= _main(buf, start)")
+    elif index:
         lines.append("    v = _main(buf, start)")
     lines.append(f"    return _new(Event, (ts, cpu, {pid}, ID, FMT, {{{', '.join(field_items)}}}, {flags}, {preempt}))")
     source = "\n".join(lines) + "\n"
