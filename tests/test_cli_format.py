@@ -14,7 +14,7 @@ from rawtrace.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 FORMATS = ROOT / "tests" / "fixtures" / "formats"
-CAPTURED = min(p for p in FORMATS.iterdir() if p.is_dir() and p.name != "handwritten")
+CAPTURED = min(p for p in FORMATS.iterdir() if (p / "events" / "header_page").is_file())
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from rawtrace.tracefs.events import EventCatalog, events_dir_of, split_event_nam
 CAPTURED = min(
     p
     for p in (Path(__file__).resolve().parent / "fixtures" / "formats").iterdir()
-    if p.is_dir() and p.name != "handwritten"
+    if (p / "events" / "header_page").is_file()
 )
 
 

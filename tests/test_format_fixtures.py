@@ -19,7 +19,7 @@ from rawtrace.parse.format import (
 
 FORMATS = Path(__file__).resolve().parent / "fixtures" / "formats"
 HANDWRITTEN = FORMATS / "handwritten"
-CAPTURED = sorted(p for p in FORMATS.iterdir() if p.is_dir() and p.name != "handwritten")
+CAPTURED = sorted(p for p in FORMATS.iterdir() if (p / "events" / "header_page").is_file())  # captured kernels
 
 
 def _captured_formats() -> list[Path]:
