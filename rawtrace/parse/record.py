@@ -2,15 +2,17 @@
 
 Public API (pure: bytes in, objects out):
 
-* ``Event``: one decoded record. Attributes ``ts`` (int, trace-clock units), ``cpu``, ``pid``
-  (common_pid), ``id`` (common_type), ``format`` (the EventFormat), ``fields`` (dict name -> value, without
-  the standard common fields), ``flags`` (common_flags) and ``preempt_count`` (common_preempt_count).
+* ``Event``: one decoded record (a named tuple). Attributes ``ts`` (int, trace-clock units), ``cpu``,
+  ``pid`` (common_pid), ``id`` (common_type), ``format`` (the EventFormat), ``fields`` (dict name -> value;
+  the four standard common fields are left out, other common_* fields of odd kernels stay in),
+  ``flags`` (common_flags) and ``preempt_count`` (common_preempt_count).
 * ``Lost``: events the kernel lost (overwritten) before a page: ``cpu``, ``ts`` (the page's time stamp),
   ``count`` (-1 when the kernel did not store the number).
 * ``UnknownEvent``: a record whose common_type has no format; ``data`` holds the raw payload.
-* ``DecoderSet(formats, byteorder=sys.byteorder)``: maps an event ID to its compiled decoder, built lazily on first use.
-  ``formats`` is a mapping id -> EventFormat or a callable id -> EventFormat | None (for example
-  ``EventCatalog.by_id``). ``unknown`` counts records per unknown ID.
+* ``DecoderSet(formats, byteorder=sys.byteorder)``: maps an event ID to its compiled decoder, built
+  lazily on first use. ``formats`` is a mapping id -> EventFormat or a callable id -> EventFormat | None
+  (for example ``EventCatalog.by_id``). ``unknown`` counts records per unknown ID.
+* ``compile_decoder(fmt, byteorder)``: the decoder ``fn(buf, start, length, ts, cpu) -> Event`` itself.
 * ``ts_seconds(ts)`` and ``format_timestamp(ts, clock)`` convert trace-clock units for display.
 
 Field values: integers of every size honour ``size``/``signed`` from the format (not the C type text);
