@@ -265,6 +265,87 @@ def item_json(item: Any, comms: dict[int, str] | None = None) -> dict:
     return unknown_json(item)
 
 
+# -- JSON, compiled per format like the text renderer ---------------------------------------------
+
+_json_renderers: dict[int, tuple] = {}
+_comm_json: dict[str | None, str] = {}
+
+
+def _json_encoder():
+    import json
+    return json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _json_string(text: str) -> str:
+    from json.encoder import encode_basestring
+    return encode_basestring(json_text(text))
+
+
+def _compile_json_renderer(fmt: EventFormat):
+    """line(ts, cpu, pid, comm_json, fields) -> the JSON text event_json() would give, or None."""
+    import json
+    shown = [f for f in fmt.all_fields if not (f.common and f.name in STANDARD_COMMON)]
+    if not all(f.name.isidentifier() for f in shown):
+        return None
+    namespace: dict = {"_str": _json_string, "_json": _json_encoder(), "_value": json_value,
+                       "_event": json.dumps(f"{fmt.system}:{fmt.name}", ensure_ascii=False)}
+    pieces = []
+    for field in shown:
+        slot = f'f["{field.name}"]'
+        kind = field.kind
+        if kind in (FieldKind.INTEGER, FieldKind.POINTER) and field.size in (1, 2, 4, 8):
+            expr = f"{{{slot}}}"
+        elif kind in (FieldKind.STRING, FieldKind.FLEX_STRING, FieldKind.DATA_LOC_STRING, FieldKind.REL_LOC_STRING):
+            expr = f"{{_str({slot})}}"
+        elif kind == FieldKind.ARRAY and field.count and field.element_size in (1, 2, 4, 8) \
+                and field.count * field.element_size == field.size:
+            name = f"_array{len(namespace)}"
+            namespace[name] = "[" + ",".join(["%d"] * field.count) + "]"
+            expr = f"{{{name} % {slot}}}"
+        else:
+            expr = f"{{_json(_value({slot}))}}"
+        pieces.append(f'"{field.name}":{expr}')
+    source = ("def line(ts, cpu, pid, comm, f):\n"
+              "    return f'''{{\"ts\":{ts},\"cpu\":{cpu},\"pid\":{pid},\"comm\":{comm},\"event\":{_event},"
+              f"\"fields\":{{{{{','.join(pieces)}}}}}}}}}'''\n")
+    # Generated from field names (identifiers) and kinds only; nothing else of the format is executed.
+    exec(compile(source, f"<json renderer {fmt.system}:{fmt.name}>", "exec"), namespace)  # noqa: S102
+    return namespace["line"]
+
+
+def json_lines(items, comms: dict[int, str] | None = None) -> list[str]:
+    """One NDJSON line (without newline) per item: the same text as encoding item_json(item), faster."""
+    dumps = _json_encoder()
+    out: list[str] = []
+    append = out.append
+    renderers = _json_renderers
+    comm_cache = _comm_json
+    get_comm = comms.get if comms else {}.get
+    for item in items:
+        if item.__class__ is not Event:
+            append(dumps(item_json(item, comms)))
+            continue
+        ts, cpu, pid, _id, fmt, fields, _flags, _preempt = item
+        entry = renderers.get(id(fmt))
+        if entry is None or entry[0] is not fmt:
+            entry = renderers[id(fmt)] = (fmt, _compile_json_renderer(fmt))
+        comm = get_comm(pid)
+        comm_json = comm_cache.get(comm)
+        if comm_json is None:
+            if len(comm_cache) > 65536:
+                comm_cache.clear()
+            comm_json = comm_cache[comm] = "null" if comm is None else _json_string(comm)
+        line = entry[1]
+        try:
+            if line is None:
+                raise TypeError
+            append(line(ts, cpu, pid, comm_json, fields))
+        except (KeyError, TypeError, ValueError):
+            # Fields that do not match the format: the general path.
+            append(dumps(event_json(item, comm)))
+    return out
+
+
 def parse_saved_cmdlines(text: str) -> dict[int, str]:
     """pid -> comm from the text of tracefs saved_cmdlines (`<pid> <comm>` lines)."""
     comms: dict[int, str] = {}

@@ -14,6 +14,7 @@ from rawtrace.render_event import (
     fields_text,
     item_json,
     item_text,
+    json_lines,
     json_text,
     parse_saved_cmdlines,
     safe_text,
@@ -97,3 +98,19 @@ def test_text_lines_matches_item_text() -> None:
     for clock in ("local", "counter"):
         assert text_lines(items, comms, clock) == [item_text(i, comms, clock) for i in items]
     assert text_lines(items) == [item_text(i) for i in items]
+
+
+def test_json_lines_match_item_json() -> None:
+    items = [Lost(0, 1, -1), UnknownEvent(2, 1, 9, b"\x09\x00"),
+             Event(5, 0, 42, 21, SYSCALL, {"id": -1, "args": (1, 2**64 - 1, 3, 4, 5, 6)}),
+             Event(6, 1, 43, 30, MIXED, {"ptr": 0xFFFF, "raw": b"\x00\xff", "vals": (),
+                                         "name": 'q"uo\\te\n\x01\udcfe\u00e9\u2028'}),
+             Event(7, 1, 44, 5, PRINT, {"ip": 1, "buf": "x"}),
+             Event(8, 1, 44, 372, SCHED_SWITCH, {"odd": (1, "two")}),          # does not match its format
+             Event(9, 0, 42, 21, SYSCALL, {"id": 3, "args": (1, 2)})]          # wrong array length
+    comms = {42: 'ba"sh', 43: "x\udcff"}
+    expected = [json.dumps(item_json(i, comms), ensure_ascii=False, separators=(",", ":")) for i in items]
+    assert json_lines(items, comms) == expected
+    assert json_lines(items) == [json.dumps(item_json(i), ensure_ascii=False, separators=(",", ":"))
+                                 for i in items]
+    assert all(json.loads(line) for line in expected)

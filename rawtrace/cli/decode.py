@@ -136,14 +136,11 @@ def _from_tracedat(path: str):
 def run(args, host) -> int:
     from rawtrace.parse.ringbuf import merge_chunks_by_time
     from rawtrace.parse.tracedat import MAGIC
-    from rawtrace.render_event import item_json, text_lines
+    from rawtrace.render_event import json_lines, text_lines
 
     if args.cpu is not None and len(args.files) > 1:
         raise UsageError("--cpu names the CPU of a single FILE",
                          hint="name several files after their CPUs instead (cpu0.raw cpu1.raw ...)")
-    if args.json:
-        import json
-        dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
     inputs = [(path, _read_input(path)) for path in args.files]
     streams, errors = [], []
     tracedat = [path for path, data in inputs if data[:len(MAGIC)] == MAGIC]
@@ -166,7 +163,7 @@ def run(args, host) -> int:
     # as much as rendering the line.
     for chunk in merge_chunks_by_time(streams):
         if args.json:
-            lines = [dumps(item_json(item, comms)) for item in chunk]
+            lines = json_lines(chunk, comms)
         else:
             lines = text_lines(chunk, comms, clock)
         lines.append("")
