@@ -8,6 +8,12 @@ surrogates, become \\xNN); raw bytes print as hex.
 JSON: one object per event: ``{"ts", "cpu", "pid", "comm", "event", "fields"}`` with ts in trace-clock
 units (ns for the usual clocks); lost events as ``{"lost": N, "cpu": C, "ts": T}`` (N = -1: unknown);
 records of unknown event IDs as ``{"ts", "cpu", "unknown_id", "data"}`` (data in hex).
+
+Functions: ``event_text(event, comm, clock)`` / ``item_text(item, comms, clock)`` for one line,
+``text_lines(items, comms, clock)`` for many (faster); ``event_json`` / ``item_json`` give dicts and
+``json_lines(items, comms)`` NDJSON text for many; ``event_line(comm, pid, cpu, timestamp, name, body)``
+and ``fields_text(fields, fmt)`` are the pieces, for callers with their own event objects.
+Text and JSON renderers are compiled once per event format (from field names and kinds only).
 """
 
 from __future__ import annotations
