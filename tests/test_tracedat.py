@@ -181,3 +181,12 @@ def test_shared_capture_structure() -> None:
     assert buf.name == "rtovh" and sorted(buf.cpus) == [0, 1]
     data = dat.cpu_data(buf, 1)
     assert len(data) % 4096 == 0 and len(data) // 4096 == 6110
+
+
+def test_page_layout_and_formats() -> None:
+    from rawtrace.parse.tracedat import Buffer
+    dat = read_tracedat(build_v6([pages(0, 1)], TINY_FORMAT))
+    assert dat.page_layout().subbuf_size == 4096 and dat.page_layout().long_size == 8
+    # an instance buffer with 8 KiB sub-buffers: its own page size wins over header_page's
+    assert dat.page_layout(Buffer("big", "local", 8192)).subbuf_size == 8192
+    assert [(f.system, f.name, f.id) for f in dat.formats().values()] == [("test", "tiny", 700)]

@@ -32,25 +32,13 @@ DEFAULT_FILE = Path("/work/shared/data/raw_syscalls_1905722ev.dat")
 
 
 def load(path: Path):
-    from rawtrace.parse.format import parse_format, parse_header_event, parse_header_page
-    from rawtrace.parse.ringbuf import PageLayout
     from rawtrace.parse.tracedat import read_tracedat
+    from rawtrace.render_event import parse_saved_cmdlines
 
     dat = read_tracedat(path)
-    header_page = parse_header_page(dat.header_page)
-    layout = PageLayout.from_headers(header_page, parse_header_event(dat.header_event), dat.byteorder)
-    formats = {}
-    for system, text in dat.event_formats:
-        fmt = parse_format(text, system=system, long_size=header_page.commit_size)
-        formats[fmt.id] = fmt
     buf = dat.buffer()
     cpus = {cpu: dat.cpu_data(buf, cpu) for cpu in sorted(buf.cpus)}
-    comms = {}
-    for line in dat.cmdlines.splitlines():
-        pid, _, comm = line.partition(" ")
-        if pid.isdigit():
-            comms[int(pid)] = comm
-    return layout, formats, cpus, comms
+    return dat.page_layout(buf), dat.formats(), cpus, parse_saved_cmdlines(dat.cmdlines)
 
 
 def decode_all(layout, formats, cpus) -> tuple[int, float, float]:

@@ -111,26 +111,15 @@ def _from_tracefs(args, host):
 
 def _from_tracedat(path: str):
     """Layout, decoders, comms, clock and per-CPU data of a trace-cmd trace.dat file."""
-    from rawtrace.parse.format import parse_format, parse_header_event, parse_header_page
     from rawtrace.parse.record import DecoderSet
-    from rawtrace.parse.ringbuf import PageLayout
     from rawtrace.parse.tracedat import read_tracedat
     from rawtrace.render_event import parse_saved_cmdlines
 
     dat = read_tracedat(path)
-    header_page = parse_header_page(dat.header_page, source=f"{path} (header_page)")
-    header_event = parse_header_event(dat.header_event, source=f"{path} (header_event)")
-    layout = PageLayout.from_headers(header_page, header_event, dat.byteorder)
-    formats = {}
-    texts = [("ftrace", text) for text in dat.ftrace_formats] + list(dat.event_formats)
-    for system, text in texts:
-        fmt = parse_format(text, system=system, source=f"{path} ({system} format)",
-                           long_size=header_page.commit_size)
-        formats[fmt.id] = fmt
     buffer = dat.buffer()
     cpus = {cpu: dat.cpu_data(buffer, cpu) for cpu in sorted(buffer.cpus)}
-    return (layout, DecoderSet(formats, dat.byteorder), parse_saved_cmdlines(dat.cmdlines), buffer.clock or dat.clock,
-            cpus)
+    return (dat.page_layout(buffer), DecoderSet(dat.formats(), dat.byteorder), parse_saved_cmdlines(dat.cmdlines),
+            buffer.clock or dat.clock, cpus)
 
 
 def run(args, host) -> int:

@@ -7,8 +7,9 @@ Public API:
   ``header_page`` / ``header_event`` (texts), ``ftrace_formats`` (texts), ``event_formats``
   ((system, text) pairs), ``cmdlines`` (saved_cmdlines text), ``options`` ((id, bytes) pairs),
   ``buffers`` (``Buffer`` per instance: name, clock, page_size, cpus {cpu: (offset, size)}),
-  ``buffer(name=None)`` (the named one, else the first with data) and ``cpu_data(buffer, cpu) -> bytes``
-  (that CPU's concatenated raw sub-buffers, decompressed).
+  ``buffer(name=None)`` (the named one, else the first with data), ``cpu_data(buffer, cpu) -> bytes``
+  (that CPU's concatenated raw sub-buffers, decompressed), ``page_layout(buffer)`` and ``formats()``
+  (id -> EventFormat), the last two parsed with rawtrace.parse.format.
 
 zstd sections are decompressed with the `zstd` program (the Python standard library has no zstd before
 3.14 and rawtrace has no binary dependencies); zlib with the standard library.
@@ -75,6 +76,29 @@ class TraceDat:
                 return buf
         raise DecodeError(f"{self.source}: no buffer {name!r} with data "
                           f"(buffers: {', '.join(repr(b.name) for b in self.buffers) or 'none'})")
+
+    def page_layout(self, buffer: Buffer | None = None):
+        """The PageLayout of the file's sub-buffers. A v7 buffer's own page size wins over the size in
+        the stored header_page (which is the top instance's; an instance may use larger sub-buffers)."""
+        from rawtrace.parse.format import parse_header_event, parse_header_page
+        from rawtrace.parse.ringbuf import PageLayout
+        header_page = parse_header_page(self.header_page, source=f"{self.source} (header_page)")
+        header_event = parse_header_event(self.header_event, source=f"{self.source} (header_event)")
+        subbuf_size = buffer.page_size if buffer is not None and buffer.page_size else header_page.subbuf_size
+        return PageLayout(byteorder=self.byteorder, timestamp_offset=header_page.timestamp_offset,
+                          timestamp_size=header_page.timestamp_size, commit_offset=header_page.commit_offset,
+                          commit_size=header_page.commit_size, data_offset=header_page.data_offset,
+                          subbuf_size=subbuf_size, header_event=header_event)
+
+    def formats(self) -> dict:
+        """Event ID -> EventFormat for every format the file carries (ftrace's and the others)."""
+        from rawtrace.parse.format import parse_format, parse_header_page
+        long_size = parse_header_page(self.header_page, source=f"{self.source} (header_page)").commit_size
+        found = {}
+        for system, text in [("ftrace", t) for t in self.ftrace_formats] + list(self.event_formats):
+            fmt = parse_format(text, system=system, source=f"{self.source} ({system} format)", long_size=long_size)
+            found[fmt.id] = fmt
+        return found
 
     def cpu_data(self, buffer: Buffer, cpu: int) -> bytes:
         """The raw sub-buffers of one CPU, decompressed: a multiple of buffer.page_size bytes."""
