@@ -7,7 +7,7 @@ read and decompressed before timing. Timed per round, interleaved so machine noi
   * trace-cmd: `trace-cmd report FILE > /dev/null` (wall time; it also decompresses and prints text).
 With --render, the text rendering of `rawtrace decode` (render_event.text_lines) is timed as well.
 With --check, every event is first compared with `trace-cmd report -t -R` (time stamp in ns, CPU, pid,
-event name and every integer field), per CPU, as an oracle.
+event name, integer and array fields, and strings without spaces), per CPU, as an oracle.
 Prints best and median events/s and the ratio rawtrace / trace-cmd (target: >= 1.0).
 
     python3 tools/bench_decode.py [--file F] [-n 3] [--render] [--check]
@@ -92,8 +92,7 @@ def trace_cmd_report(path: Path) -> tuple[float, float] | None:
 
 
 _REPORT_LINE = re.compile(r"^\S*:?\s*.*-(\d+)\s+\[(\d+)\]\s+(\d+)\.(\d{9}): (\w+):\s+(.*)$")
-_INT_FIELD = re.compile(r"(\w+)=(-?\d+)(?=\s|$)")
-_ARRAY_FIELD = re.compile(r"(\w+)=ARRAY\[([0-9a-f, ]*)\]")
+_TOKEN = re.compile(r"(\w+)=(ARRAY\[[0-9a-f, ]*\]|\S*)")
 
 
 def as_bytes(values, size: int, byteorder: str) -> bytes:
@@ -102,9 +101,38 @@ def as_bytes(values, size: int, byteorder: str) -> bytes:
     return b"".join(v.to_bytes(size, byteorder, signed=v < 0) for v in values)
 
 
+def field_disagreement(fmt, fields: dict, tokens: dict, byteorder: str, compared: dict) -> str | None:
+    """The first field whose value differs from trace-cmd's raw (-R) text, or None. trace-cmd prints
+    integers in decimal or hex (long and pointer-sized ones), arrays as ARRAY[bytes], strings bare."""
+    from rawtrace.parse.descriptors import FieldKind
+    for field in fmt.fields:
+        text = tokens.get(field.name)
+        if text is None:
+            continue
+        value = fields[field.name]
+        if field.kind in (FieldKind.INTEGER, FieldKind.POINTER) and field.size in (1, 2, 4, 8):
+            theirs = int(text, 16) if text.startswith(("0x", "-0x")) else int(text)
+            mask = (1 << (8 * field.size)) - 1
+            # trace-cmd may print an 8-byte syscall slot by its C type (int dfd -> 0xffffff9c)
+            same = (value & mask) == (theirs & mask) or (
+                field.size == 8 and 0 <= theirs <= 0xFFFFFFFF and value & 0xFFFFFFFF == theirs)
+            kind = "integer"
+        elif field.kind == FieldKind.ARRAY and text.startswith("ARRAY["):
+            same = as_bytes(value, field.element_size, byteorder) == bytes.fromhex(text[6:-1].replace(", ", ""))
+            kind = "array"
+        elif isinstance(value, str) and value and value.isprintable() and " " not in value:
+            same = value == text
+            kind = "string"
+        else:
+            continue
+        compared[kind] = compared.get(kind, 0) + 1
+        if not same:
+            return f"{field.name}: rawtrace {value!r}, trace-cmd {text!r}"
+    return None
+
+
 def check_against_trace_cmd(path: Path, layout, formats, cpus) -> bool:
     """Compare every event with `trace-cmd report -t -R`; print the first difference per CPU."""
-    from rawtrace.parse.descriptors import FieldKind
     from rawtrace.parse.record import DecoderSet, Event
     from rawtrace.parse.ringbuf import iter_pages
 
@@ -119,29 +147,27 @@ def check_against_trace_cmd(path: Path, layout, formats, cpus) -> bool:
         match = _REPORT_LINE.match(line)
         if match:
             pid, cpu, sec, nsec, name, rest = match.groups()
-            ints = tuple(sorted([(k, int(v)) for k, v in _INT_FIELD.findall(rest)]
-                                + [(k, bytes.fromhex(v.replace(", ", ""))) for k, v in _ARRAY_FIELD.findall(rest)]))
-            theirs.setdefault(int(cpu), []).append((int(sec) * 10**9 + int(nsec), int(pid), name, ints))
+            theirs.setdefault(int(cpu), []).append((int(sec) * 10**9 + int(nsec), int(pid), name,
+                                                    dict(_TOKEN.findall(rest))))
     decoders = DecoderSet(formats, layout.byteorder)
     ok = True
+    compared: dict[str, int] = {}
     for cpu, data in cpus.items():
-        ours = []
-        for e in iter_pages(layout, data, cpu, decoders):
-            if isinstance(e, Event):
-                ints = tuple(sorted([(f.name, e.fields[f.name]) for f in e.format.fields
-                                     if f.kind == FieldKind.INTEGER]
-                                    + [(f.name, as_bytes(e.fields[f.name], f.element_size, layout.byteorder))
-                                       for f in e.format.fields if f.kind == FieldKind.ARRAY]))
-                ours.append((e.ts, e.pid, e.format.name, ints))
-        same = ours == theirs.get(cpu, [])
-        ok &= same
-        print(f"check cpu {cpu}: {len(ours)} events, trace-cmd {len(theirs.get(cpu, []))}: "
-              f"{'identical' if same else 'DIFFERENT'}")
-        if not same:
-            for a, b in zip(ours, theirs.get(cpu, [])):
-                if a != b:
-                    print(f"  first difference: rawtrace {a}\n                    trace-cmd {b}")
-                    break
+        ours = [e for e in iter_pages(layout, data, cpu, decoders) if isinstance(e, Event)]
+        reference = theirs.get(cpu, [])
+        problem = None if len(ours) == len(reference) else f"{len(ours)} events, trace-cmd has {len(reference)}"
+        for event, (ts, pid, name, tokens) in zip(ours, reference):
+            if problem:
+                break
+            if (event.ts, event.pid, event.format.name) != (ts, pid, name):
+                problem = f"event {(event.ts, event.pid, event.format.name)} vs trace-cmd {(ts, pid, name)}"
+            else:
+                wrong = field_disagreement(event.format, event.fields, tokens, layout.byteorder, compared)
+                if wrong:
+                    problem = f"{name} at {ts}: {wrong}"
+        ok &= problem is None
+        print(f"check cpu {cpu}: {len(ours)} events: {problem or 'identical to trace-cmd'}")
+    print(f"check: values compared: {compared}")
     return ok
 
 
