@@ -101,6 +101,17 @@ def as_bytes(values, size: int, byteorder: str) -> bytes:
     return b"".join(v.to_bytes(size, byteorder, signed=v < 0) for v in values)
 
 
+def _numbers(text: str) -> list[int]:
+    """The integers trace-cmd's text can mean: decimal, hex with or without 0x, or octal (modes)."""
+    found = []
+    for base in (10, 16, 8):
+        try:
+            found.append(int(text, base))
+        except ValueError:
+            pass
+    return found
+
+
 def field_disagreement(fmt, fields: dict, tokens: dict, byteorder: str, compared: dict) -> str | None:
     """The first field whose value differs from trace-cmd's raw (-R) text, or None. trace-cmd prints
     integers in decimal or hex (long and pointer-sized ones), arrays as ARRAY[bytes], strings bare."""
@@ -111,11 +122,14 @@ def field_disagreement(fmt, fields: dict, tokens: dict, byteorder: str, compared
             continue
         value = fields[field.name]
         if field.kind in (FieldKind.INTEGER, FieldKind.POINTER) and field.size in (1, 2, 4, 8):
-            theirs = int(text, 16) if text.startswith(("0x", "-0x")) else int(text)
+            candidates = _numbers(text)
+            if not candidates:
+                continue                        # printed symbolically
             mask = (1 << (8 * field.size)) - 1
             # trace-cmd may print an 8-byte syscall slot by its C type (int dfd -> 0xffffff9c)
-            same = (value & mask) == (theirs & mask) or (
+            same = any((value & mask) == (theirs & mask) or (
                 field.size == 8 and 0 <= theirs <= 0xFFFFFFFF and value & 0xFFFFFFFF == theirs)
+                for theirs in candidates)
             kind = "integer"
         elif field.kind == FieldKind.ARRAY and text.startswith("ARRAY["):
             same = as_bytes(value, field.element_size, byteorder) == bytes.fromhex(text[6:-1].replace(", ", ""))
