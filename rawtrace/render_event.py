@@ -1,9 +1,10 @@
 """Render decoded ring-buffer events as ftrace-like text lines or JSON objects (shared by decode and trace).
 
 Text: ``comm-pid [cpu] seconds: system:event: field=value ...`` as ftrace prints. Integers print in
-decimal; pointers, and arrays of unsigned longs or pointers (syscall arguments), in 0x hex; strings are
-escaped (control characters, backslashes, and bytes that were not UTF-8, which the decoder keeps as
-surrogates, become \\xNN); raw bytes print as hex.
+decimal unless the event's print fmt shows them in hex (%x, %p); pointers, and arrays of unsigned
+longs or pointers (syscall arguments), in 0x hex; strings are escaped (control characters,
+backslashes, and bytes that were not UTF-8, which the decoder keeps as surrogates, become \\xNN);
+raw bytes print as hex.
 
 JSON: one object per event: ``{"ts", "cpu", "pid", "comm", "event", "fields"}`` with ts in trace-clock
 units (ns for the usual clocks); lost events as ``{"lost": N, "cpu": C, "ts": T}`` (N = -1: unknown);
@@ -18,6 +19,7 @@ Text and JSON renderers are compiled once per event format (from field names and
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from rawtrace.output import escape
@@ -52,15 +54,47 @@ def _hex_elements(element_type: str | None) -> bool:
     return "*" in etype or ("long" in etype and "unsigned" in etype)
 
 
+# A printf conversion of a print fmt ("%%" included, to be skipped); `*` width/precision take an argument.
+_CONVERSION = re.compile(r"%%|%[-+ #0]*(\*|\d+)?(?:\.(\*|\d*))?(?:hh|h|ll|l|L|q|j|z|Z|t)?([diouxXcsp])")
+_FIELD_REFERENCE = re.compile(r"REC->(\w+)")
+_CAST = re.compile(r"\(\s*[A-Za-z_][\w\s]*\**\s*\)")      # (void *), (unsigned long)
+_ONLY_PARENTHESES = re.compile(r"[\s()]*")
+
+
+def hex_fields(fmt: EventFormat) -> set[str]:
+    """Fields the event's print fmt shows in hex (%x, %lx, %p...): `REC->name`, maybe cast, is the
+    whole argument. Integers print in decimal otherwise; a print fmt that does not split cleanly
+    gives no hints."""
+    if not fmt.print_fmt_string or not fmt.print_fmt_args:
+        return set()
+    conversions = []
+    for match in _CONVERSION.finditer(fmt.print_fmt_string):
+        if match.group(0) == "%%":
+            continue
+        conversions += [None] * ((match.group(1) == "*") + (match.group(2) == "*"))
+        conversions.append(match.group(3))
+    if len(conversions) != len(fmt.print_fmt_args):
+        return set()
+    found = set()
+    for conversion, argument in zip(conversions, fmt.print_fmt_args):
+        if conversion not in ("x", "X", "p"):
+            continue
+        names = _FIELD_REFERENCE.findall(argument)
+        if len(names) == 1 and _ONLY_PARENTHESES.fullmatch(_CAST.sub("", _FIELD_REFERENCE.sub("", argument))):
+            found.add(names[0])
+    return found
+
+
 def field_styles(fmt: EventFormat) -> dict[str, int]:
     """name -> text style for the fields of one event format (cached per format object)."""
     cached = _styles_cache.get(id(fmt))
     if cached is not None and cached[0] is fmt:
         return cached[1]
     styles: dict[str, int] = {}
+    hexadecimal = hex_fields(fmt)
     for field in fmt.all_fields:
         kind = field.kind
-        if kind == FieldKind.POINTER:
+        if kind == FieldKind.POINTER or (kind == FieldKind.INTEGER and field.name in hexadecimal):
             style = _HEX
         elif kind in (FieldKind.STRING, FieldKind.FLEX_STRING, FieldKind.DATA_LOC_STRING,
                       FieldKind.REL_LOC_STRING):
@@ -87,7 +121,7 @@ def value_text(value: Any, style: int = _DECIMAL) -> str:
             return "{" + ",".join(f"0x{v:x}" for v in value) + "}"
         return "{" + ",".join(value_text(v) for v in value) + "}"
     if style == _HEX and isinstance(value, int):
-        return f"0x{value:x}"
+        return f"0x{value & 0xFFFFFFFFFFFFFFFF:x}"
     return str(value)
 
 
@@ -98,7 +132,9 @@ def _fields_text_generic(fields: dict, styles: dict[str, int]) -> str:
 def _field_expression(field, style: int, slot: str, namespace: dict) -> str:
     """An f-string piece rendering one field of a compiled renderer."""
     if style == _HEX:
-        return f"0x{{{slot}:x}}"
+        # Two's complement for negative values, as printf's %lx shows them.
+        mask = (1 << (8 * field.size)) - 1 if field.size in (1, 2, 4, 8) else (1 << 64) - 1
+        return f"0x{{{slot} & {mask:#x}:x}}"
     if style == _TEXT:
         return f"{{_safe({slot})}}"
     if style == _DECIMAL and field.kind == FieldKind.INTEGER:

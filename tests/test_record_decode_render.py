@@ -114,3 +114,24 @@ def test_json_lines_match_item_json() -> None:
     assert json_lines(items) == [json.dumps(item_json(i), ensure_ascii=False, separators=(",", ":"))
                                  for i in items]
     assert all(json.loads(line) for line in expected)
+
+
+def with_print_fmt(fmt, string: str, *args: str):
+    from dataclasses import replace
+    return replace(fmt, print_fmt_string=string, print_fmt_args=args)
+
+
+def test_print_fmt_hex_hints() -> None:
+    from rawtrace.render_event import hex_fields
+    fmt = make_format("kmem", "kmalloc", 40, field("call_site", "unsigned long", 8, 8),
+                      field("bytes", "size_t", 16, 8), field("flags", "int", 24, 4, True),
+                      field("err", "long", 32, 8, True))
+    fmt = with_print_fmt(fmt, "call_site=%pS bytes=%zu flags=%*s 100%% err=0x%lx",
+                         "(void *)REC->call_site", "REC->bytes", "8", "REC->flags ? \"a\" : \"b\"",
+                         "((unsigned long)(REC->err))")
+    assert hex_fields(fmt) == {"call_site", "err"}
+    event = Event(0, 0, 1, 40, fmt, {"call_site": 0xFFFFFFFF81000000, "bytes": 16, "flags": 3, "err": -2})
+    assert event_text(event).endswith("call_site=0xffffffff81000000 bytes=16 flags=3 err=0xfffffffffffffffe")
+    # an expression, not a bare field, or arguments that do not pair up: no hint
+    assert hex_fields(with_print_fmt(fmt, "%lx", "REC->bytes * 2")) == set()
+    assert hex_fields(with_print_fmt(fmt, "%lx %lx", "REC->bytes")) == set()
