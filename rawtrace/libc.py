@@ -72,3 +72,31 @@ def ioctl_none(fd: int, request: int) -> int:
     f.argtypes = [ctypes.c_int, ctypes.c_ulong]
     f.restype = ctypes.c_int
     return _check(f(fd, request), "ioctl")
+
+
+FALLOC_FL_KEEP_SIZE = 0x01
+FALLOC_FL_PUNCH_HOLE = 0x02
+
+
+def fallocate(fd: int, mode: int, offset: int, length: int) -> None:
+    """fallocate(2) with a mode (os.posix_fallocate has none): e.g. punch a hole that frees disk blocks."""
+    f = libc().fallocate
+    f.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    f.restype = ctypes.c_int
+    _check(f(fd, mode, offset, length), "fallocate")
+
+
+def punch_hole(fd: int, offset: int, length: int) -> None:
+    """Free the blocks of [offset, offset+length) in a file, keeping its size (reads there give zeros)."""
+    fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length)
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def prctl(option: int, arg2: int = 0) -> int:
+    """prctl(2) with one argument (e.g. PR_SET_PDEATHSIG)."""
+    f = libc().prctl
+    f.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    f.restype = ctypes.c_int
+    return _check(f(option, arg2, 0, 0, 0), "prctl")

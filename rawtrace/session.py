@@ -16,7 +16,10 @@ Example::
 (uprobe specs), `filter` (kernel filter expression), `pid` / `pids`, `comm`, `cgroup` (a cgroup directory),
 `buffer_kb`, `clock` ("mono" by default: timestamps are CLOCK_MONOTONIC seconds), `pair` (pair syscall
 enter/exit per thread into one strace-like line), `show_helpers` (also yield the fork/exec/rename events
-used for process names). Entering the context creates everything; leaving it (normally, by an exception,
+used for process names), `spool` (copy pages through a spooler child process, see
+rawtrace.tracefs.spool: lossless under floods however slowly events are consumed; off by default in the
+library so that no child process appears in the caller's program unasked; `rawtrace trace` turns it on),
+`spool_mb` (the most unconsumed spool kept before the kernel is left to overwrite). Entering the context creates everything; leaving it (normally, by an exception,
 or by SIGTERM/SIGHUP turned into SystemExit by `rawtrace trace`) removes everything again.
 """
 
@@ -98,13 +101,17 @@ class Summary:
     lost_unknown_pages: int = 0
     duration: float = 0.0
     pages: int = 0
+    spooled: bool = False
+    spool_peak_bytes: int = 0      # the most spooled data waiting for the decoder at once
+    max_lag: float = 0.0           # seconds the decoder was behind the newest event it had released
     kernel_overrun: dict = field(default_factory=dict)   # cpu -> overrun + dropped from per_cpu stats
     unknown_ids: dict = field(default_factory=dict)
     decode_errors: list = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {"events": self.events, "lost": self.lost, "duration": round(self.duration, 6),
-                "pages": self.pages, "kernel_overrun": self.kernel_overrun}
+                "pages": self.pages, "kernel_overrun": self.kernel_overrun, "spooled": self.spooled,
+                "spool_peak_bytes": self.spool_peak_bytes, "max_lag": round(self.max_lag, 6)}
 
 
 def _jsonable(value: Any) -> Any:
@@ -225,7 +232,7 @@ class Session:
                  comm: str | None = None, cgroup: str | Path | None = None, buffer_kb: int | None = None,
                  clock: str = "mono", pair: bool = True, show_helpers: bool = False,
                  host: Host | None = None, instance_name: str | None = None, preflight: bool = True,
-                 tick: float = 0.1) -> None:
+                 tick: float = 0.1, spool: bool = False, spool_mb: int | None = None) -> None:
         self.patterns = list(events or [])
         self.probe_specs = list(probes or [])
         if not self.patterns and not self.probe_specs:
@@ -242,6 +249,10 @@ class Session:
         self.instance_name = instance_name
         self.run_preflight = preflight
         self.tick = tick
+        self.spool = spool
+        self.spool_mb = spool_mb
+        if spool_mb is not None and spool_mb <= 0:
+            raise UsageError(f"spool limit must be positive, not {spool_mb} MiB")
         self.instance: Instance | None = None
         self.selected: list[tuple[str, str]] = []
         self.filter_skipped: list[str] = []
@@ -249,6 +260,7 @@ class Session:
         self.summary = Summary()
         self._adapters = _Adapters()
         self._buffers: BufferReader | None = None
+        self._source = None          # the BufferReader, or the Spool that wraps it
         self._probe_handle = None
         self._probe_events: list[tuple[str, str]] = []
         self._stop = False
@@ -274,8 +286,10 @@ class Session:
             needs = {"tracefs", "tracepoints"}
             if any("sys" in pattern for pattern in self.patterns):
                 needs.add("syscalls")
-            if self.probe_specs:
-                needs.add("uprobes")
+            if self.probe_specs and adapters.probes is not None:
+                known = getattr(adapters.doctor, "NEEDS", frozenset())
+                # The doctor checks uprobes/kprobes/eprobes; others (fprobes) are checked when created.
+                needs |= {adapters.probes.ProbeSpec.parse(text).feature for text in self.probe_specs} & known
             adapters.doctor.preflight(self.host, needs=needs)
         tracefs = find_tracefs(self.host).path
         self.tracefs = tracefs
@@ -301,9 +315,6 @@ class Session:
         if self.pids:
             inst.set_option("event-fork", True)
             inst.set_event_pids(self.pids)
-        elif (inst.path / "set_event_notrace_pid").exists():
-            # Tracing everyone: leave rawtrace's own reads and writes out of its trace.
-            inst.write("set_event_notrace_pid", str(os.getpid()))
 
         self._apply_filters(inst, catalog, selected)
         user = set(selected)
@@ -334,6 +345,18 @@ class Session:
         self._merger = Merger(list(self._buffers.readers), slack=int(0.005 * 1e9))
         self._clock_id = CLOCK_IDS.get(self.clock)
         self._ns = self.clock in NS_CLOCKS
+        self._source = self._buffers
+        if self.spool:
+            from rawtrace.tracefs.spool import DEFAULT_LIMIT_MB, Spool
+            limit = (self.spool_mb or DEFAULT_LIMIT_MB) << 20
+            self._source = Spool(self._buffers, clock_id=self._clock_id, limit_bytes=limit)
+            self._source.start()
+            self.summary.spooled = True
+        if not self.pids and (inst.path / "set_event_notrace_pid").exists():
+            # Tracing everyone: leave rawtrace's own reads and writes (and its spooler's) out of its trace,
+            # or the copying would feed itself.
+            own = [os.getpid()] + ([self._source.child] if self.spool else [])
+            inst.write("set_event_notrace_pid", " ".join(map(str, own)))
         self._started_at = time.monotonic()
         inst.set_tracing_on(True)
 
@@ -344,7 +367,7 @@ class Session:
         probes, dynevents = adapters.probes, adapters.dynevents
         specs = [probes.ProbeSpec.parse(text) for text in self.probe_specs]
         resolved = [probes.resolve(spec, self.host) if hasattr(probes, "resolve") else spec for spec in specs]
-        handle = dynevents.DynamicEvents(tracefs)
+        handle = dynevents.DynamicEvents(tracefs, host=self.host)
         self._probe_handle = handle
         created = handle.create(resolved)
         out = []
@@ -454,7 +477,7 @@ class Session:
             return None
         params: list[tuple[str, str]] = []
         try:
-            fmt = self.catalog.format("syscalls", f"sys_enter_{row.name}")
+            fmt = self.catalog.format("syscalls", f"sys_enter_{row.tracepoint or row.name}")
             params = [(f.name, f.type) for f in fmt.fields if f.name != "__syscall_nr"]
         except Exception:  # noqa: BLE001 - a format we cannot read only costs symbolic rendering
             params = [(f"arg{i}", "unsigned long") for i in range(6)]
@@ -549,7 +572,7 @@ class Session:
         decode = self._page_decoder
         now = self._trace_now()
         all_drained = True
-        for cpu, pages, drained in self._buffers.drain():
+        for cpu, pages, drained, drained_at in self._source.take(now):
             if pages:
                 self.summary.pages += len(pages)
                 records = []
@@ -557,21 +580,30 @@ class Session:
                     records.extend(decode(page, cpu))
                 merger.add(cpu, records)
             if drained:
-                merger.mark_drained(cpu, now)
+                merger.mark_drained(cpu, drained_at)
             else:
                 all_drained = False
         if now is None and all_drained:
             # A clock user space cannot read: after a round in which every CPU was empty, nothing
             # older than the newest record seen can still arrive.
             newest = merger.newest()
-            for cpu in self._buffers.readers:
+            for cpu in self._source.cpus:
                 merger.mark_drained(cpu, newest)
         return all_drained
+
+    def _ready(self) -> list:
+        """Released records of the merge, noting how far the decoder is behind the trace."""
+        ready = self._merger.ready()
+        if ready and self._clock_id is not None and self._ns:
+            lag = (time.clock_gettime_ns(self._clock_id) - ready[-1].ts) / 1e9
+            summary = self.summary
+            summary.max_lag = max(summary.max_lag, lag)
+        return ready
 
     def events(self, duration: float | None = None, count: int | None = None) -> Iterator[TraceEvent | LostEvents]:
         """Yield events in timestamp order until `duration` seconds pass, `count` events were yielded,
         stop() is called, or the consumer stops iterating. Lost events are yielded as LostEvents."""
-        if self._buffers is None:
+        if self._source is None:
             raise RuntimeError("Session not started (use it as a context manager)")
         deadline = time.monotonic() + duration if duration is not None else None
         tick_ms = max(1, int(self.tick * 1000))
@@ -579,7 +611,7 @@ class Session:
         try:
             while not self._stop:
                 all_drained = self._read_round()
-                for item in self._process(self._merger.ready()):
+                for item in self._process(self._ready()):
                     yield item
                     if isinstance(item, TraceEvent):
                         yielded += 1
@@ -591,24 +623,31 @@ class Session:
                     timeout = tick_ms
                     if deadline is not None:
                         timeout = max(1, min(timeout, int((deadline - time.monotonic()) * 1000) + 1))
-                    self._buffers.wait(timeout)
-            # Stop the writers, then take what is left.
+                    self._source.wait(timeout)
+            # Stop the writers, let the spooler copy what is left, then take everything.
             self.instance.set_tracing_on(False)
-            while not self._read_round():
-                pass
-            self._read_round()
-            for item in self._process(self._merger.flush()):
-                yield item
-                if isinstance(item, TraceEvent):
-                    yielded += 1
-                    if count is not None and yielded >= count:
-                        return
+            self._source.finish()
+            # Released as they are decoded: a spool may hold far more than fits in memory as records.
+            final = False
+            while True:
+                drained = self._read_round()
+                records = self._merger.flush() if final else self._ready()
+                for item in self._process(records):
+                    yield item
+                    if isinstance(item, TraceEvent):
+                        yielded += 1
+                        if count is not None and yielded >= count:
+                            return
+                if final:
+                    break
+                final = drained
             for item in self._flush_pairer():
                 yield item
             for item in self._stats_crosscheck():
                 yield item
         finally:
             self.summary.duration = time.monotonic() - self._started_at
+            self.summary.spool_peak_bytes = getattr(self._source, "peak_bytes", 0)
 
     def _seconds(self, ts: int) -> float:
         return ts / 1e9 if self._ns else float(ts)
@@ -677,7 +716,7 @@ class Session:
 
     def _stats_crosscheck(self) -> Iterator[LostEvents]:
         """Compare the kernel's per-CPU overrun counts with the losses the pages reported."""
-        for cpu in self._buffers.readers:
+        for cpu in self._source.cpus:
             try:
                 stats = self.instance.stats(cpu)
             except OSError:
@@ -705,6 +744,11 @@ class Session:
             try:
                 self.instance.set_tracing_on(False)
             except Exception as exc:  # noqa: BLE001       # keep tearing down
+                errors.append(exc)
+        if self._source is not None and self._source is not self._buffers:
+            try:
+                self._source.close()         # the spooler child ends, its files go
+            except Exception as exc:  # noqa: BLE001
                 errors.append(exc)
         if self._buffers is not None:
             self._buffers.close()

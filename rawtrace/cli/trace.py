@@ -20,8 +20,11 @@ examples:
 Output: `comm-pid [cpu] seconds: event: fields`, one line per event; syscall enter/exit pairs of
 one thread are joined into one strace-like line with the call's duration (--no-pair keeps both
 raw halves). Lost events appear as their own LOST lines and in the summary; they are never hidden.
-rawtrace runs at nice +19 (--nice): under an event flood it is rawtrace that falls behind, not the
-traced programs; use --nice 0 (or a bigger --buffer-kb) when completeness matters more.
+Pages are copied out of the kernel buffer by a small spooler process at normal priority (no decoding,
+so it keeps up with syscall floods) into unlinked files under $TMPDIR; rawtrace decodes them at
+nice +19 (--nice), so under a flood it falls behind and catches up later instead of slowing the traced
+programs or losing events. --spool-mb caps that backlog (then the kernel overwrites and the loss is
+reported); the summary says how far decoding lagged. --no-spool reads the kernel buffer directly.
 Timestamps are seconds on the instance's trace clock (mono = CLOCK_MONOTONIC by default).
 --comm is a kernel filter (`comm == "NAME"`: the name at event time); --pid/--cgroup use
 set_event_pid with event-fork, so children started later are traced too.
@@ -51,6 +54,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="lower rawtrace's CPU priority by N (default 19, the lowest; 0 keeps it): "
                              "when events come faster than rawtrace decodes them, rawtrace falls behind "
                              "and reports the loss instead of slowing the traced programs")
+    parser.add_argument("--no-spool", action="store_true",
+                        help="decode straight from the kernel buffer (no spooler process; loses events "
+                             "when decoding falls behind)")
+    parser.add_argument("--spool-mb", type=_positive_int, metavar="N",
+                        help="most unconsumed spool data kept, in MiB per run (default 1024)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
 
 
@@ -129,14 +137,16 @@ def run(args: argparse.Namespace, host) -> int:
         raise UsageError("name at least one EVENT or --probe SPEC")
     session = Session(args.events, probes=args.probe, filter=args.filter, pids=args.pid, comm=args.comm,
                       cgroup=args.cgroup, buffer_kb=args.buffer_kb, clock=args.clock, pair=not args.no_pair,
-                      show_helpers=args.show_helpers, host=host)
-    if args.nice > 0:
-        os.nice(min(args.nice, 19))
+                      show_helpers=args.show_helpers, host=host, spool=not args.no_spool,
+                      spool_mb=args.spool_mb)
     # Last resort for paths the context manager cannot cover (an exception inside a signal handler).
     atexit.register(session.close)
     signals = _Signals(session)
     try:
         with session:
+            # Only now: the spooler child, forked during start, keeps the normal priority.
+            if args.nice > 0:
+                os.nice(min(args.nice, 19))
             return _trace(session, args)
     finally:
         signals.restore()
@@ -187,7 +197,11 @@ def _trace(session, args) -> int:
     if summary.lost or any(summary.kernel_overrun.values()):
         per_cpu = " ".join(f"cpu{cpu}={count}" for cpu, count in sorted(summary.kernel_overrun.items()))
         overrun = f" (kernel per-CPU overrun: {per_cpu})"
-    err.write(f"{summary.events} events, {lost}, {summary.duration:.3f} s{overrun}\n")
+    lag = ""
+    if summary.spooled and summary.max_lag >= 0.5:
+        lag = (f"; decoding lagged up to {summary.max_lag:.1f} s behind the trace "
+               f"(spool peak {summary.spool_peak_bytes / 2**20:.1f} MiB)")
+    err.write(f"{summary.events} events, {lost}, {summary.duration:.3f} s{overrun}{lag}\n")
     if summary.decode_errors:
         err.write(f"warning: {len(summary.decode_errors)} sub-buffers could not be fully decoded: "
                   f"{summary.decode_errors[0]}\n")

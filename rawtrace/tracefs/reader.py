@@ -97,6 +97,26 @@ class BufferReader:
             pages = reader.read_pages(limit)
             yield cpu, pages, len(pages) < limit
 
+    @property
+    def cpus(self) -> list[int]:
+        return list(self.readers)
+
+    def take(self, now: int | None, limit: int = 64) -> list[tuple[int, list[bytes], bool, int | None]]:
+        """(cpu, pages, drained, drained_at) per CPU, read directly: the page source interface the
+        spooler (rawtrace.tracefs.spool.Spool) also offers. `drained_at` is `now`, taken before the reads."""
+        out = []
+        for cpu, reader in self.readers.items():
+            pages = reader.read_pages(limit)
+            out.append((cpu, pages, len(pages) < limit, now))
+        return out
+
+    def finish(self, timeout: float = 5.0) -> bool:
+        """Nothing to stop: the reads after tracing_on=0 take what is left."""
+        return True
+
+    def backlog(self) -> int:
+        return 0
+
     def close(self) -> None:
         for reader in self.readers.values():
             reader.close()
