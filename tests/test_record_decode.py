@@ -190,3 +190,15 @@ def test_big_fixed_array() -> None:
     decode = compile_decoder(fmt, "big")
     assert "v = _main" in decode.source
     assert decode(payload, 0, len(payload), 0, 0).fields == {"small": 7, "data": tuple(range(100)), "last": -1}
+
+
+def test_a_broken_format_makes_unknown_events_not_a_crash() -> None:
+    from rawtrace.errors import ParseError
+
+    def lookup(event_id: int):
+        raise ParseError("bad field line", source="events/x/y/format", line=3)
+
+    decoders = DecoderSet(lookup, "little")
+    item = decoders.decoder(5)(b"\x05\x00\x00\x00\x01\x00\x00\x00", 0, 8, 1, 0)
+    assert isinstance(item, UnknownEvent) and decoders.unknown == {5: 1}
+    assert decoders.broken == {5: "events/x/y/format:3: bad field line"}

@@ -158,6 +158,8 @@ def run(args, host) -> int:
         lines.append("")
         write("\n".join(lines))
     out.flush()
+    for event_id, reason in sorted(decoders.broken.items()):
+        sys.stderr.write(f"rawtrace: note: event ID {event_id} shown undecoded: {reason}\n")
     if decoders.unknown:
         ids = ", ".join(f"{event_id} ({count})" for event_id, count in sorted(decoders.unknown.items()))
         sys.stderr.write(f"rawtrace: note: records of event IDs with no format in {formats_from}: {ids}\n")

@@ -11,7 +11,8 @@ Public API (pure: bytes in, objects out):
 * ``UnknownEvent``: a record whose common_type has no format; ``data`` holds the raw payload.
 * ``DecoderSet(formats, byteorder=sys.byteorder)``: maps an event ID to its compiled decoder, built
   lazily on first use. ``formats`` is a mapping id -> EventFormat or a callable id -> EventFormat | None
-  (for example ``EventCatalog.by_id``). ``unknown`` counts records per unknown ID.
+  (for example ``EventCatalog.by_id``). ``unknown`` counts records per unknown ID; ``broken`` maps an ID
+  whose format failed to parse or compile to the reason (its records come out as UnknownEvent).
 * ``compile_decoder(fmt, byteorder)``: the decoder ``fn(buf, start, length, ts, cpu) -> Event`` itself.
 * ``ts_seconds(ts)`` and ``format_timestamp(ts, clock)`` convert trace-clock units for display.
 
@@ -311,7 +312,9 @@ def compile_decoder(fmt: EventFormat, byteorder: str = sys.byteorder) -> Callabl
 
 class DecoderSet:
     """Per-event-ID decoders, compiled on first use. `cache` maps id -> decoder and is what the page
-    decoder reads on its hot path; `unknown` counts records of IDs with no format."""
+    decoder reads on its hot path; `unknown` counts records of IDs with no format, and `broken` says why
+    an ID whose format could not be read or compiled is decoded as UnknownEvent (one bad format file
+    must not stop a trace)."""
 
     def __init__(self, formats: Mapping[int, EventFormat] | Callable[[int], EventFormat | None],
                  byteorder: str = sys.byteorder) -> None:
@@ -321,6 +324,7 @@ class DecoderSet:
         self._lookup = formats.get if isinstance(formats, Mapping) else formats
         self.cache: dict[int, Callable] = {}
         self.unknown: dict[int, int] = {}
+        self.broken: dict[int, str] = {}
 
     def decoder(self, event_id: int) -> Callable:
         """The decoder for `event_id` (an UnknownEvent maker if no format is known)."""
@@ -337,10 +341,14 @@ class DecoderSet:
             return None
 
     def _build(self, event_id: int) -> Callable:
-        fmt = self.format(event_id)
-        if fmt is None:
-            return self._unknown_decoder(event_id)
-        return compile_decoder(fmt, self.byteorder)
+        from rawtrace.errors import RawtraceError
+        try:
+            fmt = self.format(event_id)
+            if fmt is not None:
+                return compile_decoder(fmt, self.byteorder)
+        except (RawtraceError, struct.error, ValueError, SyntaxError) as exc:
+            self.broken[event_id] = getattr(exc, "message", None) or str(exc)
+        return self._unknown_decoder(event_id)
 
     def _unknown_decoder(self, event_id: int) -> Callable:
         counts = self.unknown
