@@ -90,8 +90,6 @@ class PageLayout:
         "timestamp_size",
         "timestamp_struct",
         "u16_struct",
-        "word_struct",
-        "words_struct",
     )
 
     def __init__(self, *, byteorder: str = sys.byteorder, timestamp_offset: int = 0, timestamp_size: int = 8,
@@ -131,8 +129,6 @@ class PageLayout:
         self.timestamp_struct = struct.Struct(prefix + _UNSIGNED_CODES[timestamp_size])
         self.commit_struct = struct.Struct(prefix + _UNSIGNED_CODES[commit_size])
         self.long_struct = self.commit_struct
-        self.word_struct = struct.Struct(prefix + "I")
-        self.words_struct = struct.Struct(prefix + "II")
         self.u16_struct = struct.Struct(prefix + "H")
 
     @classmethod
