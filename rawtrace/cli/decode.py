@@ -138,7 +138,7 @@ def run(args, host) -> int:
             raise UsageError(f"{tracedat[0]} is a trace.dat file: decode it on its own")
         layout, decoders, comms, clock, cpus = _from_tracedat(tracedat[0])
         for cpu, data in cpus.items():
-            streams.append(_file_pages(f"{tracedat[0]} cpu {cpu}", data, cpu, layout, decoders, errors))
+            streams.append(_file_pages(tracedat[0], data, cpu, layout, decoders, errors))
         formats_from = tracedat[0]
     else:
         layout, decoders, comms, clock, formats_from = _from_tracefs(args, host)
@@ -160,8 +160,9 @@ def run(args, host) -> int:
     out.flush()
     for event_id, reason in sorted(decoders.broken.items()):
         sys.stderr.write(f"rawtrace: note: event ID {event_id} shown undecoded: {reason}\n")
-    if decoders.unknown:
-        ids = ", ".join(f"{event_id} ({count})" for event_id, count in sorted(decoders.unknown.items()))
+    unknown = {event_id: n for event_id, n in decoders.unknown.items() if event_id not in decoders.broken}
+    if unknown:
+        ids = ", ".join(f"{event_id} ({count})" for event_id, count in sorted(unknown.items()))
         sys.stderr.write(f"rawtrace: note: records of event IDs with no format in {formats_from}: {ids}\n")
     if errors:
         for message in errors[:-1]:
