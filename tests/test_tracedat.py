@@ -8,9 +8,11 @@ import zlib
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_ringbuf_support import TINY, PageBuilder, tiny_payload
 
-from rawtrace.errors import DecodeError, NotSupported
+from rawtrace.errors import DecodeError, NotSupported, RawtraceError
 from rawtrace.parse.record import DecoderSet
 from rawtrace.parse.ringbuf import PageLayout, iter_pages
 from rawtrace.parse.tracedat import read_tracedat
@@ -190,3 +192,22 @@ def test_page_layout_and_formats() -> None:
     # an instance buffer with 8 KiB sub-buffers: its own page size wins over header_page's
     assert dat.page_layout(Buffer("big", "local", 8192)).subbuf_size == 8192
     assert [(f.system, f.name, f.id) for f in dat.formats().values()] == [("test", "tiny", 700)]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(version=st.sampled_from(["v6", "v7", "v7z"]),
+       flips=st.lists(st.tuples(st.integers(0, 2000), st.integers(0, 255)), max_size=8),
+       cut=st.integers(0, 20000))
+def test_damaged_files_raise_only_rawtrace_errors(version: str, flips: list, cut: int) -> None:
+    cpu_pages = [pages(0, 2), pages(1, 1)]
+    data = bytearray(build_v6(cpu_pages) if version == "v6" else build_v7(cpu_pages, version == "v7z"))
+    for at, value in flips:
+        if at < len(data):
+            data[at] = value
+    try:
+        dat = read_tracedat(bytes(data[:cut]))
+        for buf in dat.buffers:
+            for cpu in buf.cpus:
+                dat.cpu_data(buf, cpu)
+    except RawtraceError as exc:
+        assert exc.message

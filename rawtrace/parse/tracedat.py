@@ -178,7 +178,10 @@ def _decompress(method: str, blobs: list, sizes: list, source: str) -> bytes:
     expected = sum(sizes)
     if method == "zlib":
         import zlib
-        out = b"".join(zlib.decompress(blob) for blob in blobs)
+        try:
+            out = b"".join(zlib.decompress(blob) for blob in blobs)
+        except zlib.error as exc:
+            raise DecodeError(f"{source}: zlib could not decompress a section: {exc}") from None
     elif method == "zstd":
         import shutil
         import subprocess
@@ -230,8 +233,9 @@ def read_tracedat(path: str | os.PathLike | bytes) -> TraceDat:
     for opt_id, payload in dat.options:
         if opt_id == OPTION_TRACECLOCK:
             text = payload.split(b"\0", 1)[0].decode("ascii", "replace")
-            if "[" in text:
-                dat.clock = text[text.index("[") + 1:text.index("]", text.index("["))]
+            start, end = text.find("["), text.find("]", text.find("[") + 1)
+            if 0 <= start < end:
+                dat.clock = text[start + 1:end]
     for buf in dat.buffers:
         for cpu, (offset, size) in buf.cpus.items():
             _check_range(dat, offset, size, f"buffer {buf.name!r} cpu {cpu} data")
@@ -325,7 +329,7 @@ def _read_v7(dat: TraceDat, reader: _Reader) -> None:
             opt_id = sub.u16()
             payload = sub.take(sub.u32())
             if opt_id == OPTION_DONE:
-                next_options = struct.unpack(("<" if dat.byteorder == "little" else ">") + "Q", payload)[0]
+                next_options = _Reader(payload, dat.byteorder, dat.source).u64()
                 break
             dat.options.append((opt_id, payload))
             if OPTION_HEADER_INFO <= opt_id <= OPTION_CMDLINES:
