@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 from rawtrace.cli import main
 from rawtrace.tracefs.instance import Owner, instance_name, owner_alive, parse_owner, process_starttime
@@ -91,3 +93,18 @@ def test_reset_help_has_examples():
     done = subprocess.run([sys.executable, "-m", "rawtrace", "reset", "--help"], capture_output=True, text=True,
                           check=False)
     assert done.returncode == 0 and "rawtrace reset --dry-run" in done.stdout
+
+
+def test_reset_spool_dirs_of_dead_owners_only(tmp_path):
+    from rawtrace.cli.reset import remove, spool_leftovers
+    mine = tmp_path / f"rawtrace-spool-{os.getpid()}-{process_starttime(os.getpid())}-x1"
+    dead = tmp_path / "rawtrace-spool-999999999-5-x2"
+    for path in (mine, dead):
+        path.mkdir()
+        (path / "cpu0").write_bytes(b"page")
+    items = {Path(i.name).name: i for i in spool_leftovers(Path("/proc"), str(tmp_path))}
+    assert set(items) == {mine.name, dead.name}
+    assert items[mine.name].alive and not items[dead.name].alive
+    assert "gone" in items[dead.name].reason
+    assert remove(tmp_path, items[dead.name]) is None
+    assert not dead.exists() and mine.is_dir()

@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-HELP = "remove instances and probes left behind by killed rawtrace runs"
+HELP = "remove instances, probes and spool directories left behind by killed rawtrace runs"
 EPILOG = """\
 examples:
   rawtrace reset --dry-run     # show what would be removed
@@ -16,8 +16,8 @@ examples:
   rawtrace reset --json
 
 Only rawtrace's own leftovers are touched: tracefs instances named rawtrace-<pid>-<starttime> and
-probe groups named rawtrace_<pid>, and only when that process is gone (a reused pid is told apart
-by its start time). Leftovers of a run that is still going are kept and listed. Nothing else in
+probe groups named rawtrace_<pid>, spool directories named rawtrace-spool-<pid>-<starttime>-* in
+$TMPDIR (or /tmp), and only when that process is gone (a reused pid is told apart by its start time). Leftovers of a run that is still going are kept and listed. Nothing else in
 tracefs, and nothing of trace-cmd, perf or other tools, is changed."""
 
 GROUP_PREFIX = "rawtrace_"
@@ -25,7 +25,7 @@ GROUP_PREFIX = "rawtrace_"
 
 @dataclass(frozen=True, slots=True)
 class Leftover:
-    kind: str          # "instance" or "probe"
+    kind: str          # "instance", "probe" or "spool"
     name: str          # instance name, or group/event
     owner: int | None
     alive: bool
@@ -72,6 +72,17 @@ def find_leftovers(tracefs: Path, proc: Path) -> list[Leftover]:
     return out
 
 
+def spool_leftovers(proc: Path, directory: str | None = None) -> list[Leftover]:
+    """Spool directories of rawtrace runs (normally unlinked at once; one can stay if a run was killed
+    between creating and unlinking it)."""
+    from rawtrace.tracefs.spool import find_stale_spools
+    out = []
+    for path, pid, alive in find_stale_spools(directory, proc):
+        reason = f"owner pid {pid} is running" if alive else f"owner pid {pid} is gone"
+        out.append(Leftover("spool", str(path), pid, alive, reason))
+    return out
+
+
 def probe_events(tracefs: Path) -> list[tuple[str, str]]:
     """(group, event) of the dynamic events in rawtrace_* groups."""
     seen: list[tuple[str, str]] = []
@@ -93,6 +104,15 @@ def remove(tracefs: Path, item: Leftover) -> str | None:
     """Remove one dead leftover; returns an error text or None."""
     from rawtrace.errors import KernelRefused
     from rawtrace.tracefs.instance import remove_instance_dir
+    if item.kind == "spool":
+        import shutil
+        try:
+            shutil.rmtree(item.name)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            return f"{item.name}: {exc.strerror}"
+        return None
     if item.kind == "instance":
         path = tracefs / "instances" / item.name
         try:
@@ -131,6 +151,9 @@ def run(args: argparse.Namespace, host) -> int:
     else:
         tracefs = location.path
         items = find_leftovers(tracefs, host.path("/proc"))
+    if getattr(host, "is_live", True):
+        # Spool directories live in this machine's temp dir, not under --root.
+        items += spool_leftovers(host.path("/proc"))
     removed, kept, failed = [], [], []
     # Instances first: a dead run's instance may still have its probes enabled.
     for item in sorted(items, key=lambda i: i.kind != "instance"):
@@ -156,5 +179,5 @@ def run(args: argparse.Namespace, host) -> int:
         for item, error in failed:
             out.write(f"could not remove {item.kind} {escape(item.name)}: {error}\n")
         if not items:
-            out.write("nothing to reset: no rawtrace instances or probes found\n")
+            out.write("nothing to reset: no rawtrace instances, probes or spool directories found\n")
     return 1 if failed else 0

@@ -65,13 +65,20 @@ class SpoolMarks:
         self._put(seq_word, seq + 2)
 
     def _read_record(self, seq_word: int, count: int) -> tuple[int, ...]:
-        for _ in range(100000):
+        deadline = None
+        for attempt in range(1 << 62):
             before = self._get(seq_word)
-            if before & 1:
-                continue
-            values = tuple(self._get(seq_word + n) for n in range(1, count + 1))
-            if self._get(seq_word) == before:
-                return values
+            if not before & 1:
+                values = tuple(self._get(seq_word + n) for n in range(1, count + 1))
+                if self._get(seq_word) == before:
+                    return values
+            if attempt >= 1000:
+                # An update takes microseconds; one still open after a second is a writer that died.
+                now = time.monotonic()
+                deadline = deadline or now + 1.0
+                if now > deadline:
+                    break
+                time.sleep(0.0002)
         # The writer died in the middle of an update: each word is still whole (aligned 8-byte copies),
         # and every published offset was written to the spool before it was published.
         return tuple(self._get(seq_word + n) for n in range(1, count + 1))
