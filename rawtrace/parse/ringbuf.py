@@ -19,7 +19,8 @@ Public API (pure: bytes in, objects out; see ring-buffer.md in the project notes
 * ``page_header(layout, page) -> PageHeader``: time stamp, data size and missed-events flags of a page.
 
 Time stamps are ints in trace-clock units (rawtrace.parse.record.ts_seconds / format_timestamp convert).
-A discarded event (padding with a non-zero delta) is skipped without adding its delta to the time stamp.
+A discarded event (padding with a non-zero delta) is skipped without adding its delta to the time stamp,
+as the kernel's own reader does (rb_update_read_stamp() in kernel/trace/ring_buffer.c).
 """
 
 from __future__ import annotations
@@ -213,7 +214,8 @@ def _other_record(layout: PageLayout, buf: bytes, words: array, i: int, end_i: i
     if type_len == header.padding_type:
         if delta == 0:
             return end_i, ts                 # the rest of the page is unused
-        # A discarded event: array[0] is its length minus the 4-byte header. Keep ts.
+        # A discarded event: array[0] is its length minus the 4-byte header. Keep ts (the kernel's
+        # reader ignores a padding's delta too).
         next_i = i + 1 + ((max(array0, 4) + 3) >> 2)
         if next_i > end_i:
             raise _fail(f"discarded-event padding of {array0} bytes runs past the end of the data",
