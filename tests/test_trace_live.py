@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -85,23 +86,30 @@ def check_openat_events(items: list, pid: int, path: Path) -> None:
     assert all(e.comm == "python3" or e.comm.startswith("python") for e in enters)
 
 
-def test_exact_openat_count_and_values(live_tracefs, tmp_path):
+@pytest.mark.parametrize("spool", [False, True], ids=["direct", "spool"])
+def test_exact_openat_count_and_values(live_tracefs, tmp_path, spool):
     path = tmp_path / f"rtopen-{os.getpid()}"
     path.write_text("x")
     child = start_waiting_child(OPENER, str(path), str(N), str(MARK_FD))
     try:
-        with Session(["syscalls:sys_enter_openat", "syscalls:sys_exit_openat"], pid=child.pid, pair=False) as s:
+        with Session(["syscalls:sys_enter_openat", "syscalls:sys_exit_openat"], pid=child.pid, pair=False,
+                     spool=spool) as s:
             name = s.instance.name
             assert (live_tracefs / "instances" / name).is_dir()
+            spooler = s._source.child if spool else None
             items = run_traced(s, child)
         assert not (live_tracefs / "instances" / name).exists()
+        assert s.summary.spooled == spool
+        if spooler is not None:
+            assert not Path(f"/proc/{spooler}").exists()
     finally:
         child.kill()
         child.wait()
     check_openat_events(items, child.pid, path)
 
 
-def test_exact_count_with_both_cpus_busy(live_tracefs, tmp_path):
+@pytest.mark.parametrize("spool", [False, True], ids=["direct", "spool"])
+def test_exact_count_with_both_cpus_busy(live_tracefs, tmp_path, spool):
     path = tmp_path / f"rtbusy-{os.getpid()}"
     path.write_text("x")
     spinners = []
@@ -111,7 +119,8 @@ def test_exact_count_with_both_cpus_busy(live_tracefs, tmp_path):
         spinners.append(spin)
     child = start_waiting_child(OPENER, str(path), str(N), str(MARK_FD))
     try:
-        with Session(["syscalls:sys_enter_openat", "syscalls:sys_exit_openat"], pid=child.pid, pair=False) as s:
+        with Session(["syscalls:sys_enter_openat", "syscalls:sys_exit_openat"], pid=child.pid, pair=False,
+                     spool=spool) as s:
             items = run_traced(s, child)
     finally:
         for proc in spinners + [child]:
@@ -379,3 +388,111 @@ def test_probe_events_arrive_and_probes_are_removed(live_tracefs):
     hits = [e for e in items if isinstance(e, TraceEvent) and e.system == group]
     assert len(hits) == 23 and {e.pid for e in hits} == {child.pid}
     assert group not in (live_tracefs / "dynamic_events").read_text()
+
+
+# A syscall flood from Python: markers (getppid) around N x (openat + read + close) of one file.
+FLOOD = r"""
+import os, sys
+path, n = sys.argv[1], int(sys.argv[2])
+sys.stdin.read(1)
+os.getppid()
+for _ in range(n):
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    os.read(fd, 64)
+    os.close(fd)
+os.getppid()
+"""
+FLOOD_CALLS = 70000           # 210 000 syscalls, 420 000 raw_syscalls events
+X86_64 = {"getppid": 110, "openat": 257, "read": 0, "close": 3}
+
+
+def _spool_dirs(pid: int) -> list[str]:
+    return [n for n in os.listdir(tempfile.gettempdir()) if n.startswith(f"rawtrace-spool-{pid}-")]
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry))
+    return out
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="syscall numbers below are x86_64's")
+def test_cli_flood_through_the_spool_loses_nothing(live_tracefs, tmp_path):
+    target = tmp_path / "target"
+    target.write_text("hello\n")
+    proc, first = _start_cli("raw_syscalls:*", "--json", "--no-pair")
+    flood = None
+    try:
+        assert first.startswith("Tracing 2 events"), first
+        name = f"rawtrace-{proc.pid}-{process_starttime(proc.pid)}"
+        assert _children(proc.pid), "no spooler child"
+        flood = start_waiting_child(FLOOD, str(target), str(FLOOD_CALLS))
+        flood.stdin.write(b"g")
+        flood.stdin.close()
+        assert flood.wait(120) == 0
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=600)
+    finally:
+        for p in (proc, flood):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
+    assert proc.returncode == 0, err
+    lines = out.splitlines()
+    assert not [line for line in lines[1:] if '"lost"' in line], "events were lost"
+    summary = err.strip().splitlines()[-1]
+    assert ", 0 lost," in summary and "overrun" not in summary, summary
+    # This process's syscalls, in order, between the two getppid markers.
+    calls = []
+    for line in lines[1:]:
+        item = json.loads(line)
+        if item["pid"] == flood.pid:
+            calls.append((item["event"].split(":")[1], item["fields"]["id"]))
+    nr = X86_64
+    marks = [i for i, c in enumerate(calls) if c == ("sys_enter", nr["getppid"])]
+    assert len(marks) == 2, calls[:10]
+    body = calls[marks[0] + 2:marks[1]]
+    assert calls[marks[0] + 1] == ("sys_exit", nr["getppid"])
+    expected = []
+    for _ in range(FLOOD_CALLS):
+        for call in ("openat", "read", "close"):
+            expected += [("sys_enter", nr[call]), ("sys_exit", nr[call])]
+    assert len(body) == len(expected) == 6 * FLOOD_CALLS
+    assert body == expected
+    assert not (live_tracefs / "instances" / name).exists()
+    assert not _spool_dirs(proc.pid) and not _children(proc.pid)
+
+
+def test_cli_sigterm_during_flood_leaves_nothing(live_tracefs, tmp_path):
+    target = tmp_path / "target"
+    target.write_text("hello\n")
+    proc, first = _start_cli("raw_syscalls:*", "--json")
+    flood = None
+    try:
+        assert first.startswith("Tracing"), first
+        name = f"rawtrace-{proc.pid}-{process_starttime(proc.pid)}"
+        spoolers = _children(proc.pid)
+        assert len(spoolers) == 1
+        flood = start_waiting_child(FLOOD, str(target), str(10 * FLOOD_CALLS))
+        flood.stdin.write(b"g")
+        flood.stdin.close()
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    finally:
+        for p in (proc, flood):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
+    assert proc.returncode in (0, 128 + signal.SIGTERM)
+    assert not (live_tracefs / "instances" / name).exists()
+    assert not _spool_dirs(proc.pid)
+    assert not Path(f"/proc/{spoolers[0]}").exists()
