@@ -29,6 +29,7 @@ import struct
 import sys
 from array import array
 from collections.abc import Iterator
+from operator import attrgetter
 from typing import NamedTuple
 
 from rawtrace.errors import DecodeError
@@ -369,8 +370,7 @@ def iter_page_lists(layout: PageLayout, data: bytes | memoryview, cpu: int, deco
             yield items
 
 
-def _ts(item) -> int:
-    return item.ts
+_ts = attrgetter("ts")      # C-level key for the merge's sort and bisect
 
 
 def merge_by_time(streams: list[Iterator[list]]) -> Iterator:
