@@ -217,3 +217,10 @@ def test_stdin_input(tmp_path: Path, capsys, monkeypatch) -> None:
     assert code == 0
     assert [line.split()[1] for line in out.splitlines()] == ["[005]", "[005]"]
 
+
+
+def test_no_tracefs_anywhere(tmp_path: Path, capsys) -> None:
+    cpu0, _cpu1 = two_cpus(tmp_path)
+    code = main(["--root", str(tmp_path / "empty-root"), "decode", str(cpu0)])
+    err = capsys.readouterr().err
+    assert code == 2 and "no tracefs found" in err and "Traceback" not in err
