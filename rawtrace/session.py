@@ -132,6 +132,63 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+_json_str = None
+_JSON_KEYS: dict[str, str] = {}
+_JSON_EVENTS: dict[tuple[str, str], str] = {}
+_JSON_COMMS: dict[str, str] = {}
+
+
+def _json_text(value: Any) -> str:
+    """One value as compact JSON text, exactly as json.dumps(_jsonable(value), ensure_ascii=False) writes it."""
+    cls = value.__class__
+    if cls is int:
+        return int.__repr__(value)
+    if cls is str:
+        if not value.isascii():
+            value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        return _json_str(value)
+    if cls is tuple or cls is list:
+        if all(v.__class__ is int for v in value):
+            return "[" + ",".join(map(int.__repr__, value)) + "]"
+        return "[" + ",".join(map(_json_text, value)) + "]"
+    if cls is bytes:
+        return '"' + value.hex() + '"'
+    import json
+    return json.dumps(_jsonable(value), ensure_ascii=False, separators=(",", ":"))
+
+
+def json_line(ev: TraceEvent) -> str:
+    """`json.dumps(ev.to_json())` with compact separators, built directly (the text is the same; this is
+    the hot path of `rawtrace trace --json`: the per-event parts that repeat are encoded once)."""
+    global _json_str
+    if _json_str is None:
+        from json.encoder import encode_basestring
+        _json_str = encode_basestring
+    head = _JSON_EVENTS.get((ev.system, ev.event))
+    if head is None:
+        head = _JSON_EVENTS[(ev.system, ev.event)] = \
+            ',"event":' + _json_str(f"{ev.system}:{ev.event}") + ',"fields":{'
+    comm = _JSON_COMMS.get(ev.comm)
+    if comm is None:
+        if len(_JSON_COMMS) > 4096:
+            _JSON_COMMS.clear()
+        comm = _JSON_COMMS[ev.comm] = _json_text(ev.comm)
+    keys = _JSON_KEYS
+    parts = []
+    for key, value in ev.fields.items():
+        name = keys.get(key)
+        if name is None:
+            name = keys[key] = _json_str(key) + ":"
+        parts.append(name + (int.__repr__(value) if value.__class__ is int else _json_text(value)))
+    line = (f'{{"ts":{round(ev.ts, 9)!r},"cpu":{ev.cpu},"pid":{ev.pid},"comm":{comm}{head}'
+            f'{",".join(parts)}}}')
+    if ev.syscall is not None:
+        line += ',"syscall":' + _json_str(ev.syscall)
+    if ev.duration is not None:
+        line += f',"duration":{round(ev.duration, 9)!r}'
+    return line + "}"
+
+
 def filter_identifiers(expr: str) -> set[str]:
     """Field names an event filter expression uses (quoted strings and numbers are not names)."""
     return {m.group(1) for m in _FILTER_IDENT_RE.finditer(expr) if m.group(1)}
@@ -341,6 +398,7 @@ class Session:
         # Names as of the start, so a process that execs during the trace keeps its old name before.
         self.comms.snapshot(self.pids or None)
         self._pairer = self._make_pairer()
+        self._fast_exits = self._paired_exit_ids()
         self._buffers = BufferReader(inst.path, inst.cpus(), header.subbuf_size)
         self._merger = Merger(list(self._buffers.readers), slack=int(0.005 * 1e9))
         self._clock_id = CLOCK_IDS.get(self.clock)
@@ -662,6 +720,10 @@ class Session:
         summary = self.summary
         pairer = self._pairer
         formatter = self._formatter
+        seconds = self._seconds
+        from_record = self._from_record
+        fast_exits = self._fast_exits
+        names_of = comms._names
         from rawtrace.parse.record import Lost
         for rec in records:
             if rec.__class__ is Lost:
@@ -693,11 +755,22 @@ class Session:
             elif kernel_comm is not None:
                 comm = kernel_comm
             else:
-                comm = comms.comm(rec.pid)
+                comm = names_of.get(rec.pid) or comms.comm(rec.pid)
             if user_comm is not None and comm != user_comm:
                 continue
-            ev = TraceEvent(self._seconds(rec.ts), rec.ts, rec.cpu, rec.pid, comm, system, name, rec.fields,
-                            flags=rec.flags, preempt_count=rec.preempt_count, format=rec.format)
+            if event_id in fast_exits:
+                # A paired exit: its TraceEvent is needed only when no enter is pending (RESUMED).
+                nr, call = fast_exits[event_id](rec.fields)
+                for record in pairer[system].exit(rec.pid, rec.ts, rec.cpu, nr, call, rec.fields.get("ret")):
+                    exit_event = None
+                    if record.kind == "resumed":
+                        exit_event = TraceEvent(seconds(rec.ts), rec.ts, rec.cpu, rec.pid, comm, system, name,
+                                                rec.fields, None, None, rec.flags, rec.preempt_count, rec.format)
+                    summary.events += 1
+                    yield from_record(record, exit_event)
+                continue
+            ev = TraceEvent(seconds(rec.ts), rec.ts, rec.cpu, rec.pid, comm, system, name, rec.fields,
+                            None, None, rec.flags, rec.preempt_count, rec.format)
             if formatter is not None and system in ("syscalls", "raw_syscalls"):
                 for out in self._pair(ev):
                     summary.events += 1
@@ -706,6 +779,28 @@ class Session:
             summary.events += 1
             yield ev
 
+    def _paired_exit_ids(self) -> dict[int, Any]:
+        """Event ID → fields → (nr, syscall name) for the exit events that pairing consumes."""
+        out: dict[int, Any] = {}
+        if self._pairer is None or self._formatter is None:
+            return out
+        formatter = self._formatter
+        raw_names: dict[int, str] = {}
+
+        def raw_exit(fields: dict) -> tuple:
+            nr = fields.get("id")
+            call = raw_names.get(nr)
+            if call is None:
+                info = formatter.resolve(nr) if nr is not None else None
+                call = raw_names[nr] = info[0] if info else f"syscall_{nr}"
+            return nr, call
+        for event_id, (system, name) in self._names.items():
+            if system == "raw_syscalls" and name == "sys_exit" and self._pair_raw:
+                out[event_id] = raw_exit
+            elif system == "syscalls" and name.startswith("sys_exit_") and name[9:] in self._paired_names:
+                call = name[9:]
+                out[event_id] = lambda fields, call=call: (fields.get("__syscall_nr"), call)
+        return out
 
     def _flush_pairer(self) -> Iterator[TraceEvent]:
         if self._pairer is not None:

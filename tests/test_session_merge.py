@@ -134,3 +134,21 @@ def test_cgroup_pids_v2_and_v1(tmp_path):
     assert cgroup_pids(v1) == [9]
     with pytest.raises(UsageError):
         cgroup_pids(tmp_path)
+
+
+@pytest.mark.parametrize("fields, comm, syscall, duration", [
+    ({"id": 257, "args": (18446744073709551516, 140737488346, 524288, 0, 0, -1)}, "rtworkload", None, None),
+    ({"ret": -2, "id": 0}, "bash", "openat(AT_FDCWD, 0x7f, O_RDONLY) = -1 ENOENT", 1.5e-06),
+    ({"filename": "/tmp/a\"b\\\nc\x01\x7f", "s": "caf\u00e9 \udcff", "raw": b"\x00\xfe", "empty": ()},
+     "we\"ird\tname\udc80", None, 0.123456789123),
+    ({"nested": [1, "x", (2, 3)], "arr": [5, 6], "none": None, "flag": True, "f": 1.25}, "", "x\u2028y", None),
+])
+def test_json_line_is_the_same_text_as_json_dumps(fields, comm, syscall, duration):
+    import json
+
+    from rawtrace.session import TraceEvent, json_line
+    ev = TraceEvent(1234.5678901234, 1234567890123, 1, 4242, comm, "raw_syscalls", "sys_enter", fields,
+                    syscall=syscall, duration=duration)
+    expected = json.dumps(ev.to_json(), ensure_ascii=False, separators=(",", ":"), check_circular=False)
+    assert json_line(ev) == expected
+    assert json.loads(json_line(ev))["fields"].keys() == fields.keys()

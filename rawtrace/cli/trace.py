@@ -154,7 +154,8 @@ def run(args: argparse.Namespace, host) -> int:
 
 
 def _trace(session, args) -> int:
-    from rawtrace.session import LostEvents
+    from rawtrace.session import LostEvents, TraceEvent
+    from rawtrace.session import json_line as event_json
     out = sys.stdout
     err = sys.stderr
     what = f"{len(session.selected)} event{'s' if len(session.selected) != 1 else ''}"
@@ -183,7 +184,7 @@ def _trace(session, args) -> int:
     write = out.write
     for item in session.events(duration=args.duration, count=args.count):
         if args.json:
-            write(encode(item.to_json()) + "\n")
+            write((event_json(item) if item.__class__ is TraceEvent else encode(item.to_json())) + "\n")
         elif isinstance(item, LostEvents):
             count = "an unknown number of" if item.count < 0 else str(item.count)
             write(f"LOST {count} events on cpu {item.cpu} before {item.ts:.6f} ({item.source})\n")
