@@ -104,6 +104,7 @@ class Summary:
     spooled: bool = False
     spool_peak_bytes: int = 0      # the most spooled data waiting for the decoder at once
     max_lag: float = 0.0           # seconds the decoder was behind the newest event it had released
+    spool_max_gap: float = 0.0     # longest pause of the spooler while pages were arriving (seconds)
     kernel_overrun: dict = field(default_factory=dict)   # cpu -> overrun + dropped from per_cpu stats
     unknown_ids: dict = field(default_factory=dict)
     decode_errors: list = field(default_factory=list)
@@ -706,6 +707,9 @@ class Session:
         finally:
             self.summary.duration = time.monotonic() - self._started_at
             self.summary.spool_peak_bytes = getattr(self._source, "peak_bytes", 0)
+            marks = getattr(self._source, "marks", None)
+            if marks is not None:
+                self.summary.spool_max_gap = marks.max_gap_us / 1e6
 
     def _seconds(self, ts: int) -> float:
         return ts / 1e9 if self._ns else float(ts)

@@ -62,10 +62,11 @@ def one_rate(exe: str, rate: int, seconds: float, extra: list[str]) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rates", default="10000,25000,50000,100000,200000,400000,800000")
+    parser.add_argument("--rates", default="10000,25000,50000,100000,200000,400000,800000,1600000,3200000")
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--buffer-kb", type=int, help="rawtrace --buffer-kb (default: the kernel's default)")
     parser.add_argument("--nice", type=int, help="rawtrace --nice (default: rawtrace's default, 19)")
+    parser.add_argument("--no-spool", action="store_true", help="rawtrace --no-spool (direct reads)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("needs root", file=sys.stderr)
@@ -77,11 +78,13 @@ def main() -> int:
     extra = ["--buffer-kb", str(args.buffer_kb)] if args.buffer_kb else []
     if args.nice is not None:
         extra += ["--nice", str(args.nice)]
+    if args.no_spool:
+        extra += ["--no-spool"]
     with tempfile.TemporaryDirectory(prefix="rtloss-") as tmp:
         exe = str(Path(tmp) / "rtloadgen")
         subprocess.run([cc, "-O2", "-o", exe, str(ROOT / "tools" / "workload.c")], check=True)
         print(f"{args.seconds:.0f} s per rate; buffer: {args.buffer_kb or 'default'} KiB per CPU; "
-              f"nice: {19 if args.nice is None else args.nice}")
+              f"nice: {19 if args.nice is None else args.nice}; {'direct reads' if args.no_spool else 'spool'}")
         print(f"{'rate/s':>8} {'calls':>9} {'events':>9} {'lost(page)':>10} {'lost(stats)':>11} "
               f"{'?pages':>6} {'overrun':>8} {'exact':>6}")
         best = 0

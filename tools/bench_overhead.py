@@ -4,7 +4,11 @@
 The workload (tools/workload.c, built with cc into a temp dir; a Python loop if cc is missing) does
 N x (openat + read + close) and prints its own loop time, so every mode is timed the same way. Each
 tracer traces raw_syscalls system-wide, as `trace-cmd record -e raw_syscalls` does. Prints the median
-loop time per mode and the slowdown against the untraced run. Missing peers are skipped.
+loop time per mode and the slowdown against the untraced run; for rawtrace also the events it emitted,
+the events it reported lost (never hidden: LOST lines plus the kernel's per-CPU overrun), the time it
+needed after the workload to finish decoding (the spool lets it lag), and its CPU time per emitted event
+(spooler child included). rawtrace modes: the default (spooler child, decoder at nice 19) and --no-spool
+(direct reads, nice 19). Missing peers are skipped.
 
 Run as root:  flock /tmp/rawtrace-live-tests.lock python3 tools/bench_overhead.py [--iterations 200000]"""
 
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -65,7 +70,10 @@ def run_plain(cmd: list[str], runs: int, prefix: list[str] | None = None) -> lis
     return times
 
 
-def run_under_rawtrace(cmd: list[str], runs: int, extra: list[str]) -> tuple[list[float], str]:
+RAWTRACE_FIGURES: dict[str, list[dict]] = {}
+
+
+def run_under_rawtrace(cmd: list[str], runs: int, extra: list[str], mode: str) -> list[float]:
     tracer = subprocess.Popen([sys.executable, "-m", "rawtrace", "trace", "raw_syscalls:*", "--json", *extra],
                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     first = tracer.stderr.readline()
@@ -76,9 +84,24 @@ def run_under_rawtrace(cmd: list[str], runs: int, extra: list[str]) -> tuple[lis
     try:
         times = run_plain(cmd, runs)
     finally:
+        stopped = time.monotonic()
         tracer.send_signal(signal.SIGINT)
-        _, err = tracer.communicate(timeout=600)
-    return times, err.strip().splitlines()[-1] if err.strip() else ""
+        err = tracer.stderr.read()
+        # wait4 for the CPU time (it includes the reaped spooler child).
+        _, status, usage = os.wait4(tracer.pid, 0)
+        tracer.returncode = os.waitstatus_to_exitcode(status)
+        drain = time.monotonic() - stopped
+    summary = err.strip().splitlines()[-1] if err.strip() else ""
+    m = re.match(r"(\d+) events, (\d+) lost", summary)
+    if not m:
+        raise RuntimeError(f"no summary from rawtrace: {summary}")
+    events, lost = int(m.group(1)), int(m.group(2))
+    overrun = sum(int(v) for v in re.findall(r"cpu\d+=(\d+)", summary))
+    cpu = usage.ru_utime + usage.ru_stime
+    RAWTRACE_FIGURES.setdefault(mode, []).append(
+        {"events": events, "lost": lost, "overrun": overrun, "drain": drain,
+         "us_per_event": cpu / events * 1e6 if events else 0.0})
+    return times
 
 
 def run_under_trace_cmd(cmd: list[str], runs: int, tmp: Path) -> list[float]:
@@ -124,8 +147,8 @@ def main() -> int:
         # Modes are interleaved round by round so that load from other processes hits them all alike.
         modes: list[tuple[str, object]] = [
             ("untraced", lambda: run_plain(cmd, 1)),
-            ("rawtrace (all)", lambda: run_under_rawtrace(cmd, 1, [])),
-            ("rawtrace --comm", lambda: run_under_rawtrace(cmd, 1, ["--comm", Path(cmd[0]).name[:15]])),
+            ("rawtrace (spool)", lambda: run_under_rawtrace(cmd, 1, [], "rawtrace (spool)")),
+            ("rawtrace --no-spool", lambda: run_under_rawtrace(cmd, 1, ["--no-spool"], "rawtrace --no-spool")),
         ]
         if shutil.which("trace-cmd") and os.path.exists(TRACE_CMD_HERE):
             modes.append(("trace-cmd record", lambda: run_under_trace_cmd(cmd, 1, tmp)))
@@ -134,7 +157,6 @@ def main() -> int:
         if shutil.which("bpftrace"):
             modes.append(("bpftrace (count)", lambda: run_under_bpftrace(cmd, 1)))
         times: dict[str, list[float]] = {name: [] for name, _ in modes}
-        notes: dict[str, str] = {}
         skipped: dict[str, str] = {}
         print(f"workload: {args.iterations} x (openat+read+close), {Path(cmd[0]).name}; "
               f"median of {args.runs} interleaved rounds")
@@ -147,8 +169,6 @@ def main() -> int:
                 except RuntimeError as exc:
                     skipped[name] = str(exc)
                     continue
-                if isinstance(got, tuple):
-                    got, notes[name] = got
                 times[name] += got
         base = statistics.median(times["untraced"])
         for name, _ in modes:
@@ -157,10 +177,21 @@ def main() -> int:
                 continue
             value = statistics.median(times[name])
             spread = f"[{min(times[name]):.3f}-{max(times[name]):.3f}]"
-            print(f"{name:<18} {value:7.3f} s {spread:>15}  {value / base:5.2f}x  {notes.get(name, '')}")
+            print(f"{name:<20} {value:7.3f} s {spread:>15}  {value / base:5.2f}x")
+        print("rawtrace figures, median per run (events emitted / lost reported / kernel overrun; seconds "
+              "from the workload's end to rawtrace's exit; CPU us per emitted event):")
+        for mode, runs in RAWTRACE_FIGURES.items():
+            def med(key, runs=runs):
+                return statistics.median(r[key] for r in runs)
+            lost_runs = ", ".join(str(r["lost"]) for r in runs)
+            print(f"  {mode:<20} events {med('events'):>9.0f}  lost {med('lost'):>7.0f} (per run: {lost_runs})"
+                  f"  overrun {med('overrun'):>7.0f}  drain {med('drain'):5.1f} s  {med('us_per_event'):5.1f} us/event")
         if times.get("trace-cmd record") and "trace-cmd record" not in skipped:
-            ratio = statistics.median(times["rawtrace (all)"]) / statistics.median(times["trace-cmd record"])
-            print(f"rawtrace / trace-cmd slowdown ratio: {ratio:.2f}")
+            for mode in ("rawtrace (spool)", "rawtrace --no-spool"):
+                if mode in skipped:
+                    continue
+                ratio = statistics.median(times[mode]) / statistics.median(times["trace-cmd record"])
+                print(f"{mode} / trace-cmd slowdown ratio: {ratio:.2f}")
     return 0
 
 

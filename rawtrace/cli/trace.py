@@ -201,7 +201,8 @@ def _trace(session, args) -> int:
     lag = ""
     if summary.spooled and summary.max_lag >= 0.5:
         lag = (f"; decoding lagged up to {summary.max_lag:.1f} s behind the trace "
-               f"(spool peak {summary.spool_peak_bytes / 2**20:.1f} MiB)")
+               f"(spool peak {summary.spool_peak_bytes / 2**20:.1f} MiB, "
+               f"spooler longest pause {summary.spool_max_gap * 1000:.0f} ms)")
     err.write(f"{summary.events} events, {lost}, {summary.duration:.3f} s{overrun}{lag}\n")
     if summary.decode_errors:
         err.write(f"warning: {len(summary.decode_errors)} sub-buffers could not be fully decoded: "

@@ -32,7 +32,7 @@ DEFAULT_LIMIT_MB = 1024
 
 # Shared-memory layout: a header, then one record per CPU. Every value is a native u64/i64 word.
 _WORD = struct.Struct("=q")
-_HEADER_WORDS = 4          # finished, pages copied, pause rounds, reserved
+_HEADER_WORDS = 4          # finished, pages copied, pause rounds, longest gap between busy rounds (us)
 _CPU_WORDS = 8             # seq, committed, drained_ts, drained, consumed_seq, consumed, reserved x2
 _NO_TIME = -1
 
@@ -101,6 +101,10 @@ class SpoolMarks:
     def add_pause(self) -> None:
         self._put(2, self._get(2) + 1)
 
+    def note_gap(self, microseconds: int) -> None:
+        if microseconds > self._get(3):
+            self._put(3, microseconds)
+
     # -- parent side -----------------------------------------------------------------------------
     def progress(self, cpu: int) -> tuple[int, int, bool]:
         """(committed bytes, drained trace-clock time, drained) as last published for `cpu`."""
@@ -121,6 +125,12 @@ class SpoolMarks:
     @property
     def pauses(self) -> int:
         return self._get(2)
+
+    @property
+    def max_gap_us(self) -> int:
+        """The longest time between two rounds of the child while pages were arriving: how close the
+        ring buffer came to overflowing (the default 1.4 MiB per CPU fills in ~10 ms under a flood)."""
+        return self._get(3)
 
 
 def _now(clock_id: int | None) -> int:
@@ -241,6 +251,7 @@ def spool_loop(sources: dict[int, int], spools: dict[int, int], marks: SpoolMark
     stopping = False
     paused = False
     timeout = busy_ms
+    clock = time.monotonic()
     while True:
         try:
             for fd, _ in (control_only if paused else waiter).poll(timeout):
@@ -250,7 +261,7 @@ def spool_loop(sources: dict[int, int], spools: dict[int, int], marks: SpoolMark
             pass
         moved = 0
         paused = False
-        clock = time.monotonic()
+        previous, clock = clock, time.monotonic()
         for cpu, mover in movers.items():
             room = batch
             if not stopping:
@@ -278,6 +289,8 @@ def spool_loop(sources: dict[int, int], spools: dict[int, int], marks: SpoolMark
             if copied or drained:
                 marks.publish(cpu, committed[cpu], last_drained[cpu], drained)
         if moved:
+            if timeout == busy_ms:
+                marks.note_gap(int((clock - previous) * 1e6))
             marks.add_pages(moved)
             _notify(notify_fd, b".")
         if stopping and moved:
