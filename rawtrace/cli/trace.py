@@ -16,6 +16,7 @@ examples:
   rawtrace trace raw_syscalls:sys_enter --filter 'id == 257' --count 100 --json
   rawtrace trace 'sched:sched_process_*' --cgroup /sys/fs/cgroup/system.slice/ssh.service
   rawtrace trace sched_switch --buffer-kb 8192 --clock boot
+  rawtrace trace 'raw_syscalls:*' --json --spool-mb 256 > flood.ndjson
 
 Output: `comm-pid [cpu] seconds: event: fields`, one line per event; syscall enter/exit pairs of
 one thread are joined into one strace-like line with the call's duration (--no-pair keeps both
