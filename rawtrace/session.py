@@ -678,7 +678,7 @@ class Session:
                             return
                 if deadline is not None and time.monotonic() >= deadline:
                     break
-                if all_drained:
+                if all_drained or self._source.idle:
                     timeout = tick_ms
                     if deadline is not None:
                         timeout = max(1, min(timeout, int((deadline - time.monotonic()) * 1000) + 1))

@@ -71,6 +71,7 @@ class BufferReader:
 
     def __init__(self, instance_path: Path, cpus: list[int], subbuf_size: int) -> None:
         self.readers: dict[int, CpuReader] = {}
+        self.idle = False          # the last take() found nothing more to read on any CPU
         try:
             for cpu in cpus:
                 self.readers[cpu] = CpuReader(Path(instance_path) / "per_cpu" / f"cpu{cpu}" / "trace_pipe_raw",
@@ -105,9 +106,12 @@ class BufferReader:
         """(cpu, pages, drained, drained_at) per CPU, read directly: the page source interface the
         spooler (rawtrace.tracefs.spool.Spool) also offers. `drained_at` is `now`, taken before the reads."""
         out = []
+        idle = True
         for cpu, reader in self.readers.items():
             pages = reader.read_pages(limit)
             out.append((cpu, pages, len(pages) < limit, now))
+            idle = idle and len(pages) < limit
+        self.idle = idle
         return out
 
     def finish(self, timeout: float = 5.0) -> bool:

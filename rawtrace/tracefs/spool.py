@@ -362,6 +362,7 @@ class Spool:
         self.path: Path | None = None
         self.child: int | None = None
         self.peak_bytes = 0
+        self.idle = False
         self.exit_status: int | None = None
         self._files: dict[int, int] = {}
         self._consumed = dict.fromkeys(self.cpus, 0)
@@ -510,6 +511,7 @@ class Spool:
         can still come from that CPU. After the child has exited, what is left is read directly."""
         alive = self.child is not None and not self._reap(block=False)
         out = []
+        idle = True
         backlog = 0
         size = self.subbuf_size
         for cpu in self.cpus:
@@ -526,6 +528,7 @@ class Spool:
                 self.marks.set_consumed(cpu, start + len(data))
                 _punch(self._files[cpu], start, len(data))
             caught_up = self._consumed[cpu] == committed
+            idle = idle and caught_up
             if alive or not caught_up:
                 out.append((cpu, pages, caught_up and drained,
                             drained_ts if drained_ts != _NO_TIME else None))
@@ -535,7 +538,11 @@ class Spool:
             direct = self.buffers.readers[cpu].read_pages(want)
             pages.extend(direct)
             out.append((cpu, pages, len(direct) < want, now))
+            idle = idle and len(direct) < want
         self.peak_bytes = max(self.peak_bytes, backlog)
+        # Everything spooled so far is read: wait for the child's next pages (a CPU counts as drained
+        # only at the child's partial-page flushes, so `drained` alone would keep the parent spinning).
+        self.idle = idle
         return out
 
 
