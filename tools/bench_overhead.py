@@ -133,6 +133,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--iterations", type=int, default=200000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--skip", action="append", default=[], metavar="PEER",
+                        help="leave a peer out (trace-cmd, strace, bpftrace); strace takes ~1 min per round")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("needs root", file=sys.stderr)
@@ -150,11 +152,11 @@ def main() -> int:
             ("rawtrace (spool)", lambda: run_under_rawtrace(cmd, 1, [], "rawtrace (spool)")),
             ("rawtrace --no-spool", lambda: run_under_rawtrace(cmd, 1, ["--no-spool"], "rawtrace --no-spool")),
         ]
-        if shutil.which("trace-cmd") and os.path.exists(TRACE_CMD_HERE):
+        if shutil.which("trace-cmd") and os.path.exists(TRACE_CMD_HERE) and "trace-cmd" not in args.skip:
             modes.append(("trace-cmd record", lambda: run_under_trace_cmd(cmd, 1, tmp)))
-        if shutil.which("strace"):
+        if shutil.which("strace") and "strace" not in args.skip:
             modes.append(("strace -f", lambda: run_plain(cmd, 1, ["strace", "-f", "-o", "/dev/null"])))
-        if shutil.which("bpftrace"):
+        if shutil.which("bpftrace") and "bpftrace" not in args.skip:
             modes.append(("bpftrace (count)", lambda: run_under_bpftrace(cmd, 1)))
         times: dict[str, list[float]] = {name: [] for name, _ in modes}
         skipped: dict[str, str] = {}
