@@ -152,3 +152,52 @@ def test_json_line_is_the_same_text_as_json_dumps(fields, comm, syscall, duratio
     expected = json.dumps(ev.to_json(), ensure_ascii=False, separators=(",", ":"), check_circular=False)
     assert json_line(ev) == expected
     assert json.loads(json_line(ev))["fields"].keys() == fields.keys()
+
+
+@pytest.mark.parametrize("specs, expected", [
+    (["kprobe:vfs_read"], {"kprobes"}),
+    (["uprobe:libc:getppid"], {"uprobes"}),
+    (["fprobe:vfs_read"], set()),                      # the doctor has no fprobes check: left to creation
+    (["kprobe:vfs_read", "uprobe:libc:getppid"], {"kprobes", "uprobes"}),
+])
+def test_preflight_asks_for_the_probe_kinds_used(specs, expected):
+    from rawtrace.doctor import NEEDS
+    from rawtrace.session import Session
+
+    class Stop(Exception):
+        pass
+    asked = []
+
+    class Doctor:
+        def preflight(self, host, needs):
+            asked.append(set(needs))
+            raise Stop
+    Doctor.NEEDS = NEEDS
+    session = Session(probes=specs)
+    session._adapters.doctor = Doctor()
+    with pytest.raises(Stop):
+        session.start()
+    assert asked == [{"tracefs", "tracepoints"} | expected]
+
+
+def test_raw_syscall_arguments_come_from_the_tracepoint_named_after_the_entry():
+    from rawtrace.session import Session
+    from rawtrace.syscalls.tables import Syscall
+
+    class Table:
+        def by_nr(self, nr):
+            return Syscall(5, "fstat", "common", "sys_newfstat") if nr == 5 else None
+
+    asked = []
+
+    class Catalog:
+        def format(self, system, name):
+            asked.append((system, name))
+            raise FileNotFoundError(name)
+    session = Session(["raw_syscalls:sys_enter"])
+    session._syscall_table = Table()
+    session.catalog = Catalog()
+    name, params = session._resolve_syscall(5)
+    assert name == "fstat" and asked == [("syscalls", "sys_enter_newfstat")]
+    assert len(params) == 6
+    assert session._resolve_syscall(999) is None
