@@ -33,7 +33,7 @@ class Host:
     __hash__ = None  # type: ignore[assignment]
 
     @classmethod
-    def from_env(cls, root: str | None = None, tracefs: str | None = None) -> "Host":
+    def from_env(cls, root: str | None = None, tracefs: str | None = None) -> Host:
         root = root or os.environ.get("RAWTRACE_ROOT") or "/"
         tracefs = tracefs or os.environ.get("RAWTRACE_TRACEFS")
         return cls(Path(root), Path(tracefs) if tracefs else None)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 # Every C0 control character, DEL and backslash → a visible escape, the way strace shows them.
 _ESCAPES = {i: f"\\x{i:02x}" for i in range(0x20)}
@@ -31,8 +32,7 @@ def _simple_table(rows: list[list[str]], headers: list[str]) -> str:
     widths = [len(h) + 2 for h in headers]
     for row in rows:
         for i, cell in enumerate(row):
-            if len(cell) > widths[i]:
-                widths[i] = len(cell)
+            widths[i] = max(widths[i], len(cell))
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip(),
              "  ".join("-" * w for w in widths)]
     for row in rows:

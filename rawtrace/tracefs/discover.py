@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from rawtrace.errors import TracingBlocked
 from rawtrace.host import TRACEFS_DEBUGFS, TRACEFS_DEFAULT, Host
 
 
-@dataclass(frozen=True)
-class TracefsLocation:
+class TracefsLocation(NamedTuple):
+    """Where tracefs is and how it was found (a NamedTuple: no dataclasses import at start-up)."""
+
     path: Path
     how: str          # "override", "mount table (tracefs)", "mount table (debugfs)", "usual path", "mounted now"
     mounted_now: bool = False

@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rawtrace.errors import RawtraceError, UsageError
-from rawtrace.parse.descriptors import EventFormat, HeaderEvent, HeaderPage
+
+if TYPE_CHECKING:  # only for annotations: importing descriptors pulls in dataclasses
+    from rawtrace.parse.descriptors import EventFormat, HeaderEvent, HeaderPage
 
 _GLOB_CHARS = frozenset("*?[")
 _ID_LINE_RE = re.compile(r"^ID:[ \t]*([0-9]{1,18})[ \t]*$", re.MULTILINE)
