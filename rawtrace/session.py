@@ -25,20 +25,22 @@ or by SIGTERM/SIGHUP turned into SystemExit by `rawtrace trace`) removes everyth
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rawtrace.comm import HELPER_EVENTS, CommTracker
-from rawtrace.errors import KernelRefused, NotSupported, UsageError
+from rawtrace.errors import KernelRefused, UsageError
 from rawtrace.host import Host
 from rawtrace.tracefs.instance import Instance
 from rawtrace.tracefs.reader import CLOCK_IDS, BufferReader, Merger
+
+if TYPE_CHECKING:
+    from rawtrace.tracefs.events import EventCatalog
 
 NS_CLOCKS = frozenset({"local", "global", "uptime", "perf", "mono", "mono_raw", "boot", "tai"})
 # Pseudo fields every event accepts in a kernel filter.
@@ -208,80 +210,6 @@ def cgroup_pids(directory: Path) -> list[int]:
     raise UsageError(f"{directory} is not a cgroup directory (no cgroup.procs or tasks file)")
 
 
-class _Adapters:
-    """The modules other parts of rawtrace provide, imported once; thin stand-ins while one is missing."""
-
-    def __init__(self) -> None:
-        import importlib
-
-        def load(name: str):
-            try:
-                return importlib.import_module(name)
-            except ImportError:
-                return None
-        self.catalog_mod = load("rawtrace.tracefs.events")
-        self.pairing = load("rawtrace.syscalls.pairing")
-        self.render = load("rawtrace.syscalls.render")
-        self.probes = load("rawtrace.probes")
-        self.dynevents = load("rawtrace.tracefs.dynevents")
-        self.doctor = load("rawtrace.doctor")
-
-
-class _Catalog:
-    """Event formats of one events/ directory: EventCatalog when available, else the format parser directly."""
-
-    def __init__(self, events_dir: Path, adapters: _Adapters) -> None:
-        self.events_dir = Path(events_dir)
-        self._real = None
-        if adapters.catalog_mod is not None and hasattr(adapters.catalog_mod, "EventCatalog"):
-            self._real = adapters.catalog_mod.EventCatalog(self.events_dir)
-        self._formats: dict[tuple[str, str], Any] = {}
-        self._by_id: dict[int, Any] | None = None
-
-    def resolve(self, patterns: list[str]) -> list[tuple[str, str]]:
-        if self._real is not None:
-            return list(self._real.resolve(patterns))
-        out: list[tuple[str, str]] = []
-        systems = sorted(p.name for p in self.events_dir.iterdir() if p.is_dir())
-        for pattern in patterns:
-            system_pat, _, event_pat = pattern.rpartition(":")
-            if "/" in pattern and not system_pat:
-                system_pat, _, event_pat = pattern.rpartition("/")
-            found = []
-            for system in systems:
-                if system_pat and not fnmatch.fnmatchcase(system, system_pat):
-                    continue
-                for entry in sorted(os.listdir(self.events_dir / system)):
-                    if (self.events_dir / system / entry / "format").exists() and \
-                            fnmatch.fnmatchcase(entry, event_pat or "*"):
-                        found.append((system, entry))
-            if not found:
-                raise UsageError(f"no event matches {pattern!r}", hint="see `rawtrace events`")
-            for item in found:
-                if item not in out:
-                    out.append(item)
-        return out
-
-    def format(self, system: str, name: str):
-        key = (system, name)
-        fmt = self._formats.get(key)
-        if fmt is None:
-            if self._real is not None:
-                fmt = self._real.format(system, name)
-            else:
-                from rawtrace.parse.format import parse_format
-                path = self.events_dir / system / name / "format"
-                fmt = parse_format(path.read_text(), system=system, source=str(path), long_size=8)
-            self._formats[key] = fmt
-        return fmt
-
-    def header_page(self):
-        if self._real is not None:
-            return self._real.header_page()
-        from rawtrace.parse.format import parse_header_page
-        return parse_header_page((self.events_dir / "header_page").read_text())
-
-
 class Session:
     """A live trace: see the module docstring. Not reusable: one start, one close."""
 
@@ -316,7 +244,6 @@ class Session:
         self.filter_skipped: list[str] = []
         self.comm_filter_in_kernel = False
         self.summary = Summary()
-        self._adapters = _Adapters()
         self._buffers: BufferReader | None = None
         self._source = None          # the BufferReader, or the Spool that wraps it
         self._probe_handle = None
@@ -339,16 +266,17 @@ class Session:
 
     def start(self) -> None:
         from rawtrace.tracefs.discover import find_tracefs
-        adapters = self._adapters
-        if self.run_preflight and adapters.doctor is not None and hasattr(adapters.doctor, "preflight"):
+        from rawtrace.tracefs.events import EventCatalog
+        if self.run_preflight:
+            from rawtrace import doctor
             needs = {"tracefs", "tracepoints"}
             if any("sys" in pattern for pattern in self.patterns):
                 needs.add("syscalls")
-            if self.probe_specs and adapters.probes is not None:
-                known = getattr(adapters.doctor, "NEEDS", frozenset())
+            if self.probe_specs:
+                from rawtrace.probes import ProbeSpec
                 # The doctor checks uprobes/kprobes/eprobes; others (fprobes) are checked when created.
-                needs |= {adapters.probes.ProbeSpec.parse(text).feature for text in self.probe_specs} & known
-            adapters.doctor.preflight(self.host, needs=needs)
+                needs |= {ProbeSpec.parse(text).feature for text in self.probe_specs} & doctor.NEEDS
+            doctor.preflight(self.host, needs=needs)
         tracefs = find_tracefs(self.host).path
         self.tracefs = tracefs
         if self.cgroup is not None:
@@ -361,7 +289,7 @@ class Session:
 
         # Probes first, so that the catalog sees their events.
         probe_events = self._create_probes(tracefs) if self.probe_specs else []
-        catalog = _Catalog(tracefs / "events", adapters)
+        catalog = EventCatalog(tracefs / "events")
         selected = catalog.resolve(self.patterns) if self.patterns else []
         selected += [event for event in probe_events if event not in selected]
         self.catalog = catalog
@@ -420,23 +348,16 @@ class Session:
         inst.set_tracing_on(True)
 
     def _create_probes(self, tracefs: Path) -> list[tuple[str, str]]:
-        adapters = self._adapters
-        if adapters.probes is None or adapters.dynevents is None:
-            raise NotSupported("probes are not available in this build of rawtrace (rawtrace.probes missing)")
-        probes, dynevents = adapters.probes, adapters.dynevents
-        specs = [probes.ProbeSpec.parse(text) for text in self.probe_specs]
-        resolved = [probes.resolve(spec, self.host) if hasattr(probes, "resolve") else spec for spec in specs]
-        handle = dynevents.DynamicEvents(tracefs, host=self.host)
+        from rawtrace.probes import ProbeSpec, resolve
+        from rawtrace.tracefs.dynevents import DynamicEvents
+        resolved = [resolve(ProbeSpec.parse(text), self.host) for text in self.probe_specs]
+        handle = DynamicEvents(tracefs, host=self.host)
         self._probe_handle = handle
-        created = handle.create(resolved)
-        out = []
-        for item in created or []:
-            system, name = (item.system, item.name) if hasattr(item, "system") else item
-            out.append((system, name))
+        out = [(system, name) for system, name in handle.create(resolved)]
         self._probe_events = out
         return out
 
-    def _apply_filters(self, inst: Instance, catalog: _Catalog, selected: list[tuple[str, str]]) -> None:
+    def _apply_filters(self, inst: Instance, catalog: EventCatalog, selected: list[tuple[str, str]]) -> None:
         comm_expr = None
         if self.comm_name is not None:
             if '"' in self.comm_name or "\\" in self.comm_name:
@@ -476,7 +397,7 @@ class Session:
             raise UsageError(f"no selected event has the fields of filter {self.filter!r}",
                              hint="see `rawtrace format EVENT` for an event's fields")
 
-    def _make_decoders(self, catalog: _Catalog):
+    def _make_decoders(self, catalog: EventCatalog):
         from rawtrace.parse.record import DecoderSet
         formats: dict[int, Any] = {}
         self._names: dict[int, tuple[str, str]] = {}
@@ -505,13 +426,10 @@ class Session:
 
     def _make_pairer(self):
         """Syscall rendering (always) and enter/exit pairing (when both halves are traced)."""
-        render, pairing = self._adapters.render, self._adapters.pairing
-        self._formatter = None
+        from rawtrace.syscalls import pairing, render
+        from rawtrace.syscalls.arches import host_arch
         self._paired_names: set[str] = set()
         self._syscall_shapes: dict[str, tuple] = {}
-        if render is None:
-            return None
-        from rawtrace.syscalls.arches import host_arch
         self._formatter = render.SyscallFormatter(host_arch(), resolver=self._resolve_syscall)
         selected = set(self.selected)
         for system, name in selected:
@@ -519,7 +437,7 @@ class Session:
                     ("syscalls", "sys_exit_" + name[10:]) in selected:
                 self._paired_names.add(name[10:])
         self._pair_raw = ("raw_syscalls", "sys_enter") in selected and ("raw_syscalls", "sys_exit") in selected
-        if not self.pair or pairing is None or not (self._paired_names or self._pair_raw):
+        if not self.pair or not (self._paired_names or self._pair_raw):
             return None
         # One pairer per system: a syscall traced both as syscalls:* and raw_syscalls:* pairs twice.
         return {"syscalls": pairing.SyscallPairer(), "raw_syscalls": pairing.SyscallPairer()}

@@ -160,21 +160,19 @@ def test_json_line_is_the_same_text_as_json_dumps(fields, comm, syscall, duratio
     (["fprobe:vfs_read"], set()),                      # the doctor has no fprobes check: left to creation
     (["kprobe:vfs_read", "uprobe:libc:getppid"], {"kprobes", "uprobes"}),
 ])
-def test_preflight_asks_for_the_probe_kinds_used(specs, expected):
-    from rawtrace.doctor import NEEDS
+def test_preflight_asks_for_the_probe_kinds_used(specs, expected, monkeypatch):
+    from rawtrace import doctor
     from rawtrace.session import Session
 
     class Stop(Exception):
         pass
     asked = []
 
-    class Doctor:
-        def preflight(self, host, needs):
-            asked.append(set(needs))
-            raise Stop
-    Doctor.NEEDS = NEEDS
+    def preflight(host, needs):
+        asked.append(set(needs))
+        raise Stop
+    monkeypatch.setattr(doctor, "preflight", preflight)
     session = Session(probes=specs)
-    session._adapters.doctor = Doctor()
     with pytest.raises(Stop):
         session.start()
     assert asked == [{"tracefs", "tracepoints"} | expected]
