@@ -68,7 +68,7 @@ def run(args: argparse.Namespace, host) -> int:
                              hint="as root: mount -t tracefs nodev /sys/kernel/tracing")
     tracefs = location.path
     events = DynamicEvents(tracefs, proc=host.path("/proc"))
-    probes = events.list(group_prefix=None if args.all else "rawtrace_")
+    probes = events.list(group_prefix=None) if args.all else events.list()
     if args.json:
         json_dump([p.to_json() for p in probes])
         return 0

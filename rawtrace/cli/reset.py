@@ -20,8 +20,6 @@ probe groups named rawtrace_<pid>, spool directories named rawtrace-spool-<pid>-
 $TMPDIR (or /tmp), and only when that process is gone (a reused pid is told apart by its start time). Leftovers of a run that is still going are kept and listed. Nothing else in
 tracefs, and nothing of trace-cmd, perf or other tools, is changed."""
 
-GROUP_PREFIX = "rawtrace_"
-
 
 @dataclass(frozen=True, slots=True)
 class Leftover:
@@ -42,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def find_leftovers(tracefs: Path, proc: Path) -> list[Leftover]:
     """Every rawtrace instance and probe under `tracefs`, with whether its owner (in `proc`) lives."""
-    from rawtrace.tracefs.instance import PREFIX, list_instances, owner_alive, parse_owner
+    from rawtrace.probes import group_owner
+    from rawtrace.tracefs.instance import PREFIX, list_instances, owner_alive, parse_owner, pid_alive
     out = []
     for name in list_instances(tracefs):
         if not name.startswith(PREFIX):
@@ -60,13 +59,11 @@ def find_leftovers(tracefs: Path, proc: Path) -> list[Leftover]:
             reason = f"owner pid {owner.pid} is gone"
         out.append(Leftover("instance", name, owner.pid, alive, reason))
     for group, event in probe_events(tracefs):
-        suffix = group[len(GROUP_PREFIX):]
-        owner_pid = int(suffix) if suffix.isdigit() else None
+        owner_pid = group_owner(group)
         if owner_pid is None:
             out.append(Leftover("probe", f"{group}/{event}", None, True, "unrecognised group name; left alone"))
             continue
-        # Probe groups carry only the pid: a live process with that pid keeps them (the safe side).
-        alive = (proc / str(owner_pid)).exists()
+        alive = pid_alive(owner_pid, proc)
         reason = f"owner pid {owner_pid} is running" if alive else f"owner pid {owner_pid} is gone"
         out.append(Leftover("probe", f"{group}/{event}", owner_pid, alive, reason))
     return out
@@ -85,6 +82,7 @@ def spool_leftovers(proc: Path, directory: str | None = None) -> list[Leftover]:
 
 def probe_events(tracefs: Path) -> list[tuple[str, str]]:
     """(group, event) of the dynamic events in rawtrace_* groups."""
+    from rawtrace.probes import GROUP_PREFIX
     seen: list[tuple[str, str]] = []
     for name in ("dynamic_events", "uprobe_events", "kprobe_events"):
         try:

@@ -12,6 +12,7 @@ from pathlib import Path
 from rawtrace.errors import KernelRefused, NotSupported, UsageError
 from rawtrace.host import Host
 from rawtrace.probes import GROUP_PREFIX, ResolvedProbe, group_owner, run_group, validate_name
+from rawtrace.tracefs.instance import pid_alive
 
 # README lines that exist only when the feature is compiled in (kernel/trace/trace.c readme_msg).
 README_KPROBE_PLACE = "place: [<module>:]<symbol>"
@@ -479,7 +480,7 @@ class DynamicEvents:
             if group_prefix is not None and not group.startswith(group_prefix):
                 continue
             owner = group_owner(group)
-            alive = (self.proc / str(owner)).exists() if owner is not None else None
+            alive = pid_alive(owner, self.proc) if owner is not None else None
             hits, misses = counts.get(index, (None, None))
             enabled = tuple(where for where, path in self.enable_files(group, event)
                             if (_read(path) or "0").strip() not in ("0", "0*"))

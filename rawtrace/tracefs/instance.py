@@ -41,11 +41,22 @@ def owner_alive(owner: Owner, proc: Path = Path("/proc")) -> bool:
     return process_starttime(owner.pid, proc) == owner.starttime
 
 
-def instance_name(pid: int | None = None, proc: Path = Path("/proc")) -> str:
-    """`rawtrace-<pid>-<starttime>` for this process (or `pid`)."""
+def pid_alive(pid: int, proc: Path = Path("/proc")) -> bool:
+    """Whether some process has `pid`: all a leftover that records only a pid (a probe group) can ask,
+    so a reused pid keeps it (the safe side)."""
+    return (proc / str(pid)).exists()
+
+
+def owner_tag(pid: int | None = None, proc: Path = Path("/proc")) -> str:
+    """`<pid>-<starttime>` for this process (or `pid`): the owner part of rawtrace's instance and spool names."""
     pid = os.getpid() if pid is None else pid
     start = process_starttime(pid, proc)
-    return f"{PREFIX}{pid}-{start if start is not None else 0}"
+    return f"{pid}-{start if start is not None else 0}"
+
+
+def instance_name(pid: int | None = None, proc: Path = Path("/proc")) -> str:
+    """`rawtrace-<pid>-<starttime>` for this process (or `pid`)."""
+    return PREFIX + owner_tag(pid, proc)
 
 
 def parse_owner(name: str) -> Owner | None:

@@ -337,10 +337,8 @@ def _copy_pages(fd: int, out: int, size: int, limit: int) -> tuple[int, bool]:
 
 def spool_dir_prefix(pid: int | None = None, proc: Path = Path("/proc")) -> str:
     """`rawtrace-spool-<pid>-<starttime>-`: the owner is encoded so `rawtrace reset` can tell a dead run's dir."""
-    from rawtrace.tracefs.instance import process_starttime
-    pid = os.getpid() if pid is None else pid
-    start = process_starttime(pid, proc)
-    return f"{SPOOL_PREFIX}{pid}-{start if start is not None else 0}-"
+    from rawtrace.tracefs.instance import owner_tag
+    return f"{SPOOL_PREFIX}{owner_tag(pid, proc)}-"
 
 
 class Spool:
@@ -577,7 +575,7 @@ def _close_all_but(keep: set[int]) -> None:
 
 def find_stale_spools(directory: str | None = None, proc: Path = Path("/proc")) -> list[tuple[Path, int, bool]]:
     """(path, owner pid, owner alive) for every rawtrace-spool-<pid>-<starttime>-* directory in the temp dir."""
-    from rawtrace.tracefs.instance import process_starttime
+    from rawtrace.tracefs.instance import Owner, owner_alive
     base = Path(directory or tempfile.gettempdir())
     out = []
     try:
@@ -590,6 +588,6 @@ def find_stale_spools(directory: str | None = None, proc: Path = Path("/proc")) 
         parts = name[len(SPOOL_PREFIX):].split("-")
         if len(parts) < 3 or not parts[0].isdigit() or not parts[1].isdigit():
             continue
-        pid, start = int(parts[0]), int(parts[1])
-        out.append((base / name, pid, process_starttime(pid, proc) == start))
+        owner = Owner(int(parts[0]), int(parts[1]))
+        out.append((base / name, owner.pid, owner_alive(owner, proc)))
     return out
