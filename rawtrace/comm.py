@@ -109,19 +109,24 @@ class CommTracker:
         return self._saved.get(pid, "<...>")
 
     def _read_saved_cmdlines(self) -> dict[int, str]:
-        out: dict[int, str] = {}
         if self.saved_cmdlines is None:
-            return out
+            return {}
         try:
             text = self.saved_cmdlines.read_text(errors="replace")
         except OSError:
-            return out
-        for line in text.splitlines():
-            pid, _, name = line.partition(" ")
-            if pid.isdigit():
-                out[int(pid)] = name
-        return out
+            return {}
+        return parse_saved_cmdlines(text)
 
     def forget_saved(self) -> None:
         """Drop the cached saved_cmdlines (re-read on the next miss)."""
         self._saved = None
+
+
+def parse_saved_cmdlines(text: str) -> dict[int, str]:
+    """pid -> comm from the text of tracefs saved_cmdlines (`<pid> <comm>` lines)."""
+    comms: dict[int, str] = {}
+    for line in text.splitlines():
+        pid, _, comm = line.partition(" ")
+        if pid.isdigit() and comm:
+            comms[int(pid)] = comm
+    return comms

@@ -387,12 +387,3 @@ def json_lines(items, comms: dict[int, str] | None = None) -> list[str]:
             append(dumps(event_json(item, comm)))
     return out
 
-
-def parse_saved_cmdlines(text: str) -> dict[int, str]:
-    """pid -> comm from the text of tracefs saved_cmdlines (`<pid> <comm>` lines)."""
-    comms: dict[int, str] = {}
-    for line in text.splitlines():
-        pid, _, comm = line.partition(" ")
-        if pid.isdigit() and comm:
-            comms[int(pid)] = comm
-    return comms

@@ -6,6 +6,7 @@ import json
 
 from test_ringbuf_support import PRINT, SCHED_SWITCH, field, make_format
 
+from rawtrace.comm import parse_saved_cmdlines
 from rawtrace.parse.descriptors import FieldKind
 from rawtrace.parse.record import Event, Lost, UnknownEvent
 from rawtrace.render_event import (
@@ -16,7 +17,6 @@ from rawtrace.render_event import (
     item_text,
     json_lines,
     json_text,
-    parse_saved_cmdlines,
     safe_text,
     text_lines,
 )

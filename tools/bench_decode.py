@@ -32,8 +32,8 @@ DEFAULT_FILE = Path("/work/shared/data/raw_syscalls_1905722ev.dat")
 
 
 def load(path: Path):
+    from rawtrace.comm import parse_saved_cmdlines
     from rawtrace.parse.tracedat import read_tracedat
-    from rawtrace.render_event import parse_saved_cmdlines
 
     dat = read_tracedat(path)
     buf = dat.buffer()

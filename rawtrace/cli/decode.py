@@ -88,9 +88,9 @@ def _read_input(path: str):
 
 def _from_tracefs(args, host):
     """Layout, decoders, comms and clock from a tracefs copy (or the live tracefs)."""
+    from rawtrace.comm import parse_saved_cmdlines
     from rawtrace.parse.record import DecoderSet
     from rawtrace.parse.ringbuf import PageLayout
-    from rawtrace.render_event import parse_saved_cmdlines
     from rawtrace.tracefs.events import EventCatalog, events_dir_of
 
     directory = _locate(host)
@@ -111,9 +111,9 @@ def _from_tracefs(args, host):
 
 def _from_tracedat(path: str):
     """Layout, decoders, comms, clock and per-CPU data of a trace-cmd trace.dat file."""
+    from rawtrace.comm import parse_saved_cmdlines
     from rawtrace.parse.record import DecoderSet
     from rawtrace.parse.tracedat import read_tracedat
-    from rawtrace.render_event import parse_saved_cmdlines
 
     dat = read_tracedat(path)
     buffer = dat.buffer()
