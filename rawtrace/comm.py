@@ -117,10 +117,6 @@ class CommTracker:
             return {}
         return parse_saved_cmdlines(text)
 
-    def forget_saved(self) -> None:
-        """Drop the cached saved_cmdlines (re-read on the next miss)."""
-        self._saved = None
-
 
 def parse_saved_cmdlines(text: str) -> dict[int, str]:
     """pid -> comm from the text of tracefs saved_cmdlines (`<pid> <comm>` lines)."""

@@ -1,4 +1,4 @@
-"""The single place that holds ctypes: libc calls the standard library does not wrap (mount, capget, ioctl, mmap)."""
+"""The single place that holds ctypes: libc calls the standard library does not wrap (mount, capget, fallocate, prctl)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def libc() -> ctypes.CDLL:
 
 
 def _check(result: int, what: str) -> int:
-    if result == -1 or (result < 0 and what != "ioctl"):
+    if result < 0:
         err = ctypes.get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}")
     return result
@@ -64,14 +64,6 @@ def capget_effective(pid: int = 0) -> int:
     f.restype = ctypes.c_int
     _check(f(ctypes.byref(header), data), "capget")
     return data[0].effective | (data[1].effective << 32)
-
-
-def ioctl_none(fd: int, request: int) -> int:
-    """ioctl(fd, request) for requests that take no argument (e.g. TRACE_MMAP_IOCTL_GET_READER)."""
-    f = libc().ioctl
-    f.argtypes = [ctypes.c_int, ctypes.c_ulong]
-    f.restype = ctypes.c_int
-    return _check(f(fd, request), "ioctl")
 
 
 FALLOC_FL_KEEP_SIZE = 0x01

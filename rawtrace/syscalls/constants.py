@@ -359,15 +359,6 @@ def signal_name(arch: str, signo: int) -> str | None:
     return name
 
 
-def signal_number(arch: str, name: str) -> int | None:
-    if normalize_arch(arch) not in _GENERIC_SIGNAL_ARCHES:
-        return None
-    for n, s in _GENERIC_SIGNALS.items():
-        if s == name:
-            return n
-    return None
-
-
 # rt_sigprocmask how (include/uapi/asm-generic/signal-defs.h; mips/sparc/alpha differ: not tabled).
 SIGPROCMASK_HOW: ValueTable = {0: "SIG_BLOCK", 1: "SIG_UNBLOCK", 2: "SIG_SETMASK"}
 

@@ -480,10 +480,6 @@ class Spool:
         if self.path is not None:
             shutil.rmtree(self.path, ignore_errors=True)
 
-    @property
-    def child_alive(self) -> bool:
-        return self.child is not None and not self._reap(block=False)
-
     # -- reading ---------------------------------------------------------------------------------
     def wait(self, timeout_ms: int) -> None:
         """Sleep until the child reports new pages or `timeout_ms` passes."""
