@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from rawtrace.host import read_text_or_none
+
 # (system, event) pairs rawtrace enables for name tracking; their output is hidden unless asked for.
 HELPER_EVENTS = (
     ("sched", "sched_process_fork"),
@@ -109,13 +111,8 @@ class CommTracker:
         return self._saved.get(pid, "<...>")
 
     def _read_saved_cmdlines(self) -> dict[int, str]:
-        if self.saved_cmdlines is None:
-            return {}
-        try:
-            text = self.saved_cmdlines.read_text(errors="replace")
-        except OSError:
-            return {}
-        return parse_saved_cmdlines(text)
+        text = read_text_or_none(self.saved_cmdlines) if self.saved_cmdlines is not None else None
+        return parse_saved_cmdlines(text) if text is not None else {}
 
 
 def parse_saved_cmdlines(text: str) -> dict[int, str]:

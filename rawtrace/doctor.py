@@ -32,7 +32,14 @@ from pathlib import Path
 from typing import NamedTuple
 
 from rawtrace.errors import NotSupported, TracingBlocked, UsageError
-from rawtrace.host import EFIVARS_DEFAULT, SECURITYFS_DEFAULT, TRACEFS_DEBUGFS, TRACEFS_DEFAULT, Host
+from rawtrace.host import (
+    EFIVARS_DEFAULT,
+    SECURITYFS_DEFAULT,
+    TRACEFS_DEBUGFS,
+    TRACEFS_DEFAULT,
+    Host,
+    read_text_or_none,
+)
 
 OK, LIMITED, BLOCKED = "ok", "limited", "blocked"
 
@@ -561,10 +568,7 @@ class _Facts:
 # -- kernel features, read from tracefs without writing ------------------------------------------------
 
 def _readme(tracefs: Path) -> str:
-    try:
-        return (tracefs / "README").read_text(errors="replace")
-    except OSError:
-        return ""
+    return read_text_or_none(tracefs / "README") or ""
 
 
 def _not_built(feature: str, options: str, present: Evidence, config: Evidence | None,
@@ -662,10 +666,7 @@ def _eprobe_support(facts: _Facts, tracefs: Path) -> Support:
         return _not_built("eprobes", "CONFIG_EPROBE_EVENTS=y", Evidence(facts._shown(tracefs / "README"),
                           "lists e[:...] but that line is printed even without eprobes"), config,
                           "uprobes and tracepoint filters still work")
-    try:
-        defined = (tracefs / "dynamic_events").read_text(errors="replace")
-    except OSError:
-        defined = ""
+    defined = read_text_or_none(tracefs / "dynamic_events") or ""
     if any(line.startswith("e:") for line in defined.splitlines()):
         return Support("eprobes", True, "an event probe is already defined",
                        (Evidence(facts._shown(tracefs / "dynamic_events"), "has an e: line"),))

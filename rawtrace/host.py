@@ -50,10 +50,7 @@ class Host:
 
     def read_text(self, absolute: str) -> str | None:
         """The file's text, or None if it cannot be read (missing, no permission)."""
-        try:
-            return self.path(absolute).read_text(errors="replace")
-        except OSError:
-            return None
+        return read_text_or_none(self.path(absolute))
 
     def mounts(self) -> list[tuple[str, str, str, str]]:
         """(source, mountpoint, fstype, options) from /proc/self/mounts (or /proc/mounts)."""
@@ -64,6 +61,14 @@ class Host:
             if len(parts) >= 4:
                 out.append((parts[0], _unescape_mount(parts[1]), parts[2], parts[3]))
         return out
+
+
+def read_text_or_none(path: Path) -> str | None:
+    """A small file's text (bytes that are not UTF-8 replaced), or None if it cannot be read."""
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return None
 
 
 def _unescape_mount(text: str) -> str:

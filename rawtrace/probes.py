@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 
 from rawtrace.errors import UsageError
-from rawtrace.host import Host
+from rawtrace.host import Host, read_text_or_none
 
 
 @dataclass(frozen=True, slots=True)
@@ -564,7 +564,7 @@ def _check_kernel_function(spec: ProbeSpec, host: Host) -> None:
         return
     if spec.kind in ("fprobe", "fretprobe"):
         source = "available_filter_functions"
-        text = _read_text(location.path / source)
+        text = read_text_or_none(location.path / source)
         names = _filter_function_names(text, None) if text else set()
     else:
         source = "/proc/kallsyms"
@@ -580,13 +580,6 @@ def _check_kernel_function(spec: ProbeSpec, host: Host) -> None:
     raise UsageError(f"kernel function {spec.symbol!r}{where} not found in {source}{extra}",
                      hint="it may be inlined or renamed in this kernel version (look for .isra/.constprop "
                           "suffixes), or not probeable")
-
-
-def _read_text(path) -> str | None:
-    try:
-        return path.read_text(errors="replace")
-    except OSError:
-        return None
 
 
 def _kallsyms_text_names(text: str, module: str | None) -> set[str]:

@@ -47,11 +47,11 @@ def file_cpu(path: str, position: int) -> int:
 
 
 def _optional_text(directories: list[Path], name: str) -> str | None:
+    from rawtrace.host import read_text_or_none
     for base in directories:
-        try:
-            return (base / name).read_text(errors="replace")
-        except OSError:
-            continue
+        text = read_text_or_none(base / name)
+        if text is not None:
+            return text
     return None
 
 

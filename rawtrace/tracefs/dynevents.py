@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rawtrace.errors import KernelRefused, NotSupported, UsageError
-from rawtrace.host import Host
+from rawtrace.host import Host, read_text_or_none
 from rawtrace.probes import GROUP_PREFIX, ResolvedProbe, group_owner, run_group, validate_name
 from rawtrace.tracefs.instance import pid_alive
 
@@ -59,10 +59,7 @@ class ProbeSupport:
 
 def probe_support(tracefs: Path) -> ProbeSupport:
     """Decide probe support from tracefs evidence: the command files and the README's syntax lines."""
-    try:
-        readme = (tracefs / "README").read_text(errors="replace")
-    except OSError:
-        readme = ""
+    readme = read_text_or_none(tracefs / "README") or ""
     dynamic = (tracefs / "dynamic_events").exists()
     return ProbeSupport(
         dynamic_events=dynamic,
@@ -167,13 +164,6 @@ class KernelFiles:
             os.close(fd)
 
 
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text(errors="replace")
-    except OSError:
-        return None
-
-
 def _listing_kind(letter: str, rest: str) -> str:
     place = rest.split(" ", 1)[0] if rest else ""
     if letter in ("p", "r"):
@@ -236,10 +226,7 @@ class DynamicEvents:
         return None
 
     def _has_ref_ctr(self) -> bool:
-        try:
-            return "(ref_ctr_offset)" in (self.tracefs / "README").read_text(errors="replace")
-        except OSError:
-            return False
+        return "(ref_ctr_offset)" in (read_text_or_none(self.tracefs / "README") or "")
 
     def _command_file(self, kind: str) -> Path:
         if self.support.dynamic_events:
@@ -323,7 +310,7 @@ class DynamicEvents:
 
     def _check_event_fields(self, resolved: ResolvedProbe) -> None:
         """Every `$field` an event probe fetches must be a field of the attached event."""
-        fmt = _read(self.tracefs / "events" / (resolved.spec.target or "") / resolved.spec.symbol / "format")
+        fmt = read_text_or_none(self.tracefs / "events" / (resolved.spec.target or "") / resolved.spec.symbol / "format")
         if not fmt:
             return
         # `field:const char * filename;` → filename (arrays: `char comm[16]` → comm)
@@ -355,7 +342,7 @@ class DynamicEvents:
     # -- error_log ---------------------------------------------------------------------------------
 
     def error_log(self) -> list[ErrorLogEntry]:
-        return parse_error_log(_read(self.tracefs / "error_log") or "")
+        return parse_error_log(read_text_or_none(self.tracefs / "error_log") or "")
 
     def _error_log_entries(self) -> set[tuple[str, str, str | None]]:
         return {(e.timestamp, e.message, e.command) for e in self.error_log()}
@@ -411,7 +398,7 @@ class DynamicEvents:
         if self.support.dynamic_events:
             return self.tracefs / "dynamic_events"
         for name in ("uprobe_events", "kprobe_events"):
-            for line in (_read(self.tracefs / name) or "").splitlines():
+            for line in (read_text_or_none(self.tracefs / name) or "").splitlines():
                 match = _LISTING.match(line.strip())
                 if match and match.group("group") == group and match.group("event") == event:
                     return self.tracefs / name
@@ -435,7 +422,7 @@ class DynamicEvents:
         """Write 0 to the event's enable file wherever it reads other than 0 (the kernel refuses
         to delete an enabled probe with EBUSY)."""
         for _where, path in self.enable_files(group, event):
-            state = (_read(path) or "0").strip()
+            state = (read_text_or_none(path) or "0").strip()
             if state != "0":
                 try:
                     self.files.write(path, "0")
@@ -483,7 +470,7 @@ class DynamicEvents:
             alive = pid_alive(owner, self.proc) if owner is not None else None
             hits, misses = counts.get(index, (None, None))
             enabled = tuple(where for where, path in self.enable_files(group, event)
-                            if (_read(path) or "0").strip() not in ("0", "0*"))
+                            if (read_text_or_none(path) or "0").strip() not in ("0", "0*"))
             out.append(ProbeInfo(group, event, kind, line, owner, alive, hits, misses, enabled))
         return out
 
@@ -493,7 +480,7 @@ class DynamicEvents:
         the same kernel list."""
         counts: dict[int, tuple[int | None, int | None]] = {}
         for family, kinds in (("uprobe", ("uprobe", "uretprobe")), ("kprobe", ("kprobe", "kretprobe"))):
-            text = _read(self.tracefs / f"{family}_profile")
+            text = read_text_or_none(self.tracefs / f"{family}_profile")
             if text is None:
                 continue
             rows: dict[str, list[tuple[int | None, int | None]]] = {}
