@@ -63,34 +63,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
 
 
-def _pid(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a pid: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"not a pid: {text!r}")
-    return value
+def _positive(convert, bad: str = "not a number", small: str = "must be positive"):
+    """An argparse type: `convert(text)`, which must be > 0 (NaN is not)."""
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{bad}: {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{small}: {text!r}")
+        return value
+    return parse
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-    return value
+_pid = _positive(int, "not a pid", "not a pid")
+_positive_int = _positive(int)
+_positive_float = _positive(float)
 
 
 FORCED_EXIT_AFTER = 5    # seconds a SIGTERM/SIGHUP drain may take
