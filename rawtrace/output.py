@@ -19,6 +19,13 @@ def escape(text: str) -> str:
     return text.translate(_ESCAPES)
 
 
+def json_text(text: str) -> str:
+    """A decoded string for JSON: bytes that were not UTF-8 (surrogates) become \\xNN text."""
+    if text.isascii() or not any("\udc80" <= ch <= "\udcff" for ch in text):
+        return text
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 

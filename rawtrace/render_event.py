@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from rawtrace.output import escape
+from rawtrace.output import escape, json_text
 from rawtrace.parse.descriptors import EventFormat, FieldKind
 from rawtrace.parse.record import NS_CLOCKS, STANDARD_COMMON, Event, Lost, UnknownEvent, format_timestamp
 
@@ -40,13 +40,6 @@ def safe_text(text: str) -> str:
     if any("\udc80" <= ch <= "\udcff" for ch in text):
         text = "".join(f"\\x{ord(ch) - 0xDC00:02x}" if "\udc80" <= ch <= "\udcff" else ch for ch in text)
     return text
-
-
-def json_text(text: str) -> str:
-    """A decoded string for JSON: bytes that were not UTF-8 (surrogates) become \\xNN text."""
-    if text.isascii() or not any("\udc80" <= ch <= "\udcff" for ch in text):
-        return text
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _hex_elements(element_type: str | None) -> bool:

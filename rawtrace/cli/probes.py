@@ -90,7 +90,7 @@ def run(args: argparse.Namespace, host) -> int:
 
 
 def _show(args: argparse.Namespace, host) -> int:
-    from rawtrace.output import escape, json_dump
+    from rawtrace.output import escape, json_dump, json_text
     from rawtrace.probes import ProbeSpec, resolve, run_group
     group = run_group()
     support = _support(host)
@@ -98,10 +98,10 @@ def _show(args: argparse.Namespace, host) -> int:
     for text in args.show:
         spec = ProbeSpec.parse(text)
         probe = resolve(spec, host)
-        item = {"spec": _printable(text), "type": spec.kind, "event": f"{group}/{spec.event_name}",
-                "definition": _printable(probe.definition(group, spec.event_name))}
+        item = {"spec": json_text(text), "type": spec.kind, "event": f"{group}/{spec.event_name}",
+                "definition": json_text(probe.definition(group, spec.event_name))}
         if probe.path is not None:
-            item.update(path=_printable(probe.path), symbol=probe.symbol, address=f"{probe.address:#x}",
+            item.update(path=json_text(probe.path), symbol=probe.symbol, address=f"{probe.address:#x}",
                         file_offset=f"{probe.file_offset:#x}", aliases=list(probe.aliases))
         if support is not None and not support.supports(spec.kind):
             from rawtrace.tracefs.dynevents import not_supported_message
@@ -112,7 +112,7 @@ def _show(args: argparse.Namespace, host) -> int:
         return 0
     out = sys.stdout
     for item in shown:
-        out.write(f"{escape(_printable(item['spec']))}\n")
+        out.write(f"{escape(json_text(item['spec']))}\n")
         if "path" in item:
             aliases = f" (also {', '.join(item['aliases'])})" if item["aliases"] else ""
             out.write(f"  symbol:     {escape(item['symbol'])}{aliases} at {item['address']} in "
@@ -134,13 +134,13 @@ def _support(host):
 def _symbols(args: argparse.Namespace, host) -> int:
     from rawtrace import elf
     from rawtrace.errors import UsageError
-    from rawtrace.output import escape, json_dump, table
+    from rawtrace.output import escape, json_dump, json_text, table
     if len(args.symbols) > 2:
         raise UsageError("--symbols takes TARGET and at most one GLOB")
     target, pattern = args.symbols[0], (args.symbols[1] if len(args.symbols) > 1 else "*")
     path = elf.resolve_target(target, host)
     found = elf.list_functions(path, pattern, host)
-    path = _printable(path)
+    path = json_text(path)
     if args.json:
         json_dump({"path": path, "functions": [
             {"name": f.name, "address": f.address, "file_offset": f.file_offset, "size": f.size, "type": f.type,
@@ -156,10 +156,10 @@ def _symbols(args: argparse.Namespace, host) -> int:
 
 def _usdt(args: argparse.Namespace, host) -> int:
     from rawtrace import elf
-    from rawtrace.output import escape, json_dump, table
+    from rawtrace.output import escape, json_dump, json_text, table
     path = elf.resolve_target(args.usdt, host)
     notes = elf.read_usdt_notes(path, host)
-    path = _printable(path)
+    path = json_text(path)
     if args.json:
         json_dump({"path": path, "probes": [
             {"provider": n.provider, "name": n.name, "address": n.address, "file_offset": n.file_offset,
@@ -172,8 +172,3 @@ def _usdt(args: argparse.Namespace, host) -> int:
                 escape(" ".join(f"arg{i}={a}" for i, a in enumerate(n.args, 1)))] for n in notes],
               ["PROBE", "OFFSET", "SEMAPHORE", "ARGUMENTS"])
     return 0
-
-
-def _printable(text: str) -> str:
-    """File names need not be UTF-8: show undecodable bytes as \\xNN instead of failing to print."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
