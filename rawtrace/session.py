@@ -641,7 +641,6 @@ class Session:
         kernel_comm = self.comm_name if self.comm_filter_in_kernel else None
         summary = self.summary
         pairer = self._pairer
-        formatter = self._formatter
         seconds = self._seconds
         from_record = self._from_record
         fast_exits = self._fast_exits
@@ -693,7 +692,7 @@ class Session:
                 continue
             ev = TraceEvent(seconds(rec.ts), rec.ts, rec.cpu, rec.pid, comm, system, name, rec.fields,
                             None, None, rec.flags, rec.preempt_count, rec.format)
-            if formatter is not None and system in ("syscalls", "raw_syscalls"):
+            if system in ("syscalls", "raw_syscalls"):
                 for out in self._pair(ev):
                     summary.events += 1
                     yield out
@@ -704,7 +703,7 @@ class Session:
     def _paired_exit_ids(self) -> dict[int, Any]:
         """Event ID → fields → (nr, syscall name) for the exit events that pairing consumes."""
         out: dict[int, Any] = {}
-        if self._pairer is None or self._formatter is None:
+        if self._pairer is None:
             return out
         formatter = self._formatter
         raw_names: dict[int, str] = {}
