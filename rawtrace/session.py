@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from rawtrace.comm import HELPER_EVENTS, CommTracker
 from rawtrace.errors import KernelRefused, UsageError
 from rawtrace.host import Host
+from rawtrace.output import json_text
 from rawtrace.tracefs.instance import Instance
 from rawtrace.tracefs.reader import CLOCK_IDS, BufferReader, Merger
 
@@ -130,8 +131,8 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.hex()
     if isinstance(value, str):
-        # Strings carry the kernel's bytes losslessly as surrogates; JSON gets them as U+FFFD.
-        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        # Strings carry the kernel's bytes losslessly as surrogates; JSON shows them as \xNN, as decode does.
+        return json_text(value)
     return value
 
 
@@ -148,7 +149,7 @@ def _json_text(value: Any) -> str:
         return int.__repr__(value)
     if cls is str:
         if not value.isascii():
-            value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            value = json_text(value)
         return _json_str(value)
     if cls is tuple or cls is list:
         if all(v.__class__ is int for v in value):

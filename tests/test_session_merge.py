@@ -199,3 +199,18 @@ def test_raw_syscall_arguments_come_from_the_tracepoint_named_after_the_entry():
     assert name == "fstat" and asked == [("syscalls", "sys_enter_newfstat")]
     assert len(params) == 6
     assert session._resolve_syscall(999) is None
+
+
+def test_trace_json_shows_non_utf8_bytes_like_decode():
+    """trace --json and decode --json render bytes that are not UTF-8 the same way (\\xNN), never as U+FFFD."""
+    import json
+    from json.encoder import encode_basestring
+
+    from rawtrace import session
+    from rawtrace.output import json_text
+
+    session._json_str = session._json_str or encode_basestring
+    raw = b"caf\xe9/\xff".decode("utf-8", "surrogateescape")
+    assert session._json_text(raw) == json.dumps(json_text(raw), ensure_ascii=False)
+    assert "\ufffd" not in session._json_text(raw)
+    assert session._jsonable(raw) == json_text(raw) == "caf\\xe9/\\xff"
