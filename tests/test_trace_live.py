@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -424,28 +425,52 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-@pytest.mark.skipif(os.uname().machine != "x86_64", reason="syscall numbers below are x86_64's")
-def test_cli_flood_through_the_spool_loses_nothing(live_tracefs, tmp_path):
-    target = tmp_path / "target"
-    target.write_text("hello\n")
-    proc, first = _start_cli("raw_syscalls:*", "--json", "--no-pair")
+@contextlib.contextmanager
+def _killed_on_failure(proc: subprocess.Popen):
+    """Kill `proc` if the block fails, so a failed check never leaves rawtrace running."""
+    try:
+        yield
+    except BaseException:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        raise
+
+
+def _flood_then_signal(proc: subprocess.Popen, target: Path, calls: int, sig: int,
+                       wait_for_flood: bool = True, settle: float = 0.3):
+    """Run the FLOOD child against a running `rawtrace trace`, then send `sig` to rawtrace.
+
+    Returns (stdout, stderr, flood pid); whatever happens, no child is left running."""
     flood = None
     try:
-        assert first.startswith("Tracing 2 events"), first
-        name = f"rawtrace-{proc.pid}-{process_starttime(proc.pid)}"
-        assert _children(proc.pid), "no spooler child"
-        flood = start_waiting_child(FLOOD, str(target), str(FLOOD_CALLS))
+        flood = start_waiting_child(FLOOD, str(target), str(calls))
         flood.stdin.write(b"g")
         flood.stdin.close()
-        assert flood.wait(120) == 0
-        time.sleep(0.3)
-        proc.send_signal(signal.SIGINT)
+        if wait_for_flood:
+            assert flood.wait(120) == 0
+        time.sleep(settle)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=600)
     finally:
         for p in (proc, flood):
             if p is not None and p.poll() is None:
                 p.kill()
                 p.wait()
+    return out, err, flood.pid
+
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="syscall numbers below are x86_64's")
+def test_cli_flood_through_the_spool_loses_nothing(live_tracefs, tmp_path):
+    target = tmp_path / "target"
+    target.write_text("hello\n")
+    proc, first = _start_cli("raw_syscalls:*", "--json", "--no-pair")
+    with _killed_on_failure(proc):
+        assert first.startswith("Tracing 2 events"), first
+        name = f"rawtrace-{proc.pid}-{process_starttime(proc.pid)}"
+        assert _children(proc.pid), "no spooler child"
+        out, err, flood_pid = _flood_then_signal(proc, target, FLOOD_CALLS, signal.SIGINT)
     assert proc.returncode == 0, err
     lines = out.splitlines()
     assert not [line for line in lines[1:] if '"lost"' in line], "events were lost"
@@ -455,7 +480,7 @@ def test_cli_flood_through_the_spool_loses_nothing(live_tracefs, tmp_path):
     calls = []
     for line in lines[1:]:
         item = json.loads(line)
-        if item["pid"] == flood.pid:
+        if item["pid"] == flood_pid:
             calls.append((item["event"].split(":")[1], item["fields"]["id"]))
     nr = X86_64
     marks = [i for i, c in enumerate(calls) if c == ("sys_enter", nr["getppid"])]
@@ -476,23 +501,12 @@ def test_cli_sigterm_during_flood_leaves_nothing(live_tracefs, tmp_path):
     target = tmp_path / "target"
     target.write_text("hello\n")
     proc, first = _start_cli("raw_syscalls:*", "--json")
-    flood = None
-    try:
+    with _killed_on_failure(proc):
         assert first.startswith("Tracing"), first
         name = f"rawtrace-{proc.pid}-{process_starttime(proc.pid)}"
         spoolers = _children(proc.pid)
         assert len(spoolers) == 1
-        flood = start_waiting_child(FLOOD, str(target), str(10 * FLOOD_CALLS))
-        flood.stdin.write(b"g")
-        flood.stdin.close()
-        time.sleep(0.5)
-        proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=60)
-    finally:
-        for p in (proc, flood):
-            if p is not None and p.poll() is None:
-                p.kill()
-                p.wait()
+        _flood_then_signal(proc, target, 10 * FLOOD_CALLS, signal.SIGTERM, wait_for_flood=False, settle=0.5)
     assert proc.returncode in (0, 128 + signal.SIGTERM)
     assert not (live_tracefs / "instances" / name).exists()
     assert not _spool_dirs(proc.pid)
@@ -503,21 +517,9 @@ def test_cli_spool_limit_hands_the_excess_to_the_kernel_and_reports_it_exactly(l
     target = tmp_path / "target"
     target.write_text("hello\n")
     proc, first = _start_cli("raw_syscalls:*", "--json", "--no-pair", "--spool-mb", "1")
-    flood = None
-    try:
+    with _killed_on_failure(proc):
         assert first.startswith("Tracing"), first
-        flood = start_waiting_child(FLOOD, str(target), str(FLOOD_CALLS))
-        flood.stdin.write(b"g")
-        flood.stdin.close()
-        assert flood.wait(120) == 0
-        time.sleep(0.3)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=600)
-    finally:
-        for p in (proc, flood):
-            if p is not None and p.poll() is None:
-                p.kill()
-                p.wait()
+        out, err, _ = _flood_then_signal(proc, target, FLOOD_CALLS, signal.SIGINT)
     assert proc.returncode == 0, err
     reported = sum(json.loads(line)["lost"] for line in out.splitlines()[1:] if line.startswith('{"lost"'))
     summary = err.strip().splitlines()[-1]
