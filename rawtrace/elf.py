@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rawtrace.errors import UsageError
-from rawtrace.host import Host
+from rawtrace.host import Host, host_machine
 
 # uname machine → (ELF e_machine name, ELF class, multiarch triplet). The multiarch directory is where
 # Debian-style systems keep native libraries (/lib/x86_64-linux-gnu); check with `gcc -print-multiarch`.
@@ -74,10 +74,6 @@ class ResolvedSymbol:
     table: str
     elf_type: str             # ET_DYN (PIE / shared library) or ET_EXEC
     size: int
-
-
-def host_machine() -> str:
-    return os.uname().machine
 
 
 def _kernel_path(host: Host, real: Path) -> str:

@@ -84,3 +84,8 @@ def _unescape_mount(text: str) -> str:
             out.append(text[i])
             i += 1
     return "".join(out)
+
+
+def host_machine() -> str:
+    """The running kernel's machine name as `uname -m` prints it (x86_64, aarch64, ...)."""
+    return os.uname().machine

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 
 from rawtrace.errors import UsageError
-from rawtrace.host import Host, read_text_or_none
+from rawtrace.host import Host, host_machine, read_text_or_none
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,12 +135,8 @@ def group_owner(group: str) -> int | None:
     return None
 
 
-def host_arch() -> str:
-    return os.uname().machine
-
-
 def _arch(name: str | None) -> Arch | None:
-    return ARCHES.get(name or host_arch())
+    return ARCHES.get(name or host_machine())
 
 
 def validate_type(type_: str) -> str:
@@ -220,7 +216,7 @@ class ProbeSpec:
 
 
 def parse_spec(text: str, arch: str | None = None) -> ProbeSpec:
-    arch_name = arch or host_arch()
+    arch_name = arch or host_machine()
     arch_info = _arch(arch_name)
     if not isinstance(text, str) or not text.strip():
         raise UsageError("empty probe spec", hint="e.g. --probe 'uprobe:libc:openat path=arg2:ustring'")
