@@ -252,8 +252,20 @@ def test_compat_entry_column_only_for_abis_that_use_it(capsys):
     _rc, out, _ = run_cli(capsys, "--arch", "s390x", "--abi", "32", "read")
     assert out.splitlines()[0].split() == ["NR", "NAME", "ABI", "ENTRY", "COMPAT", "ENTRY"]
     assert out.splitlines()[2].split() == ["3", "read", "32", "sys_read", "compat_sys_s390_read"]
-    _rc, out, _ = run_cli(capsys, "--arch", "s390x", "--json", "read")
+    _rc, out, _ = run_cli(capsys, "--arch", "s390x", "--json", "--abi", "32", "read")
     assert json.loads(out)[0]["compat_entry"] == "compat_sys_s390_read"
+    _rc, out, _ = run_cli(capsys, "--arch", "s390x", "--json", "read")   # 6.19's 64-bit table has none
+    assert json.loads(out)[0]["compat_entry"] is None
+
+
+def test_listns_on_s390x_from_the_619_table(capsys):
+    """s390's 64-bit table is 6.19's like the others (it was 6.18.2's, which lacks listns)."""
+    rc, out, _ = run_cli(capsys, "--arch", "s390x", "--json", "listns")
+    assert rc == 0
+    record = json.loads(out)[0]
+    assert (record["nr"], record["name"], record["entry"]) == (470, "listns", "sys_listns")
+    rc, out, err = run_cli(capsys, "--arch", "s390x", "--abi", "32", "listns")
+    assert rc == 2 and "no syscall matches 'listns' on s390x (32 ABI)" in err
 
 
 def test_default_listing_fits_80_columns_for_main_abis(capsys):

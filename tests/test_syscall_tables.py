@@ -86,13 +86,14 @@ KNOWN = [
     ("xtensa", "getpid", None, 120), ("microblaze", "openat", None, 295),
 ]
 
-# Numbers added after 6.12, read from the 6.19 sources (s390's table is the 6.18.2 one, see tools/gen_tables.py).
+# Numbers added after 6.12, read from the 6.19 sources (s390's 31-bit rows are 6.18.2's: 6.19 removed them).
 KNOWN += [
     ("x86_64", "uprobe", None, 336), ("x86_64", "setxattrat", None, 463), ("x86_64", "file_setattr", None, 469),
     ("x86_64", "listns", None, 470), ("x86_64", "listns", "x32", X32_SYSCALL_BIT | 470),
     ("i386", "listns", None, 470), ("arm64", "open_tree_attr", None, 467), ("arm64", "listns", None, 470),
     ("arm64", "listns", "aarch32", 470), ("alpha", "listns", None, 580), ("riscv64", "file_getattr", None, 468),
-    ("s390x", "file_setattr", None, 469), ("s390x", "listns", None, None),
+    ("s390x", "file_setattr", None, 469), ("s390x", "listns", None, 470), ("s390x", "listns", "32", None),
+    ("s390x", "mmap2", None, None), ("s390x", "getrlimit", None, 191), ("s390x", "ugetrlimit", "32", 191),
 ]
 
 
@@ -111,8 +112,9 @@ def test_x32_read_carries_the_x32_bit():
 
 
 def test_compat_and_noreturn_columns():
-    s390 = load_table("s390x").by_name("read")
+    s390 = load_table("s390x").by_name("read", "32")
     assert (s390.entry, s390.compat_entry) == ("sys_read", "compat_sys_s390_read")
+    assert load_table("s390x").by_name("read").compat_entry is None         # 6.19: no compat column
     s390_time = load_table("s390x").by_name("time", "32")
     assert (s390_time.entry, s390_time.compat_entry) == (None, "sys_time32")   # '-' means none
     exit_ = load_table("x86_64").by_name("exit")
@@ -390,3 +392,37 @@ def test_generator_lists_the_files_a_tree_needs(capsys):
     assert {"Makefile", "scripts/syscall.tbl", "scripts/Makefile.asm-headers",
             "arch/arm64/kernel/Makefile.syscalls", "arch/x86/entry/syscalls/syscall_64.tbl"} <= set(listed)
     assert all(job.source in listed for job in gen_tables.JOBS)
+
+
+def test_generator_splits_s390_into_the_64_bit_and_the_frozen_31_bit_table(tmp_path, capsys):
+    """Linux 6.19 dropped s390's 31-bit compat (only common rows, no compat column): s390.tbl follows the
+    tree given, s390_31.tbl only comes from a tree that still has 32 rows and is left alone otherwise."""
+    gen_tables = _gen_tables()
+    source = "arch/s390/kernel/syscalls/syscall.tbl"
+    old = tmp_path / "linux-6.18.2"
+    (old / source).parent.mkdir(parents=True)
+    (old / "Makefile").write_text("VERSION = 6\nPATCHLEVEL = 18\nSUBLEVEL = 2\n")
+    (old / source).write_text("3    common\tread\t\tsys_read\t\tcompat_sys_s390_read\n"
+                              "191  32\tugetrlimit\t-\t\tcompat_sys_getrlimit\n"
+                              "191  64\tgetrlimit\tsys_getrlimit\t-\n")
+    new = tmp_path / "linux-6.19"
+    (new / source).parent.mkdir(parents=True)
+    (new / "Makefile").write_text("VERSION = 6\nPATCHLEVEL = 19\nSUBLEVEL = 0\n")
+    (new / source).write_text("3\tcommon\tread\t\t\t\tsys_read\n191\tcommon\tgetrlimit\t\t\tsys_getrlimit\n"
+                              "470\tcommon\tlistns\t\t\t\tsys_listns\n")
+    out = tmp_path / "out"
+    assert gen_tables.main(["--tree", str(old), "--only", "s390.tbl", "--only", "s390_31.tbl",
+                            "--out", str(out)]) == 0
+    rows, header = parse_tbl((out / "s390_31.tbl").read_text())
+    assert header["kernel"] == "6.18.2"
+    assert rows == [(3, "common", "read", "sys_read", "compat_sys_s390_read"),
+                    (191, "32", "ugetrlimit", None, "compat_sys_getrlimit")]
+    rows, _ = parse_tbl((out / "s390.tbl").read_text())
+    assert rows == [(3, "common", "read", "sys_read", None), (191, "64", "getrlimit", "sys_getrlimit", None)]
+
+    assert gen_tables.main(["--tree", str(new), "--only", "s390.tbl", "--only", "s390_31.tbl",
+                            "--out", str(out)]) == 0
+    assert "skip s390_31.tbl: " + source + " has no 32 rows in 6.19" in capsys.readouterr().err
+    rows, header = parse_tbl((out / "s390.tbl").read_text())
+    assert header["kernel"] == "6.19" and [r[2] for r in rows] == ["read", "getrlimit", "listns"]
+    assert parse_tbl((out / "s390_31.tbl").read_text())[1]["kernel"] == "6.18.2"     # left as it was

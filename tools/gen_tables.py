@@ -5,7 +5,7 @@ Usage:
   tools/gen_tables.py --tarball /usr/src/linux-source-6.12.tar.xz      # extracts only the files it needs
   tools/gen_tables.py --tree /path/to/linux
   tools/gen_tables.py --tree /tmp/linux-6.19      # a directory holding just the needed files, tree layout
-  tools/gen_tables.py --tree /tmp/linux-6.18.2 --only s390.tbl      # regenerate some tables only
+  tools/gen_tables.py --tree /tmp/linux-6.18.2 --only s390_31.tbl   # regenerate some tables only
   tools/gen_tables.py --list-files                # the paths a --tree directory must hold
   tools/gen_tables.py --kernel-version 6.19 --file x86_64.tbl=/path/syscall_64.tbl   # one table by hand
 
@@ -41,6 +41,10 @@ class Job:
     generic_arch: str = ""    # for the generic table: arch/<this>/kernel/Makefile.syscalls picks the ABIs
     word_size: int = 0        # for the generic table: which syscall_abis_<32|64> list applies
     keep_compat: bool = True  # drop the compat column where the kernel never uses it for this table
+    tags: tuple[str, ...] = ()  # keep only rows with these ABI tags (empty: every row)
+    # A table only older kernels have: a tree without rows of these tags is skipped (the committed file,
+    # from the last kernel that had them, is kept).
+    needs_tags: tuple[str, ...] = ()
     note: str = ""
 
 
@@ -61,9 +65,14 @@ JOBS: tuple[Job, ...] = (
     Job("nios2.tbl", GENERIC_TABLE, "nios2", 32, keep_compat=False),
     Job("openrisc.tbl", GENERIC_TABLE, "openrisc", 32, keep_compat=False),
     Job("powerpc.tbl", "arch/powerpc/kernel/syscalls/syscall.tbl"),
-    # Linux 6.19 removed s390 31-bit compat: its table has no "32" rows or compat column from then on, so
-    # s390.tbl is generated from a 6.18 tree (--only s390.tbl) while arches.py models the compat ABI.
-    Job("s390.tbl", "arch/s390/kernel/syscalls/syscall.tbl"),
+    # Linux 6.19 removed s390 31-bit compat: its table has only "common" rows and no compat column. The
+    # 64-bit table follows the current kernel; the 31-bit rows (common + 32, with their compat entries) come
+    # from the last kernel that had them and stay as committed when a newer tree is generated.
+    Job("s390.tbl", "arch/s390/kernel/syscalls/syscall.tbl", tags=("common", "64"), keep_compat=False,
+        note="64-bit ABI only: 31-bit tasks use s390_31.tbl"),
+    Job("s390_31.tbl", "arch/s390/kernel/syscalls/syscall.tbl", tags=("common", "32"), needs_tags=("32",),
+        note="31-bit compat ABI (common + 32 rows; the compat column is their entry). Linux 6.19 removed "
+             "it, so this table comes from the last kernel that had it"),
     Job("sparc.tbl", "arch/sparc/kernel/syscalls/syscall.tbl"),
     Job("parisc.tbl", "arch/parisc/kernel/syscalls/syscall.tbl"),
     Job("mips_n64.tbl", "arch/mips/kernel/syscalls/syscall_n64.tbl"),
@@ -172,12 +181,15 @@ def generate_job(tree: Path, job: Job, version: str) -> str:
     text = path.read_text()
     rows = table_rows(text, job.source)
     extra: list[str] = []
+    if job.tags:
+        rows = [cols for cols in rows if cols[1] in job.tags]
+        extra.append(f"abis: {','.join(job.tags)}")
     if job.generic_arch:
         tags = generic_abis(tree, job.generic_arch, job.word_size)
         rows = [cols for cols in rows if cols[1] in tags]
         extra.append(f"abis: {','.join(tags)} (scripts/Makefile.asm-headers syscall_abis_{job.word_size}"
                      f" + arch/{job.generic_arch}/kernel/Makefile.syscalls)")
-    if not job.keep_compat:
+    if not job.keep_compat and any(len(cols) > 4 for cols in rows):
         rows = [cols[:4] + ([] if len(cols) <= 5 else ["-"] + cols[5:]) for cols in rows]
         extra.append("compat column dropped: the kernel does not use it for this table")
     if job.note:
@@ -208,6 +220,10 @@ def extract_from_tarball(tarball: Path, dest: Path) -> Path:
     return dest / top
 
 
+def _has_tags(path: Path, tags: Collection[str]) -> bool:
+    return any(cols[1] in tags for cols in table_rows(path.read_text(), str(path)))
+
+
 def generate_tree(tree: Path, out_dir: Path, only: Collection[str] = ()) -> list[Path]:
     """Write every table (or those named in `only`) whose source file the tree holds."""
     if not (tree / "Makefile").is_file():
@@ -222,6 +238,10 @@ def generate_tree(tree: Path, out_dir: Path, only: Collection[str] = ()) -> list
             continue
         if not (tree / job.source).exists():
             print(f"skip {job.out}: {job.source} not in this tree", file=sys.stderr)
+            continue
+        if job.needs_tags and not _has_tags(tree / job.source, job.needs_tags):
+            print(f"skip {job.out}: {job.source} has no {'/'.join(job.needs_tags)} rows in {version} "
+                  f"(the committed file keeps the version it came from)", file=sys.stderr)
             continue
         abi_file = f"arch/{job.generic_arch}/kernel/Makefile.syscalls"
         if job.generic_arch and not (tree / abi_file).exists():

@@ -163,12 +163,15 @@ ARCHES: tuple[Arch, ...] = (
     ),
     Arch(
         "s390x",
-        (Abi("64", "s390.tbl", ("common", "64")),
-         Abi("32", "s390.tbl", ("common", "32"), compat=True, compat_entries=True, word_size=32, traced=False,
-             note="31-bit tasks on a 64-bit kernel: the compat column is their entry")),
+        (Abi("64", "s390.tbl", None),
+         # Linux 6.19 removed 31-bit compat; its rows come from the last kernel that had it (6.18.2),
+         # for recordings and older kernels.
+         Abi("32", "s390_31.tbl", None, compat=True, compat_entries=True, word_size=32, traced=False,
+             note="31-bit tasks on a 64-bit kernel before Linux 6.19: the compat column is their entry")),
         64, machines=("s390x",), aliases=("s390", "s390-64"), kernel_dir="s390",
-        compat_column="entry used for 31-bit tasks (rows tagged 32 have only this one)",
-        verify="arch/s390/kernel/syscalls/syscall.tbl: '-' marks no entry for that ABI",
+        compat_column="entry used for 31-bit tasks (rows tagged 32 have only this one; s390_31.tbl)",
+        verify="arch/s390/kernel/syscalls/syscall.tbl: 6.19 has common rows only (Makefile --abis common,64); "
+               "6.18 and older: '-' marks no entry for that ABI",
     ),
     Arch(
         "sparc64",
