@@ -27,7 +27,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TRACE_CMD_HERE = "/work/shared/tools/trace-cmd-here"
+# trace-cmd record needs this wrapper on this kind of machine; it lives beside the checkout (../shared/tools).
+TRACE_CMD_HERE = os.environ.get("RAWTRACE_TRACE_CMD_HERE") or str(ROOT.parent / "shared/tools/trace-cmd-here")
 
 PY_WORKLOAD = r"""
 import os, sys, time
