@@ -1,0 +1,392 @@
+"""Where file paths come from: syscall string fields (6.19+), libc uprobes joined by thread and pointer, fanotify."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from rawtrace.host import Host
+
+# path_source values, best first; the summary counts events per source.
+SOURCE_KERNEL = "syscall"        # the syscall event's own __X_val string (6.19+)
+SOURCE_UPROBE = "uprobe"         # a libc uprobe fetched the string in the kernel, joined by tid + pointer
+SOURCE_FANOTIFY = "fanotify"     # fanotify named the file for the same pid
+SOURCE_FDTABLE = "fdtable"       # an fd mapped through the fd table (its open had one of the above)
+SOURCE_PROC = "proc"             # /proc/PID/fd/N read late (racy)
+SOURCE_UNKNOWN = "unknown"
+SOURCES = (SOURCE_KERNEL, SOURCE_UPROBE, SOURCE_FANOTIFY, SOURCE_FDTABLE, SOURCE_PROC, SOURCE_UNKNOWN)
+
+
+@dataclass(frozen=True, slots=True)
+class PathArg:
+    """A path argument of a syscall: its tracepoint field name and the dirfd field it is relative to."""
+
+    name: str
+    dfd: str | None = None
+
+
+# Syscalls whose arguments name files, with tracepoint argument names as this kernel's formats spell
+# them (events/syscalls/sys_enter_*/format). Renames and links have a second path.
+PATH_SYSCALLS: dict[str, tuple[PathArg, ...]] = {
+    "open": (PathArg("filename"),),
+    "openat": (PathArg("filename", "dfd"),),
+    "openat2": (PathArg("filename", "dfd"),),
+    "creat": (PathArg("pathname"),),
+    "execve": (PathArg("filename"),),
+    "execveat": (PathArg("filename", "fd"),),
+    "unlink": (PathArg("pathname"),),
+    "unlinkat": (PathArg("pathname", "dfd"),),
+    "rmdir": (PathArg("pathname"),),
+    "mkdir": (PathArg("pathname"),),
+    "mkdirat": (PathArg("pathname", "dfd"),),
+    "rename": (PathArg("oldname"), PathArg("newname")),
+    "renameat": (PathArg("oldname", "olddfd"), PathArg("newname", "newdfd")),
+    "renameat2": (PathArg("oldname", "olddfd"), PathArg("newname", "newdfd")),
+    "truncate": (PathArg("path"),),
+    "chmod": (PathArg("filename"),),
+    "fchmodat": (PathArg("filename", "dfd"),),
+    "fchmodat2": (PathArg("filename", "dfd"),),
+    "chown": (PathArg("filename"),),
+    "lchown": (PathArg("filename"),),
+    "fchownat": (PathArg("filename", "dfd"),),
+    "utimensat": (PathArg("filename", "dfd"),),
+    "utimes": (PathArg("filename"),),
+    "utime": (PathArg("filename"),),
+    "chdir": (PathArg("filename"),),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class LibcFunction:
+    """A libc entry point that takes path arguments (1-based positions) and issues a path syscall."""
+
+    name: str
+    path_args: tuple[int, ...]
+
+
+# The C library's entry points (x86_64 glibc names; aliases such as open/open64 share an address and
+# are probed once). glibc's open()/fopen() reach the kernel from open64 without calling openat(), and
+# opendir() and friends from __open_nocancel, so each entry point is probed itself.
+LIBC_FUNCTIONS: tuple[LibcFunction, ...] = (
+    LibcFunction("open64", (1,)),
+    LibcFunction("__open64_2", (1,)),
+    LibcFunction("__open64_nocancel", (1,)),
+    LibcFunction("openat64", (2,)),
+    LibcFunction("__openat64_2", (2,)),
+    LibcFunction("creat64", (1,)),
+    LibcFunction("execve", (1,)),
+    LibcFunction("execveat", (2,)),
+    LibcFunction("unlink", (1,)),
+    LibcFunction("unlinkat", (2,)),
+    LibcFunction("rmdir", (1,)),
+    LibcFunction("mkdir", (1,)),
+    LibcFunction("mkdirat", (2,)),
+    LibcFunction("rename", (1, 2)),
+    LibcFunction("renameat", (2, 4)),
+    LibcFunction("renameat2", (2, 4)),
+    LibcFunction("truncate64", (1,)),
+    LibcFunction("chmod", (1,)),
+    LibcFunction("fchmodat", (2,)),
+    LibcFunction("chown", (1,)),
+    LibcFunction("lchown", (1,)),
+    LibcFunction("fchownat", (2,)),
+    LibcFunction("utimensat", (2,)),
+    LibcFunction("utimes", (1,)),
+    LibcFunction("chdir", (1,)),
+)
+
+# Probe event names: a prefix plus the function, so handlers can tell them apart.
+EVENT_PREFIX = "files_"
+
+
+def kernel_string_args(fields: Iterable[str]) -> set[str]:
+    """The arguments whose user string the syscall event itself carries: `__<arg>_val` fields.
+
+    Linux 6.19 (kernel/trace/trace_syscalls.c, syscall_enter_define_fields) adds one such
+    `__data_loc char[]` field after the argument slots, for the first user pointer only (renameat2's
+    `oldname`, not `newname`)."""
+    names = set(fields)
+    return {name[2:-4] for name in names if name.startswith("__") and name.endswith("_val")
+            and name[2:-4] in names}
+
+
+def kernel_string_value(data: object) -> str | None:
+    """The path a `__X_val` field holds: NUL-terminated (non-printable bytes already '.'), else None
+    when the copy faulted (an empty dynamic string)."""
+    if isinstance(data, (bytes, bytearray)):
+        data = bytes(data).split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+    if not isinstance(data, str):
+        return None
+    data = data.split("\0", 1)[0]
+    return data or None
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedProbe:
+    """One uprobe to create: its spec text for rawtrace.probes and what its fields mean."""
+
+    function: str
+    event: str
+    spec: str
+    path_args: tuple[int, ...]
+
+    def pointer_field(self, position: int) -> str:
+        return f"p{position}"
+
+    def string_field(self, position: int) -> str:
+        return f"s{position}"
+
+
+@dataclass(frozen=True, slots=True)
+class UprobePlan:
+    library: str | None
+    probes: tuple[PlannedProbe, ...]
+    missing: tuple[str, ...]         # functions this libc does not export
+    reason: str | None = None        # why there is no plan at all
+
+
+def probe_spec(library: str, function: LibcFunction) -> str:
+    """`files_open64=uprobe:LIB:open64 p1=arg1:x64 s1=arg1:ustring`: the pointer to join on and the string."""
+    args = []
+    for position in function.path_args:
+        args += [f"p{position}=arg{position}:x64", f"s{position}=arg{position}:ustring"]
+    return f"{EVENT_PREFIX}{function.name.strip('_')}=uprobe:{library}:{function.name} " + " ".join(args)
+
+
+def plan_uprobes(host: Host | None = None, library: str = "libc", skip_syscalls: Iterable[str] = (),
+                 functions: Sequence[LibcFunction] = LIBC_FUNCTIONS) -> UprobePlan:
+    """Resolve the C library programs load and each entry point in it; one probe per address.
+
+    Functions whose syscalls already carry their only path in the event (`skip_syscalls`) are left out."""
+    from rawtrace import elf
+    from rawtrace.errors import UsageError
+    host = host or Host()
+    try:
+        path = elf.resolve_target(library, host)
+    except UsageError as exc:
+        return UprobePlan(None, (), (), f"no C library to probe: {exc.message}")
+    skip = set(skip_syscalls)
+    probes, missing, offsets = [], [], set()
+    for function in functions:
+        syscall = _FUNCTION_SYSCALL.get(function.name, function.name)
+        if syscall in skip:
+            continue
+        try:
+            found = elf.resolve_symbol(path, function.name, host)
+        except UsageError:
+            missing.append(function.name)
+            continue
+        if found.file_offset in offsets:
+            continue
+        offsets.add(found.file_offset)
+        spec = probe_spec(path, function)
+        probes.append(PlannedProbe(function.name, spec.split("=", 1)[0], spec, function.path_args))
+    return UprobePlan(path, tuple(probes), tuple(missing))
+
+
+# The syscall an entry point's only path would show up in on a 6.19+ kernel; renames keep their probe
+# because the kernel copies only the first of their two paths.
+_FUNCTION_SYSCALL = {
+    "open64": "openat", "__open64_2": "openat", "__open64_nocancel": "openat", "openat64": "openat",
+    "__openat64_2": "openat", "creat64": "creat", "truncate64": "truncate",
+    "rename": "-", "renameat": "-", "renameat2": "-",
+}
+
+
+class Capture:
+    """Strings a uprobe fetched on one thread, keyed by the user pointer they were read from."""
+
+    __slots__ = ("function", "strings", "ts")
+
+    def __init__(self, ts: int, function: str, strings: dict[int, str]) -> None:
+        self.ts = ts
+        self.function = function
+        self.strings = strings
+
+
+class UprobeJoiner:
+    """Joins libc uprobe strings to the same thread's next path syscall by pointer value.
+
+    The uprobe fires at the libc entry; the syscall enter follows on the same thread and carries the
+    same user pointer in its path slot, so a pointer match confirms the join (a libc function that
+    issues another syscall, or a nested call, never gets a wrong string). Captures older than
+    `max_age_ns` or beyond `per_thread` per thread are dropped (counted as `stale`)."""
+
+    def __init__(self, max_age_ns: int = 2_000_000_000, per_thread: int = 4, max_threads: int = 1 << 15) -> None:
+        self.max_age_ns = max_age_ns
+        self.per_thread = per_thread
+        self.max_threads = max_threads
+        self._pending: dict[int, deque[Capture]] = {}
+        self.joined = 0
+        self.stale = 0
+
+    def capture(self, tid: int, ts: int, function: str, pointers_and_strings: Sequence[tuple[int, object]]) -> None:
+        """A uprobe hit: (pointer, fetched string) per path argument."""
+        strings = {}
+        for pointer, text in pointers_and_strings:
+            value = _probe_string(text)
+            if pointer and value is not None:
+                strings[pointer] = value
+        if not strings:
+            return
+        queue = self._pending.get(tid)
+        if queue is None:
+            if len(self._pending) >= self.max_threads:
+                oldest = next(iter(self._pending))
+                self.stale += len(self._pending.pop(oldest))
+            queue = self._pending[tid] = deque()
+        queue.append(Capture(ts, function, strings))
+        while len(queue) > self.per_thread:
+            queue.popleft()
+            self.stale += 1
+
+    def join(self, tid: int, ts: int, pointers: Sequence[int]) -> list[str | None]:
+        """The strings for a syscall enter's path pointers (None where no capture matches)."""
+        queue = self._pending.get(tid)
+        found: list[str | None] = [None] * len(pointers)
+        if not queue:
+            return found
+        while queue and ts - queue[0].ts > self.max_age_ns:
+            queue.popleft()
+            self.stale += 1
+        for index, pointer in enumerate(pointers):
+            for capture in reversed(queue):
+                text = capture.strings.get(pointer)
+                if text is not None:
+                    found[index] = text
+                    break
+        if any(text is not None for text in found):
+            self.joined += 1
+            # The captures up to the matching one are used up: libc made its syscall.
+            for position in range(len(queue) - 1, -1, -1):
+                if any(queue[position].strings.get(p) is not None for p in pointers):
+                    for _ in range(position + 1):
+                        queue.popleft()
+                    break
+        if not queue:
+            self._pending.pop(tid, None)
+        return found
+
+    def forget(self, tid: int) -> None:
+        self._pending.pop(tid, None)
+
+
+def _probe_string(text: object) -> str | None:
+    if isinstance(text, (bytes, bytearray)):
+        text = bytes(text).split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+    if not isinstance(text, str) or text == "" or text == "(fault)":
+        return None
+    return text
+
+
+class PendingOpen:
+    """A syscall whose path no string source gave, waiting for fanotify to name it."""
+
+    __slots__ = ("call", "kind", "pid", "ts")
+
+    def __init__(self, pid: int, ts: int, kind: str, call: object) -> None:
+        self.pid = pid
+        self.ts = ts
+        self.kind = kind      # "open", "exec", "create", "delete", "modify"...
+        self.call = call
+
+
+class FanotifyJoiner:
+    """Names syscalls no string source named from fanotify events of the same pid, in order.
+
+    fanotify reports the file of each open, exec, create, delete for the process that did it. For each
+    pid the syscalls still unnamed are matched, oldest first, to that pid's fanotify events of the same
+    kind that no named syscall accounts for (a named syscall consumes the first event with its path).
+    Events and syscalls left over after `settle_ns` are released: fanotify-only events are reported on
+    their own (a file access fatrace would show is never dropped), unnamed syscalls as unknown."""
+
+    def __init__(self, settle_ns: int = 300_000_000, canonical=None) -> None:
+        self.settle_ns = settle_ns
+        # fanotify names a file by its real path; a syscall by what the program wrote (symlinks kept).
+        self.canonical = canonical
+        self._calls: dict[tuple[int, str], deque[PendingOpen]] = {}
+        self._events: dict[tuple[int, str], deque] = {}
+        self._named: dict[tuple[int, str], deque[tuple[int, str]]] = {}
+        self.joined = 0
+
+    def unnamed(self, pending: PendingOpen) -> None:
+        self._calls.setdefault((pending.pid, pending.kind), deque()).append(pending)
+
+    def named(self, pid: int, kind: str, path: str, ts: int) -> None:
+        """A syscall named by another source: its fanotify twin must not name another call."""
+        if self.canonical is not None:
+            try:
+                path = self.canonical(path)
+            except (OSError, ValueError):
+                pass
+        self._named.setdefault((pid, kind), deque()).append((ts, path))
+
+    def event(self, pid: int, kind: str, event: object, path: str | None, ts: int) -> None:
+        self._events.setdefault((pid, kind), deque()).append((ts, path, event))
+
+    def match(self, now: int, final: bool = False) -> tuple[list[tuple[PendingOpen, object]], list[object], list[PendingOpen]]:
+        """(joined (call, fanotify event) pairs, fanotify events alone, calls given up) as of `now`."""
+        joined: list[tuple[PendingOpen, object]] = []
+        alone: list[object] = []
+        given_up: list[PendingOpen] = []
+        for key in list(self._events):
+            events = self._events[key]
+            named = self._named.get(key)
+            calls = self._calls.get(key)
+            remaining = deque()
+            for ts, path, event in events:
+                if not final and now - ts < self.settle_ns // 3:
+                    # Too fresh: the syscall side of the stream may not have caught up with it yet.
+                    remaining.append((ts, path, event))
+                    continue
+                if named and self._consume_named(named, path):
+                    continue
+                if calls:
+                    pending = calls.popleft()
+                    joined.append((pending, event))
+                    self.joined += 1
+                    continue
+                if final or now - ts > self.settle_ns:
+                    alone.append(event)
+                else:
+                    remaining.append((ts, path, event))
+            if remaining:
+                self._events[key] = remaining
+            else:
+                del self._events[key]
+        for key in list(self._calls):
+            calls = self._calls[key]
+            while calls and (final or now - calls[0].ts > self.settle_ns):
+                given_up.append(calls.popleft())
+            if not calls:
+                del self._calls[key]
+        for key in list(self._named):
+            named = self._named[key]
+            while named and (final or now - named[0][0] > 4 * self.settle_ns):
+                named.popleft()
+            if not named:
+                del self._named[key]
+        return joined, alone, given_up
+
+    @staticmethod
+    def _consume_named(named: deque, path: str | None) -> bool:
+        if path is None:
+            return False
+        for index, (_ts, seen) in enumerate(named):
+            if seen == path:
+                del named[index]
+                return True
+        return False
+
+    def waiting(self) -> int:
+        return sum(len(q) for q in self._calls.values())
+
+
+def pointers_of(syscall: str, args: Mapping[str, object]) -> list[int]:
+    """The user pointers of a syscall enter's path arguments, in PATH_SYSCALLS order."""
+    out = []
+    for arg in PATH_SYSCALLS.get(syscall, ()):
+        value = args.get(arg.name)
+        out.append(value if isinstance(value, int) else 0)
+    return out

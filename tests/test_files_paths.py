@@ -1,0 +1,166 @@
+"""filepaths: 6.19 syscall string fields (fixture built from trace_syscalls.c), uprobe plans and joins, fanotify joins."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+
+from rawtrace import filepaths as P
+from rawtrace.host import Host
+from rawtrace.parse.format import parse_format
+from rawtrace.parse.record import compile_decoder
+
+FIXTURES = Path(__file__).parent / "fixtures" / "formats" / "6.19-syscall-strings"
+LIBC = Path("/usr/lib/x86_64-linux-gnu/libc.so.6")
+
+
+def fixture(name: str):
+    return parse_format((FIXTURES / name).read_text(), system="syscalls")
+
+
+def record_619(fmt, slots: list[int], text: bytes | None) -> bytes:
+    """A sys_enter record laid out as syscall_put_data() writes it: the slots, then the meta word
+    `offset | length << 16` pointing just past itself, then the string with its NUL."""
+    body = struct.pack("<HBBi", fmt.id, 0, 0, 4242) + struct.pack("<i4x", 257)
+    body += b"".join(struct.pack("<Q", s) for s in slots)
+    data = b"" if text is None else text + b"\0"
+    meta_at = len(body)
+    body += struct.pack("<I", (meta_at + 4) | (len(data) << 16)) + data
+    return body
+
+
+def test_619_fixture_fields_say_which_argument_has_a_string():
+    openat = fixture("sys_enter_openat")
+    rename = fixture("sys_enter_renameat2")
+    assert P.kernel_string_args(f.name for f in openat.fields) == {"filename"}
+    # The kernel copies only the first user pointer: renameat2's new name still needs a probe.
+    assert P.kernel_string_args(f.name for f in rename.fields) == {"oldname"}
+    assert openat.print_fmt_args[2] == "__get_str(__filename_val)"
+
+
+def test_618_format_has_no_string_fields():
+    text = (Path(__file__).parent / "fixtures/formats/6.18.44-fc-v769/events/syscalls/sys_enter_openat/format")
+    if not text.exists():
+        pytest.skip("6.18 capture not present")
+    fmt = parse_format(text.read_text(), system="syscalls")
+    assert P.kernel_string_args(f.name for f in fmt.fields) == set()
+
+
+def test_619_record_decodes_to_the_path():
+    fmt = fixture("sys_enter_openat")
+    decode = compile_decoder(fmt)
+    raw = record_619(fmt, [0xffffff9c, 0x7ffe1000, 0o2000000, 0], b"/etc/motd")
+    event = decode(raw, 0, len(raw), 1, 0)
+    assert event.fields["filename"] == 0x7ffe1000
+    assert P.kernel_string_value(event.fields["__filename_val"]) == "/etc/motd"
+    # A faulted copy is an empty dynamic string: no path from the kernel, another source must name it.
+    raw = record_619(fmt, [0xffffff9c, 0x7ffe1000, 0, 0], None)
+    assert P.kernel_string_value(decode(raw, 0, len(raw), 1, 0).fields["__filename_val"]) is None
+
+
+def test_probe_spec_fetches_pointer_and_string_per_path_argument():
+    spec = P.probe_spec("/lib/libc.so.6", P.LibcFunction("renameat2", (2, 4)))
+    assert spec == ("files_renameat2=uprobe:/lib/libc.so.6:renameat2 p2=arg2:x64 s2=arg2:ustring "
+                    "p4=arg4:x64 s4=arg4:ustring")
+    from rawtrace.probes import parse_spec
+    parsed = parse_spec(spec, arch="x86_64")
+    assert [a.render() for a in parsed.args] == ["p2=%si:x64", "s2=+0(%si):ustring", "p4=%cx:x64",
+                                                 "s4=+0(%cx):ustring"]
+
+
+@pytest.mark.skipif(not LIBC.exists(), reason="no x86_64 glibc at the Debian path")
+def test_plan_resolves_this_libc_once_per_address():
+    plan = P.plan_uprobes(Host())
+    assert plan.library and plan.reason is None
+    names = {p.function for p in plan.probes}
+    assert {"open64", "openat64", "unlink", "renameat2", "__open64_nocancel"} <= names
+    places = [p.spec.split()[0].split(":", 2)[2] for p in plan.probes]
+    assert len(places) == len(set(places))
+    # On a kernel whose openat event carries the string, open probes are not needed; renames stay.
+    fewer = P.plan_uprobes(Host(), skip_syscalls={"openat", "unlinkat"})
+    assert "open64" not in {p.function for p in fewer.probes}
+    assert "renameat2" in {p.function for p in fewer.probes}
+
+
+def test_plan_without_libc_says_why(tmp_path):
+    plan = P.plan_uprobes(Host(tmp_path))
+    assert plan.probes == () and "no C library" in plan.reason
+
+
+def test_uprobe_join_by_thread_and_pointer():
+    j = P.UprobeJoiner()
+    j.capture(10, 100, "open64", [(0x1000, "/etc/motd")])
+    # Another thread's syscall with the same pointer value gets nothing.
+    assert j.join(11, 110, [0x1000]) == [None]
+    # The same thread's syscall with another pointer (libc did something else first) gets nothing.
+    assert j.join(10, 105, [0x2000]) == [None]
+    assert j.join(10, 120, [0x1000]) == ["/etc/motd"]
+    # Used up: the next syscall with that pointer is not named from the old capture.
+    assert j.join(10, 130, [0x1000]) == [None]
+    assert j.joined == 1
+
+
+def test_uprobe_join_two_paths_and_faults():
+    j = P.UprobeJoiner()
+    j.capture(1, 0, "rename", [(0xa, "old"), (0xb, "new")])
+    assert j.join(1, 1, [0xa, 0xb]) == ["old", "new"]
+    j.capture(1, 2, "open64", [(0xc, "(fault)")])
+    assert j.join(1, 3, [0xc]) == [None]
+
+
+def test_uprobe_join_drops_stale_captures():
+    j = P.UprobeJoiner(max_age_ns=50, per_thread=2)
+    j.capture(1, 0, "open64", [(0xa, "/a")])
+    assert j.join(1, 100, [0xa]) == [None]
+    for i in range(3):
+        j.capture(1, 200 + i, "open64", [(0x10 + i, f"/p{i}")])
+    assert j.join(1, 210, [0x10]) == [None]     # pushed out by the per-thread bound
+    assert j.join(1, 210, [0x12]) == ["/p2"]
+    assert j.stale == 2
+
+
+def test_pointers_of():
+    assert P.pointers_of("renameat2", {"oldname": 5, "newname": 6}) == [5, 6]
+    assert P.pointers_of("read", {"fd": 3}) == []
+
+
+def test_fanotify_join_in_order_skipping_named_twins():
+    j = P.FanotifyJoiner(settle_ns=100)
+    # ld.so opened two files by its own syscalls (no libc probe), then libc opened /etc/motd.
+    a = P.PendingOpen(7, 10, "open", "call-a")
+    b = P.PendingOpen(7, 11, "open", "call-b")
+    j.unnamed(a)
+    j.unnamed(b)
+    j.named(7, "open", "/etc/motd", 12)
+    j.event(7, "open", "ev-cache", "/etc/ld.so.cache", 20)
+    j.event(7, "open", "ev-libc", "/usr/lib/libc.so.6", 21)
+    j.event(7, "open", "ev-motd", "/etc/motd", 22)
+    j.event(8, "open", "ev-other", "/x", 23)
+    assert j.match(now=30) == ([], [], [])     # too fresh to match yet
+    joined, alone, given_up = j.match(now=60)
+    assert joined == [(a, "ev-cache"), (b, "ev-libc")]
+    assert alone == [] and given_up == []
+    joined, alone, given_up = j.match(now=500)
+    assert alone == ["ev-other"]                 # fanotify alone is reported, never dropped
+
+
+def test_fanotify_join_gives_up_on_unnamed_calls():
+    j = P.FanotifyJoiner(settle_ns=100)
+    c = P.PendingOpen(7, 10, "open", "call")
+    j.unnamed(c)
+    assert j.match(now=50) == ([], [], [])
+    assert j.waiting() == 1
+    assert j.match(now=500) == ([], [], [c])
+    assert j.waiting() == 0
+
+
+def test_fanotify_join_compares_real_paths():
+    j = P.FanotifyJoiner(settle_ns=100, canonical=lambda p: p.replace("/lib/", "/usr/lib/"))
+    c = P.PendingOpen(7, 10, "open", "call")
+    j.unnamed(c)
+    j.named(7, "open", "/lib/libc.so.6", 11)
+    j.event(7, "open", "ev-libc", "/usr/lib/libc.so.6", 20)
+    j.event(7, "open", "ev-x", "/x", 21)
+    assert j.match(now=500)[0] == [(c, "ev-x")]
