@@ -117,9 +117,11 @@ class CommTracker:
 
 def parse_saved_cmdlines(text: str) -> dict[int, str]:
     """pid -> comm from the text of tracefs saved_cmdlines (`<pid> <comm>` lines)."""
+    from rawtrace.asciinum import ascii_int
     comms: dict[int, str] = {}
     for line in text.splitlines():
-        pid, _, comm = line.partition(" ")
-        if pid.isdigit() and comm:
-            comms[int(pid)] = comm
+        pid_text, _, comm = line.partition(" ")
+        pid = ascii_int(pid_text, max_digits=10)
+        if pid is not None and comm:
+            comms[pid] = comm
     return comms

@@ -72,13 +72,16 @@ def read_text_or_none(path: Path) -> str | None:
 
 
 def _unescape_mount(text: str) -> str:
-    """Undo the octal escapes (\\040 for space) that /proc/mounts uses."""
+    """Undo the octal escapes (\\040 for space) that /proc/mounts uses; anything else (`\\999`, a
+    backslash near the end) is kept as written."""
     if "\\" not in text:
         return text
+    from rawtrace.asciinum import ascii_int
     out, i = [], 0
     while i < len(text):
-        if text[i] == "\\" and i + 3 < len(text) + 0 and text[i + 1:i + 4].isdigit():
-            out.append(chr(int(text[i + 1:i + 4], 8)))
+        value = ascii_int(text[i + 1:i + 4], 8) if text[i] == "\\" and i + 3 < len(text) else None
+        if value is not None and value < 256:
+            out.append(chr(value))
             i += 4
         else:
             out.append(text[i])

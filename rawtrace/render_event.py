@@ -29,6 +29,10 @@ from rawtrace.parse.record import NS_CLOCKS, STANDARD_COMMON, Event, Lost, Unkno
 # How a field's value is shown in text.
 _DECIMAL, _HEX, _TEXT, _ARRAY_DEC, _ARRAY_HEX, _BYTES = range(6)
 
+# Caches per format object, keyed by id(fmt) with the format kept in the entry (so that its id cannot be
+# reused while the entry lives) and emptied past _CACHE_MAX entries: a stream of ever new formats (a
+# hostile file, a long run of probes made and removed) must not grow memory without bound.
+_CACHE_MAX = 4096
 _styles_cache: dict[int, tuple[EventFormat, dict[str, int]]] = {}
 
 
@@ -50,7 +54,8 @@ def _hex_elements(element_type: str | None) -> bool:
 # A printf conversion of a print fmt ("%%" included, to be skipped); `*` width/precision take an argument.
 _CONVERSION = re.compile(r"%%|%[-+ #0]*(\*|\d+)?(?:\.(\*|\d*))?(?:hh|h|ll|l|L|q|j|z|Z|t)?([diouxXcsp])")
 _FIELD_REFERENCE = re.compile(r"REC->(\w+)")
-_CAST = re.compile(r"\(\s*[A-Za-z_][\w\s]*\**\s*\)")      # (void *), (unsigned long)
+# Possessive: `[\w\s]*` and `\s*` would otherwise try every split of a long run of spaces.
+_CAST = re.compile(r"\(\s*[A-Za-z_][\w\s]*+\**\s*\)")      # (void *), (unsigned long)
 _ONLY_PARENTHESES = re.compile(r"[\s()]*")
 
 
@@ -99,6 +104,8 @@ def field_styles(fmt: EventFormat) -> dict[str, int]:
         else:
             style = _DECIMAL
         styles[field.name] = style
+    if len(_styles_cache) >= _CACHE_MAX:
+        _styles_cache.clear()
     _styles_cache[id(fmt)] = (fmt, styles)
     return styles
 
@@ -141,6 +148,15 @@ def _field_expression(field, style: int, slot: str, namespace: dict) -> str:
     return f"{{_value({slot}, {style})}}"
 
 
+def _code_name(what: str, fmt: EventFormat) -> str:
+    """The file name of generated code: printable ASCII only (compile() refuses a NUL in it)."""
+    return f"<{what} {ascii(fmt.system)[1:-1]}:{ascii(fmt.name)[1:-1]}>"
+
+
+def _event_name(fmt: EventFormat) -> str:
+    return safe_text(f"{fmt.system}:{fmt.name}")
+
+
 def _compile_fields_renderer(fmt: EventFormat):
     styles = field_styles(fmt)
     shown = [f for f in fmt.all_fields if not (f.common and f.name in STANDARD_COMMON)]
@@ -151,7 +167,7 @@ def _compile_fields_renderer(fmt: EventFormat):
     pieces = [f"{f.name}={_field_expression(f, styles[f.name], f'f[{f.name!r}]', namespace)}" for f in shown]
     source = f'def render(f):\n    return f"{" ".join(pieces)}"\n'
     # Generated from field names (identifiers) and styles only; nothing else of the format is executed.
-    exec(compile(source, f"<renderer {fmt.system}:{fmt.name}>", "exec"), namespace)  # noqa: S102
+    exec(compile(source, _code_name("renderer", fmt), "exec"), namespace)  # noqa: S102
     return namespace["render"]
 
 
@@ -162,7 +178,9 @@ def _renderer(fmt: EventFormat) -> tuple[EventFormat, str, object, dict]:
     """(format, "system:name", compiled fields renderer, styles), cached per format object."""
     found = _renderers.get(id(fmt))
     if found is None or found[0] is not fmt:
-        found = (fmt, f"{fmt.system}:{fmt.name}", _compile_fields_renderer(fmt), field_styles(fmt))
+        found = (fmt, _event_name(fmt), _compile_fields_renderer(fmt), field_styles(fmt))
+        if len(_renderers) >= _CACHE_MAX:
+            _renderers.clear()
         _renderers[id(fmt)] = found
     return found
 
@@ -199,19 +217,7 @@ def _prefix(comm: str | None, pid: int, cpu: int) -> str:
 
 def event_text(event: Event, comm: str | None = None, clock: str = "local") -> str:
     """A decoded Event as one ftrace-like text line."""
-    _fmt, name, render, styles = _renderer(event.format)
-    fields = event.fields
-    try:
-        body = render(fields)
-    except (KeyError, TypeError, ValueError):
-        body = _fields_text_generic(fields, styles)
-    prefix = _prefixes.get((comm, event.pid, event.cpu)) or _prefix(comm, event.pid, event.cpu)
-    if clock in NS_CLOCKS:
-        micros = str(event.ts // 1000)
-        if len(micros) < 7:
-            micros = micros.rjust(7, "0")
-        return f"{prefix}{micros[:-6]}.{micros[-6:]}: {name}: {body}"
-    return f"{prefix}{event.ts}: {name}: {body}"
+    return text_lines([event], {event.pid: comm} if comm is not None else None, clock)[0]
 
 
 def text_lines(items, comms: dict[int, str] | None = None, clock: str = "local") -> list[str]:
@@ -227,23 +233,42 @@ def text_lines(items, comms: dict[int, str] | None = None, clock: str = "local")
             append(item_text(item, comms, clock))
             continue
         ts, cpu, pid, _id, fmt, fields, _flags, _preempt = item
-        entry = renderers.get(id(fmt))
-        if entry is None or entry[0] is not fmt:
-            entry = _renderer(fmt)
-        comm = get_comm(pid)
-        prefix = prefixes.get((comm, pid, cpu)) or _prefix(comm, pid, cpu)
-        if ns:
-            stamp = str(ts // 1000)
-            if len(stamp) < 7:
-                stamp = stamp.rjust(7, "0")
-            stamp = f"{stamp[:-6]}.{stamp[-6:]}"
-        else:
-            stamp = str(ts)
+        try:
+            entry = renderers.get(id(fmt))
+            if entry is None or entry[0] is not fmt:
+                entry = _renderer(fmt)
+            comm = get_comm(pid)
+            prefix = prefixes.get((comm, pid, cpu)) or _prefix(comm, pid, cpu)
+            if ns:
+                # Rounded to the nearest microsecond, as the kernel's trace file (ns2usecs() adds 500)
+                # and trace-cmd report (print_event_time() adds div / 2) print it.
+                stamp = str((ts + 500) // 1000)
+                if len(stamp) < 7:
+                    stamp = stamp.rjust(7, "0")
+                stamp = f"{stamp[:-6]}.{stamp[-6:]}"
+            else:
+                stamp = str(ts)
+        except (TypeError, ValueError, AttributeError):
+            # An Event not made by a compiled decoder (a non-integer pid or time stamp).
+            append(_odd_event_text(item, get_comm, ns))
+            continue
         try:
             append(f"{prefix}{stamp}: {entry[1]}: {entry[2](fields)}")
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, AttributeError):
             append(f"{prefix}{stamp}: {entry[1]}: {_fields_text_generic(fields, entry[3])}")
     return out
+
+
+def _odd_event_text(event: Event, get_comm, ns: bool) -> str:
+    """The line of an Event whose attributes are not what a decoder makes, from their str() only."""
+    comm = get_comm(event.pid) if getattr(event.pid, "__hash__", None) else None
+    shown = safe_text(comm) if comm else "<...>"
+    stamp = format_timestamp(event.ts, "local" if ns else "counter") if isinstance(event.ts, int) else event.ts
+    fmt = event.format
+    name = _event_name(fmt) if isinstance(fmt, EventFormat) else "?"
+    fields = event.fields if isinstance(event.fields, dict) else {}
+    body = " ".join(f"{safe_text(str(k))}={value_text(v)}" for k, v in fields.items())
+    return safe_text(f"{shown:>16}-{event.pid!s:<7} [{event.cpu!s:>03}] {stamp}: {name}: {body}")
 
 
 def lost_text(lost: Lost, clock: str = "local") -> str:
@@ -252,8 +277,9 @@ def lost_text(lost: Lost, clock: str = "local") -> str:
 
 
 def unknown_text(item: UnknownEvent, clock: str = "local") -> str:
+    what = f"event id {item.id} undecoded ({safe_text(item.reason)})" if item.reason else f"unknown event id {item.id}"
     return (f"{'<...>':>16}-{'?':<7} [{item.cpu:03d}] {format_timestamp(item.ts, clock)}: "
-            f"unknown event id {item.id}: {len(item.data)} bytes {item.data.hex()}")
+            f"{what}: {len(item.data)} bytes {item.data.hex()}")
 
 
 def json_value(value: Any) -> Any:
@@ -270,7 +296,7 @@ def json_value(value: Any) -> Any:
 def event_json(event: Event, comm: str | None = None) -> dict:
     fmt = event.format
     return {"ts": event.ts, "cpu": event.cpu, "pid": event.pid, "comm": None if comm is None else json_text(comm),
-            "event": f"{fmt.system}:{fmt.name}",
+            "event": json_text(f"{fmt.system}:{fmt.name}"),
             "fields": {name: json_value(value) for name, value in event.fields.items()}}
 
 
@@ -279,7 +305,10 @@ def lost_json(lost: Lost) -> dict:
 
 
 def unknown_json(item: UnknownEvent) -> dict:
-    return {"ts": item.ts, "cpu": item.cpu, "unknown_id": item.id, "data": item.data.hex()}
+    out = {"ts": item.ts, "cpu": item.cpu, "unknown_id": item.id, "data": item.data.hex()}
+    if item.reason:
+        out["reason"] = item.reason
+    return out
 
 
 def item_text(item: Any, comms: dict[int, str] | None = None, clock: str = "local") -> str:
@@ -318,12 +347,11 @@ def _json_string(text: str) -> str:
 
 def _compile_json_renderer(fmt: EventFormat):
     """line(ts, cpu, pid, comm_json, fields) -> the JSON text event_json() would give, or None."""
-    import json
     shown = [f for f in fmt.all_fields if not (f.common and f.name in STANDARD_COMMON)]
     if not all(f.name.isidentifier() for f in shown):
         return None
     namespace: dict = {"_str": _json_string, "_json": _json_encoder(), "_value": json_value,
-                       "_event": json.dumps(f"{fmt.system}:{fmt.name}", ensure_ascii=False)}
+                       "_event": _json_string(f"{fmt.system}:{fmt.name}")}
     pieces = []
     for field in shown:
         slot = f'f["{field.name}"]'
@@ -344,7 +372,7 @@ def _compile_json_renderer(fmt: EventFormat):
               "    return f'''{{\"ts\":{ts},\"cpu\":{cpu},\"pid\":{pid},\"comm\":{comm},\"event\":{_event},"
               f"\"fields\":{{{{{','.join(pieces)}}}}}}}}}'''\n")
     # Generated from field names (identifiers) and kinds only; nothing else of the format is executed.
-    exec(compile(source, f"<json renderer {fmt.system}:{fmt.name}>", "exec"), namespace)  # noqa: S102
+    exec(compile(source, _code_name("json renderer", fmt), "exec"), namespace)  # noqa: S102
     return namespace["line"]
 
 
@@ -363,6 +391,8 @@ def json_lines(items, comms: dict[int, str] | None = None) -> list[str]:
         ts, cpu, pid, _id, fmt, fields, _flags, _preempt = item
         entry = renderers.get(id(fmt))
         if entry is None or entry[0] is not fmt:
+            if len(renderers) >= _CACHE_MAX:
+                renderers.clear()
             entry = renderers[id(fmt)] = (fmt, _compile_json_renderer(fmt))
         comm = get_comm(pid)
         comm_json = comm_cache.get(comm)
@@ -372,10 +402,10 @@ def json_lines(items, comms: dict[int, str] | None = None) -> list[str]:
             comm_json = comm_cache[comm] = "null" if comm is None else _json_string(comm)
         line = entry[1]
         try:
-            if line is None:
+            if line is None or pid.__class__ is not int or ts.__class__ is not int:
                 raise TypeError
             append(line(ts, cpu, pid, comm_json, fields))
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, AttributeError):
             # Fields that do not match the format: the general path.
             append(dumps(event_json(item, comm)))
     return out

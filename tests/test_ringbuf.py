@@ -209,10 +209,17 @@ def test_commit_larger_than_data_area(kernel) -> None:
 
 
 def test_record_shorter_than_its_format(kernel) -> None:
+    # A record that does not fit its format is shown undecoded and counted; the page goes on.
     layout, decoders, b = kernel
-    page = b.event(tiny_payload(b.byteorder, 1, 0, 0)[:12]).build(0)   # 12 of TINY's 20 bytes
-    with pytest.raises(PageDecodeError, match="shorter than its format"):
-        decode_page(layout, page, 0, decoders)
+    short = tiny_payload(b.byteorder, 1, 0, 0)[:12]                     # 12 of TINY's 20 bytes
+    page = (b.event(short, delta=1).event(tiny_payload(b.byteorder, 2, 3, 4), delta=1)
+             .event(short, delta=1, long_form=True).event(tiny_payload(b.byteorder, 5, 6, 7), delta=1).build(0))
+    items = decode_page(layout, page, 0, decoders)
+    assert [type(i).__name__ for i in items] == ["UnknownEvent", "Event", "UnknownEvent", "Event"]
+    assert events(items) == [(2, 2, 3, 4), (4, 5, 6, 7)]
+    assert items[0].data == short and items[0].id == 700 and items[0].ts == 1
+    assert "shorter than its format" in items[0].reason and items[2].data == short
+    assert decoders.malformed == {700: 2} and "12 bytes" in decoders.malformed_reasons[700]
 
 
 def test_iter_pages_yields_good_records_then_raises(kernel) -> None:

@@ -253,6 +253,11 @@ def parse_field_line(line: str, *, common: bool = False, long_size: int | None =
             return _array_field(name, ctype, dim, offset, size, signed, common, long_size, notes,
                                 type_text=f"{ctype}{dims}")
         return _array_field(name, ctype, dim_list[0], offset, size, signed, common, long_size, notes)
+    if size == 0 and bits is None and "*" not in ctype:
+        # Kernels before 4.x declare ftrace's flexible arrays without brackets (`char buf; size:0` in
+        # print, `u32 buf; size:0` in bprint): like `T buf[]`, they run to the end of the record.
+        notes.append("size 0 and no brackets: an old kernel's flexible array")
+        return _array_field(name, ctype, "", offset, size, signed, common, long_size, notes, type_text=ctype)
     if bits is not None:
         notes.append(f"declared as a {bits}-bit bitfield; decoded as the whole {size}-byte word")
     if "*" in ctype:
@@ -602,26 +607,30 @@ def parse_header_page(text: str, source: str | None = None) -> HeaderPage:
 
 
 def parse_header_event(text: str, source: str | None = None) -> HeaderEvent:
-    """events/header_event: bit widths and special type_len values of the compressed entry header."""
+    """events/header_event: bit widths and special type_len values of the compressed entry header.
+
+    What the text leaves out takes the ring buffer's fixed ABI values (5/27-bit split, padding 29,
+    time extend 30, absolute time stamp 31, data max 28), as trace-cmd and perfetto do: kernels before
+    4.17 print no `time_stamp` line, and a recording may carry no header_event at all (empty text)."""
     if not isinstance(text, str):
         raise ParseError("header_event text is not a string", source=source)
+    defaults = HeaderEvent()
     bits = {m.group("name"): int(m.group("bits")) for m in _HEADER_EVENT_BITS_RE.finditer(text)}
     types = {m.group("name"): int(m.group("value")) for m in _HEADER_EVENT_TYPE_RE.finditer(text)}
     max_match = _HEADER_EVENT_MAX_RE.search(text)
-    needed_bits = ("type_len", "time_delta")
-    needed_types = ("padding", "time_extend", "time_stamp")
-    missing = [n for n in needed_bits if n not in bits] + [n for n in needed_types if n not in types]
-    if max_match is None:
-        missing.append("data max type_len")
-    if missing:
-        raise ParseError(f"header_event lacks {', '.join(missing)}", source=source)
-    if bits["type_len"] + bits["time_delta"] != 32:
-        raise ParseError(f"header_event type_len ({bits['type_len']}) + time_delta ({bits['time_delta']}) "
+    type_len_bits = bits.get("type_len", defaults.type_len_bits)
+    time_delta_bits = bits.get("time_delta", defaults.time_delta_bits)
+    if type_len_bits + time_delta_bits != 32:
+        raise ParseError(f"header_event type_len ({type_len_bits}) + time_delta ({time_delta_bits}) "
                          "bits do not make a 32-bit word", source=source)
-    known = set(needed_bits) | {"array"} | set(needed_types)
+    known = {"type_len", "time_delta", "array", "padding", "time_extend", "time_stamp"}
     extra = {k: v for k, v in {**bits, **types}.items() if k not in known}
     return HeaderEvent(
-        type_len_bits=bits["type_len"], time_delta_bits=bits["time_delta"], array_bits=bits.get("array", 32),
-        padding_type=types["padding"], time_extend_type=types["time_extend"],
-        time_stamp_type=types["time_stamp"], data_max_type_len=int(max_match.group("value")), extra=extra,
+        type_len_bits=type_len_bits, time_delta_bits=time_delta_bits,
+        array_bits=bits.get("array", defaults.array_bits),
+        padding_type=types.get("padding", defaults.padding_type),
+        time_extend_type=types.get("time_extend", defaults.time_extend_type),
+        time_stamp_type=types.get("time_stamp", defaults.time_stamp_type),
+        data_max_type_len=int(max_match.group("value")) if max_match else defaults.data_max_type_len,
+        extra=extra,
     )

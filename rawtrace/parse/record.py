@@ -12,8 +12,13 @@ Public API (pure: bytes in, objects out):
 * ``DecoderSet(formats, byteorder=sys.byteorder)``: maps an event ID to its compiled decoder, built
   lazily on first use. ``formats`` is a mapping id -> EventFormat or a callable id -> EventFormat | None
   (for example ``EventCatalog.by_id``). ``unknown`` counts records per unknown ID; ``broken`` maps an ID
-  whose format failed to parse or compile to the reason (its records come out as UnknownEvent).
+  whose format failed to parse or compile, or is broken (``format_problem``), to the reason (its records
+  come out as UnknownEvent); ``malformed`` counts records per ID that did not fit their format (shorter
+  than its fixed fields; the page decoder gives them as UnknownEvent with a ``reason`` and goes on) and
+  ``malformed_reasons`` keeps the first reason per ID.
 * ``compile_decoder(fmt, byteorder)``: the decoder ``fn(buf, start, length, ts, cpu) -> Event`` itself.
+* ``format_problem(fmt)``: why a parsed format cannot be decoded (NUL in its name, an array common
+  field, a name repeated with another type), or None.
 * ``ts_seconds(ts)`` and ``format_timestamp(ts, clock)`` convert trace-clock units for display.
 
 Field values: integers of every size honour ``size``/``signed`` from the format (not the C type text);
@@ -78,12 +83,14 @@ class Lost(NamedTuple):
 
 
 class UnknownEvent(NamedTuple):
-    """A record whose event ID has no known format."""
+    """A record shown undecoded: its event ID has no usable format (`reason` empty), or the record does
+    not fit its format (`reason` says how); `data` is the raw payload."""
 
     ts: int
     cpu: int
     id: int
     data: bytes
+    reason: str = ""
 
 
 def ts_seconds(ts: int) -> float:
@@ -92,10 +99,12 @@ def ts_seconds(ts: int) -> float:
 
 
 def format_timestamp(ts: int, clock: str = "local") -> str:
-    """A time stamp the way ftrace prints it: seconds.microseconds for ns clocks, else the raw count."""
+    """A time stamp the way ftrace prints it: seconds.microseconds for ns clocks, else the raw count.
+
+    Rounded to the nearest microsecond, as the kernel (ns2usecs() adds 500 ns) and trace-cmd report do."""
     if clock not in NS_CLOCKS:
         return str(ts)
-    usecs = ts // 1000
+    usecs = (ts + 500) // 1000
     return f"{usecs // 1000000}.{usecs % 1000000:06d}"
 
 
@@ -168,10 +177,47 @@ def _element_code(field: Field) -> str:
     return code if field.signed else code.upper()
 
 
+# A record is at most one sub-buffer, and the commit word holds sizes of 27 bits: a field beyond that
+# can only come from a damaged format file.
+_MAX_FIELD_END = 1 << 27
+
+
+def format_problem(fmt: EventFormat) -> str | None:
+    """Why records of this format cannot be decoded into fields (None when they can).
+
+    Formats the parser tolerates but no decoder or renderer can use: a control character (NUL...) in
+    the system or event name, a standard common field that is not a plain integer (`u32 common_pid[1]`),
+    a field name repeated with another type, a field beyond any record."""
+    for label, text in (("system", fmt.system), ("event name", fmt.name)):
+        if not text.isprintable():
+            return f"control character in the {label} {text!r}"
+    if not fmt.name:
+        return "empty event name"
+    seen: dict[str, Field] = {}
+    for field in fmt.all_fields:
+        if field.offset < 0 or field.size < 0 or field.offset + field.size > _MAX_FIELD_END:
+            return f"field {field.name!r} at {field.offset}+{field.size} lies beyond any record"
+        if field.common and field.name in STANDARD_COMMON and (
+                field.kind != FieldKind.INTEGER or field.size not in _INT_CODES):
+            return f"common field {field.name!r} is declared as {field.type} ({field.size} bytes), not an integer"
+        other = seen.get(field.name)
+        if other is None:
+            seen[field.name] = field
+        elif (other.type, other.size, other.kind) != (field.type, field.size, field.kind):
+            return (f"field {field.name!r} declared twice with different types "
+                    f"({other.type}, {other.size} bytes and {field.type}, {field.size} bytes)")
+    return None
+
+
 def compile_decoder(fmt: EventFormat, byteorder: str = sys.byteorder) -> Callable:
     """Build the decoder `fn(buf, start, length, ts, cpu) -> Event` for one event format.
 
-    `buf[start:start+length]` is the record payload (starting with common_type)."""
+    `buf[start:start+length]` is the record payload (starting with common_type). A format that
+    format_problem() rejects raises DecodeError with the reason."""
+    problem = format_problem(fmt)
+    if problem is not None:
+        from rawtrace.errors import DecodeError
+        raise DecodeError(f"format of {fmt.system!r}:{fmt.name!r} (ID {fmt.id}) is broken: {problem}")
     prefix = "<" if byteorder == "little" else ">"
     fixed: list[tuple[int, str, Field]] = []     # (offset, struct code, field) read by the main Struct
     post: list[tuple[Field, str]] = []           # (field, expression) for the fields dict
@@ -303,7 +349,8 @@ def compile_decoder(fmt: EventFormat, byteorder: str = sys.byteorder) -> Callabl
     source = "\n".join(lines) + "\n"
     # Generated code: the source is built above from field offsets and sizes only (names go in as
     # repr() literals), so nothing from the format text is executed.
-    exec(compile(source, f"<decoder {fmt.system}:{fmt.name}>", "exec"), namespace)  # noqa: S102
+    name = f"<decoder {ascii(fmt.system)[1:-1]}:{ascii(fmt.name)[1:-1]}>"   # printable ASCII for compile()
+    exec(compile(source, name, "exec"), namespace)  # noqa: S102
     decode = namespace["decode"]
     decode.min_length = main.size        # payload bytes the fixed fields need
     decode.source = source
@@ -325,6 +372,8 @@ class DecoderSet:
         self.cache: dict[int, Callable] = {}
         self.unknown: dict[int, int] = {}
         self.broken: dict[int, str] = {}
+        self.malformed: dict[int, int] = {}
+        self.malformed_reasons: dict[int, str] = {}
 
     def decoder(self, event_id: int) -> Callable:
         """The decoder for `event_id` (an UnknownEvent maker if no format is known)."""
@@ -349,6 +398,14 @@ class DecoderSet:
         except (RawtraceError, struct.error, ValueError, SyntaxError) as exc:
             self.broken[event_id] = getattr(exc, "message", None) or str(exc)
         return self._unknown_decoder(event_id)
+
+    def misfit(self, event_id: int, buf: bytes, start: int, length: int, ts: int, cpu: int,
+               reason: str) -> UnknownEvent:
+        """A record that does not fit its format, counted in `malformed` (first reason per ID in
+        `malformed_reasons`) and given back undecoded, so that decoding goes on with the next record."""
+        self.malformed[event_id] = self.malformed.get(event_id, 0) + 1
+        self.malformed_reasons.setdefault(event_id, reason)
+        return UnknownEvent(ts, cpu, event_id, bytes(buf[start:start + length]), reason)
 
     def _unknown_decoder(self, event_id: int) -> Callable:
         counts = self.unknown

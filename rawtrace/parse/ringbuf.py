@@ -13,7 +13,10 @@ Public API (pure: bytes in, objects out; see ring-buffer.md in the project notes
 * ``iter_pages(layout, data, cpu, decoders, *, source=None, first_index=0)``: the items of a run of
   sub-buffers (bytes or memoryview of a whole file or read() result); on corruption it yields the good
   items first, then raises PageDecodeError.
-* ``iter_page_lists(...)``: the same, one list per sub-buffer.
+* ``iter_page_lists(...)``: the same, one list per sub-buffer. Both take ``errors=LIST``: then a bad page's
+  PageDecodeError is appended there and decoding goes on with the next page.
+* A record shorter than its format's fixed fields does not stop the page: it comes out as an
+  ``UnknownEvent`` with a ``reason``, counted in ``DecoderSet.malformed``.
 * ``merge_by_time(streams)``: merge per-CPU streams of item lists into one stream in time-stamp order;
   ``merge_chunks_by_time(streams)`` gives the same sequence a list at a time.
 * ``page_header(layout, page) -> PageHeader``: time stamp, data size and missed-events flags of a page.
@@ -208,7 +211,7 @@ def _other_record(layout: PageLayout, buf: bytes, words: array, i: int, end_i: i
         try:
             append(decoders.decoder(event_id)(buf, start, array0 - 4, ts, cpu))
         except RecordTooShort as exc:
-            raise _fail(f"event id {event_id}: {exc}", i << 2, cpu, index, source, out, cut) from None
+            append(decoders.misfit(event_id, buf, start, array0 - 4, ts, cpu, str(exc)))
         return next_i, ts
     if type_len == header.time_extend_type:
         return i + 2, ts + (array0 << header.time_delta_bits) + delta
@@ -286,49 +289,57 @@ def decode_page(layout: PageLayout, page: bytes | memoryview, cpu: int, decoders
     # the low bits on little-endian kernels, in the top bits on big-endian ones) costs no branch.
     # common_type is the first u16 of the payload: the low half of array[0] in little-endian, the
     # high half in big-endian.
-    try:
-        if layout.byteorder == "little":
-            while i < end_i:
-                word = words[i]
-                type_len = word & type_mask
-                if 0 < type_len <= data_max:
-                    next_i = i + 1 + type_len
-                    if next_i > end_i:
-                        raise _fail(f"record of {type_len << 2} bytes runs past the end of the data "
-                                    f"({(end_i - i - 1) << 2} left)", i << 2, cpu, index, source, out, cut)
-                    ts += word >> type_len_bits
-                    event_id = words[i + 1] & 0xFFFF
-                    decode = cache_get(event_id)
-                    if decode is None:
-                        decode = get_decoder(event_id)
-                    append(decode(buf, (i + 1) << 2, type_len << 2, ts, cpu))
-                    i = next_i
-                else:
-                    i, ts = _other_record(layout, buf, words, i, end_i, type_len, word >> type_len_bits, ts,
-                                          cpu, decoders, append, index, source, out, cut)
-        else:
-            while i < end_i:
-                word = words[i]
-                type_len = word >> delta_bits
-                if 0 < type_len <= data_max:
-                    next_i = i + 1 + type_len
-                    if next_i > end_i:
-                        raise _fail(f"record of {type_len << 2} bytes runs past the end of the data "
-                                    f"({(end_i - i - 1) << 2} left)", i << 2, cpu, index, source, out, cut)
-                    ts += word & delta_mask
-                    event_id = words[i + 1] >> 16
-                    decode = cache_get(event_id)
-                    if decode is None:
-                        decode = get_decoder(event_id)
-                    append(decode(buf, (i + 1) << 2, type_len << 2, ts, cpu))
-                    i = next_i
-                else:
-                    i, ts = _other_record(layout, buf, words, i, end_i, type_len, word & delta_mask, ts,
-                                          cpu, decoders, append, index, source, out, cut)
-    except RecordTooShort as exc:
-        raise _fail(f"event id {event_id}: {exc}", i << 2, cpu, index, source, out, cut) from None
-    except struct.error as exc:
-        raise _fail(f"record cannot be read: {exc}", i << 2, cpu, index, source, out, cut) from None
+    little = layout.byteorder == "little"
+    next_i = i
+    while True:
+        try:
+            if little:
+                while i < end_i:
+                    word = words[i]
+                    type_len = word & type_mask
+                    if 0 < type_len <= data_max:
+                        next_i = i + 1 + type_len
+                        if next_i > end_i:
+                            raise _fail(f"record of {type_len << 2} bytes runs past the end of the data "
+                                        f"({(end_i - i - 1) << 2} left)", i << 2, cpu, index, source, out, cut)
+                        ts += word >> type_len_bits
+                        event_id = words[i + 1] & 0xFFFF
+                        decode = cache_get(event_id)
+                        if decode is None:
+                            decode = get_decoder(event_id)
+                        append(decode(buf, (i + 1) << 2, type_len << 2, ts, cpu))
+                        i = next_i
+                    else:
+                        i, ts = _other_record(layout, buf, words, i, end_i, type_len, word >> type_len_bits, ts,
+                                              cpu, decoders, append, index, source, out, cut)
+            else:
+                while i < end_i:
+                    word = words[i]
+                    type_len = word >> delta_bits
+                    if 0 < type_len <= data_max:
+                        next_i = i + 1 + type_len
+                        if next_i > end_i:
+                            raise _fail(f"record of {type_len << 2} bytes runs past the end of the data "
+                                        f"({(end_i - i - 1) << 2} left)", i << 2, cpu, index, source, out, cut)
+                        ts += word & delta_mask
+                        event_id = words[i + 1] >> 16
+                        decode = cache_get(event_id)
+                        if decode is None:
+                            decode = get_decoder(event_id)
+                        append(decode(buf, (i + 1) << 2, type_len << 2, ts, cpu))
+                        i = next_i
+                    else:
+                        i, ts = _other_record(layout, buf, words, i, end_i, type_len, word & delta_mask, ts,
+                                              cpu, decoders, append, index, source, out, cut)
+            break
+        except RecordTooShort as exc:
+            # Only a short-form record's decoder gets here (_other_record handles long-form ones):
+            # `i` is that record, `next_i` the one after. One record that does not fit its format
+            # is shown undecoded and counted; the page goes on.
+            append(decoders.misfit(event_id, buf, (i + 1) << 2, (next_i - i - 1) << 2, ts, cpu, str(exc)))
+            i = next_i
+        except struct.error as exc:
+            raise _fail(f"record cannot be read: {exc}", i << 2, cpu, index, source, out, cut) from None
     if cut:
         raise _fail(cut, i << 2, cpu, index, source, out, cut)
     if end & 3 and i >= end_i:
@@ -337,8 +348,11 @@ def decode_page(layout: PageLayout, page: bytes | memoryview, cpu: int, decoders
 
 
 def iter_pages(layout: PageLayout, data: bytes | memoryview, cpu: int, decoders: DecoderSet, *,
-               source: str | None = None, first_index: int = 0) -> Iterator:
-    """Items of consecutive sub-buffers in `data`; good items first, then PageDecodeError on a bad page."""
+               source: str | None = None, first_index: int = 0, errors: list | None = None) -> Iterator:
+    """Items of consecutive sub-buffers in `data`; good items first, then PageDecodeError on a bad page.
+
+    With `errors` (a list), a bad page's error is appended to it instead, and decoding goes on with
+    the next page: one damaged page does not end the file."""
     view = memoryview(data)
     step = layout.subbuf_size
     for n, begin in enumerate(range(0, len(view), step)):
@@ -348,13 +362,18 @@ def iter_pages(layout: PageLayout, data: bytes | memoryview, cpu: int, decoders:
         except PageDecodeError as exc:
             yield from exc.partial
             exc.partial = []
-            raise
+            if errors is None:
+                raise
+            errors.append(exc)
+            continue
         yield from items
 
 
 def iter_page_lists(layout: PageLayout, data: bytes | memoryview, cpu: int, decoders: DecoderSet, *,
-                    source: str | None = None, first_index: int = 0) -> Iterator[list]:
-    """Like iter_pages, one list per sub-buffer (the good part of a bad page last, then the error)."""
+                    source: str | None = None, first_index: int = 0,
+                    errors: list | None = None) -> Iterator[list]:
+    """Like iter_pages, one list per sub-buffer (the good part of a bad page last, then the error;
+    with `errors`, the error is appended there and the next page follows)."""
     view = memoryview(data)
     step = layout.subbuf_size
     for n, begin in enumerate(range(0, len(view), step)):
@@ -365,7 +384,10 @@ def iter_page_lists(layout: PageLayout, data: bytes | memoryview, cpu: int, deco
             if exc.partial:
                 yield exc.partial
             exc.partial = []
-            raise
+            if errors is None:
+                raise
+            errors.append(exc)
+            continue
         if items:
             yield items
 

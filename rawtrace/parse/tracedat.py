@@ -21,6 +21,7 @@ import os
 import struct
 from dataclasses import dataclass, field
 
+from rawtrace.asciinum import ascii_int
 from rawtrace.errors import DecodeError, NotSupported
 
 MAGIC = b"\x17\x08\x44tracing"
@@ -215,9 +216,9 @@ def read_tracedat(path: str | os.PathLike | bytes) -> TraceDat:
         raise DecodeError(f"{source}: not a trace-cmd trace.dat file (bad magic)")
     reader = _Reader(data, "little", source, len(MAGIC))
     version_text = reader.cstring()
-    if not version_text.isdigit():
+    version = ascii_int(version_text, max_digits=9)
+    if version is None:
         raise DecodeError(f"{source}: bad version string {version_text!r}")
-    version = int(version_text)
     if version not in (6, 7):
         raise NotSupported(f"{source}: trace.dat version {version} (only 6 and 7 are read)")
     endian = reader.take(1)[0]

@@ -269,10 +269,18 @@ class EventCatalog:
         return self._header_page
 
     def header_event(self) -> HeaderEvent:
+        """The entry header layout; a tree without header_event (copied from a device by hand) gets the
+        ring buffer's fixed ABI values, as parse_header_event gives for what a file leaves out."""
         if self._header_event is None:
             from rawtrace.parse.format import parse_header_event
-            self._header_event = parse_header_event(self.read("header_event"),
-                                                    source=str(self.events_dir / "header_event"))
+            path = self.events_dir / "header_event"
+            try:
+                text = self.read("header_event")
+            except UsageError:
+                if os.path.lexists(path):
+                    raise
+                text = ""
+            self._header_event = parse_header_event(text, source=str(path))
         return self._header_event
 
 

@@ -571,6 +571,7 @@ def _close_all_but(keep: set[int]) -> None:
 
 def find_stale_spools(directory: str | None = None, proc: Path = Path("/proc")) -> list[tuple[Path, int, bool]]:
     """(path, owner pid, owner alive) for every rawtrace-spool-<pid>-<starttime>-* directory in the temp dir."""
+    from rawtrace.asciinum import ascii_int
     from rawtrace.tracefs.instance import Owner, owner_alive
     base = Path(directory or tempfile.gettempdir())
     out = []
@@ -582,8 +583,10 @@ def find_stale_spools(directory: str | None = None, proc: Path = Path("/proc")) 
         if not name.startswith(SPOOL_PREFIX):
             continue
         parts = name[len(SPOOL_PREFIX):].split("-")
-        if len(parts) < 3 or not parts[0].isdigit() or not parts[1].isdigit():
+        pid = ascii_int(parts[0], max_digits=10) if len(parts) >= 3 else None
+        start = ascii_int(parts[1], max_digits=20) if len(parts) >= 3 else None
+        if pid is None or start is None:
             continue
-        owner = Owner(int(parts[0]), int(parts[1]))
+        owner = Owner(pid, start)
         out.append((base / name, owner.pid, owner_alive(owner, proc)))
     return out
