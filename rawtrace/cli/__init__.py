@@ -25,6 +25,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "reset": ("rawtrace.cli.reset", "remove instances and probes left behind by killed rawtrace runs"),
 }
 
+
+def _add_tools() -> None:
+    # The tools over the event pipeline (rawtrace.tracers) are commands like the others.
+    from rawtrace.tracers import TOOLS
+    for name, row in TOOLS.items():
+        COMMANDS.setdefault(name, row)
+
+
+_add_tools()
+
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 
@@ -102,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
                          f"(commands: {', '.join(COMMANDS)})\n")
         return EXIT_USAGE
     module = importlib.import_module(COMMANDS[command][0])
+    if hasattr(module, "TOOL"):
+        from rawtrace.cli.tool import ToolCommand
+        module = ToolCommand(module.TOOL)
     parser = build_command_parser(command, module)
     args = parser.parse_args(before + rest)
     from rawtrace.host import Host

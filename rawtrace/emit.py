@@ -1,0 +1,296 @@
+"""The one output layer: events, syscalls, lost markers and tool records as text or NDJSON (one schema).
+
+Every NDJSON line is an object whose `type` says what it is:
+
+* `meta`    — first line: `tool`, `source` (live, trace.dat, pages), `clock`, `ts_unit` ("s", or "count"
+  for counter clocks, whose `ts` are raw counts), and what is traced.
+* `event`   — `ts`, `cpu`, `pid` (process), `tid` (thread), `comm`, `event` ("system:name"), `fields`.
+* `syscall` — `ts` (entry), `cpu`, `pid`, `tid`, `comm`, `syscall`, `nr`, `args` (name → raw value),
+  `ret`, `errno` (name, failed calls), `duration` (s), `status` (complete, unfinished, resumed,
+  noreturn), `note`, `strings` (user strings fetched for the call), `text` (the strace-like line).
+* `lost`    — `ts`, `cpu`, `count` (-1: unknown), `source` ("page" or "stats").
+* `summary` — last line: events, lost, duration, per-CPU overruns, and what the tool counted.
+* tool records (`syscount`, ...) — documented with each tool.
+
+`ts` is float seconds on the trace clock for nanosecond clocks. Strings are the kernel's bytes: text that
+was not UTF-8 shows as `\\xNN`; in text output control characters are escaped too.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from rawtrace.output import escape, json_text
+from rawtrace.syscalls.constants import errno_name
+
+_encode_basestring = None
+
+
+def json_str(text: str) -> str:
+    """A JSON string literal for text that may carry surrogate-escaped bytes."""
+    global _encode_basestring
+    if _encode_basestring is None:
+        from json.encoder import encode_basestring
+        _encode_basestring = encode_basestring
+    if not text.isascii():
+        text = json_text(text)
+    return _encode_basestring(text)
+
+
+def json_value(value: Any) -> Any:
+    """A value as JSON can hold it (strings cleaned, bytes as hex, tuples as lists)."""
+    cls = value.__class__
+    if cls is int or value is None or cls is float or cls is bool:
+        return value
+    if cls is str:
+        return json_text(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).hex()
+    if isinstance(value, (tuple, list)):
+        return [json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): json_value(v) for k, v in value.items()}
+    return str(value)
+
+
+_dumps = None
+
+
+def dumps(obj: Any) -> str:
+    """Compact JSON text of an object already made JSON-safe."""
+    global _dumps
+    if _dumps is None:
+        import json
+        _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
+    return _dumps(obj)
+
+
+def safe(text: str) -> str:
+    """Text a traced process controls, made safe for a terminal (control characters, bad UTF-8)."""
+    if text.isprintable() and "\\" not in text:
+        return text
+    text = escape(text)
+    if any("\udc80" <= ch <= "\udcff" for ch in text):
+        text = "".join(f"\\x{ord(ch) - 0xDC00:02x}" if "\udc80" <= ch <= "\udcff" else ch for ch in text)
+    return text
+
+
+def text_timestamp(ts: int, ns: bool) -> str:
+    """seconds.microseconds, rounded to the nearest microsecond as the kernel's trace file and
+    trace-cmd report print it; the raw count for counter clocks."""
+    if not ns:
+        return str(ts)
+    stamp = str((ts + 500) // 1000)
+    if len(stamp) < 7:
+        stamp = stamp.rjust(7, "0")
+    return f"{stamp[:-6]}.{stamp[-6:]}"
+
+
+class _FieldsJson:
+    """Compiled per event format: fields dict → the JSON object text of `fields` (cached by content)."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple, Any] = {}
+
+    def renderer(self, fmt):
+        key = (fmt.system, fmt.name, fmt.id, tuple((f.name, f.kind, f.size, f.count) for f in fmt.fields))
+        found = self._cache.get(key)
+        if found is None:
+            if len(self._cache) > 4096:
+                self._cache.clear()
+            found = self._cache[key] = _compile_fields_json(fmt)
+        return found
+
+
+def _compile_fields_json(fmt):
+    from rawtrace.parse.descriptors import FieldKind
+    from rawtrace.parse.record import STANDARD_COMMON
+    shown = [f for f in fmt.all_fields if not (f.common and f.name in STANDARD_COMMON)]
+    names = [f.name for f in shown]
+    if not all(n.isidentifier() and n.isascii() for n in names) or len(set(names)) != len(names):
+        return lambda fields: dumps(json_value(fields))
+    namespace: dict = {"_str": json_str, "_json": lambda v: dumps(json_value(v))}
+    pieces = []
+    for field in shown:
+        slot = f'f["{field.name}"]'
+        kind = field.kind
+        if kind in (FieldKind.INTEGER, FieldKind.POINTER) and field.size in (1, 2, 4, 8):
+            expr = f"{{{slot}}}"
+        elif kind in (FieldKind.STRING, FieldKind.FLEX_STRING, FieldKind.DATA_LOC_STRING, FieldKind.REL_LOC_STRING):
+            expr = f"{{_str({slot})}}"
+        elif kind == FieldKind.ARRAY and field.count and field.element_size in (1, 2, 4, 8) \
+                and field.count * field.element_size == field.size:
+            name = f"_array{len(namespace)}"
+            namespace[name] = "[" + ",".join(["%d"] * field.count) + "]"
+            expr = f"{{{name} % {slot}}}"
+        else:
+            expr = f"{{_json({slot})}}"
+        pieces.append(f'"{field.name}":{expr}')
+    source = "def render(f):\n    return f'''{{" + ",".join(pieces) + "}}'''\n"
+    # Generated from field names (checked identifiers) and kinds only; nothing else of the format runs.
+    exec(compile(source, "<fields json>", "exec"), namespace)  # noqa: S102
+    render = namespace["render"]
+
+    def safe_render(fields):
+        try:
+            return render(fields)
+        except (KeyError, TypeError, ValueError):
+            return dumps(json_value(fields))
+    return safe_render
+
+
+class Emitter:
+    """Writes one tool's output: NDJSON lines (`json=True`) or text, to `out`; notes and the status
+    line to `err`. Tools never write to stdout themselves."""
+
+    def __init__(self, json: bool = False, out=None, err=None, ns: bool = True) -> None:
+        self.json = json
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self.ns = ns
+        self.write = self.out.write
+        self._fields_json = _FieldsJson()
+        self._comm_json: dict[str, str] = {}
+        self._event_heads: dict[tuple, str] = {}
+        self._status_shown = False
+        self._tty = hasattr(self.err, "isatty") and self.err.isatty()
+
+    # -- generic records -----------------------------------------------------------------------
+    def record(self, kind: str, obj: dict) -> None:
+        """One NDJSON record of a tool's own type (values are made JSON-safe here)."""
+        self.write('{"type":' + json_str(kind) + "," + dumps(json_value(obj))[1:] + "\n")
+
+    def meta(self, tool: str, source: str, clock: str, **info: Any) -> None:
+        if self.json:
+            self.record("meta", {"tool": tool, "source": source, "clock": clock,
+                                 "ts_unit": "s" if self.ns else "count", **info})
+
+    def line(self, text: str) -> None:
+        self.write(text + "\n")
+
+    def seconds(self, ts: int):
+        return ts / 1e9 if self.ns else ts
+
+    # -- events ---------------------------------------------------------------------------------
+    def comm_json(self, comm: str) -> str:
+        found = self._comm_json.get(comm)
+        if found is None:
+            if len(self._comm_json) > 8192:
+                self._comm_json.clear()
+            found = self._comm_json[comm] = json_str(comm)
+        return found
+
+    def event_json(self, rec, pid: int, comm: str) -> str:
+        fmt = rec.format
+        head = self._event_heads.get((fmt.system, fmt.name, fmt.id))
+        if head is None:
+            head = self._event_heads[(fmt.system, fmt.name, fmt.id)] = \
+                ',"event":' + json_str(f"{fmt.system}:{fmt.name}") + ',"fields":'
+        ts = rec.ts
+        stamp = repr(round(ts / 1e9, 9)) if self.ns else str(ts)
+        return (f'{{"type":"event","ts":{stamp},"cpu":{rec.cpu},"pid":{pid},"tid":{rec.pid},'
+                f'"comm":{self.comm_json(comm)}{head}{self._fields_json.renderer(fmt)(rec.fields)}}}')
+
+    def lost(self, rec, source: str = "page") -> None:
+        if self.json:
+            self.write(f'{{"type":"lost","ts":{self._stamp_json(rec.ts)},"cpu":{rec.cpu},"count":{rec.count},'
+                       f'"source":"{source}"}}\n')
+        else:
+            count = "an unknown number of" if rec.count < 0 else str(rec.count)
+            self.write(f"LOST {count} events on cpu {rec.cpu} before {text_timestamp(rec.ts, self.ns)} "
+                       f"({source})\n")
+
+    def unknown(self, rec) -> None:
+        reason = getattr(rec, "reason", None)
+        if self.json:
+            obj = {"ts": self.seconds(rec.ts), "cpu": rec.cpu, "unknown_id": rec.id, "data": rec.data.hex()}
+            if reason:
+                obj["reason"] = reason
+            self.record("unknown", obj)
+        else:
+            what = f"event id {rec.id} undecoded ({safe(reason)})" if reason else f"unknown event id {rec.id}"
+            self.write(f"{'<...>':>16}-{'?':<7} [{rec.cpu:03d}] {text_timestamp(rec.ts, self.ns)}: {what}: "
+                       f"{len(rec.data)} bytes {rec.data.hex()}\n")
+
+    def _stamp_json(self, ts: int) -> str:
+        return repr(round(ts / 1e9, 9)) if self.ns else str(ts)
+
+    # -- syscalls -------------------------------------------------------------------------------
+    def syscall_json(self, call, formatter, comm_json: str | None = None) -> str:
+        obj = {"ts": self.seconds(call.time), "cpu": call.cpu if call.cpu is not None else call.exit_cpu,
+               "pid": call.pid, "tid": call.tid}
+        head = dumps(obj)[:-1]
+        sig = call.signature
+        parts = [head, ',"comm":', comm_json or self.comm_json(call.comm), ',"syscall":', json_str(sig.name),
+                 ',"nr":', "null" if sig.nr is None else str(sig.nr)]
+        if call.values is not None:
+            parts.append(',"args":' + _args_json(sig.params, call.values))
+        if call.ret is not None:
+            parts.append(f',"ret":{call.ret}')
+            if call.failed:
+                name = errno_name(formatter.arch, call.errno)
+                parts.append(',"errno":' + (json_str(name) if name else str(call.errno)))
+        duration = call.duration_ns
+        if duration is not None:
+            parts.append(f',"duration":{repr(round(duration / 1e9, 9)) if self.ns else duration}')
+        parts.append(f',"status":"{call.status}"')
+        if call.note:
+            parts.append(',"note":' + json_str(call.note))
+        if call.strings:
+            parts.append(',"strings":' + dumps(json_value(call.strings)))
+        parts.append(',"text":' + json_str(call.text(formatter)) + "}")
+        return "".join(parts)
+
+    def syscall_line(self, call, formatter) -> str:
+        """`comm-tid [cpu] seconds: openat(...) = 3 <0.000012>` (strace -f -tt -T like)."""
+        tail = ""
+        duration = call.duration_ns
+        if duration is not None:
+            tail = f" <{duration / 1e9:.6f}>" if self.ns else f" <{duration}>"
+        cpu = call.cpu if call.cpu is not None else call.exit_cpu
+        return (f"{safe(call.comm) if call.comm else '<...>':>16}-{call.tid:<7} [{cpu:03d}] "
+                f"{text_timestamp(call.time, self.ns)}: {safe(call.text(formatter))}{tail}")
+
+    # -- stderr ---------------------------------------------------------------------------------
+    def note(self, text: str) -> None:
+        self.clear_status()
+        self.err.write(f"rawtrace: {text}\n")
+        self.err.flush()
+
+    def status(self, text: str) -> None:
+        """A status line on stderr, rewritten in place on a terminal."""
+        if self._tty:
+            self.err.write("\r\x1b[K" + text)
+            self._status_shown = True
+        else:
+            self.err.write(text + "\n")
+        self.err.flush()
+
+    def clear_status(self) -> None:
+        if self._status_shown:
+            self.err.write("\r\x1b[K")
+            self._status_shown = False
+
+    def flush(self) -> None:
+        self.out.flush()
+
+    # -- tables ---------------------------------------------------------------------------------
+    def table(self, kind: str, headers: list[str], rows: list[list], records: list[dict] | None = None) -> None:
+        """A summary table: text columns, or one NDJSON record of type `kind` per row."""
+        if self.json:
+            for obj in records if records is not None else [dict(zip(headers, row)) for row in rows]:
+                self.record(kind, obj)
+            return
+        from rawtrace.output import table_text
+        self.write(table_text(rows, headers) + "\n")
+
+
+def _args_json(params, values) -> str:
+    parts = []
+    for (name, _ctype), value in zip(params, values):
+        if value.__class__ is int:
+            parts.append(f'"{name}":{value}')
+        else:
+            parts.append(json_str(name) + ":" + dumps(json_value(value)))
+    return "{" + ",".join(parts) + "}"

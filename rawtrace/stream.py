@@ -1,0 +1,269 @@
+"""One time-ordered stream: a source's records dispatched to the task table, the syscall joiner and a tool.
+
+`Stream(source, tool_class, args)` sets everything up (the tool's events, the helper events that keep
+the task table, syscall pairing), then `run()` feeds each record, in time order, to the handlers
+registered for its event ID, calls the tool's interval ticks, and its finish step. Lost markers reach
+the joiner (calls in flight become suspect) and the tool. The same code runs live and offline.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rawtrace.errors import UsageError
+from rawtrace.parse.record import Event, Lost, UnknownEvent
+from rawtrace.tasks import HELPER_EVENTS, TaskTable
+
+
+class Context:
+    """What a tool sees besides its arguments: the task table, the output layer, the source, and the
+    syscall formatter of the traced machine's arch."""
+
+    def __init__(self, source, out, arch: str) -> None:
+        self.source = source
+        self.out = out
+        self.arch = arch
+        proc, comms, tgids = source.task_seed()
+        self.tasks = TaskTable(proc, comms, tgids)
+        self.stream: Stream | None = None
+        self._formatter = None
+        self.live = source.kind == "live"
+
+    @property
+    def clock(self) -> str:
+        return self.source.clock
+
+    @property
+    def ns(self) -> bool:
+        return self.source.ns
+
+    def seconds(self, ts: int) -> float:
+        return ts / 1e9 if self.source.ns else float(ts)
+
+    @property
+    def formatter(self):
+        if self._formatter is None:
+            from rawtrace.syscalls.calls import table_resolver
+            from rawtrace.syscalls.render import SyscallFormatter
+            resolve = table_resolver(self.arch, self.source.format)
+
+            def resolver(nr: int):
+                signature = resolve(nr, "")
+                return (signature.name, list(signature.params)) if signature else None
+            self._formatter = SyscallFormatter(self.arch, resolver=resolver)
+        return self._formatter
+
+    def stop(self) -> None:
+        """End the trace (what was recorded is still delivered)."""
+        if self.stream is not None:
+            self.stream.stop()
+
+
+class Stream:
+    """Drives one tool over one source. See the module docstring."""
+
+    def __init__(self, source, tool_class, args, out, *, arch: str | None = None, interval: float | None = None,
+                 count: int | None = None, duration: float | None = None, pids: list[int] | None = None,
+                 tids: list[int] | None = None, comm: str | None = None) -> None:
+        from rawtrace.syscalls.arches import host_arch
+        self.source = source
+        self.ctx = ctx = Context(source, out, arch or host_arch())
+        ctx.stream = self
+        self.tool = tool_class(args, ctx)
+        self.interval = interval
+        self.count = count
+        self.duration = duration
+        self.pids = set(pids or ())
+        self.tids = set(tids or ())
+        self.comm = comm
+        self.joiner = None
+        self._stopped = False
+        self.records = 0
+        self.ticks = 0
+
+    # -- setup ---------------------------------------------------------------------------------
+    def setup(self) -> None:
+        source, tool, ctx = self.source, self.tool, self.ctx
+        live = source.kind == "live"
+        if live:
+            source.prepare(tool.patterns(), getattr(tool, "preflight_needs", set()))
+        needs = tool.needs()
+        if live and needs.probes and not source.probe_events:
+            source.options.probes = list(needs.probes)
+            source.prepare([])
+        events = list(dict.fromkeys(needs.events))
+        for pair in events:
+            if not source.available(*pair):
+                raise UsageError(f"this {'kernel' if live else 'recording'} has no event {pair[0]}:{pair[1]}")
+        events += [e for e in needs.optional_events if e not in events and source.available(*e)]
+        if live:
+            events += [e for e in source.probe_events if e not in events]
+        helpers = [h for h in HELPER_EVENTS if needs.tasks and h not in events and source.available(*h)]
+        self.helpers = helpers
+        all_events = events + helpers
+        wanted = dict(needs.fields)
+        if live:
+            source.open(all_events, wanted=wanted, unfiltered=set(helpers) | needs.unfiltered)
+            if needs.tasks:
+                ctx.tasks.snapshot(source.pids or None)
+        else:
+            source.open(all_events, wanted=wanted)
+        self.events = events
+        self._build_dispatch(needs, helpers)
+
+    def _build_dispatch(self, needs, helpers) -> None:
+        source, tool, ctx = self.source, self.tool, self.ctx
+        per_event: dict[tuple[str, str], list[Callable]] = {}
+        if needs.tasks:
+            for pair, fn in ctx.tasks.handlers().items():
+                per_event.setdefault(pair, []).append(fn)
+        if needs.syscalls:
+            from rawtrace.syscalls.calls import SyscallJoiner, table_resolver
+            from rawtrace.syscalls.tables import load_table
+            resolve = table_resolver(ctx.arch, source.format)
+            native = load_table(ctx.arch).arch.abis[0].name
+            self.joiner = joiner = SyscallJoiner(ctx.tasks, tool.on_syscall, resolve, native)
+            ctx.joiner = joiner
+            for pair, fn in joiner.handlers(self.events, source.format).items():
+                per_event.setdefault(pair, []).append(fn)
+            per_event.setdefault(("sched", "sched_process_exit"), []).append(
+                lambda rec: joiner.thread_exit(rec.fields.get("pid", rec.pid)))
+        for pair, fn in tool.handlers().items():
+            per_event.setdefault(pair, []).append(fn)
+        ids = {pair: event_id for event_id, pair in source.ids.items()}
+        dispatch: dict[int, Callable] = {}
+        for pair, fns in per_event.items():
+            event_id = ids.get(pair)
+            if event_id is None:
+                continue
+            dispatch[event_id] = fns[0] if len(fns) == 1 else _chain(fns)
+        self.dispatch = dispatch
+        self._user_filter = self._make_filter()
+
+    def _make_filter(self) -> Callable[[Any], bool] | None:
+        """User-space -p/-t/-n filtering, where the kernel did not already do it."""
+        source = self.source
+        live = source.kind == "live"
+        pids = set() if live else set(self.pids)         # live: set_event_pid with event-fork
+        tids = set(self.tids)
+        comm = None if (live and source.comm_filter_in_kernel) else self.comm
+        if not pids and not tids and comm is None:
+            return None
+        tasks = self.ctx.tasks
+        if pids:
+            # Children forked during the trace belong to the traced process tree.
+            def follow(what: str, rec) -> None:
+                if what in ("newtask", "fork"):
+                    child = rec.fields.get("child_pid", rec.fields.get("pid"))
+                    if tasks.pid(rec.pid) in pids and child is not None:
+                        pids.add(tasks.pid(child))
+            tasks.listeners.append(follow)
+
+        def keep(rec) -> bool:
+            tid = rec.pid
+            if tids and tid not in tids:
+                return False
+            if pids and tasks.pid(tid) not in pids:
+                return False
+            return comm is None or tasks.comm(tid) == comm
+        return keep
+
+    # -- running ---------------------------------------------------------------------------------
+    def stop(self) -> None:
+        self._stopped = True
+        self.source.stop()
+
+    def run(self) -> None:
+        """Set up (unless done), deliver every record, tick, finish."""
+        if not hasattr(self, "dispatch"):
+            self.setup()
+        source, tool = self.source, self.tool
+        live = source.kind == "live"
+        if live and self.duration is not None:
+            source.stop_after(self.duration)
+        tool.start()
+        dispatch = self.dispatch
+        get = dispatch.get
+        joiner = self.joiner
+        keep = self._user_filter
+        helper_ids = {event_id for event_id, pair in source.ids.items() if pair in self.helpers}
+        interval_ns = int(self.interval * 1e9) if self.interval and source.ns else \
+            (int(self.interval) if self.interval else None)
+        next_tick = None
+        end_ts = None
+        first_ts = None
+        records = 0
+        for batch in source.batches():
+            if not batch:
+                if interval_ns is not None and live:
+                    now = source.now()
+                    if now is not None and next_tick is not None and now >= next_tick:
+                        next_tick = self._tick(now, next_tick, interval_ns)
+                continue
+            if first_ts is None:
+                first_ts = batch[0].ts
+                if interval_ns is not None:
+                    next_tick = first_ts + interval_ns
+                if not live and self.duration is not None:
+                    end_ts = first_ts + (int(self.duration * 1e9) if source.ns else int(self.duration))
+            if end_ts is not None and batch[-1].ts > end_ts:
+                batch = [rec for rec in batch if rec.ts <= end_ts]
+                self._stopped = True
+            records += len(batch)
+            for rec in batch:
+                cls = rec.__class__
+                if cls is Event:
+                    if keep is not None and not keep(rec) and rec.id not in helper_ids:
+                        continue
+                    handler = get(rec.id)
+                    if handler is not None:
+                        handler(rec)
+                elif isinstance(rec, Lost):
+                    if joiner is not None:
+                        joiner.lost(rec.cpu, rec.count)
+                    tool.on_lost(rec)
+                elif cls is UnknownEvent:
+                    if rec.id in source.ids or getattr(rec, "reason", None):
+                        tool.on_unknown(rec)
+                else:
+                    tool.on_record(rec)
+            if next_tick is not None and batch and batch[-1].ts >= next_tick:
+                next_tick = self._tick(batch[-1].ts, next_tick, interval_ns)
+            if self._stopped:
+                if live:
+                    source.stop()
+                else:
+                    break
+        self.records = records
+        if joiner is not None:
+            joiner.flush()
+        if interval_ns is not None and not self._stopped_by_count():
+            tool.on_tick(end_ts or (source.now() if live else None) or 0)
+        tool.finish()
+
+    def _tick(self, now: int, next_tick: int, interval_ns: int) -> int:
+        while now >= next_tick:
+            self.tool.on_tick(next_tick)
+            self.ticks += 1
+            next_tick += interval_ns
+            if self.count is not None and self.ticks >= self.count:
+                self.stop()
+                break
+        return next_tick
+
+    def _stopped_by_count(self) -> bool:
+        return self.count is not None and self.ticks >= self.count
+
+
+def _chain(fns: list[Callable]) -> Callable:
+    def call_all(rec) -> None:
+        for fn in fns:
+            fn(rec)
+    return call_all
+
+
+def proc_path(host) -> Path:
+    return host.path("/proc")

@@ -1,0 +1,8 @@
+"""The tools built on the event pipeline: one module each, registered here (name -> module, summary).
+
+Adding a tool is one file, rawtrace/tracers/NAME.py defining `TOOL = SomeTool` (a rawtrace.tracers.base.Tool),
+plus one row below; the CLI lists and runs it like any other command."""
+
+TOOLS: dict[str, tuple[str, str]] = {
+    "syscount": ("rawtrace.tracers.syscount", "count syscalls system-wide, with errors and latency"),
+}
