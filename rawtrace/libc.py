@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
 
 _libc = None
 
@@ -92,3 +93,51 @@ def prctl(option: int, arg2: int = 0) -> int:
     f.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
     f.restype = ctypes.c_int
     return _check(f(option, arg2, 0, 0, 0), "prctl")
+
+
+# ---------------------------------------------------------------------------------------------------
+# fanotify (used by rawtrace.fanotify): fanotify_init/fanotify_mark, file handles, fsid of a filesystem.
+
+def fanotify_init(flags: int, event_f_flags: int) -> int:
+    """fanotify_init(2): a new notification group's fd; raises OSError with errno."""
+    f = libc().fanotify_init
+    f.argtypes = [ctypes.c_uint, ctypes.c_uint]
+    f.restype = ctypes.c_int
+    return _check(f(flags, event_f_flags), "fanotify_init")
+
+
+def fanotify_mark(fd: int, flags: int, mask: int, dirfd: int, path: str | None) -> None:
+    """fanotify_mark(2) on `path` (relative to dirfd; None marks dirfd itself)."""
+    f = libc().fanotify_mark
+    f.argtypes = [ctypes.c_int, ctypes.c_uint, ctypes.c_uint64, ctypes.c_int, ctypes.c_char_p]
+    f.restype = ctypes.c_int
+    encoded = os.fsencode(path) if path is not None else None
+    _check(f(fd, flags, mask, dirfd, encoded), "fanotify_mark")
+
+
+def open_by_handle_at(mount_fd: int, handle: bytes, flags: int) -> int:
+    """open_by_handle_at(2): `handle` is a whole struct file_handle (handle_bytes, handle_type, f_handle)."""
+    f = libc().open_by_handle_at
+    f.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+    f.restype = ctypes.c_int
+    buffer = ctypes.create_string_buffer(handle, len(handle))
+    return _check(f(mount_fd, buffer, flags), "open_by_handle_at")
+
+
+# struct statfs on 64-bit Linux: seven 8-byte counters (f_type .. f_ffree), then f_fsid (two ints).
+_STATFS_SIZE = 120
+_STATFS_FSID_OFFSET = 56
+
+
+def fstatfs_fsid(fd: int) -> tuple[int, int]:
+    """The filesystem id (f_fsid.val[0], val[1]) of the filesystem `fd` is on, as fanotify reports it."""
+    if ctypes.sizeof(ctypes.c_long) != 8:
+        raise OSError(0, "fstatfs_fsid: only 64-bit layouts are known")
+    f = libc().fstatfs
+    f.argtypes = [ctypes.c_int, ctypes.c_char_p]
+    f.restype = ctypes.c_int
+    buffer = ctypes.create_string_buffer(_STATFS_SIZE)
+    _check(f(fd, buffer), "fstatfs")
+    raw = buffer.raw
+    return (int.from_bytes(raw[_STATFS_FSID_OFFSET:_STATFS_FSID_OFFSET + 4], sys.byteorder, signed=True),
+            int.from_bytes(raw[_STATFS_FSID_OFFSET + 4:_STATFS_FSID_OFFSET + 8], sys.byteorder, signed=True))
