@@ -8,28 +8,31 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rawtrace.errors import UsageError
-from rawtrace.host import Host, host_machine
+from rawtrace.host import Host
 
-# uname machine → (ELF e_machine name, ELF class, multiarch triplet). The multiarch directory is where
-# Debian-style systems keep native libraries (/lib/x86_64-linux-gnu); check with `gcc -print-multiarch`.
-_HOST_MACHINES: dict[str, tuple[str, int, str]] = {
-    "x86_64": ("EM_X86_64", 64, "x86_64-linux-gnu"),
-    "aarch64": ("EM_AARCH64", 64, "aarch64-linux-gnu"),
-    "arm64": ("EM_AARCH64", 64, "aarch64-linux-gnu"),
-    "i686": ("EM_386", 32, "i386-linux-gnu"),
-    "i386": ("EM_386", 32, "i386-linux-gnu"),
-    "armv7l": ("EM_ARM", 32, "arm-linux-gnueabihf"),
-    "riscv64": ("EM_RISCV", 64, "riscv64-linux-gnu"),
-    "ppc64le": ("EM_PPC64", 64, "powerpc64le-linux-gnu"),
-    "s390x": ("EM_S390", 64, "s390x-linux-gnu"),
-}
+# Which ELF machine and library directories belong to a `uname -m` value comes from the one arch table,
+# rawtrace.syscalls.arches (elf_machine, word_size, multiarch).
 
-# e_machine name → what a person calls it, for error messages.
-_MACHINE_NAMES = {
-    "EM_X86_64": "x86_64", "EM_386": "i386 (32-bit x86)", "EM_AARCH64": "aarch64 (arm64)",
-    "EM_ARM": "arm (32-bit)", "EM_RISCV": "riscv", "EM_PPC64": "ppc64", "EM_PPC": "ppc (32-bit)",
-    "EM_S390": "s390", "EM_MIPS": "mips", "EM_SPARCV9": "sparc64", "EM_LOONGARCH": "loongarch",
-}
+
+def _host_elf(machine: str) -> tuple[str, int, tuple[str, ...]]:
+    """(e_machine name or "" if unchecked, ELF class, multiarch directories) for a `uname -m` value."""
+    from rawtrace.syscalls.arches import lookup_arch
+    arch = lookup_arch(machine)
+    if arch is None:
+        return "", 0, (machine + "-linux-gnu",)
+    return arch.elf_machine, arch.word_size, arch.multiarch
+
+
+def _elf_arch_name(e_machine: str, elfclass: int) -> str:
+    """What a person calls an ELF machine in a message: `aarch64 (arm64)`, `i386`, or the EM_ name."""
+    from rawtrace.syscalls.arches import ARCHES
+    matches = [a for a in ARCHES if a.elf_machine == e_machine]
+    arch = next((a for a in matches if a.word_size == elfclass), matches[0] if matches else None)
+    if arch is None:
+        return e_machine
+    machine = arch.machines[0] if arch.machines else arch.name
+    return machine if machine == arch.name else f"{machine} ({arch.name})"
+
 
 _LIB_DIRS = ("/lib/{triplet}", "/usr/lib/{triplet}", "/lib64", "/usr/lib64", "/lib", "/usr/lib",
              "/usr/local/lib")
@@ -173,7 +176,7 @@ def _library_name_matches(wanted: str, soname: str) -> bool:
 
 def find_library(name: str, host: Host, machine: str | None = None) -> str:
     """The library the dynamic linker would pick for `name` on this host (kernel's view of its path)."""
-    machine = machine or host_machine()
+    machine = machine or host.machine()
     candidates: list[str] = []
     cache = None
     try:
@@ -183,21 +186,23 @@ def find_library(name: str, host: Host, machine: str | None = None) -> str:
     if cache:
         candidates += [path for soname, path in parse_ld_so_cache(cache)
                        if _library_name_matches(name, soname)]
-    triplet = _HOST_MACHINES.get(machine, ("", 0, machine + "-linux-gnu"))[2]
-    for directory in _LIB_DIRS:
-        view = host.path(directory.format(triplet=triplet))
+    want_machine, _class, triplets = _host_elf(machine)
+    directories = [d.format(triplet=t) for d in _LIB_DIRS if "{triplet}" in d for t in triplets]
+    directories += [d for d in _LIB_DIRS if "{triplet}" not in d]
+    for directory in directories:
         try:
-            names = sorted(os.listdir(view))
+            names = sorted(os.listdir(host.path(directory)))
         except OSError:
             continue
-        candidates += [f"{directory.format(triplet=triplet)}/{entry}" for entry in names
-                       if _library_name_matches(name, entry)]
+        candidates += [f"{directory}/{entry}" for entry in names if _library_name_matches(name, entry)]
     seen = set()
     for path in candidates:
         if path in seen:
             continue
         seen.add(path)
-        if _elf_machine_of(host.path(path)) == _HOST_MACHINES.get(machine, ("",))[0]:
+        found = _elf_machine_of(host.path(path))
+        # An arch whose ELF machine rawtrace does not check takes the first ELF file of that name.
+        if found is not None and found == (want_machine or found):
             return real_path(host, path)
     raise UsageError(
         f"library {name!r} not found in /etc/ld.so.cache or the standard library directories",
@@ -218,9 +223,13 @@ def _elf_machine_of(path: Path) -> str | None:
     return _E_MACHINE_NUMBERS.get(number, f"EM_{number}")
 
 
-_E_MACHINE_NUMBERS = {3: "EM_386", 8: "EM_MIPS", 20: "EM_PPC", 21: "EM_PPC64", 22: "EM_S390", 40: "EM_ARM",
-                      43: "EM_SPARCV9", 62: "EM_X86_64", 183: "EM_AARCH64", 243: "EM_RISCV",
-                      258: "EM_LOONGARCH"}
+# e_machine numbers (include/uapi/linux/elf-em.h) of the arches in rawtrace.syscalls.arches, named as
+# pyelftools names them.
+_E_MACHINE_NUMBERS = {2: "EM_SPARC", 3: "EM_386", 4: "EM_68K", 8: "EM_MIPS", 15: "EM_PARISC", 20: "EM_PPC",
+                      21: "EM_PPC64", 22: "EM_S390", 40: "EM_ARM", 42: "EM_SH", 43: "EM_SPARCV9",
+                      62: "EM_X86_64", 92: "EM_OPENRISC", 94: "EM_XTENSA", 113: "EM_ALTERA_NIOS2",
+                      164: "EM_QDSP6", 183: "EM_AARCH64", 189: "EM_MICROBLAZE", 195: "EM_ARC_COMPACT2",
+                      243: "EM_RISCV", 252: "EM_CSKY", 258: "EM_LOONGARCH"}
 
 
 def _other_mount_namespace(host: Host, pid: str) -> bool:
@@ -287,14 +296,14 @@ def _open_elf(view: Path, shown: str, machine: str):
     except ELFError as exc:
         f.close()
         raise UsageError(f"{shown} is a damaged ELF file: {exc}") from None
-    want_machine, want_class, _ = _HOST_MACHINES.get(machine, (None, None, None))
+    want_machine, want_class, _ = _host_elf(machine)
     have_machine = elf.header.e_machine
     if want_machine and (have_machine != want_machine or elf.elfclass != want_class):
         f.close()
-        have = _MACHINE_NAMES.get(have_machine, str(have_machine))
+        have = _elf_arch_name(str(have_machine), elf.elfclass)
         raise UsageError(
             f"{shown} is a {elf.elfclass}-bit {have} ELF file but this host is {machine} "
-            f"({_MACHINE_NAMES.get(want_machine, want_machine)}); uprobes need a binary of the host architecture")
+            f"({_elf_arch_name(want_machine, want_class)}); uprobes need a binary of the host architecture")
     if elf.header.e_type not in ("ET_DYN", "ET_EXEC"):
         f.close()
         raise UsageError(f"{shown} is an ELF {elf.header.e_type} file, not an executable or shared library")
@@ -470,7 +479,7 @@ def list_functions(path: str, pattern: str = "*", host: Host | None = None, *,
     """Functions of the ELF file `path` whose name (bare or with version) matches the glob `pattern`."""
     import fnmatch
     host = host or Host()
-    machine = machine or host_machine()
+    machine = machine or host.machine()
     from elftools.common.exceptions import ELFError
     try:
         elf, f = _open_elf(host.path(path), path, machine)
@@ -506,7 +515,7 @@ def resolve_symbol(path: str, symbol: str, host: Host | None = None, *, offset: 
     `symbol` may be `name`, `name@VERSION`, `name@@VERSION`, or a virtual address `0x...`.
     Raises UsageError for non-ELF, wrong-architecture, stripped files and unknown symbols."""
     host = host or Host()
-    machine = machine or host_machine()
+    machine = machine or host.machine()
     from elftools.common.exceptions import ELFError
     try:
         return _resolve_symbol(path, symbol, host, offset, machine)
@@ -607,7 +616,7 @@ def _align4(value: int) -> int:
 def read_usdt_notes(path: str, host: Host | None = None, *, machine: str | None = None) -> list[UsdtNote]:
     """Every USDT probe site of the ELF file `path`, from its .note.stapsdt section."""
     host = host or Host()
-    machine = machine or host_machine()
+    machine = machine or host.machine()
     from elftools.common.exceptions import ELFError
     try:
         elf, f = _open_elf(host.path(path), path, machine)
@@ -683,7 +692,7 @@ def find_usdt(path: str, provider: str | None, name: str, host: Host | None = No
 def symbol_address(path: str, symbol: str, host: Host | None = None, *, machine: str | None = None) -> int:
     """Virtual address of any defined symbol (data included), e.g. for a USDT argument `8@counter(%rip)`."""
     host = host or Host()
-    machine = machine or host_machine()
+    machine = machine or host.machine()
     view = host.path(path)
     elf, f = _open_elf(view, path, machine)
     with f:

@@ -52,6 +52,15 @@ class Host:
         """The file's text, or None if it cannot be read (missing, no permission)."""
         return read_text_or_none(self.path(absolute))
 
+    def machine(self) -> str:
+        """The kernel's machine name as `uname -m` prints it: the running kernel's, or for a --root
+        tree the one it recorded in proc/sys/kernel/arch (that of the running kernel if it has none)."""
+        if not self.is_live:
+            recorded = (self.read_text("/proc/sys/kernel/arch") or "").strip()
+            if recorded:
+                return recorded
+        return host_machine()
+
     def mounts(self) -> list[tuple[str, str, str, str]]:
         """(source, mountpoint, fstype, options) from /proc/self/mounts (or /proc/mounts)."""
         text = self.read_text("/proc/self/mounts") or self.read_text("/proc/mounts") or ""

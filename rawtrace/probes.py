@@ -11,8 +11,9 @@ from rawtrace.host import Host, host_machine, read_text_or_none
 
 
 @dataclass(frozen=True, slots=True)
-class Arch:
-    """What friendly probe arguments need to know about an architecture.
+class ProbeArch:
+    """What friendly probe arguments need to know about an architecture (which arch a name means is
+    rawtrace.syscalls.arches' business: this holds only the calling conventions).
 
     Verify `arg_registers` against the psABI calling convention and the register names against
     regs_query_register_offset() in arch/<arch>/kernel/ptrace.c; `syscall_arg_offsets` are the
@@ -36,8 +37,9 @@ _X86_64_REGISTERS = frozenset(
     ["ax", "bx", "cx", "dx", "si", "di", "bp", "sp", "ip", "flags", "cs", "ss", "ds", "es", "fs", "gs",
      "orig_ax"] + [f"r{i}" for i in range(8, 16)])
 
-ARCHES: dict[str, Arch] = {
-    "x86_64": Arch(
+# Keyed by rawtrace.syscalls.arches names; `_arch` maps aliases and `uname -m` values through that table.
+PROBE_ARCHES: dict[str, ProbeArch] = {
+    "x86_64": ProbeArch(
         name="x86_64",
         arg_registers=("di", "si", "dx", "cx", "r8", "r9"),
         registers=_X86_64_REGISTERS,
@@ -52,8 +54,8 @@ ARCHES: dict[str, Arch] = {
         register_aliases=tuple((f"r{n}", n) for n in ("ax", "bx", "cx", "dx", "si", "di", "bp", "sp", "ip"))
         + tuple((f"e{n}", n) for n in ("ax", "bx", "cx", "dx", "si", "di", "bp", "sp", "ip")),
     ),
-    "aarch64": Arch(
-        name="aarch64",
+    "arm64": ProbeArch(
+        name="arm64",
         arg_registers=tuple(f"x{i}" for i in range(8)),
         registers=frozenset([f"x{i}" for i in range(31)] + ["sp", "pc", "pstate"]),
         first_stack_arg=0,          # the return address is in x30, so sp points at the 9th argument
@@ -63,7 +65,6 @@ ARCHES: dict[str, Arch] = {
         register_aliases=(("lr", "x30"),),
     ),
 }
-ARCHES["arm64"] = ARCHES["aarch64"]
 
 KINDS = ("uprobe", "uretprobe", "usdt", "kprobe", "kretprobe", "eprobe", "fprobe", "fretprobe")
 RETURN_KINDS = frozenset({"uretprobe", "kretprobe", "fretprobe"})
@@ -135,8 +136,10 @@ def group_owner(group: str) -> int | None:
     return None
 
 
-def _arch(name: str | None) -> Arch | None:
-    return ARCHES.get(name or host_machine())
+def _arch(name: str | None) -> ProbeArch | None:
+    from rawtrace.syscalls.arches import lookup_arch
+    record = lookup_arch(name or host_machine())
+    return PROBE_ARCHES.get(record.name) if record is not None else None
 
 
 def validate_type(type_: str) -> str:
@@ -184,9 +187,10 @@ class ProbeSpec:
     provider: str | None = None     # USDT provider (usdt:TARGET:PROVIDER:NAME)
 
     @classmethod
-    def parse(cls, text: str, arch: str | None = None) -> ProbeSpec:
-        """Parse and validate a spec; raises UsageError naming the problem. Nothing is written."""
-        return parse_spec(text, arch)
+    def parse(cls, text: str, arch: str | None = None, host: Host | None = None) -> ProbeSpec:
+        """Parse and validate a spec for `arch` (default: the machine of `host`, else of the running
+        kernel); raises UsageError naming the problem. Nothing is written."""
+        return parse_spec(text, arch, host)
 
     @property
     def event_name(self) -> str:
@@ -215,8 +219,8 @@ class ProbeSpec:
                 "eprobe": "eprobes", "fprobe": "fprobes", "fretprobe": "fprobes"}[self.kind]
 
 
-def parse_spec(text: str, arch: str | None = None) -> ProbeSpec:
-    arch_name = arch or host_machine()
+def parse_spec(text: str, arch: str | None = None, host: Host | None = None) -> ProbeSpec:
+    arch_name = arch or (host.machine() if host is not None else host_machine())
     arch_info = _arch(arch_name)
     if not isinstance(text, str) or not text.strip():
         raise UsageError("empty probe spec", hint="e.g. --probe 'uprobe:libc:openat path=arg2:ustring'")
@@ -334,7 +338,7 @@ class _Context:
     symbol: str
     offset: int
     return_probe: bool
-    arch: Arch | None
+    arch: ProbeArch | None
     arch_name: str
 
     @property
@@ -627,7 +631,7 @@ def usdt_argument(spec: str, arch: str, symbol_fetch_offset=None) -> tuple[str, 
     arch_info = _arch(arch)
     if arch_info is not None and arch_info.name == "x86_64":
         return _usdt_x86_64(operand, spec, symbol_fetch_offset), type_
-    if arch_info is not None and arch_info.name == "aarch64":
+    if arch_info is not None and arch_info.name == "arm64":
         return _usdt_aarch64(operand, spec), type_
     raise UsageError(f"USDT arguments are not known for architecture {arch}")
 

@@ -8,7 +8,7 @@ import pytest
 
 from rawtrace.errors import UsageError
 from rawtrace.probes import (
-    ARCHES,
+    PROBE_ARCHES,
     ProbeSpec,
     ResolvedProbe,
     group_owner,
@@ -182,7 +182,7 @@ def test_uprobe_friendly_args_arm64():
         f"p:{G}/openat /lib/x.so:0x1130 path=+0(%x1):ustring flags=%x2:x32"
     assert definition("uprobe:libc:f arg8 arg9 arg10", "aarch64") == \
         f"p:{G}/f /lib/x.so:0x1130 arg8=%x7 arg9=$stack0 arg10=$stack1"
-    with pytest.raises(UsageError, match="unknown aarch64 register %di"):
+    with pytest.raises(UsageError, match="unknown arm64 register %di"):
         ProbeSpec.parse("uprobe:libc:f %di", "aarch64")
 
 
@@ -248,7 +248,7 @@ def test_unknown_arch_accepts_registers_but_not_argn():
 
 
 def test_arch_tables_are_consistent():
-    for arch in ARCHES.values():
+    for arch in PROBE_ARCHES.values():
         assert set(arch.arg_registers) <= arch.registers
         assert arch.syscall_context_register in arch.registers
         assert len(arch.syscall_arg_offsets) == 6

@@ -426,3 +426,32 @@ def test_generator_splits_s390_into_the_64_bit_and_the_frozen_31_bit_table(tmp_p
     rows, header = parse_tbl((out / "s390.tbl").read_text())
     assert header["kernel"] == "6.19" and [r[2] for r in rows] == ["read", "getrlimit", "listns"]
     assert parse_tbl((out / "s390_31.tbl").read_text())[1]["kernel"] == "6.18.2"     # left as it was
+
+
+def test_host_arch_follows_the_root_tree(tmp_path):
+    """--root trees carry their kernel's machine name: the host arch is read through Host, not uname."""
+    from rawtrace.host import Host
+    (tmp_path / "proc/sys/kernel").mkdir(parents=True)
+    (tmp_path / "proc/sys/kernel/arch").write_text("aarch64\n")
+    assert host_arch(Host(tmp_path)) == "arm64"
+    assert Host(tmp_path).machine() == "aarch64"
+    (tmp_path / "proc/sys/kernel/arch").write_text("vax\n")
+    assert host_arch(Host(tmp_path)) == "unknown-vax"
+    (tmp_path / "proc/sys/kernel/arch").unlink()     # a tree without it: the running kernel's
+    assert Host(tmp_path).machine() == os.uname().machine
+
+
+def test_one_arch_table_serves_constants_elf_and_probes():
+    """Names, word sizes, ELF machines and probe conventions are all looked up through arches."""
+    from rawtrace import elf, probes
+    from rawtrace.syscalls import constants
+    assert constants.normalize_arch("aarch64") == "arm64" and constants.word_bits("armhf") == 32
+    assert constants.normalize_arch("sh4") is None           # no value tables checked for sh
+    assert elf._host_elf("aarch64") == ("EM_AARCH64", 64, ("aarch64-linux-gnu",))
+    assert elf._host_elf("ppc64le")[2][0] == "powerpc64le-linux-gnu"
+    assert elf._elf_arch_name("EM_RISCV", 32) == "riscv32" and elf._elf_arch_name("EM_AARCH64", 64) == \
+        "aarch64 (arm64)"
+    assert probes._arch("aarch64") is probes._arch("arm64") is probes.PROBE_ARCHES["arm64"]
+    for record in ARCHES:
+        if record.name in probes.PROBE_ARCHES:
+            assert probes.PROBE_ARCHES[record.name].name == record.name

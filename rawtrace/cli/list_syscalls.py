@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import NamedTuple
 
@@ -55,13 +54,6 @@ class KernelSyscalls(NamedTuple):
     exit: frozenset[str]
     names: frozenset[str]   # enter | exit
     release: str
-
-
-def _machine(host) -> str:
-    if host.is_live:
-        return os.uname().machine
-    # A captured tree carries its own machine name (the kernel's uname -m, readable without a syscall).
-    return (host.read_text("/proc/sys/kernel/arch") or os.uname().machine).strip()
 
 
 def _kernel_syscalls(host) -> tuple[KernelSyscalls | None, str]:
@@ -135,7 +127,7 @@ def _choose_arch(args, host):
     from rawtrace.errors import UsageError
     from rawtrace.syscalls.arches import arch_for_machine
     from rawtrace.syscalls.tables import normalize_arch
-    machine = _machine(host)
+    machine = host.machine()
     host_arch = arch_for_machine(machine)
     if args.arch:
         return normalize_arch(args.arch), host_arch

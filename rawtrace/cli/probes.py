@@ -96,7 +96,7 @@ def _show(args: argparse.Namespace, host) -> int:
     support = _support(host)
     shown = []
     for text in args.show:
-        spec = ProbeSpec.parse(text)
+        spec = ProbeSpec.parse(text, host=host)
         probe = resolve(spec, host)
         item = {"spec": json_text(text), "type": spec.kind, "event": f"{group}/{spec.event_name}",
                 "definition": json_text(probe.definition(group, spec.event_name))}

@@ -4,56 +4,33 @@ from __future__ import annotations
 
 from functools import cache
 
-# Architectures are always passed in explicitly (a 64-bit tracer may decode a 32-bit recording).
-# Aliases are what `uname -m`, trace-cmd's "uname" record and distro package names use.
-_ARCH_ALIASES = {
-    "x86_64": "x86_64", "amd64": "x86_64", "x64": "x86_64", "x86-64": "x86_64",
-    "i386": "i386", "i486": "i386", "i586": "i386", "i686": "i386", "x86": "i386", "ia32": "i386",
-    "arm64": "arm64", "aarch64": "arm64", "aarch64_be": "arm64", "arm64le": "arm64",
-    "arm": "arm", "armv6l": "arm", "armv7l": "arm", "armv8l": "arm", "armhf": "arm", "armel": "arm",
-    "armeb": "arm", "aarch32": "arm",
-    "riscv64": "riscv64", "riscv": "riscv64", "rv64": "riscv64", "riscv32": "riscv32", "rv32": "riscv32",
-    "s390x": "s390x", "s390": "s390x",
-    "ppc64le": "powerpc64", "ppc64": "powerpc64", "powerpc64": "powerpc64", "powerpc64le": "powerpc64",
-    "ppc64el": "powerpc64", "ppc": "powerpc", "powerpc": "powerpc", "ppcle": "powerpc",
-    "loongarch64": "loongarch64", "loongarch": "loongarch64", "loong64": "loongarch64",
-    "mips64": "mips64", "mips64el": "mips64", "mips": "mips", "mipsel": "mips",
-    "csky": "csky", "m68k": "m68k",
-    "alpha": "alpha", "sparc64": "sparc64", "sparcv9": "sparc64", "sparc": "sparc",
-    "parisc": "parisc", "hppa": "parisc", "parisc64": "parisc64", "hppa64": "parisc64",
-}
+from rawtrace.syscalls.arches import lookup_arch, word_size
 
-# Bits in a `long` (and so in a syscall argument slot) per architecture.
-_WORD_BITS = {
-    "x86_64": 64, "i386": 32, "arm64": 64, "arm": 32, "riscv64": 64, "riscv32": 32, "s390x": 64,
-    "powerpc64": 64, "powerpc": 32, "loongarch64": 64, "mips64": 64, "mips": 32, "csky": 32, "m68k": 32,
-    "alpha": 64, "sparc64": 64, "sparc": 32, "parisc": 32, "parisc64": 64,
-}
+# Architectures are always passed in explicitly (a 64-bit tracer may decode a 32-bit recording); their
+# names, aliases (`uname -m`, trace-cmd's "uname" record, distro names) and word sizes are those of the
+# one arch table, rawtrace.syscalls.arches.
+
+
+# The arches whose argument values (flags, errno, signals) the tables below were checked for; others
+# (sh, xtensa, ...) render numbers in hex.
+_VALUE_ARCHES = frozenset({
+    "x86_64", "i386", "arm64", "arm", "riscv64", "riscv32", "s390x", "powerpc64", "powerpc", "loongarch64",
+    "mips64", "mips", "csky", "m68k", "alpha", "sparc64", "sparc", "parisc", "parisc64"})
 
 
 @cache
 def normalize_arch(arch: str) -> str | None:
-    """The canonical rawtrace name of an architecture ("aarch64" → "arm64"), or None if unknown."""
+    """The canonical rawtrace name of an architecture ("aarch64" → "arm64"), or None if unknown or if
+    this module has no value tables for it."""
     if not arch:
         return None
-    name = _ARCH_ALIASES.get(arch.strip().lower())
-    if name is None:
-        # Every spelling the syscall-table arch records know (GNU triplets, uname -m variants).
-        from rawtrace.syscalls.arches import arch_for_machine, lookup_arch
-        record = lookup_arch(arch) or arch_for_machine(arch)
-        if record is not None:
-            name = _ARCH_ALIASES.get(record.name)
-    return name
+    record = lookup_arch(arch)
+    return record.name if record is not None and record.name in _VALUE_ARCHES else None
 
 
 def word_bits(arch: str) -> int:
     """Width of a syscall argument slot (a C long) on `arch`; 64 when the arch is unknown."""
-    bits = _WORD_BITS.get(normalize_arch(arch) or "")
-    if bits is None and arch:
-        from rawtrace.syscalls.arches import lookup_arch
-        record = lookup_arch(arch)
-        bits = record.word_size if record is not None else 64
-    return bits or 64
+    return word_size(arch)
 
 
 # ---------------------------------------------------------------------------------------------
