@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 TRACEFS_DEFAULT = "/sys/kernel/tracing"
@@ -72,12 +73,38 @@ class Host:
         return out
 
 
+# What a "small file" may hold (kernel and tracefs text files are far smaller).
+SMALL_FILE_MAX = 64 << 20
+
+
 def read_text_or_none(path: Path) -> str | None:
-    """A small file's text (bytes that are not UTF-8 replaced), or None if it cannot be read."""
+    """A small file's text (bytes that are not UTF-8 replaced), or None if it cannot be read.
+
+    Only regular files are read (procfs, sysfs and tracefs files are), and at most SMALL_FILE_MAX bytes:
+    a FIFO or device put in a copied tree must neither block the open nor fill memory."""
     try:
-        return path.read_text(errors="replace")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except (OSError, ValueError):
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        chunks, total = [], 0
+        while True:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > SMALL_FILE_MAX:
+                return None
+        text = b"".join(chunks).decode("utf-8", "replace")
+        # Newlines as text-mode reading gives them (what callers of the earlier read_text() got).
+        return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
     except OSError:
         return None
+    finally:
+        os.close(fd)
 
 
 def _unescape_mount(text: str) -> str:

@@ -140,3 +140,152 @@ def test_print_fmt_with_long_space_runs_is_not_slow() -> None:
     started = time.perf_counter()
     hex_fields(fmt)
     assert time.perf_counter() - started < 1.0
+
+
+# -- decode inputs ---------------------------------------------------------------------------------------
+
+@pytest.fixture
+def alarm():
+    """Fail, rather than hang, if an open blocks."""
+    import signal
+
+    def expired(*_):
+        raise AssertionError("blocked")
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(5)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def test_read_input_maps_regular_files(tmp_path) -> None:
+    from rawtrace.inputs import read_input
+    (tmp_path / "a.raw").write_bytes(b"abc" * 1000)
+    (tmp_path / "empty").write_bytes(b"")
+    data = read_input(str(tmp_path / "a.raw"))
+    assert data[:] == b"abc" * 1000 and not isinstance(data, (bytes, bytearray))
+    assert read_input(str(tmp_path / "empty")) == b""
+
+
+def test_read_input_refuses_fifos_devices_and_directories_without_blocking(tmp_path, alarm) -> None:
+    import os
+
+    from rawtrace.errors import UsageError
+    from rawtrace.inputs import read_input
+    os.mkfifo(tmp_path / "fifo")
+    for path, kind in ((tmp_path / "fifo", "FIFO"), ("/dev/zero", "character device"),
+                       ("/dev/urandom", "character device"), (tmp_path, "directory")):
+        with pytest.raises(UsageError, match=kind) as info:
+            read_input(str(path))
+        assert "\n" not in info.value.message
+    with pytest.raises(UsageError, match="cannot read"):
+        read_input(str(tmp_path / "missing"))
+    with pytest.raises(UsageError, match="FIFO"):
+        read_tracedat(str(tmp_path / "fifo"))
+
+
+def test_stdin_is_bounded_and_devices_on_stdin_are_refused(monkeypatch, alarm) -> None:
+    import os
+    import threading
+
+    from rawtrace.errors import UsageError
+    from rawtrace.inputs import read_input
+    read_end, write_end = os.pipe()
+
+    def writer() -> None:
+        try:
+            for _ in range(64):
+                os.write(write_end, bytes(65536))
+        except BrokenPipeError:
+            pass
+        finally:
+            os.close(write_end)
+    thread = threading.Thread(target=writer)
+    thread.start()
+    with open(read_end, "rb", buffering=0) as pipe:
+        monkeypatch.setattr("sys.stdin", pipe)
+        with pytest.raises(UsageError, match="more than 1048576 bytes"):
+            read_input("-", max_bytes=1 << 20)
+    thread.join()
+    with open("/dev/zero", "rb") as zero:
+        monkeypatch.setattr("sys.stdin", zero)
+        with pytest.raises(UsageError, match="character device"):
+            read_input("-")
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"pages")
+    os.close(write_end)
+    with open(read_end, "rb", buffering=0) as pipe:
+        monkeypatch.setattr("sys.stdin", pipe)
+        assert read_input("-") == b"pages"
+
+
+def test_small_file_reads_never_block_on_a_fifo(tmp_path, alarm) -> None:
+    import os
+    from pathlib import Path
+
+    from rawtrace.host import read_text_or_none
+    os.mkfifo(tmp_path / "saved_cmdlines")
+    assert read_text_or_none(tmp_path / "saved_cmdlines") is None
+    assert read_text_or_none(Path("/dev/zero")) is None
+    (tmp_path / "crlf").write_bytes(b"a\r\nb\xff\n")
+    assert read_text_or_none(tmp_path / "crlf") == "a\nb\ufffd\n"
+
+
+def test_tracefs_that_is_a_fifo_is_a_usage_error(tmp_path, alarm) -> None:
+    import os
+
+    from rawtrace.cli import main
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "x.raw").write_bytes(bytes(4096))
+    for command in (["events"], ["format", "sched_switch"], ["decode", str(tmp_path / "x.raw")]):
+        assert main(["--tracefs", str(tmp_path / "fifo"), *command]) == 2
+
+
+# -- compressed trace.dat sections -----------------------------------------------------------------------
+
+def _compressed_cpu(method: str, blob: bytes, declared: int):
+    from rawtrace.parse.tracedat import Buffer, TraceDat
+    data = b"\0" * 64 + struct.pack("<III", 1, len(blob), declared) + blob
+    dat = TraceDat("bomb.dat", 7, "little", 8, 4096, method, _data=data)
+    return dat, Buffer("", "local", 4096, {0: (64, len(data) - 64 - 4)})
+
+
+def test_declared_size_beyond_the_plausible_ratio_is_refused_before_decompressing() -> None:
+    import zlib
+    dat, buf = _compressed_cpu("zlib", zlib.compress(bytes(4096)), 1 << 30)
+    with pytest.raises(DecodeError, match="declares 1073741824 bytes"):
+        dat.cpu_data(buf, 0)
+
+
+def test_zlib_chunk_expanding_past_its_declared_size_stops_there() -> None:
+    import tracemalloc
+    import zlib
+    blob = zlib.compress(bytes(64 << 20), 9)                 # 64 MiB of zeros in about 64 KiB
+    dat, buf = _compressed_cpu("zlib", blob, 4096)
+    tracemalloc.start()
+    with pytest.raises(DecodeError, match="expands beyond the 4096 bytes"):
+        dat.cpu_data(buf, 0)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 8 << 20
+
+
+def test_zstd_frame_expanding_past_its_declared_size_stops_there() -> None:
+    import shutil
+    import subprocess
+    if shutil.which("zstd") is None:
+        pytest.skip("no zstd program")
+    blob = subprocess.run(["zstd", "-q", "-c", "-19"], input=bytes(256 << 20), capture_output=True,
+                          check=True).stdout                  # 256 MiB of zeros in a few KiB
+    dat, buf = _compressed_cpu("zstd", blob, 1 << 20)
+    started = time.perf_counter()
+    with pytest.raises(DecodeError, match="expands beyond"):
+        dat.cpu_data(buf, 0)
+    assert time.perf_counter() - started < 5
+
+
+def test_plausible_compressed_data_still_decodes() -> None:
+    import zlib
+    page = PageBuilder().event(struct.pack("<HBBii", 77, 0, 0, 1, 2), delta=1).build(5)
+    dat, buf = _compressed_cpu("zlib", zlib.compress(page * 10), len(page) * 10)
+    assert dat.cpu_data(buf, 0) == page * 10

@@ -12,7 +12,10 @@ Public API:
   (id -> EventFormat), the last two parsed with rawtrace.parse.format.
 
 zstd sections are decompressed with the `zstd` program (the Python standard library has no zstd before
-3.14 and rawtrace has no binary dependencies); zlib with the standard library.
+3.14 and rawtrace has no binary dependencies); zlib with the standard library. Decompression is bounded:
+a chunk may not expand beyond the size it declares, nor any section beyond MAX_RATIO times its
+compressed size (real recordings stay far below: about 50 at most, 10-20 on average), so a hostile file cannot make
+rawtrace use gigabytes; either raises DecodeError.
 """
 
 from __future__ import annotations
@@ -38,6 +41,13 @@ OPTION_PRINTK = 20
 OPTION_CMDLINES = 21
 
 SECTION_COMPRESSED = 1
+
+# Largest expansion believed of a compressed section as a whole: trace-cmd compresses ring-buffer pages
+# in chunks of 10 pages (PAGES_IN_CHUNK in trace-output.c), which reach about 50:1 (nearly empty pages of
+# an idle CPU); zlib cannot exceed about 1032:1 at all, a zstd frame of zeros 30000:1 and more.
+MAX_RATIO = 512
+# ... plus this much whatever the compressed size (small sections, headers).
+MIN_ALLOWANCE = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,11 +122,17 @@ class TraceDat:
         # Compressed flyrecord data: u32 chunk count, then {u32 compressed, u32 uncompressed, bytes}.
         reader = _Reader(self._data, self.byteorder, self.source, offset)
         chunks = reader.u32()
+        if chunks > size // 8:
+            raise DecodeError(f"{self.source}: cpu {cpu} data declares {chunks} compressed chunks in {size} bytes")
         blobs, sizes = [], []
         for _ in range(chunks):
             csize, usize = reader.u32(), reader.u32()
             blobs.append(reader.take(csize))
             sizes.append(usize)
+        # trace-cmd's size leaves out the 4-byte chunk count.
+        if reader.pos > offset + 4 + size:
+            raise DecodeError(f"{self.source}: cpu {cpu} compressed chunks run past the {size} bytes the "
+                              "buffer option gives them")
         return _decompress(self.compression, blobs, sizes, self.source)
 
 
@@ -175,28 +191,22 @@ class _Reader:
         return self.take(size).decode("utf-8", "replace")
 
 
+def decompression_limit(compressed: int) -> int:
+    """The most bytes `compressed` bytes of a trace.dat section may expand to (see MAX_RATIO)."""
+    return MIN_ALLOWANCE + MAX_RATIO * compressed
+
+
 def _decompress(method: str, blobs: list, sizes: list, source: str) -> bytes:
     expected = sum(sizes)
+    compressed = sum(len(blob) for blob in blobs)
+    limit = decompression_limit(compressed)
+    if expected > limit:
+        raise DecodeError(f"{source}: a compressed section of {compressed} bytes declares {expected} bytes "
+                          f"uncompressed, more than rawtrace believes ({limit}): damaged or hostile file")
     if method == "zlib":
-        import zlib
-        try:
-            out = b"".join(zlib.decompress(blob) for blob in blobs)
-        except zlib.error as exc:
-            raise DecodeError(f"{source}: zlib could not decompress a section: {exc}") from None
+        out = _zlib(blobs, sizes, source)
     elif method == "zstd":
-        import shutil
-        import subprocess
-        program = shutil.which("zstd")
-        if program is None:
-            raise NotSupported(f"{source} is zstd-compressed and the `zstd` program is not installed",
-                               hint="install zstd, or convert the file: trace-cmd convert --compression none")
-        # Concatenated zstd frames decompress to the concatenation of their contents.
-        proc = subprocess.run([program, "-d", "-c", "-q"], input=b"".join(blobs), capture_output=True,
-                              check=False)
-        if proc.returncode != 0:
-            raise DecodeError(f"{source}: zstd could not decompress a section: "
-                              f"{proc.stderr.decode(errors='replace').strip()}")
-        out = proc.stdout
+        out = _zstd(blobs, expected, source)
     else:
         raise NotSupported(f"{source}: unknown compression {method!r}")
     if len(out) != expected:
@@ -204,15 +214,87 @@ def _decompress(method: str, blobs: list, sizes: list, source: str) -> bytes:
     return out
 
 
-def read_tracedat(path: str | os.PathLike | bytes) -> TraceDat:
-    """Parse a trace.dat file's headers, formats, options and buffer locations."""
-    if isinstance(path, bytes):
-        data, source = path, "<trace.dat>"
-    else:
+def _zlib(blobs: list, sizes: list, source: str) -> bytes:
+    import zlib
+    parts = []
+    for blob, size in zip(blobs, sizes):
+        # max_length: a chunk never produces more than it declares (plus one byte to notice).
+        engine = zlib.decompressobj()
+        try:
+            part = engine.decompress(blob, size + 1)
+        except zlib.error as exc:
+            raise DecodeError(f"{source}: zlib could not decompress a section: {exc}") from None
+        if len(part) > size:
+            raise DecodeError(f"{source}: a zlib chunk expands beyond the {size} bytes it declares")
+        parts.append(part)
+    return b"".join(parts)
+
+
+def _zstd(blobs: list, expected: int, source: str) -> bytes:
+    import shutil
+    import subprocess
+    import threading
+    program = shutil.which("zstd")
+    if program is None:
+        raise NotSupported(f"{source} is zstd-compressed and the `zstd` program is not installed",
+                           hint="install zstd, or convert the file: trace-cmd convert --compression none")
+    # Concatenated zstd frames decompress to the concatenation of their contents. The output is read
+    # up to what the file declares (plus one byte to notice more): a frame that expands further ends
+    # the program instead of filling memory.
+    proc = subprocess.Popen([program, "-d", "-c", "-q"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+
+    def feed() -> None:
+        try:
+            for blob in blobs:
+                proc.stdin.write(blob)
+        except (BrokenPipeError, ValueError, OSError):
+            pass
+        finally:
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    out = bytearray()
+    try:
+        while len(out) <= expected:
+            chunk = proc.stdout.read1(min(1 << 20, expected + 1 - len(out)))
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        over = len(out) > expected
+        if over:
+            proc.kill()
+        proc.stdout.close()
+        errors = proc.stderr.read(4096) if not over else b""
+        proc.stderr.close()
+        proc.wait()
+        writer.join()
+    if over:
+        raise DecodeError(f"{source}: a zstd section expands beyond the {expected} bytes it declares")
+    if proc.returncode != 0:
+        raise DecodeError(f"{source}: zstd could not decompress a section: "
+                          f"{errors.decode(errors='replace').strip()}")
+    return bytes(out)
+
+
+def read_tracedat(path) -> TraceDat:
+    """Parse a trace.dat file's headers, formats, options and buffer locations.
+
+    `path` is a file name (read with rawtrace.inputs.read_input: mapped, FIFOs and devices refused) or
+    the file's bytes (bytes, bytearray, mmap or memoryview)."""
+    if isinstance(path, (str, os.PathLike)):
+        from rawtrace.inputs import read_input
         source = os.fspath(path)
-        with open(source, "rb") as f:
-            data = f.read()
-    if not data.startswith(MAGIC):
+        data = read_input(source)
+    else:
+        data, source = path, "<trace.dat>"
+        if isinstance(data, memoryview):
+            data = data.obj if data.contiguous and data.nbytes == len(data.obj) else bytes(data)
+    if data[:len(MAGIC)] != MAGIC:
         raise DecodeError(f"{source}: not a trace-cmd trace.dat file (bad magic)")
     reader = _Reader(data, "little", source, len(MAGIC))
     version_text = reader.cstring()

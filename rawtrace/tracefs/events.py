@@ -61,6 +61,10 @@ class EventCatalog:
                 raise UsageError(f"no events directory at {self.events_dir}",
                                  hint="point --tracefs at a tracefs mount (the directory holding events/)"
                                  ) from None
+            except NotADirectoryError:
+                raise UsageError(f"{self.events_dir} is not a directory",
+                                 hint="point --tracefs at a tracefs mount (the directory holding events/)"
+                                 ) from None
         return self._systems
 
     def _event_names(self, system: str) -> list[str]:
@@ -288,6 +292,10 @@ def events_dir_of(tracefs: Path) -> Path:
     """The events/ directory of a tracefs path; a path that already is an events/ directory (it holds
     header_page) is taken as is, so --tracefs can name either."""
     tracefs = Path(tracefs)
+    if os.path.exists(tracefs) and not os.path.isdir(tracefs):
+        # A FIFO, device or file given as --tracefs: say so (reading below it gives NotADirectoryError).
+        raise UsageError(f"{tracefs} is not a directory",
+                         hint="point --tracefs at a tracefs mount or a copy of one (the directory holding events/)")
     if (tracefs / "events").is_dir():
         return tracefs / "events"
     if (tracefs / "header_page").exists():
