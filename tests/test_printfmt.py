@@ -4,7 +4,10 @@ the raw-field fallback, and a replay of the kernel's own text for ~300 event typ
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import struct
+import subprocess
 from collections import Counter
 from pathlib import Path
 
@@ -261,3 +264,42 @@ def test_replay_of_the_kernels_own_text():
     # jiffies-based fields (writeback:*single_inode*) are the known difference.
     assert matched >= 0.98 * total, (matched, total, differing)
     assert set(differing) <= {"writeback:writeback_single_inode_start", "writeback:writeback_single_inode"}, differing
+
+
+SHARED = Path("/work/shared/data/raw_syscalls_1905722ev.dat")
+
+
+@pytest.mark.skipif(not SHARED.exists() or shutil.which("trace-cmd") is None or shutil.which("zstd") is None,
+                    reason="shared capture, trace-cmd or zstd absent")
+def test_trace_cmd_report_as_second_oracle(tmp_path):
+    """trace-cmd report's text (print fmt evaluated by libtraceevent) for the first pages of a recording
+    equals rawtrace's rendering in trace-cmd style, event for event."""
+    from rawtrace.parse.ringbuf import iter_pages
+    from rawtrace.parse.tracedat import read_tracedat
+    from rawtrace.parse.tracedat_write import TraceDatContent, extra_sections, write_tracedat
+    src = read_tracedat(SHARED)
+    buf = src.buffer()
+    kallsyms, printk = extra_sections(src)
+    data = {cpu: src.cpu_data(buf, cpu)[:200 * buf.page_size] for cpu in buf.cpus}
+    path = tmp_path / "head.dat"
+    write_tracedat(path, TraceDatContent(header_page=src.header_page, header_event=src.header_event,
+                                         ftrace_formats=src.ftrace_formats, event_formats=src.event_formats,
+                                         cmdlines=src.cmdlines, clock=buf.clock, cpu_data=data), 6)
+    out = subprocess.run(["trace-cmd", "report", "-i", str(path)], capture_output=True, text=True, check=True)
+    theirs: dict[int, list[str]] = {}
+    for line in out.stdout.splitlines():
+        m = re.match(r"^\s*.*-\d+\s+\[(\d+)\]\s+\d+\.\d+: (\w+):\s+(.*)$", line)
+        if m:
+            theirs.setdefault(int(m.group(1)), []).append(f"{m.group(2)}: {m.group(3)}")
+    formats = src.formats()
+    layout = src.page_layout(buf)
+    decoders = layout.decoders(formats)
+    text = TextRenderer(parse_printk_formats(printk), Symbols.from_kallsyms(kallsyms), style="trace-cmd")
+    compared = 0
+    for cpu, pages in data.items():
+        ours = [text.line_body(e) for e in iter_pages(layout, pages, cpu, decoders) if isinstance(e, Event)]
+        assert len(ours) == len(theirs[cpu])
+        for mine, kernel in zip(ours, theirs[cpu]):
+            assert mine == kernel
+            compared += 1
+    assert compared > 30_000 and text.fallback_count() == 0

@@ -1,0 +1,357 @@
+"""Write trace-cmd trace.dat files (version 6, or 7 uncompressed) from tracefs texts and raw per-CPU sub-buffers.
+
+Public API:
+
+* ``TraceDatContent``: what goes in: header_page / header_event texts, ftrace and event format texts, kallsyms,
+  printk_formats and saved_cmdlines texts, the trace clock, per-CPU stats texts, uname, and ``cpu_data``
+  {cpu: bytes | path of a file holding that CPU's raw sub-buffers, exactly as read from trace_pipe_raw}.
+* ``write_tracedat(path, content, version=None)``: writes the file. The default version is 6 (every
+  trace-cmd since 2.x and KernelShark read it; no sections, no compression); 7 is chosen when the
+  sub-buffer size differs from the page size, which only v7's buffer option can record.
+* ``extra_sections(dat) -> (kallsyms, printk_formats)``: the two texts rawtrace.parse.tracedat does not keep,
+  read from a parsed TraceDat (for %pS symbols and trace_printk formats).
+
+Pages are copied byte for byte: a page whose commit word says events were lost keeps saying so, and
+`trace-cmd report` shows those losses as the kernel recorded them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+from dataclasses import dataclass, field
+
+from rawtrace.errors import DecodeError, UsageError
+
+MAGIC = b"\x17\x08\x44tracing"
+
+OPTION_DONE = 0
+OPTION_CPUSTAT = 2
+OPTION_BUFFER = 3
+OPTION_TRACECLOCK = 4
+OPTION_UNAME = 5
+OPTION_CPUCOUNT = 8
+OPTION_VERSION = 9
+OPTION_TRACEID = 11
+OPTION_HEADER_INFO = 16
+OPTION_FTRACE_EVENTS = 17
+OPTION_EVENT_FORMATS = 18
+OPTION_KALLSYMS = 19
+OPTION_PRINTK = 20
+OPTION_CMDLINES = 21
+
+_COPY_CHUNK = 1 << 20
+
+
+@dataclass
+class TraceDatContent:
+    header_page: str
+    header_event: str
+    page_size: int = 4096                      # the traced machine's page size (the file header)
+    subbuf_size: int | None = None             # the ring buffer's sub-buffer size; None = page_size
+    ftrace_formats: list = field(default_factory=list)      # texts of events/ftrace/*/format
+    event_formats: list = field(default_factory=list)       # (system, format text) pairs
+    kallsyms: str = ""
+    printk_formats: str = ""
+    cmdlines: str = ""                         # saved_cmdlines text: "<pid> <comm>\n" lines
+    clock: str = "local"                       # the trace clock used (bracketed in the TRACECLOCK option)
+    clocks_text: str | None = None             # the whole trace_clock file text, if known
+    cpu_stats: dict = field(default_factory=dict)           # cpu -> per_cpu/cpuN/stats text
+    cpu_data: dict = field(default_factory=dict)            # cpu -> bytes | os.PathLike
+    byteorder: str = "little"
+    long_size: int = 8                         # user-space long size of the traced machine
+    uname: str | None = None
+    version_text: str = "rawtrace"
+    trace_id: int | None = None
+    cpu_count: int | None = None               # CPUs of the machine (default: highest CPU with a slot + 1)
+
+    @property
+    def buffer_page_size(self) -> int:
+        return self.subbuf_size or self.page_size
+
+
+class _Out:
+    """File-endian packing and an output position."""
+
+    def __init__(self, f, byteorder: str) -> None:
+        self.f = f
+        p = "<" if byteorder == "little" else ">"
+        self.u16 = struct.Struct(p + "H").pack
+        self.u32 = struct.Struct(p + "I").pack
+        self.u64 = struct.Struct(p + "Q").pack
+
+    def write(self, data: bytes) -> None:
+        self.f.write(data)
+
+    def tell(self) -> int:
+        return self.f.tell()
+
+    def pad_to(self, alignment: int) -> None:
+        gap = -self.tell() % alignment
+        if gap:
+            self.f.write(bytes(gap))
+
+
+def _text(value: str) -> bytes:
+    return value.encode("utf-8", "surrogateescape")
+
+
+def _data_size(data) -> int:
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return len(data)
+    return os.path.getsize(data)
+
+
+def _copy_data(out: _Out, data) -> None:
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        out.write(bytes(data))
+        return
+    with open(data, "rb") as src:
+        shutil.copyfileobj(src, out.f, _COPY_CHUNK)
+
+
+def _header_info(out: _Out, content: TraceDatContent) -> bytes:
+    hp, he = _text(content.header_page), _text(content.header_event)
+    return b"header_page\0" + out.u64(len(hp)) + hp + b"header_event\0" + out.u64(len(he)) + he
+
+
+def _ftrace_events(out: _Out, content: TraceDatContent) -> bytes:
+    parts = [out.u32(len(content.ftrace_formats))]
+    for text in content.ftrace_formats:
+        raw = _text(text)
+        parts += [out.u64(len(raw)), raw]
+    return b"".join(parts)
+
+
+def _event_formats(out: _Out, content: TraceDatContent) -> bytes:
+    systems: dict[str, list[str]] = {}
+    for system, text in content.event_formats:
+        if system == "ftrace":
+            continue                           # ftrace formats have their own part
+        systems.setdefault(system, []).append(text)
+    parts = [out.u32(len(systems))]
+    for system, texts in systems.items():
+        parts += [_text(system) + b"\0", out.u32(len(texts))]
+        for text in texts:
+            raw = _text(text)
+            parts += [out.u64(len(raw)), raw]
+    return b"".join(parts)
+
+
+def _sized32(out: _Out, text: str) -> bytes:
+    raw = _text(text)
+    return out.u32(len(raw)) + raw
+
+
+def _cmdlines(out: _Out, content: TraceDatContent) -> bytes:
+    raw = _text(content.cmdlines)
+    return out.u64(len(raw)) + raw
+
+
+def _clock_option(content: TraceDatContent) -> bytes:
+    text = content.clocks_text
+    if not text or f"[{content.clock}]" not in text:
+        text = f"[{content.clock}]"
+    return _text(text.strip()) + b"\0"
+
+
+def _common_options(out: _Out, content: TraceDatContent, ncpus: int) -> list[tuple[int, bytes]]:
+    options = [(OPTION_TRACECLOCK, _clock_option(content))]
+    if content.uname:
+        options.append((OPTION_UNAME, _text(content.uname) + b"\0"))
+    options.append((OPTION_VERSION, _text(content.version_text) + b"\0"))
+    if content.trace_id is not None:
+        options.append((OPTION_TRACEID, out.u64(content.trace_id & ((1 << 64) - 1))))
+    for cpu in sorted(content.cpu_stats):
+        options.append((OPTION_CPUSTAT, _text(f"CPU: {cpu}\n{content.cpu_stats[cpu]}") + b"\0"))
+    options.append((OPTION_CPUCOUNT, out.u32(content.cpu_count or ncpus)))
+    return options
+
+
+def _check(content: TraceDatContent) -> int:
+    size = content.buffer_page_size
+    for cpu, data in content.cpu_data.items():
+        if not isinstance(cpu, int) or cpu < 0:
+            raise UsageError(f"bad CPU number {cpu!r}")
+        length = _data_size(data)
+        if length % size:
+            raise UsageError(f"cpu {cpu} data is {length} bytes, not a multiple of the {size}-byte sub-buffer")
+    return max(content.cpu_data, default=-1) + 1
+
+
+def write_tracedat(path: str | os.PathLike, content: TraceDatContent, version: int | None = None) -> int:
+    """Write `content` as a trace.dat at `path`; returns the version written."""
+    if version is None:
+        version = 6 if content.buffer_page_size == content.page_size else 7
+    if version not in (6, 7):
+        raise UsageError(f"trace.dat version {version} cannot be written (6 or 7)")
+    if version == 6 and content.buffer_page_size != content.page_size:
+        raise UsageError(f"a version 6 file cannot hold {content.buffer_page_size}-byte sub-buffers "
+                         f"(page size {content.page_size}); write version 7")
+    ncpus = _check(content)
+    tmp = f"{os.fspath(path)}.partial"
+    try:
+        with open(tmp, "wb") as f:
+            out = _Out(f, content.byteorder)
+            out.write(MAGIC + f"{version}\0".encode() + bytes([0 if content.byteorder == "little" else 1,
+                                                               content.long_size]))
+            out.write(out.u32(content.page_size))
+            if version == 6:
+                _write_v6(out, content, ncpus)
+            else:
+                _write_v7(out, content, ncpus)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return version
+
+
+def _write_v6(out: _Out, content: TraceDatContent, ncpus: int) -> None:
+    out.write(_header_info(out, content))
+    out.write(_ftrace_events(out, content))
+    out.write(_event_formats(out, content))
+    out.write(_sized32(out, content.kallsyms))
+    out.write(_sized32(out, content.printk_formats))
+    out.write(_cmdlines(out, content))
+    out.write(out.u32(ncpus))
+    out.write(b"options  \0")
+    for opt_id, payload in _common_options(out, content, ncpus):
+        out.write(out.u16(opt_id) + out.u32(len(payload)) + payload)
+    out.write(out.u16(OPTION_DONE))             # v6: the terminator has no size
+    out.write(b"flyrecord\0")
+    # The CPU table comes before the data: offsets are computed from the sizes first.
+    page = content.page_size
+    table_end = out.tell() + 16 * ncpus
+    position = table_end + (-table_end % page)
+    slots = []
+    for cpu in range(ncpus):
+        data = content.cpu_data.get(cpu)
+        size = _data_size(data) if data is not None else 0
+        slots.append((position, size))
+        position += size + (-size % page)
+    for offset, size in slots:
+        out.write(out.u64(offset) + out.u64(size))
+    for cpu, (offset, size) in enumerate(slots):
+        if not size:
+            continue
+        out.pad_to(page)
+        if out.tell() != offset:
+            raise DecodeError(f"internal error: cpu {cpu} data at {out.tell():#x}, expected {offset:#x}")
+        _copy_data(out, content.cpu_data[cpu])
+
+
+def _section(out: _Out, section_id: int, payload: bytes) -> int:
+    """Write one uncompressed v7 section; returns its offset."""
+    offset = out.tell()
+    out.write(out.u16(section_id) + out.u16(0) + out.u32(0) + out.u64(len(payload)) + payload)
+    return offset
+
+
+def _write_v7(out: _Out, content: TraceDatContent, ncpus: int) -> None:
+    out.write(b"none\0\0")                       # compression: none, empty version
+    first_options_at = out.tell()
+    out.write(out.u64(0))                        # patched below
+    sections = {
+        OPTION_HEADER_INFO: _section(out, OPTION_HEADER_INFO, _header_info(out, content)),
+        OPTION_FTRACE_EVENTS: _section(out, OPTION_FTRACE_EVENTS, _ftrace_events(out, content)),
+        OPTION_EVENT_FORMATS: _section(out, OPTION_EVENT_FORMATS, _event_formats(out, content)),
+        OPTION_KALLSYMS: _section(out, OPTION_KALLSYMS, _sized32(out, content.kallsyms)),
+        OPTION_PRINTK: _section(out, OPTION_PRINTK, _sized32(out, content.printk_formats)),
+        OPTION_CMDLINES: _section(out, OPTION_CMDLINES, _cmdlines(out, content)),
+    }
+    # The flyrecord data: a BUFFER section whose pages start page aligned.
+    page = content.page_size
+    subbuf = content.buffer_page_size
+    cpus = sorted(cpu for cpu, data in content.cpu_data.items() if data is not None and _data_size(data))
+    buffer_at = out.tell()
+    header_end = buffer_at + 16
+    position = header_end + (-header_end % page)
+    slots = {}
+    for cpu in cpus:
+        size = _data_size(content.cpu_data[cpu])
+        slots[cpu] = (position, size)
+        position += size + (-size % page)
+    out.write(out.u16(OPTION_BUFFER) + out.u16(0) + out.u32(0) + out.u64(position - header_end))
+    for cpu in cpus:
+        out.pad_to(page)
+        _copy_data(out, content.cpu_data[cpu])
+    out.pad_to(page)
+    # The options section last, once every offset is known.
+    options = [(opt_id, out.u64(offset)) for opt_id, offset in sections.items()]
+    options += _common_options(out, content, ncpus)
+    buffer_payload = [out.u64(buffer_at), b"\0", _text(content.clock) + b"\0", out.u32(subbuf), out.u32(len(cpus))]
+    for cpu in cpus:
+        offset, size = slots[cpu]
+        buffer_payload.append(out.u32(cpu) + out.u64(offset) + out.u64(size))
+    options.append((OPTION_BUFFER, b"".join(buffer_payload)))
+    body = b"".join(out.u16(opt_id) + out.u32(len(payload)) + payload for opt_id, payload in options)
+    body += out.u16(OPTION_DONE) + out.u32(8) + out.u64(0)
+    options_at = _section(out, OPTION_DONE, body)
+    out.f.seek(first_options_at)
+    out.write(out.u64(options_at))
+    out.f.seek(0, os.SEEK_END)
+
+
+def extra_sections(dat) -> tuple[str, str]:
+    """(kallsyms, printk_formats) texts of a parsed TraceDat (empty when the file has none)."""
+    data = dat._data
+    p = "<" if dat.byteorder == "little" else ">"
+    u32 = struct.Struct(p + "I")
+    u64 = struct.Struct(p + "Q")
+
+    def need(pos: int, size: int) -> None:
+        if pos < 0 or pos + size > len(data):
+            raise DecodeError(f"{dat.source}: kallsyms/printk section beyond the end of the file")
+
+    if dat.version >= 7:
+        texts = []
+        for opt_id in (OPTION_KALLSYMS, OPTION_PRINTK):
+            offset = next((u64.unpack(payload[:8])[0] for oid, payload in dat.options
+                           if oid == opt_id and len(payload) >= 8), None)
+            if offset is None:
+                texts.append("")
+                continue
+            from rawtrace.parse.tracedat import _section as read_section
+            body = read_section(dat, offset, opt_id)
+            size = u32.unpack_from(body)[0] if len(body) >= 4 else 0
+            texts.append(body[4:4 + size].decode("utf-8", "replace"))
+        return texts[0], texts[1]
+    # v6: walk the sequential parts up to kallsyms.
+    pos = data.find(b"\0", len(MAGIC)) + 1 + 2 + 4     # version string, endian, long size, page size
+    for magic in (b"header_page\0", b"header_event\0"):
+        need(pos, len(magic) + 8)
+        pos += len(magic)
+        pos += 8 + u64.unpack_from(data, pos)[0]
+    need(pos, 4)
+    count = u32.unpack_from(data, pos)[0]
+    pos += 4
+    for _ in range(count):
+        need(pos, 8)
+        pos += 8 + u64.unpack_from(data, pos)[0]
+    need(pos, 4)
+    systems = u32.unpack_from(data, pos)[0]
+    pos += 4
+    for _ in range(systems):
+        end = data.find(b"\0", pos)
+        if end < 0:
+            raise DecodeError(f"{dat.source}: unterminated system name")
+        pos = end + 1
+        need(pos, 4)
+        count = u32.unpack_from(data, pos)[0]
+        pos += 4
+        for _ in range(count):
+            need(pos, 8)
+            pos += 8 + u64.unpack_from(data, pos)[0]
+    texts = []
+    for _ in range(2):
+        need(pos, 4)
+        size = u32.unpack_from(data, pos)[0]
+        need(pos + 4, size)
+        texts.append(data[pos + 4:pos + 4 + size].decode("utf-8", "replace"))
+        pos += 4 + size
+    return texts[0], texts[1]
