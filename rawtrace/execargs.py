@@ -180,9 +180,15 @@ def _plan_site(site: ExecSite, registers: tuple[str, ...], limits: PlanLimits, l
         need = slot.words * WORD + (WORD if slot.offset == 0 and slot.index >= 0 else 0)
         # envp never shares an event guarded by an argv pointer: it would vanish with short argvs.
         new_vector = slot.vector == "envp" and any(s.vector != "envp" for s in builder.slots) and not builder.head
-        if builder.slots and (new_vector or builder.size + need > EVENT_BYTES or len(builder.args) + 2 > EVENT_ARGS):
+        # An event guarded by a continuation's byte holds only that string: the guard drops it whenever
+        # the string is short, which says nothing about the strings after it.
+        first = builder.slots[0] if builder.slots else None
+        other_string = (not builder.head and first is not None and first.offset > 0
+                        and (slot.vector, slot.index) != (first.vector, first.index))
+        if builder.slots and (new_vector or other_string or builder.size + need > EVENT_BYTES
+                              or len(builder.args) + 2 > EVENT_ARGS):
             events.append(builder.build(len(events)))
-            builder = _EventBuilder(site, library, head=False, first=slot, register=register)
+            builder = _EventBuilder(site, library, head=False, first=slot, register=register, argv_reg=argv_reg)
         builder.add(slot, register)
     if builder.slots:
         events.append(builder.build(len(events)))
@@ -200,8 +206,10 @@ class _EventBuilder:
         self.pointers: list[tuple[str, int]] = []
         self.size = 0
         self.guard: str | None = None
+        # Every event carries the argv pointer: the kernel runs the consumers of one probe address
+        # newest first, so a hit's events come in no useful order; this pointer (and the thread) joins them.
+        self._field(f"argv=%{argv_reg}:x64", WORD)
         if head:
-            self._field(f"argv=%{argv_reg}:x64", WORD)
             self._field(f"envp=%{envp_reg}:x64", WORD)
         elif first is not None and first.index >= 0:
             self._pointer(first, register or "")
@@ -292,42 +300,47 @@ class Capture:
 class HitAssembler:
     """Collects the events of probe hits per thread and turns each hit into a Capture.
 
-    Feed every plan event with `add(name, ts, tid, fields)`; a head event starts a new hit for its thread.
-    `take(tid, argv_pointer)` returns the finished capture whose argv pointer matches the syscall's."""
+    Feed every plan event with `add(name, ts, tid, fields)`, in any order; `take(tid, argv_pointer)` at the
+    syscall's entry returns the capture made of the thread's events with that argv pointer, and forgets
+    the thread's events (a later hit is a later call)."""
 
     def __init__(self, events: Iterable[PlannedEvent], max_args: int, max_env: int = 0) -> None:
         self.by_name = {event.name: event for event in events}
         self.max_args = max_args
         self.max_env = max_env
-        self._hits: dict[int, tuple[PlannedEvent, int, dict[str, dict]]] = {}
+        self._bags: dict[int, dict[str, tuple[int, dict]]] = {}
+        self._suspect: set[int] = set()
 
     def knows(self, name: str) -> bool:
         return name in self.by_name
 
     def add(self, name: str, ts: int, tid: int, fields: dict) -> None:
-        event = self.by_name.get(name)
-        if event is None:
-            return
-        if event.head:
-            self._hits[tid] = (event, ts, {name: fields})
-            return
-        hit = self._hits.get(tid)
-        if hit is not None and hit[0].site == event.site:
-            hit[2][name] = fields
+        if name in self.by_name:
+            self._bags.setdefault(tid, {})[name] = (ts, fields)
 
     def forget(self, tid: int) -> None:
-        self._hits.pop(tid, None)
+        self._bags.pop(tid, None)
+
+    def lost(self) -> None:
+        """Events were lost: the hits collected so far may lack some (their captures are marked)."""
+        self._suspect.update(self._bags)
 
     def take(self, tid: int, argv_pointer: int | None = None) -> Capture | None:
-        hit = self._hits.get(tid)
-        if hit is None:
+        bag = self._bags.pop(tid, None)
+        suspect = tid in self._suspect
+        self._suspect.discard(tid)
+        if not bag:
             return None
-        head, ts, got = hit
-        fields = got[head.name]
-        if argv_pointer is not None and fields.get("argv") != argv_pointer:
+        got = {name: fields for name, (_ts, fields) in bag.items()
+               if argv_pointer is None or fields.get("argv") == argv_pointer}
+        heads = [self.by_name[name] for name in got if self.by_name[name].head]
+        if len(heads) != 1:
             return None
-        del self._hits[tid]
-        return self._assemble(head, ts, tid, got)
+        head = heads[0]
+        got = {name: fields for name, fields in got.items() if self.by_name[name].site == head.site}
+        capture = self._assemble(head, bag[head.name][0], tid, got)
+        capture.incomplete = capture.incomplete or suspect
+        return capture
 
     def _assemble(self, head: PlannedEvent, ts: int, tid: int, got: dict[str, dict]) -> Capture:
         site_events = [e for e in self.by_name.values() if e.site == head.site]
@@ -472,6 +485,7 @@ class _Pending:
     filename: str | None = None
     new_pid: int | None = None
     exec_seen: bool = False
+    incomplete: bool = False
 
 
 def merge_cmdline(argv: list[bytes], cut: list[bool], more: bool, cmdline: bytes | None
@@ -515,6 +529,13 @@ class ExecJoiner:
         self._pending: dict[int, _Pending] = {}
         self._cmdlines: dict[int, bytes | None] = {}
 
+    def lost(self) -> None:
+        """Events were lost somewhere: every call in flight may miss probe events or its exit."""
+        if self.assembler is not None:
+            self.assembler.lost()
+        for pending in self._pending.values():
+            pending.incomplete = True
+
     def probe(self, name: str, ts: int, tid: int, fields: dict) -> None:
         if self.assembler is not None:
             self.assembler.add(name, ts, tid, fields)
@@ -538,18 +559,25 @@ class ExecJoiner:
         self._pending[tid] = _Pending(ts, tid, syscall, self.comm_of(tid), capture, given)
         return out
 
-    def process_exec(self, ts: int, pid: int, old_pid: int, filename: str) -> None:
-        """sched_process_exec: the exec succeeded; a non-leader thread's exec also changes its tid to `pid`."""
+    def process_exec(self, ts: int, pid: int, old_pid: int, filename: str) -> list[ExecAttempt]:
+        """sched_process_exec: the exec succeeded; a non-leader thread's exec also changes its tid to `pid`.
+
+        An exec without a seen entry (a 32-bit compat task: the syscall events skip compat calls; or a
+        lost event) is reported at once, with what /proc still shows."""
         pending = self._pending.pop(old_pid, None)
+        alone = pending is None
         if pending is None:
             pending = _Pending(ts, old_pid, "execve", None, None, None)
         pending.filename = filename
         pending.new_pid = pid
         pending.exec_seen = True
-        self._pending[pid] = pending
         if self.cmdline_of is not None and (pending.capture is None or pending.capture.truncated):
             # Read now: this is the earliest moment the caller sees the new process.
             self._cmdlines[pid] = self.cmdline_of(pid)
+        if alone:
+            return [self._finish(pending, None, ts)]
+        self._pending[pid] = pending
+        return []
 
     def exit(self, ts: int, tid: int, ret: int) -> list[ExecAttempt]:
         """sys_exit_execve / sys_exit_execveat."""
@@ -600,4 +628,4 @@ class ExecJoiner:
             argv_more=more, argv_source=source, ret=ret,
             envp=capture.envp if capture is not None else None,
             envp_more=capture.envp_more if capture is not None else False, end_ts=ts,
-            incomplete=capture.incomplete if capture is not None else False)
+            incomplete=pending.incomplete or (capture.incomplete if capture is not None else False))

@@ -124,3 +124,10 @@ def test_merge_cmdline_rules():
     assert X.merge_cmdline([b"a"], [False], True, b"a\0b\0c\0") == ([b"a", b"b", b"c"], [False] * 3, False, True)
     assert not X.merge_cmdline([b"a"], [False], True, b"z\0b\0")[3]
     assert not X.merge_cmdline([b"a"], [False], True, None)[3]
+
+
+def test_exec_without_a_seen_entry_is_reported_at_once():
+    j = joiner(cmdlines={30: b"prog32\0-x\0"})
+    [attempt] = j.process_exec(5, 30, 30, "/opt/prog32")
+    assert attempt.argv == [b"prog32", b"-x"] and attempt.argv_source == "proc" and attempt.ret is None
+    assert attempt.filename == "/opt/prog32" and j.exit(6, 30, 0) == []

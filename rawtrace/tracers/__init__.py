@@ -5,4 +5,5 @@ plus one row below; the CLI lists and runs it like any other command."""
 
 TOOLS: dict[str, tuple[str, str]] = {
     "syscount": ("rawtrace.tracers.syscount", "count syscalls system-wide, with errors and latency"),
+    "exec": ("rawtrace.tracers.exec", "every program started, with its whole argv, parent and result (execsnoop)"),
 }
