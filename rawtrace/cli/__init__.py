@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "decode": ("rawtrace.cli.decode", "decode saved trace_pipe_raw sub-buffers offline"),
     "probes": ("rawtrace.cli.probes", "list the probes rawtrace created, with hit counts"),
     "reset": ("rawtrace.cli.reset", "remove instances and probes left behind by killed rawtrace runs"),
+    "timeline": ("rawtrace.cli.timeline", "a timeline (CPUs, syscalls, losses) as JSON for Perfetto's UI"),
 }
 
 
