@@ -266,25 +266,8 @@ class _Facts:
     @cached_property
     def config(self) -> tuple[dict[str, str], str] | None:
         """({CONFIG_X: value or "n"}, source path) from /proc/config.gz or /boot/config-<release>."""
-        text, source = None, None
-        import zlib
-        try:
-            data = self.host.path("/proc/config.gz").read_bytes()
-            text, source = zlib.decompress(data, 47).decode(errors="replace"), "/proc/config.gz"
-        except (OSError, zlib.error):
-            boot = f"/boot/config-{self.uname[0]}"
-            text = self.host.read_text(boot)
-            source = boot if text is not None else None
-        if text is None:
-            return None
-        values = {}
-        for line in text.splitlines():
-            if line.startswith("CONFIG_"):
-                key, _, value = line.partition("=")
-                values[key] = value
-            elif line.startswith("# CONFIG_") and line.endswith(" is not set"):
-                values[line[2:-11]] = "n"
-        return values, source
+        from rawtrace.kconfig import kernel_config
+        return kernel_config(self.host, self.uname[0])
 
     def config_evidence(self, option: str) -> Evidence | None:
         if self.config is None:

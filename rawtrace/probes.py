@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 
 from rawtrace.errors import UsageError
 from rawtrace.host import Host, host_machine, read_text_or_none
+
+# Names and owner tags are tracefs rules, re-exported here for callers of the probe API.
+from rawtrace.tracefs.dynevents import _NAME, MAX_NAME, validate_name
+from rawtrace.tracefs.instance import GROUP_PREFIX, group_owner, run_group  # noqa: F401
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +78,6 @@ _BASIC_TYPES = frozenset(
 _STRING_TYPES = frozenset({"string", "ustring"})
 _BITFIELD = re.compile(r"b\d{1,2}@\d{1,2}/(8|16|32|64)\Z")
 _ARRAY = re.compile(r"(?P<base>[^\[\]]+)\[(?P<count>\d{1,3})\]\Z")
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _FETCH_CHARS = re.compile(r"[A-Za-z0-9_%$@+\-().>\\]+\Z")
 _FRIENDLY_ARG = re.compile(r"arg(\d+)\Z")
 _KERNEL_SYMBOL = re.compile(r"[A-Za-z_.][A-Za-z0-9_.$]*\Z")
@@ -84,11 +86,9 @@ _LIBRARY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+\-]*\Z")
 _MODULE = re.compile(r"[A-Za-z0-9_\-]+\Z")
 _RESERVED_ARG_NAMES = frozenset({"common_type", "common_flags", "common_preempt_count", "common_pid",
                                  "common_tgid", "__probe_ip", "__probe_func", "__probe_ret_ip"})
-MAX_NAME = 64           # MAX_EVENT_NAME_LEN
 MAX_ARG_NAME = 32       # MAX_ARG_NAME_LEN
 MAX_ARGS = 128          # MAX_TRACE_ARGS
 MAX_COMMAND = 4095      # WRITE_BUFSIZE (4096) less the newline and NUL: longer lines are refused
-GROUP_PREFIX = "rawtrace_"
 
 
 def _reject_unsafe(text: str, what: str) -> None:
@@ -114,26 +114,6 @@ def sanitize_name(text: str) -> str:
     if name[0].isdigit():
         name = "_" + name
     return name[:MAX_NAME]
-
-
-def validate_name(name: str, what: str = "event name") -> str:
-    """Return `name` if it is a valid group/event name, else raise UsageError saying why."""
-    if not name or len(name) > MAX_NAME or not _NAME.match(name):
-        raise UsageError(f"invalid {what} {name!r}: use letters, digits and _, not starting with a digit, "
-                         f"at most {MAX_NAME} characters")
-    return name
-
-
-def run_group(pid: int | None = None) -> str:
-    """rawtrace's group for one run: `rawtrace_<pid>`, so a later reset can tell whether its owner is alive."""
-    return f"{GROUP_PREFIX}{os.getpid() if pid is None else pid}"
-
-
-def group_owner(group: str) -> int | None:
-    """The pid in a `rawtrace_<pid>` group name, or None for any other group."""
-    if group.startswith(GROUP_PREFIX) and group[len(GROUP_PREFIX):].isdigit():
-        return int(group[len(GROUP_PREFIX):])
-    return None
 
 
 def _arch(name: str | None) -> ProbeArch | None:

@@ -75,10 +75,11 @@ def test_show_prints_definition_and_writes_nothing(tmp_path, capsys):
                            "--show", "kprobe:__x64_sys_openat path=arg2:ustring")
     assert code == 0
     shown = json.loads(out)
-    assert shown[0]["definition"].startswith(f"p:rawtrace_{os.getpid()}/openat /")
+    from rawtrace.probes import run_group
+    assert shown[0]["definition"].startswith(f"p:{run_group()}/openat /")
     assert shown[0]["definition"].endswith(":0x" + shown[0]["file_offset"][2:] + " path=+0(%si):ustring")
     assert "openat64" in " ".join(shown[0]["aliases"])
-    assert shown[1]["definition"] == (f"p:rawtrace_{os.getpid()}/__x64_sys_openat __x64_sys_openat "
+    assert shown[1]["definition"] == (f"p:{run_group()}/__x64_sys_openat __x64_sys_openat "
                                       "path=+0(+0x68(%di)):ustring")
     assert shown[1]["note"].startswith("kprobes are not supported")
     assert fake.text("dynamic_events") == ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+from pathlib import Path
 
 import pytest
 from faketracefs import FakeTracefs
@@ -11,8 +12,9 @@ from faketracefs import FakeTracefs
 from rawtrace.errors import KernelRefused, NotSupported, UsageError
 from rawtrace.probes import ProbeSpec, ResolvedProbe, resolve
 from rawtrace.tracefs.dynevents import DynamicEvents, parse_error_log, probe_support
+from rawtrace.tracefs.instance import run_group
 
-G = f"rawtrace_{os.getpid()}"
+G = run_group()          # this process's default group
 OTHERS = "p:kprobes/p_vfs_read_0 vfs_read\nr:theirs/ret do_sys_openat2 ret=$retval:s32\n"
 
 
@@ -97,7 +99,7 @@ def test_kernel_refusal_carries_error_log_with_caret(fake):
 def test_refusal_without_error_log_entry_shows_the_line(fake):
     dyn = events(fake)
     fake.kernel.refuse_next(errno.ENOENT, None)
-    with pytest.raises(KernelRefused, match=r"No such file or directory.*p:rawtrace_\d+/u /usr/lib"):
+    with pytest.raises(KernelRefused, match=r"No such file or directory.*p:rawtrace_\w+/u /usr/lib"):
         dyn.create(uprobe("uprobe:libc:openat"), G, "u")
 
 
@@ -234,6 +236,8 @@ def test_support_from_real_readme_text():
 def test_list_with_owner_and_counts(fake, tmp_path):
     proc = fake.root.parent / "proc"
     (proc / str(os.getpid())).mkdir(parents=True)
+    # This process's start time is part of its group name: the fake /proc has the real stat line.
+    (proc / str(os.getpid()) / "stat").write_text(Path("/proc/self/stat").read_text())
     dead = 999999
     fake.seed("dynamic_events",
               f"p:{G}/openat /usr/lib/libc.so.6:0x00000000000f8150 path=+0(%si):ustring\n"

@@ -137,9 +137,13 @@ def test_names():
     for bad in ("", "1x", "a/b", "a b", "x" * 65, "é"):
         with pytest.raises(UsageError):
             validate_name(bad)
-    assert run_group(77) == "rawtrace_77"
-    assert run_group() == f"rawtrace_{os.getpid()}"
-    assert group_owner("rawtrace_77") == 77
+    # The group carries the owner tag: pid, start time and pid namespace (owner tags: tests/test_reset.py).
+    from rawtrace.tracefs.instance import owner_tag
+    assert run_group() == "rawtrace_" + owner_tag().replace("-", "_")
+    assert run_group().startswith(f"rawtrace_{os.getpid()}_")
+    assert validate_name(run_group(), "group name")
+    assert group_owner(run_group()) == os.getpid()
+    assert group_owner("rawtrace_77") == 77                         # groups of older versions
     assert group_owner("rawtrace_x") is None and group_owner("kprobes") is None
 
 

@@ -380,7 +380,8 @@ def test_probe_events_arrive_and_probes_are_removed(live_tracefs):
     child = start_waiting_child("import os, sys\nsys.stdin.read(1)\nfor _ in range(23):\n    os.getppid()\n")
     try:
         with Session(probes=["uprobe:libc:getppid"], pid=child.pid) as s:
-            group = f"rawtrace_{os.getpid()}"
+            from rawtrace.probes import run_group
+            group = run_group()
             assert group in (live_tracefs / "dynamic_events").read_text()
             items = run_traced(s, child)
     finally:

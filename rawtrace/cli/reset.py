@@ -15,10 +15,15 @@ examples:
   rawtrace reset
   rawtrace reset --json
 
-Only rawtrace's own leftovers are touched: tracefs instances named rawtrace-<pid>-<starttime> and
-probe groups named rawtrace_<pid>, spool directories named rawtrace-spool-<pid>-<starttime>-* in
-$TMPDIR (or /tmp), and only when that process is gone (a reused pid is told apart by its start time). Leftovers of a run that is still going are kept and listed. Nothing else in
-tracefs, and nothing of trace-cmd, perf or other tools, is changed."""
+Only rawtrace's own leftovers are touched: tracefs instances named rawtrace-<owner>, probe groups
+named rawtrace_<owner> and spool directories named rawtrace-spool-<owner>-* in $TMPDIR (or /tmp), where
+<owner> is the creating process's pid, start time and pid namespace (pid-ns<N>; names of older
+versions lack the namespace, probe groups also the start time). They are removed only when that process
+is gone (a reused pid is told apart by its start time). Leftovers of a run that is still going are kept
+and listed, and so are those of another pid namespace (a container sharing this tracefs), whose pids
+mean nothing here, unless this process sees the whole machine and that namespace has no process left.
+Nothing else in tracefs, and nothing of trace-cmd, perf or other tools, is changed. Without a visible
+tracefs only spool directories are looked at, and reset says so."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def find_leftovers(tracefs: Path, proc: Path) -> list[Leftover]:
     """Every rawtrace instance and probe under `tracefs`, with whether its owner (in `proc`) lives."""
-    from rawtrace.probes import group_owner
-    from rawtrace.tracefs.instance import PREFIX, list_instances, owner_alive, parse_owner, pid_alive
+    from rawtrace.tracefs.instance import PREFIX, list_instances, owner_status, parse_group_owner, parse_owner
     out = []
     for name in list_instances(tracefs):
         if not name.startswith(PREFIX):
@@ -50,39 +54,36 @@ def find_leftovers(tracefs: Path, proc: Path) -> list[Leftover]:
         if owner is None:
             out.append(Leftover("instance", name, None, True, "not named rawtrace-<pid>-<starttime>; left alone"))
             continue
-        alive = owner_alive(owner, proc)
-        if alive:
-            reason = f"owner pid {owner.pid} is running"
-        elif (proc / str(owner.pid)).exists():
-            reason = f"pid {owner.pid} now belongs to another process (start time differs)"
-        else:
-            reason = f"owner pid {owner.pid} is gone"
-        out.append(Leftover("instance", name, owner.pid, alive, reason))
+        keep, reason = owner_status(owner, proc)
+        out.append(Leftover("instance", name, owner.pid, keep, reason))
     for group, event in probe_events(tracefs):
-        owner_pid = group_owner(group)
-        if owner_pid is None:
+        owner = parse_group_owner(group)
+        if owner is None:
             out.append(Leftover("probe", f"{group}/{event}", None, True, "unrecognised group name; left alone"))
             continue
-        alive = pid_alive(owner_pid, proc)
-        reason = f"owner pid {owner_pid} is running" if alive else f"owner pid {owner_pid} is gone"
-        out.append(Leftover("probe", f"{group}/{event}", owner_pid, alive, reason))
+        keep, reason = owner_status(owner, proc)
+        out.append(Leftover("probe", f"{group}/{event}", owner.pid, keep, reason))
     return out
 
 
 def spool_leftovers(proc: Path, directory: str | None = None) -> list[Leftover]:
     """Spool directories of rawtrace runs (normally unlinked at once; one can stay if a run was killed
     between creating and unlinking it)."""
-    from rawtrace.tracefs.spool import find_stale_spools
+    from rawtrace.tracefs.instance import owner_status, parse_spool_owner
+    from rawtrace.tracefs.spool import SPOOL_PREFIX, find_stale_spools
     out = []
-    for path, pid, alive in find_stale_spools(directory, proc):
-        reason = f"owner pid {pid} is running" if alive else f"owner pid {pid} is gone"
-        out.append(Leftover("spool", str(path), pid, alive, reason))
+    for path, pid, _keep in find_stale_spools(directory, proc):
+        owner = parse_spool_owner(path.name[len(SPOOL_PREFIX):])
+        if owner is None:
+            continue
+        keep, reason = owner_status(owner, proc)
+        out.append(Leftover("spool", str(path), pid, keep, reason))
     return out
 
 
 def probe_events(tracefs: Path) -> list[tuple[str, str]]:
     """(group, event) of the dynamic events in rawtrace_* groups."""
-    from rawtrace.probes import GROUP_PREFIX
+    from rawtrace.tracefs.instance import GROUP_PREFIX
     seen: list[tuple[str, str]] = []
     for name in ("dynamic_events", "uprobe_events", "kprobe_events"):
         try:
@@ -143,12 +144,21 @@ def run(args: argparse.Namespace, host) -> int:
     from rawtrace.output import escape, json_dump
     from rawtrace.tracefs.discover import locate_tracefs
     location = locate_tracefs(host)
+    unlooked = None          # why tracefs was not searched
+    items: list[Leftover] = []
+    tracefs = None
     if location is None:
-        items: list[Leftover] = []
-        tracefs = None
+        unlooked = _why_no_tracefs(host)
     else:
         tracefs = location.path
-        items = find_leftovers(tracefs, host.path("/proc"))
+        try:
+            os.listdir(tracefs)
+        except (FileNotFoundError, NotADirectoryError):
+            unlooked = f"{tracefs} does not exist or is not a directory"
+        except PermissionError:
+            unlooked = f"{tracefs} is not readable by this user (run as root)"
+        else:
+            items = find_leftovers(tracefs, host.path("/proc"))
     if getattr(host, "is_live", True):
         # Spool directories live in this machine's temp dir, not under --root.
         items += spool_leftovers(host.path("/proc"))
@@ -166,7 +176,8 @@ def run(args: argparse.Namespace, host) -> int:
     if args.json:
         json_dump({"dry_run": args.dry_run, "removed": [i.to_json() for i in removed],
                    "kept": [i.to_json() for i in kept],
-                   "failed": [dict(i.to_json(), error=e) for i, e in failed]})
+                   "failed": [dict(i.to_json(), error=e) for i, e in failed],
+                   "tracefs_searched": unlooked is None, "not_searched_because": unlooked})
     else:
         out = sys.stdout
         verb = "would remove" if args.dry_run else "removed"
@@ -176,6 +187,18 @@ def run(args: argparse.Namespace, host) -> int:
             out.write(f"kept {item.kind} {escape(item.name)} ({item.reason})\n")
         for item, error in failed:
             out.write(f"could not remove {item.kind} {escape(item.name)}: {error}\n")
-        if not items:
+        if unlooked is not None:
+            sys.stderr.write(f"rawtrace: tracefs not searched for instances and probes: {unlooked}\n")
+            if not items:
+                out.write("no rawtrace spool directories found; instances and probes could not be looked for\n")
+        elif not items:
             out.write("nothing to reset: no rawtrace instances, probes or spool directories found\n")
+    if unlooked is not None and args.json:
+        sys.stderr.write(f"rawtrace: tracefs not searched for instances and probes: {unlooked}\n")
     return 1 if failed else 0
+
+
+def _why_no_tracefs(host) -> str:
+    if host.tracefs_override is not None:
+        return f"{host.tracefs_override} does not exist or is not a tracefs tree"
+    return "tracefs is not mounted (reset never mounts it)"

@@ -8,11 +8,25 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rawtrace.errors import KernelRefused, NotSupported, UsageError
 from rawtrace.host import Host, read_text_or_none
-from rawtrace.probes import GROUP_PREFIX, ResolvedProbe, group_owner, run_group, validate_name
-from rawtrace.tracefs.instance import pid_alive
+from rawtrace.tracefs.instance import GROUP_PREFIX, owner_alive, parse_group_owner, run_group
+
+if TYPE_CHECKING:   # probes builds on this module, not the other way round
+    from rawtrace.probes import ResolvedProbe
+
+MAX_NAME = 64           # MAX_EVENT_NAME_LEN
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def validate_name(name: str, what: str = "event name") -> str:
+    """Return `name` if it is a valid group/event name, else raise UsageError saying why."""
+    if not name or len(name) > MAX_NAME or not _NAME.match(name):
+        raise UsageError(f"invalid {what} {name!r}: use letters, digits and _, not starting with a digit, "
+                         f"at most {MAX_NAME} characters")
+    return name
 
 # README lines that exist only when the feature is compiled in (kernel/trace/trace.c readme_msg).
 README_KPROBE_PLACE = "place: [<module>:]<symbol>"
@@ -35,6 +49,9 @@ _NOT_SUPPORTED = {
     "fprobes": ("fprobes are not supported by this kernel (built without CONFIG_FPROBE_EVENTS)",
                 "use kprobe:/kretprobe: where the kernel has kprobes, or a tracepoint"),
 }
+
+# Features whose README line or command file exists whatever the kernel config says.
+_CONFIG_OPTION = {"eprobes": "CONFIG_EPROBE_EVENTS"}
 
 _LISTING = re.compile(r"(?P<type>[a-z])(?P<maxactive>\d*):(?P<group>[^/\s]+)/(?P<event>\S+)(?:\s+(?P<rest>.*))?\Z")
 _ERROR_HEAD = re.compile(r"\[\s*(?P<ts>[0-9.]+)\]\s+(?P<location>[^:]+):\s+error:\s+(?P<message>.*)\Z")
@@ -182,7 +199,7 @@ class DynamicEvents:
     def __init__(self, tracefs: Path | str, *, proc: Path | str | None = None, files: KernelFiles | None = None,
                  host: Host | None = None) -> None:
         self.tracefs = Path(tracefs)
-        # With a host, the doctor's verdict (which also reads the kernel config) backs the tracefs evidence.
+        # With a host, the kernel config (where readable) backs the tracefs evidence.
         self.host = host
         self.proc = Path(proc) if proc is not None else (host.path("/proc") if host else Path("/proc"))
         self.files = files or KernelFiles()
@@ -211,19 +228,16 @@ class DynamicEvents:
             raise NotSupported(message, hint=f"{verdict}; {hint}")
 
     def _doctor_verdict(self, feature: str) -> str | None:
-        """The doctor's reason when it knows the feature is missing (e.g. from the kernel config), else None."""
-        if self.host is None or feature == "fprobes":
+        """Why the kernel config says the feature is missing (the README lists `e` probes even without
+        CONFIG_EPROBE_EVENTS), or None when the config is unknown or allows it."""
+        option = _CONFIG_OPTION.get(feature)
+        if self.host is None or option is None:
             return None
-        try:
-            from rawtrace import doctor
-        except ImportError:
+        from rawtrace.kconfig import enabled, kernel_config
+        found = kernel_config(self.host)
+        if found is None or enabled(found[0], option):
             return None
-        if not hasattr(doctor, "probe_support"):
-            return None
-        found = doctor.probe_support(self.tracefs, self.host, features={feature}).get(feature)
-        if found is not None and found.supported is False:
-            return found.reason
-        return None
+        return f"not built into this kernel ({option} is not set)"
 
     def _has_ref_ctr(self) -> bool:
         return "(ref_ctr_offset)" in (read_text_or_none(self.tracefs / "README") or "")
@@ -243,7 +257,7 @@ class DynamicEvents:
         Given a list, define them all in `group` (default `rawtrace_<pid>`) under their spec's event
         names (made unique) and return the list of (group, event); if one fails, the ones already
         defined are removed again before the error is raised."""
-        if not isinstance(resolved, ResolvedProbe):
+        if isinstance(resolved, (list, tuple)):
             return self._create_many(list(resolved), group or run_group())
         group = group or run_group()
         event = event or resolved.spec.event_name
@@ -466,12 +480,13 @@ class DynamicEvents:
         for index, (group, event, kind, line) in enumerate(parsed):
             if group_prefix is not None and not group.startswith(group_prefix):
                 continue
-            owner = group_owner(group)
-            alive = pid_alive(owner, self.proc) if owner is not None else None
+            owner = parse_group_owner(group)
+            alive = owner_alive(owner, self.proc) if owner is not None else None
             hits, misses = counts.get(index, (None, None))
             enabled = tuple(where for where, path in self.enable_files(group, event)
                             if (read_text_or_none(path) or "0").strip() not in ("0", "0*"))
-            out.append(ProbeInfo(group, event, kind, line, owner, alive, hits, misses, enabled))
+            out.append(ProbeInfo(group, event, kind, line, owner.pid if owner else None, alive, hits, misses,
+                                 enabled))
         return out
 
     def _profile_counts(self, parsed: list[tuple[str, str, str, str]]) -> dict[int, tuple[int | None, int | None]]:

@@ -11,16 +11,29 @@ from pathlib import Path
 from rawtrace.errors import KernelRefused, NotSupported, UsageError
 
 PREFIX = "rawtrace-"
-# rawtrace-<pid>-<starttime>, plus -<n> for a second session in the same process.
-_NAME_RE = re.compile(r"^rawtrace-(\d+)-(\d+)(?:-\d+)?$")
+# Probe groups allow only [A-Za-z0-9_], so their owner tag uses `_` where the others use `-`.
+GROUP_PREFIX = "rawtrace_"
+# The owner tag is `<pid>-<starttime>-ns<pid namespace inode>`; tags written before the namespace was
+# recorded are `<pid>-<starttime>` (instances, spools) or just `<pid>` (probe groups).
+_TAG = r"(\d+)-(\d+)(?:-ns(\d+))?"
+# rawtrace-<tag>, plus -<n> for a second session in the same process.
+_NAME_RE = re.compile(rf"^rawtrace-{_TAG}(?:-\d+)?$")
+_SPOOL_TAG_RE = re.compile(rf"^{_TAG}-")
+_GROUP_RE = re.compile(r"^rawtrace_(\d+)(?:_(\d+)(?:_ns(\d+))?)?$")
+# The initial pid namespace's inode number (PROC_PID_INIT_INO in include/linux/proc_ns.h): a process in
+# it sees every process of the machine.
+INIT_PID_NAMESPACE = 0xEFFFFFFC
 
 
 @dataclass(frozen=True, slots=True)
 class Owner:
-    """Who created an instance: a pid plus its start time, so a reused pid is not mistaken for the owner."""
+    """Who created a leftover: a pid, its start time (so a reused pid is not mistaken for the owner) and the
+    pid namespace the pid is counted in. `starttime` and `pidns` are None in tags of older rawtrace
+    versions (probe groups recorded only the pid); such owners are judged in the reader's namespace."""
 
     pid: int
-    starttime: int
+    starttime: int | None
+    pidns: int | None = None
 
 
 def process_starttime(pid: int, proc: Path = Path("/proc")) -> int | None:
@@ -37,32 +50,119 @@ def process_starttime(pid: int, proc: Path = Path("/proc")) -> int | None:
         return None
 
 
+def pid_namespace(pid: int | str = "self", proc: Path = Path("/proc")) -> int | None:
+    """The inode number of a process's pid namespace (`/proc/PID/ns/pid` -> `pid:[N]`), None if unreadable."""
+    try:
+        link = os.readlink(proc / str(pid) / "ns" / "pid")
+    except OSError:
+        return None
+    if link.startswith("pid:[") and link.endswith("]") and link[5:-1].isdigit():
+        return int(link[5:-1])
+    return None
+
+
+def owner_status(owner: Owner, proc: Path = Path("/proc")) -> tuple[bool, str]:
+    """(keep, why): whether a leftover of `owner` must be kept, judged from the processes in `proc`.
+
+    A pid means something only in its own pid namespace: the owner of another namespace (a container
+    sharing this tracefs) is kept, unless this process sees the whole machine (the initial namespace, with
+    every process's namespace readable) and no process is left in that namespace."""
+    ours = pid_namespace("self", proc)
+    if owner.pidns is not None and ours is not None and owner.pidns != ours:
+        if _namespace_gone(owner.pidns, ours, proc):
+            return False, f"its pid namespace pid:[{owner.pidns}] has no process left"
+        return True, (f"owner pid {owner.pid} is in another pid namespace (pid:[{owner.pidns}], ours "
+                      f"pid:[{ours}]), where this process cannot check it")
+    if owner.starttime is None:
+        # Only a pid recorded: a reused pid keeps the leftover (the safe side).
+        alive = pid_alive(owner.pid, proc)
+        return alive, f"owner pid {owner.pid} is {'running' if alive else 'gone'}"
+    start = process_starttime(owner.pid, proc)
+    if start == owner.starttime:
+        return True, f"owner pid {owner.pid} is running"
+    if start is not None or pid_alive(owner.pid, proc):
+        return False, f"pid {owner.pid} now belongs to another process (start time differs)"
+    return False, f"owner pid {owner.pid} is gone"
+
+
+def _namespace_gone(pidns: int, ours: int, proc: Path) -> bool:
+    """True only when this process sees every process (initial pid namespace) and none is in `pidns`."""
+    if ours != INIT_PID_NAMESPACE:
+        return False
+    try:
+        pids = [name for name in os.listdir(proc) if name.isdigit()]
+    except OSError:
+        return False
+    for pid in pids:
+        found = pid_namespace(pid, proc)
+        if found is None:
+            if (proc / pid).exists():
+                return False          # unreadable (another user's process, without root): cannot tell
+            continue                  # exited meanwhile
+        if found == pidns:
+            return False
+    return True
+
+
 def owner_alive(owner: Owner, proc: Path = Path("/proc")) -> bool:
-    return process_starttime(owner.pid, proc) == owner.starttime
+    """Whether the owner's leftovers must be kept: it runs, or it is in a pid namespace this process
+    cannot look into."""
+    return owner_status(owner, proc)[0]
 
 
 def pid_alive(pid: int, proc: Path = Path("/proc")) -> bool:
-    """Whether some process has `pid`: all a leftover that records only a pid (a probe group) can ask,
-    so a reused pid keeps it (the safe side)."""
+    """Whether some process has `pid` (in the namespace of `proc`)."""
     return (proc / str(pid)).exists()
 
 
 def owner_tag(pid: int | None = None, proc: Path = Path("/proc")) -> str:
-    """`<pid>-<starttime>` for this process (or `pid`): the owner part of rawtrace's instance and spool names."""
+    """`<pid>-<starttime>-ns<pidns>` for this process (or `pid`): the owner part of rawtrace's instance,
+    spool and (with `_` for `-`) probe group names."""
     pid = os.getpid() if pid is None else pid
     start = process_starttime(pid, proc)
-    return f"{pid}-{start if start is not None else 0}"
+    tag = f"{pid}-{start if start is not None else 0}"
+    namespace = pid_namespace(pid, proc)
+    return tag if namespace is None else f"{tag}-ns{namespace}"
 
 
 def instance_name(pid: int | None = None, proc: Path = Path("/proc")) -> str:
-    """`rawtrace-<pid>-<starttime>` for this process (or `pid`)."""
+    """`rawtrace-<owner tag>` for this process (or `pid`)."""
     return PREFIX + owner_tag(pid, proc)
+
+
+def run_group(pid: int | None = None, proc: Path = Path("/proc")) -> str:
+    """rawtrace's probe group for one run, `rawtrace_<pid>_<starttime>_ns<pidns>`, so a later reset can
+    tell whether its owner is alive."""
+    return GROUP_PREFIX + owner_tag(pid, proc).replace("-", "_")
+
+
+def _owner(match: re.Match | None) -> Owner | None:
+    if match is None:
+        return None
+    pid, start, namespace = match.groups()
+    return Owner(int(pid), int(start) if start is not None else None,
+                 int(namespace) if namespace is not None else None)
 
 
 def parse_owner(name: str) -> Owner | None:
     """The owner encoded in an instance name, or None if it is not one of rawtrace's."""
-    m = _NAME_RE.match(name)
-    return Owner(int(m.group(1)), int(m.group(2))) if m else None
+    return _owner(_NAME_RE.match(name))
+
+
+def parse_spool_owner(tail: str) -> Owner | None:
+    """The owner of a spool directory from its name after `rawtrace-spool-` (`<tag>-<random>`)."""
+    return _owner(_SPOOL_TAG_RE.match(tail))
+
+
+def parse_group_owner(group: str) -> Owner | None:
+    """The owner encoded in a probe group name (`rawtrace_<pid>` of older versions too), or None."""
+    return _owner(_GROUP_RE.match(group))
+
+
+def group_owner(group: str) -> int | None:
+    """The owner pid in a rawtrace probe group name, or None for any other group."""
+    owner = parse_group_owner(group)
+    return owner.pid if owner is not None else None
 
 
 def read_stats(text: str) -> dict[str, float | int]:

@@ -336,7 +336,7 @@ def _copy_pages(fd: int, out: int, size: int, limit: int) -> tuple[int, bool]:
 
 
 def spool_dir_prefix(pid: int | None = None, proc: Path = Path("/proc")) -> str:
-    """`rawtrace-spool-<pid>-<starttime>-`: the owner is encoded so `rawtrace reset` can tell a dead run's dir."""
+    """`rawtrace-spool-<owner tag>-`: the owner is encoded so `rawtrace reset` can tell a dead run's dir."""
     from rawtrace.tracefs.instance import owner_tag
     return f"{SPOOL_PREFIX}{owner_tag(pid, proc)}-"
 
@@ -570,9 +570,9 @@ def _close_all_but(keep: set[int]) -> None:
 
 
 def find_stale_spools(directory: str | None = None, proc: Path = Path("/proc")) -> list[tuple[Path, int, bool]]:
-    """(path, owner pid, owner alive) for every rawtrace-spool-<pid>-<starttime>-* directory in the temp dir."""
-    from rawtrace.asciinum import ascii_int
-    from rawtrace.tracefs.instance import Owner, owner_alive
+    """(path, owner pid, whether to keep it: owner alive or in another pid namespace) for every
+    rawtrace-spool-<owner tag>-* directory in the temp dir."""
+    from rawtrace.tracefs.instance import owner_alive, parse_spool_owner
     base = Path(directory or tempfile.gettempdir())
     out = []
     try:
@@ -582,11 +582,8 @@ def find_stale_spools(directory: str | None = None, proc: Path = Path("/proc")) 
     for name in names:
         if not name.startswith(SPOOL_PREFIX):
             continue
-        parts = name[len(SPOOL_PREFIX):].split("-")
-        pid = ascii_int(parts[0], max_digits=10) if len(parts) >= 3 else None
-        start = ascii_int(parts[1], max_digits=20) if len(parts) >= 3 else None
-        if pid is None or start is None:
+        owner = parse_spool_owner(name[len(SPOOL_PREFIX):])
+        if owner is None:
             continue
-        owner = Owner(pid, start)
         out.append((base / name, owner.pid, owner_alive(owner, proc)))
     return out
