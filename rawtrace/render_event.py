@@ -43,6 +43,10 @@ def safe_text(text: str) -> str:
     text = escape(text)
     if any("\udc80" <= ch <= "\udcff" for ch in text):
         text = "".join(f"\\x{ord(ch) - 0xDC00:02x}" if "\udc80" <= ch <= "\udcff" else ch for ch in text)
+    if not text.isprintable():
+        # What escape() leaves: format characters (bidi overrides, zero-width), separators such as
+        # U+2028, unassigned and private-use code points; a terminal may act on some of them.
+        text = "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in text)
     return text
 
 

@@ -29,6 +29,12 @@ _FIELD_RE = re.compile(
 # (field line, common, long size) -> Field. Fields are immutable, so events may share them.
 _FIELDS: dict[tuple[str, bool, int | None], Field] = {}
 _FIELDS_MAX = 100_000
+# Only texts up to these lengths are kept in those caches (real field lines are < 200 characters, print
+# fmts rarely beyond 2000), and at most _PRINT_FMTS_MAX print fmts (a kernel has ~3000 events, most
+# sharing theirs): a stream of hostile formats must not keep much memory alive.
+_CACHED_LINE_MAX = 512
+_CACHED_PRINT_FMT_MAX = 4096
+_PRINT_FMTS_MAX = 8192
 # print fmt text -> (format string, arguments, problem note or None).
 _PRINT_FMTS: dict[str, tuple[str | None, tuple[str, ...], str | None]] = {}
 _NUMBER_RE = re.compile(r"[0-9]{1,18}\Z")
@@ -400,7 +406,8 @@ def parse_format(text: str, *, system: str | None = None, source: str | None = N
             field = parse_field_line(line, common=common, long_size=long_size, source=source, lineno=lineno)
             if len(_FIELDS) > _FIELDS_MAX:
                 _FIELDS.clear()
-            _FIELDS[(line, common, long_size)] = field
+            if len(line) <= _CACHED_LINE_MAX:
+                _FIELDS[(line, common, long_size)] = field
             (common_fields if common else fields).append(field)
         elif stripped.startswith("print fmt:"):
             # The print fmt is the rest of the file: one line in practice, kept verbatim either way.
@@ -442,9 +449,10 @@ def parse_format(text: str, *, system: str | None = None, source: str | None = N
                 cached = (format_string, tuple(args), None)
             except ParseError as exc:
                 cached = (None, (), f"print fmt not split: {exc.reason}")
-            if len(_PRINT_FMTS) > _FIELDS_MAX:
+            if len(_PRINT_FMTS) > _PRINT_FMTS_MAX:
                 _PRINT_FMTS.clear()
-            _PRINT_FMTS[print_fmt] = cached
+            if len(print_fmt) <= _CACHED_PRINT_FMT_MAX:
+                _PRINT_FMTS[print_fmt] = cached
         print_fmt_string, print_fmt_args, problem = cached
         if problem:
             notes.append(problem)

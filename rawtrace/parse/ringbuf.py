@@ -114,6 +114,9 @@ class PageLayout:
             problems.append(f"data offset {data_offset} is not 4-byte aligned")
         if subbuf_size <= data_offset:
             problems.append(f"sub-buffer size {subbuf_size} not beyond data offset {data_offset}")
+        elif subbuf_size - data_offset > COMMIT_SIZE_MASK:
+            # The commit word holds the data size in 27 bits: no kernel has larger sub-buffers.
+            problems.append(f"sub-buffer size {subbuf_size} beyond the ring buffer's 27-bit commit size")
         if (header_event.type_len_bits + header_event.time_delta_bits != 32
                 or header_event.array_bits != 32):
             problems.append(f"event header bits {header_event.type_len_bits}/{header_event.time_delta_bits}"
