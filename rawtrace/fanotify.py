@@ -154,7 +154,7 @@ class FileRecord:
     """A file event for a tool: `.ts` (CLOCK_MONOTONIC ns, at read time), pid, comm, mask, fatrace
     letters, the absolute path, and the directory and entry name for create/delete/moves."""
 
-    __slots__ = ("comm", "directory", "mask", "name", "path", "pid", "ts", "types")
+    __slots__ = ("comm", "directory", "epoch", "mask", "name", "path", "pid", "ts", "types")
 
     def __init__(self, ts: int, pid: int, mask: int, path: str | None, directory: str | None = None,
                  name: str | None = None, comm: str | None = None) -> None:
@@ -166,6 +166,7 @@ class FileRecord:
         self.directory = directory
         self.name = name
         self.comm = comm
+        self.epoch = 0           # how many execs of this pid the stream has shown so far
 
     def __repr__(self) -> str:
         return f"FileRecord({self.pid}, {self.types!r}, {self.path!r})"
@@ -206,6 +207,7 @@ class Names:
         self.max_pids = max_pids
         self._names: dict[int, str] = {}
         self._in_exec: dict[int, set[str]] = {}
+        self.epochs: dict[int, int] = {}       # execs seen per pid (program images), for joins
         self.from_proc = 0
         self.unknown = 0
 
@@ -230,6 +232,7 @@ class Names:
             if run is None:
                 self._remember(pid, exec_name(path))
                 self._in_exec[pid] = {path}
+                self.epochs[pid] = self.epochs.get(pid, 0) + 1
             else:
                 run.add(path)
         elif run is not None and path not in run:
@@ -421,7 +424,9 @@ class FanotifySource:
             self.events += 1
             if event.fd >= 0:
                 path = _fd_path(event.fd)
-                return FileRecord(now, event.pid, event.mask, path, comm=self.names.observe(event.pid, event.mask, path))
+                record = FileRecord(now, event.pid, event.mask, path, comm=self.names.observe(event.pid, event.mask, path))
+                record.epoch = self.names.epochs.get(event.pid, 0)
+                return record
             directory = name = path = None
             if event.dir_handle is not None:
                 directory = self._handle_path(event.fsid, event.dir_handle, cache)
@@ -432,8 +437,10 @@ class FanotifySource:
                 path = self._handle_path(event.fsid, event.handle, cache)
             if path is None:
                 self.unresolved += 1
-            return FileRecord(now, event.pid, event.mask, path, directory, name,
-                              self.names.observe(event.pid, event.mask, path))
+            record = FileRecord(now, event.pid, event.mask, path, directory, name,
+                                self.names.observe(event.pid, event.mask, path))
+            record.epoch = self.names.epochs.get(event.pid, 0)
+            return record
         finally:
             if event.fd >= 0:
                 try:

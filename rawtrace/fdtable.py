@@ -218,6 +218,10 @@ class FdTables:
         files = self._files.get(pid)
         return {fd: entry.copy() for fd, entry in files.fds.items()} if files else {}
 
+    def tracked(self, pid: int) -> bool:
+        """Whether the process's table is complete: read from /proc or followed since its fork."""
+        return pid in self._loaded and pid in self._files
+
     def cwd(self, pid: int) -> str | None:
         return self._fs_of(pid).cwd
 

@@ -301,8 +301,13 @@ class FanotifyJoiner:
     Events and syscalls left over after `settle_ns` are released: fanotify-only events are reported on
     their own (a file access fatrace would show is never dropped), unnamed syscalls as unknown."""
 
-    def __init__(self, settle_ns: int = 300_000_000, canonical=None) -> None:
+    def __init__(self, settle_ns: int = 300_000_000, canonical=None, margin_ns: int = 10_000_000,
+                 give_up_ns: int = 5_000_000_000) -> None:
         self.settle_ns = settle_ns
+        self.margin_ns = margin_ns
+        self.give_up_ns = give_up_ns
+        self._caught_up = 0
+        self._caught_up_at = 0
         # fanotify names a file by its real path; a syscall by what the program wrote (symlinks kept).
         self.canonical = canonical
         self._calls: dict[tuple[int, str], deque[PendingOpen]] = {}
@@ -310,23 +315,49 @@ class FanotifyJoiner:
         self._named: dict[tuple[int, str], deque[tuple[int, str]]] = {}
         self.joined = 0
 
-    def unnamed(self, pending: PendingOpen) -> None:
-        self._calls.setdefault((pending.pid, pending.kind), deque()).append(pending)
+    def unnamed(self, pending: PendingOpen, epoch: int = 0) -> None:
+        self._calls.setdefault((pending.pid, pending.kind, epoch), deque()).append(pending)
 
-    def named(self, pid: int, kind: str, path: str, ts: int) -> None:
-        """A syscall named by another source: its fanotify twin must not name another call."""
+    def named(self, pid: int, kind: str, path: str, ts: int, epoch: int = 0) -> None:
+        """A syscall named by another source: its fanotify twin must not name another call.
+
+        `epoch` (here and in unnamed/event) counts the process's execs: fanotify merges an event with an
+        identical one of the same pid still queued (env exec'ing bash opens ld.so.cache and libc again),
+        so calls are only matched to events of the same program image."""
         if self.canonical is not None:
             try:
                 path = self.canonical(path)
             except (OSError, ValueError):
                 pass
-        self._named.setdefault((pid, kind), deque()).append((ts, path))
+        self._named.setdefault((pid, kind, epoch), deque()).append((ts, path))
 
-    def event(self, pid: int, kind: str, event: object, path: str | None, ts: int) -> None:
-        self._events.setdefault((pid, kind), deque()).append((ts, path, event))
+    def event(self, pid: int, kind: str, event: object, path: str | None, ts: int, epoch: int = 0) -> None:
+        self._events.setdefault((pid, kind, epoch), deque()).append((ts, path, event))
 
-    def match(self, now: int, final: bool = False) -> tuple[list[tuple[PendingOpen, object]], list[object], list[PendingOpen]]:
-        """(joined (call, fanotify event) pairs, fanotify events alone, calls given up) as of `now`."""
+    def match(self, now: int, final: bool = False, caught_up: int | None = None,
+              drained: int | None = None) -> tuple[list[tuple[PendingOpen, object]], list[object], list[PendingOpen]]:
+        """(joined (call, fanotify event) pairs, fanotify events alone, calls given up) as of `now`.
+
+        Exact when `caught_up` (every syscall up to this time has been processed) and `drained` (fanotify
+        was read empty at this time) are given on the events' clock: an event is decided once the syscall
+        side is past its read time, so every call that could have caused it has been seen; a call is given
+        up once fanotify was drained after its exit and the events read by then are decided. Without them,
+        or while the syscall side is idle for `settle_ns`, ages against `now` decide."""
+        margin = self.margin_ns
+        if caught_up is not None and caught_up != self._caught_up:
+            self._caught_up, self._caught_up_at = caught_up, now
+        idle = caught_up is None or now - self._caught_up_at > self.settle_ns
+        if caught_up is not None and idle:
+            # No syscall for a while: the syscall side has nothing left to deliver.
+            caught_up = max(caught_up, now - self.settle_ns)
+
+        def decided(ts: int) -> bool:
+            if final:
+                return True
+            if caught_up is not None and ts + margin <= caught_up:
+                return True
+            return idle and now - ts >= (self.settle_ns if caught_up is not None else self.settle_ns // 3)
+
         joined: list[tuple[PendingOpen, object]] = []
         alone: list[object] = []
         given_up: list[PendingOpen] = []
@@ -336,9 +367,8 @@ class FanotifyJoiner:
             calls = self._calls.get(key)
             remaining = deque()
             for ts, path, event in events:
-                if not final and now - ts < self.settle_ns // 3:
-                    # Too fresh: the syscall side of the stream may not have caught up with it yet.
-                    remaining.append((ts, path, event))
+                if remaining or not decided(ts):
+                    remaining.append((ts, path, event))      # keep the pid's order
                     continue
                 if named and self._consume_named(named, path):
                     continue
@@ -347,7 +377,7 @@ class FanotifyJoiner:
                     joined.append((pending, event))
                     self.joined += 1
                     continue
-                if final or now - ts > self.settle_ns:
+                if final or caught_up is not None or now - ts > self.settle_ns:
                     alone.append(event)
                 else:
                     remaining.append((ts, path, event))
@@ -355,15 +385,20 @@ class FanotifyJoiner:
                 self._events[key] = remaining
             else:
                 del self._events[key]
+        exact_ready = (drained is not None and caught_up is not None and drained + margin <= caught_up
+                       and not any(q and q[0][0] <= drained for q in self._events.values()))
         for key in list(self._calls):
             calls = self._calls[key]
-            while calls and (final or now - calls[0].ts > self.settle_ns):
+            while calls and (final or (exact_ready and calls[0].ts + margin <= drained)
+                             or (caught_up is None and now - calls[0].ts > self.settle_ns)
+                             or (caught_up is not None and caught_up - calls[0].ts > self.give_up_ns)):
                 given_up.append(calls.popleft())
             if not calls:
                 del self._calls[key]
+        horizon = caught_up if caught_up is not None else now
         for key in list(self._named):
             named = self._named[key]
-            while named and (final or now - named[0][0] > 4 * self.settle_ns):
+            while named and (final or horizon - named[0][0] > self.give_up_ns):
                 named.popleft()
             if not named:
                 del self._named[key]

@@ -164,3 +164,23 @@ def test_fanotify_join_compares_real_paths():
     j.event(7, "open", "ev-libc", "/usr/lib/libc.so.6", 20)
     j.event(7, "open", "ev-x", "/x", 21)
     assert j.match(now=500)[0] == [(c, "ev-x")]
+
+
+def test_fanotify_join_exact_with_progress():
+    j = P.FanotifyJoiner(settle_ns=100, margin_ns=1)
+    j.unnamed(P.PendingOpen(7, 10, "open", "call"))
+    j.event(7, "open", "ev", "/a", 20)
+    # The syscall side has processed up to 15 only: a call made before 20 may still come, wait.
+    assert j.match(now=10_000, caught_up=15, drained=20) == ([], [], [])
+    joined, alone, given_up = j.match(now=10_001, caught_up=30, drained=25)
+    assert [e for _c, e in joined] == ["ev"] and alone == [] and given_up == []
+    # A call whose exit came before a complete fanotify drain, with nothing for it: given up at once.
+    j.unnamed(P.PendingOpen(7, 40, "open", "static"))
+    assert [c.call for c in j.match(now=10_002, caught_up=45, drained=42)[2]] == ["static"]
+    # fanotify last drained before the call returned: its event may still be queued, so it waits.
+    j.unnamed(P.PendingOpen(8, 50, "open", "late"))
+    assert j.match(now=10_003, caught_up=60, drained=48)[2] == []
+    assert [c.call for c in j.match(now=10_004, caught_up=60, drained=55)[2]] == ["late"]
+    # An event with nothing to join once the syscall side passed it: reported alone at once.
+    j.event(9, "open", "alone", "/b", 70)
+    assert j.match(now=10_005, caught_up=80, drained=75)[1] == ["alone"]
