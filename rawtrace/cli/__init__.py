@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "decode": ("rawtrace.cli.decode", "decode saved trace_pipe_raw sub-buffers offline"),
     "probes": ("rawtrace.cli.probes", "list the probes rawtrace created, with hit counts"),
     "reset": ("rawtrace.cli.reset", "remove instances and probes left behind by killed rawtrace runs"),
+    "record": ("rawtrace.cli.record", "record events into a trace.dat that trace-cmd and KernelShark read"),
     "timeline": ("rawtrace.cli.timeline", "a timeline (CPUs, syscalls, losses) as JSON for Perfetto's UI"),
 }
 
