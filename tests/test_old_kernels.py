@@ -156,3 +156,14 @@ def test_record_too_short_is_reported_and_decoding_goes_on() -> None:
     line = text_lines(items)[0]
     assert "undecoded (record payload of 8 bytes is shorter than its format's 20)" in line
     assert '"reason":' in json_lines(items)[0]
+
+
+def test_one_unparsable_format_in_a_trace_dat_does_not_make_the_file_unreadable() -> None:
+    from test_tracedat import build_v7, pages
+
+    from rawtrace.parse.tracedat import read_tracedat
+    data = build_v7([pages(0, 2)], compress=False)
+    dat = read_tracedat(data)
+    dat.event_formats.append(("test", "name: broken\nID: notanumber\nformat:\n"))
+    formats = dat.formats()
+    assert list(formats) == [700] and len(dat.format_errors) == 1 and "ID" in dat.format_errors[0]

@@ -9,7 +9,8 @@ Public API:
   ``buffers`` (``Buffer`` per instance: name, clock, page_size, cpus {cpu: (offset, size)}),
   ``buffer(name=None)`` (the named one, else the first with data), ``cpu_data(buffer, cpu) -> bytes``
   (that CPU's concatenated raw sub-buffers, decompressed), ``page_layout(buffer)`` and ``formats()``
-  (id -> EventFormat), the last two parsed with rawtrace.parse.format.
+  (id -> EventFormat; formats that do not parse are left out and listed in ``format_errors``), the last
+  two parsed with rawtrace.parse.format.
 
 zstd sections are decompressed with the `zstd` program (the Python standard library has no zstd before
 3.14 and rawtrace has no binary dependencies); zlib with the standard library. Decompression is bounded:
@@ -76,6 +77,7 @@ class TraceDat:
     options: list = field(default_factory=list)
     buffers: list = field(default_factory=list)
     clock: str = "local"
+    format_errors: list = field(default_factory=list)
     _data: bytes = field(default=b"", repr=False)
 
     def buffer(self, name: str | None = None) -> Buffer:
@@ -102,12 +104,22 @@ class TraceDat:
                           subbuf_size=subbuf_size, header_event=header_event)
 
     def formats(self) -> dict:
-        """Event ID -> EventFormat for every format the file carries (ftrace's and the others)."""
+        """Event ID -> EventFormat for every format the file carries (ftrace's and the others).
+
+        A format that does not parse is left out (its records then decode as unknown) and its error
+        message kept in `format_errors`: one bad format must not make the whole file unreadable."""
+        from rawtrace.errors import ParseError
         from rawtrace.parse.format import parse_format, parse_header_page
         long_size = parse_header_page(self.header_page, source=f"{self.source} (header_page)").commit_size
         found = {}
+        self.format_errors = []
         for system, text in [("ftrace", t) for t in self.ftrace_formats] + list(self.event_formats):
-            fmt = parse_format(text, system=system, source=f"{self.source} ({system} format)", long_size=long_size)
+            try:
+                fmt = parse_format(text, system=system, source=f"{self.source} ({system} format)",
+                                   long_size=long_size)
+            except ParseError as exc:
+                self.format_errors.append(exc.message)
+                continue
             found[fmt.id] = fmt
         return found
 
