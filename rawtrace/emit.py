@@ -218,9 +218,8 @@ class Emitter:
 
     # -- syscalls -------------------------------------------------------------------------------
     def syscall_json(self, call, formatter, comm_json: str | None = None) -> str:
-        obj = {"ts": self.seconds(call.time), "cpu": call.cpu if call.cpu is not None else call.exit_cpu,
-               "pid": call.pid, "tid": call.tid}
-        head = dumps(obj)[:-1]
+        cpu = call.cpu if call.cpu is not None else call.exit_cpu
+        head = f'{{"type":"syscall","ts":{self._stamp_json(call.time)},"cpu":{cpu},"pid":{call.pid},"tid":{call.tid}' 
         sig = call.signature
         parts = [head, ',"comm":', comm_json or self.comm_json(call.comm), ',"syscall":', json_str(sig.name),
                  ',"nr":', "null" if sig.nr is None else str(sig.nr)]
@@ -253,9 +252,10 @@ class Emitter:
                 f"{text_timestamp(call.time, self.ns)}: {safe(call.text(formatter))}{tail}")
 
     # -- stderr ---------------------------------------------------------------------------------
-    def note(self, text: str) -> None:
+    def note(self, text: str, prefix: bool = True) -> None:
+        """One line on stderr (`prefix`: as `rawtrace: ...`; the start and summary lines go without)."""
         self.clear_status()
-        self.err.write(f"rawtrace: {text}\n")
+        self.err.write(f"rawtrace: {text}\n" if prefix else text + "\n")
         self.err.flush()
 
     def status(self, text: str) -> None:

@@ -667,7 +667,7 @@ class LiveSource(Source):
             final = False
             while True:
                 drained, ready = self._read_round()
-                records = self._merger.flush() if final else ready
+                records = ready + self._merger.flush() if final else ready
                 if records:
                     yield self._lost_pass(records)
                 if final:

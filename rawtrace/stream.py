@@ -56,10 +56,10 @@ class Context:
             self._formatter = SyscallFormatter(self.arch, resolver=resolver)
         return self._formatter
 
-    def stop(self) -> None:
-        """End the trace (what was recorded is still delivered)."""
+    def stop(self, now: bool = False) -> None:
+        """End the trace: what was recorded is still delivered, unless `now`."""
         if self.stream is not None:
-            self.stream.stop()
+            self.stream.stop(now)
 
 
 class Stream:
@@ -91,6 +91,11 @@ class Stream:
         if live:
             source.prepare(tool.patterns(), getattr(tool, "preflight_needs", set()))
         needs = tool.needs()
+        self.all_events = needs.events is None
+        if self.all_events:
+            if live:
+                raise UsageError("tracing every event live is not supported: name the events")
+            needs.events = []
         if live and needs.probes and not source.probe_events:
             source.options.probes = list(needs.probes)
             source.prepare([])
@@ -110,16 +115,18 @@ class Stream:
             if needs.tasks:
                 ctx.tasks.snapshot(source.pids or None)
         else:
-            source.open(all_events, wanted=wanted)
+            source.open(None if self.all_events else all_events, wanted=wanted)
         self.events = events
         self._build_dispatch(needs, helpers)
 
     def _build_dispatch(self, needs, helpers) -> None:
         source, tool, ctx = self.source, self.tool, self.ctx
-        per_event: dict[tuple[str, str], list[Callable]] = {}
+        self._per_event: dict[tuple[str, str], list[Callable]] = {}
+        per_event = self._per_event
         if needs.tasks:
             for pair, fn in ctx.tasks.handlers().items():
                 per_event.setdefault(pair, []).append(fn)
+        self._syscall_events = None if self.all_events else set(self.events)
         if needs.syscalls:
             from rawtrace.syscalls.calls import SyscallJoiner, table_resolver
             from rawtrace.syscalls.tables import load_table
@@ -127,21 +134,41 @@ class Stream:
             native = load_table(ctx.arch).arch.abis[0].name
             self.joiner = joiner = SyscallJoiner(ctx.tasks, tool.on_syscall, resolve, native)
             ctx.joiner = joiner
-            for pair, fn in joiner.handlers(self.events, source.format).items():
-                per_event.setdefault(pair, []).append(fn)
             per_event.setdefault(("sched", "sched_process_exit"), []).append(
                 lambda rec: joiner.thread_exit(rec.fields.get("pid", rec.pid)))
-        for pair, fn in tool.handlers().items():
-            per_event.setdefault(pair, []).append(fn)
-        ids = {pair: event_id for event_id, pair in source.ids.items()}
-        dispatch: dict[int, Callable] = {}
-        for pair, fns in per_event.items():
-            event_id = ids.get(pair)
-            if event_id is None:
-                continue
-            dispatch[event_id] = fns[0] if len(fns) == 1 else _chain(fns)
-        self.dispatch = dispatch
+        self._tool_handlers = tool.handlers()
+        self._fallback = getattr(tool, "on_event", None)
+        self.dispatch: dict[int, Callable] = {}
         self._user_filter = self._make_filter()
+        for event_id, pair in source.ids.items():
+            self.dispatch[event_id] = self._handler_for(pair)
+
+    def _handler_for(self, pair: tuple[str, str]) -> Callable:
+        """The one function that handles every record of an event: task table, joiner, tool, chained."""
+        # The task table sees every task; -p/-t/-n (where not done in the kernel) filter the rest.
+        table_fns = list(self._per_event.get(pair, ()))
+        fns = []
+        if self.joiner is not None:
+            joined = self.joiner.handler_for(pair, self.source.format, self._syscall_events)
+            if joined is not None:
+                fns.append(joined)
+        tool_fn = self._tool_handlers.get(pair)
+        if tool_fn is not None:
+            fns.append(tool_fn)
+        elif not fns and not table_fns and self._fallback is not None:
+            fns.append(self._fallback)
+        if fns and self._user_filter is not None:
+            fns = [_filtered(self._user_filter, fns[0] if len(fns) == 1 else _chain(fns))]
+        fns = table_fns + fns
+        if not fns:
+            return _ignore
+        return fns[0] if len(fns) == 1 else _chain(fns)
+
+    def _late_handler(self, rec) -> Callable:
+        """A record of an event not set up in advance (decoding every event of a recording)."""
+        fmt = rec.format
+        handler = self.dispatch[rec.id] = self._handler_for((fmt.system, fmt.name))
+        return handler
 
     def _make_filter(self) -> Callable[[Any], bool] | None:
         """User-space -p/-t/-n filtering, where the kernel did not already do it."""
@@ -172,12 +199,20 @@ class Stream:
         return keep
 
     # -- running ---------------------------------------------------------------------------------
-    def stop(self) -> None:
+    def stop(self, now: bool = False) -> None:
+        """Stop recording; with `now`, also stop delivering (what is left is dropped, e.g. after -c N)."""
         self._stopped = True
-        self.source.stop()
+        if now:
+            self._halted = True
+        self.source.stop_recording()
 
     def run(self) -> None:
         """Set up (unless done), deliver every record, tick, finish."""
+        for _ in self.steps():
+            pass
+
+    def steps(self):
+        """run() one batch at a time: yields after each batch (the library facade pulls through this)."""
         if not hasattr(self, "dispatch"):
             self.setup()
         source, tool = self.source, self.tool
@@ -188,20 +223,21 @@ class Stream:
         dispatch = self.dispatch
         get = dispatch.get
         joiner = self.joiner
-        keep = self._user_filter
-        helper_ids = {event_id for event_id, pair in source.ids.items() if pair in self.helpers}
         interval_ns = int(self.interval * 1e9) if self.interval and source.ns else \
             (int(self.interval) if self.interval else None)
         next_tick = None
         end_ts = None
         first_ts = None
         records = 0
+        self._halted = False
+        all_events = self.all_events
         for batch in source.batches():
             if not batch:
                 if interval_ns is not None and live:
                     now = source.now()
                     if now is not None and next_tick is not None and now >= next_tick:
                         next_tick = self._tick(now, next_tick, interval_ns)
+                yield
                 continue
             if first_ts is None:
                 first_ts = batch[0].ts
@@ -211,34 +247,33 @@ class Stream:
                     end_ts = first_ts + (int(self.duration * 1e9) if source.ns else int(self.duration))
             if end_ts is not None and batch[-1].ts > end_ts:
                 batch = [rec for rec in batch if rec.ts <= end_ts]
-                self._stopped = True
+                self._stopped = self._halted = True
             records += len(batch)
             for rec in batch:
                 cls = rec.__class__
                 if cls is Event:
-                    if keep is not None and not keep(rec) and rec.id not in helper_ids:
-                        continue
                     handler = get(rec.id)
-                    if handler is not None:
-                        handler(rec)
+                    if handler is None:
+                        handler = self._late_handler(rec)
+                    handler(rec)
                 elif isinstance(rec, Lost):
                     if joiner is not None:
                         joiner.lost(rec.cpu, rec.count)
                     tool.on_lost(rec)
                 elif cls is UnknownEvent:
-                    if rec.id in source.ids or getattr(rec, "reason", None):
+                    if all_events or rec.id in source.ids or getattr(rec, "reason", None):
                         tool.on_unknown(rec)
                 else:
                     tool.on_record(rec)
+                if self._halted:
+                    break
             if next_tick is not None and batch and batch[-1].ts >= next_tick:
                 next_tick = self._tick(batch[-1].ts, next_tick, interval_ns)
-            if self._stopped:
-                if live:
-                    source.stop()
-                else:
-                    break
+            yield
+            if self._halted or (self._stopped and not live):
+                break
         self.records = records
-        if joiner is not None:
+        if joiner is not None and not self._halted:
             joiner.flush()
         if interval_ns is not None and not self._stopped_by_count():
             tool.on_tick(end_ts or (source.now() if live else None) or 0)
@@ -256,6 +291,17 @@ class Stream:
 
     def _stopped_by_count(self) -> bool:
         return self.count is not None and self.ticks >= self.count
+
+
+def _filtered(keep: Callable, fn: Callable) -> Callable:
+    def filtered(rec) -> None:
+        if keep(rec):
+            fn(rec)
+    return filtered
+
+
+def _ignore(rec) -> None:
+    pass
 
 
 def _chain(fns: list[Callable]) -> Callable:

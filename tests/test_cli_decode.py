@@ -109,10 +109,14 @@ def test_json_output_and_events_dir(tmp_path: Path, capsys) -> None:
     cpu0, cpu1 = two_cpus(tmp_path)
     code, out, _ = run(capsys, "--tracefs", str(tracefs / "events"), "--json", str(cpu0), str(cpu1))
     assert code == 0
-    rows = [json.loads(line) for line in out.splitlines()]
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert lines[0]["type"] == "meta" and lines[0]["source"] == "pages" and lines[0]["ts_unit"] == "s"
+    assert lines[-1]["type"] == "summary" and lines[-1]["events"] == 3
+    rows = lines[1:-1]
     assert [r["fields"]["a"] for r in rows] == [1, 2, 3]
-    assert rows[0] == {"ts": 1_000_000_005, "cpu": 0, "pid": 10, "comm": None, "event": "test:tiny",
-                       "fields": {"a": 1, "b": -1}}
+    # The same schema as `trace --json`: seconds, pid (process) and tid (thread), the name at event time.
+    assert rows[0] == {"type": "event", "ts": 1.000000005, "cpu": 0, "pid": 10, "tid": 10, "comm": "<...>",
+                       "event": "test:tiny", "fields": {"a": 1, "b": -1}}
 
 
 @pytest.mark.parametrize("kernel", [{"byteorder": "big", "long_size": 4, "subbuf_size": 8192},
@@ -123,7 +127,7 @@ def test_other_kernels(tmp_path: Path, capsys, kernel: dict) -> None:
     code, out, _ = run(capsys, "--tracefs", str(tracefs), "--byteorder", kernel["byteorder"], "--json",
                        str(cpu0))
     assert code == 0
-    assert [json.loads(line)["fields"]["b"] for line in out.splitlines()] == [-1, -3]
+    assert [json.loads(line)["fields"]["b"] for line in out.splitlines()[1:-1]] == [-1, -3]
 
 
 def test_pointers_hex_and_strings_escaped(tmp_path: Path, capsys) -> None:
@@ -134,7 +138,7 @@ def test_pointers_hex_and_strings_escaped(tmp_path: Path, capsys) -> None:
     assert code == 0
     assert out == "           <...>-5       [003] 2.500000: test:named: comm=ev\\x1bil\\xff filename=0x7ffc1234\n"
     code, out, _ = run(capsys, "--tracefs", str(tracefs), "--json", "--cpu", "7", str(tmp_path / "cpu3"))
-    row = json.loads(out)
+    row = json.loads(out.splitlines()[1])
     assert row["cpu"] == 7 and row["fields"] == {"comm": "ev\x1bil\\xff", "filename": 0x7FFC1234}
 
 
@@ -146,9 +150,9 @@ def test_lost_and_unknown_events(tmp_path: Path, capsys) -> None:
     (tmp_path / "cpu0.raw").write_bytes(page)
     code, out, err = run(capsys, "--tracefs", str(tracefs), "--json", str(tmp_path / "cpu0.raw"))
     assert code == 0
-    rows = [json.loads(line) for line in out.splitlines()]
-    assert rows[0] == {"lost": 42, "cpu": 0, "ts": 3_000_000_000}
-    assert rows[1]["unknown_id"] == 999 and rows[2]["fields"] == {"a": 9, "b": 9}
+    rows = [json.loads(line) for line in out.splitlines()][1:-1]
+    assert rows[0] == {"type": "lost", "ts": 3.0, "cpu": 0, "count": 42, "source": "page"}
+    assert rows[1]["type"] == "unknown" and rows[1]["unknown_id"] == 999 and rows[2]["fields"] == {"a": 9, "b": 9}
     assert "999 (1)" in err
     code, out, err = run(capsys, "--tracefs", str(tracefs), str(tmp_path / "cpu0.raw"))
     assert "LOST 42 events" in out.splitlines()[0]
@@ -163,7 +167,7 @@ def test_truncated_file_prints_good_records_then_one_line_error(tmp_path: Path, 
     (tmp_path / "cpu0.raw").write_bytes(data[:4096 + 16 + 24 * 4 + 7])
     code, out, err = run(capsys, "--tracefs", str(tracefs), "--json", str(tmp_path / "cpu0.raw"))
     assert code == 1
-    assert [json.loads(line)["fields"]["a"] for line in out.splitlines()] == [100, 0, 1, 2, 3]
+    assert [json.loads(line)["fields"]["a"] for line in out.splitlines()[1:-1]] == [100, 0, 1, 2, 3]
     assert err.count("\n") == 1 and "Traceback" not in err
     assert "cpu0.raw: cpu 0 page 1" in err and "truncated" in err
 
@@ -199,11 +203,11 @@ def test_tracedat_input(tmp_path: Path, capsys) -> None:
     path.write_bytes(build_v6([pages(0, 2), pages(1, 1)], TINY))
     code, out, _ = run(capsys, "--json", str(path))
     assert code == 0
-    rows = [json.loads(line) for line in out.splitlines()]
+    rows = [json.loads(line) for line in out.splitlines()][1:-1]
     # pages(cpu, n): page k holds one event a=k, b=cpu, pid 10+cpu, at 1000*k + 1 ns
     assert [(r["ts"], r["cpu"], r["pid"], r["comm"], r["fields"]) for r in rows] == [
-        (1, 0, 10, "bash", {"a": 0, "b": 0}), (1, 1, 11, "cat", {"a": 0, "b": 1}),
-        (1001, 0, 10, "bash", {"a": 1, "b": 0})]
+        (1e-9, 0, 10, "bash", {"a": 0, "b": 0}), (1e-9, 1, 11, "cat", {"a": 0, "b": 1}),
+        (1.001e-6, 0, 10, "bash", {"a": 1, "b": 0})]
     code, _, err = run(capsys, str(path), str(path))
     assert code == 2 and "on its own" in err
 

@@ -136,24 +136,6 @@ def test_cgroup_pids_v2_and_v1(tmp_path):
         cgroup_pids(tmp_path)
 
 
-@pytest.mark.parametrize("fields, comm, syscall, duration", [
-    ({"id": 257, "args": (18446744073709551516, 140737488346, 524288, 0, 0, -1)}, "rtworkload", None, None),
-    ({"ret": -2, "id": 0}, "bash", "openat(AT_FDCWD, 0x7f, O_RDONLY) = -1 ENOENT", 1.5e-06),
-    ({"filename": "/tmp/a\"b\\\nc\x01\x7f", "s": "caf\u00e9 \udcff", "raw": b"\x00\xfe", "empty": ()},
-     "we\"ird\tname\udc80", None, 0.123456789123),
-    ({"nested": [1, "x", (2, 3)], "arr": [5, 6], "none": None, "flag": True, "f": 1.25}, "", "x\u2028y", None),
-])
-def test_json_line_is_the_same_text_as_json_dumps(fields, comm, syscall, duration):
-    import json
-
-    from rawtrace.session import TraceEvent, json_line
-    ev = TraceEvent(1234.5678901234, 1234567890123, 1, 4242, comm, "raw_syscalls", "sys_enter", fields,
-                    syscall=syscall, duration=duration)
-    expected = json.dumps(ev.to_json(), ensure_ascii=False, separators=(",", ":"), check_circular=False)
-    assert json_line(ev) == expected
-    assert json.loads(json_line(ev))["fields"].keys() == fields.keys()
-
-
 @pytest.mark.parametrize("specs, expected", [
     (["kprobe:vfs_read"], {"kprobes"}),
     (["uprobe:libc:getppid"], {"uprobes"}),
@@ -176,41 +158,3 @@ def test_preflight_asks_for_the_probe_kinds_used(specs, expected, monkeypatch):
     with pytest.raises(Stop):
         session.start()
     assert asked == [{"tracefs", "tracepoints"} | expected]
-
-
-def test_raw_syscall_arguments_come_from_the_tracepoint_named_after_the_entry():
-    from rawtrace.session import Session
-    from rawtrace.syscalls.tables import Syscall
-
-    class Table:
-        def by_nr(self, nr):
-            return Syscall(5, "fstat", "common", "sys_newfstat") if nr == 5 else None
-
-    asked = []
-
-    class Catalog:
-        def format(self, system, name):
-            asked.append((system, name))
-            raise FileNotFoundError(name)
-    session = Session(["raw_syscalls:sys_enter"])
-    session._syscall_table = Table()
-    session.catalog = Catalog()
-    name, params = session._resolve_syscall(5)
-    assert name == "fstat" and asked == [("syscalls", "sys_enter_newfstat")]
-    assert len(params) == 6
-    assert session._resolve_syscall(999) is None
-
-
-def test_trace_json_shows_non_utf8_bytes_like_decode():
-    """trace --json and decode --json render bytes that are not UTF-8 the same way (\\xNN), never as U+FFFD."""
-    import json
-    from json.encoder import encode_basestring
-
-    from rawtrace import session
-    from rawtrace.output import json_text
-
-    session._json_str = session._json_str or encode_basestring
-    raw = b"caf\xe9/\xff".decode("utf-8", "surrogateescape")
-    assert session._json_text(raw) == json.dumps(json_text(raw), ensure_ascii=False)
-    assert "\ufffd" not in session._json_text(raw)
-    assert session._jsonable(raw) == json_text(raw) == "caf\\xe9/\\xff"

@@ -235,7 +235,7 @@ def test_cli_cleans_up_on_signal(live_tracefs, signum):
     proc, first = _start_cli("sched:sched_switch", "--json")
     try:
         assert first.startswith("Tracing 1 event"), first
-        name = f"rawtrace-{proc.pid}-{process_starttime(proc.pid)}"
+        name = instance_name(proc.pid)
         assert name in first and (live_tracefs / "instances" / name).is_dir()
         time.sleep(0.5)
         proc.send_signal(signum)
@@ -247,8 +247,10 @@ def test_cli_cleans_up_on_signal(live_tracefs, signum):
     assert proc.returncode == 0, err
     assert not (live_tracefs / "instances" / name).exists()
     lines = out.splitlines()
-    assert json.loads(lines[0])["meta"]["clock"] == "mono"
-    assert all("event" in json.loads(line) or "lost" in json.loads(line) for line in lines[1:])
+    meta = json.loads(lines[0])
+    assert meta["type"] == "meta" and meta["clock"] == "mono" and meta["ts_unit"] == "s"
+    types = [json.loads(line)["type"] for line in lines[1:]]
+    assert types[-1] == "summary" and set(types[:-1]) <= {"event", "lost"}
     assert "events," in err and "lost" in err
 
 
@@ -313,7 +315,7 @@ def test_cli_sigterm_with_stuck_output_still_cleans_up(live_tracefs):
     proc, first = _start_cli("sched:sched_switch", "raw_syscalls:sys_enter", "--nice", "0")
     try:
         assert first.startswith("Tracing"), first
-        name = f"rawtrace-{proc.pid}-{process_starttime(proc.pid)}"
+        name = instance_name(proc.pid)
         time.sleep(2)              # far more than a pipe's 64 KiB of output
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
@@ -469,17 +471,18 @@ def test_cli_flood_through_the_spool_loses_nothing(live_tracefs, tmp_path):
     proc, first = _start_cli("raw_syscalls:*", "--json", "--no-pair")
     with _killed_on_failure(proc):
         assert first.startswith("Tracing 2 events"), first
-        name = f"rawtrace-{proc.pid}-{process_starttime(proc.pid)}"
+        name = instance_name(proc.pid)
         assert _children(proc.pid), "no spooler child"
         out, err, flood_pid = _flood_then_signal(proc, target, FLOOD_CALLS, signal.SIGINT)
     assert proc.returncode == 0, err
     lines = out.splitlines()
-    assert not [line for line in lines[1:] if '"lost"' in line], "events were lost"
+    assert not [line for line in lines[1:] if '"type":"lost"' in line], "events were lost"
     summary = err.strip().splitlines()[-1]
     assert ", 0 lost," in summary and "overrun" not in summary, summary
+    assert json.loads(lines[-1])["lost"] == 0
     # This process's syscalls, in order, between the two getppid markers.
     calls = []
-    for line in lines[1:]:
+    for line in lines[1:-1]:
         item = json.loads(line)
         if item["pid"] == flood_pid:
             calls.append((item["event"].split(":")[1], item["fields"]["id"]))
@@ -504,7 +507,7 @@ def test_cli_sigterm_during_flood_leaves_nothing(live_tracefs, tmp_path):
     proc, first = _start_cli("raw_syscalls:*", "--json")
     with _killed_on_failure(proc):
         assert first.startswith("Tracing"), first
-        name = f"rawtrace-{proc.pid}-{process_starttime(proc.pid)}"
+        name = instance_name(proc.pid)
         spoolers = _children(proc.pid)
         assert len(spoolers) == 1
         _flood_then_signal(proc, target, 10 * FLOOD_CALLS, signal.SIGTERM, wait_for_flood=False, settle=0.5)
@@ -522,7 +525,7 @@ def test_cli_spool_limit_hands_the_excess_to_the_kernel_and_reports_it_exactly(l
         assert first.startswith("Tracing"), first
         out, err, _ = _flood_then_signal(proc, target, FLOOD_CALLS, signal.SIGINT)
     assert proc.returncode == 0, err
-    reported = sum(json.loads(line)["lost"] for line in out.splitlines()[1:] if line.startswith('{"lost"'))
+    reported = sum(json.loads(line)["count"] for line in out.splitlines()[1:] if line.startswith('{"type":"lost"'))
     summary = err.strip().splitlines()[-1]
     overrun = sum(int(v) for v in re.findall(r"cpu\d+=(\d+)", summary))
     # 1 MiB of spool cannot hold a 420 000-event flood that a nice-19 decoder is still reading: the kernel

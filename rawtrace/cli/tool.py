@@ -181,4 +181,7 @@ class ToolCommand:
         add_shared_arguments(parser, self.tool)
 
     def run(self, args, host) -> int:
+        files = getattr(args, "files", None)
+        if files:
+            args.input = list(args.input) + list(files)
         return run_tool(self.tool, args, host)

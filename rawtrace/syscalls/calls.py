@@ -32,6 +32,7 @@ class Signature(NamedTuple):
     name: str
     params: tuple[tuple[str, str], ...]    # (argument name, C type) in order
     abi: str = ""
+    system: str = "raw_syscalls"           # the events it came from: raw_syscalls, or syscalls (sys_enter_X)
 
 
 class Syscall:
@@ -163,25 +164,42 @@ class SyscallJoiner:
     # -- what the stream calls ------------------------------------------------------------------
     def handlers(self, events: Sequence[tuple[str, str]], formats: Callable[[str, str], Any]) -> dict:
         """(system, event) → handler for the syscall events among `events`. Enter and exit of a syscall
-        are paired only when both are traced; a lone half is emitted as it comes."""
+        are paired only when both are traced; a lone half is left to the caller."""
         chosen = set(events)
         out: dict[tuple[str, str], Callable] = {}
-        if ("raw_syscalls", "sys_enter") in chosen and ("raw_syscalls", "sys_exit") in chosen:
-            out[("raw_syscalls", "sys_enter")] = self.raw_enter
-            out[("raw_syscalls", "sys_exit")] = self.raw_exit
-        for system, name in chosen:
-            if system != "syscalls" or not name.startswith("sys_enter_"):
-                continue
-            call = name[10:]
-            exit_event = ("syscalls", "sys_exit_" + call)
-            if exit_event not in chosen:
-                continue
-            fmt = formats(system, name)
-            params = tuple((f.name, f.type) for f in fmt.fields if f.name != "__syscall_nr") if fmt else ()
-            signature = self._named[call] = Signature(None, call, params, self.native_abi)
-            out[(system, name)] = self._named_enter(signature, [p[0] for p in params])
-            out[exit_event] = self._named_exit(signature)
+        for pair in chosen:
+            handler = self.handler_for(pair, formats, chosen)
+            if handler is not None:
+                out[pair] = handler
         return out
+
+    def handler_for(self, pair: tuple[str, str], formats: Callable[[str, str], Any],
+                    chosen: set | None = None) -> Callable | None:
+        """The handler of one syscall event, or None if it is not one (or its other half is not traced;
+        `chosen` None: every event is traced, as when decoding a whole recording)."""
+        system, name = pair
+        if system == "raw_syscalls":
+            if chosen is not None and not {("raw_syscalls", "sys_enter"), ("raw_syscalls", "sys_exit")} <= chosen:
+                return None
+            return {"sys_enter": self.raw_enter, "sys_exit": self.raw_exit}.get(name)
+        if system != "syscalls":
+            return None
+        if name.startswith("sys_enter_"):
+            call, other = name[10:], ("syscalls", "sys_exit_" + name[10:])
+        elif name.startswith("sys_exit_"):
+            call, other = name[9:], ("syscalls", "sys_enter_" + name[9:])
+        else:
+            return None
+        if chosen is not None and other not in chosen:
+            return None
+        signature = self._named.get(call)
+        if signature is None:
+            fmt = formats(system, "sys_enter_" + call)
+            params = tuple((f.name, f.type) for f in fmt.fields if f.name != "__syscall_nr") if fmt else ()
+            signature = self._named[call] = Signature(None, call, params, self.native_abi, "syscalls")
+        if name.startswith("sys_enter_"):
+            return self._named_enter(signature, [p[0] for p in signature.params])
+        return self._named_exit(signature)
 
     def add_strings(self, tid: int, strings: dict) -> None:
         """User strings fetched for the next syscall of `tid` (a probe in the C library fires just
@@ -252,11 +270,16 @@ class SyscallJoiner:
         emit = self._emit
         call = signature.name
 
+        numbered = [signature]
+
         def enter(rec) -> None:
             tid = rec.pid
             fields = rec.fields
             values = tuple([fields.get(n) for n in names])
-            payload = (signature, values, tasks.pid(tid), tasks.comm(tid), strings.pop(tid, None))
+            sig = numbered[0]
+            if sig.nr is None and fields.get("__syscall_nr") is not None:
+                sig = numbered[0] = self._named[call] = sig._replace(nr=fields["__syscall_nr"])
+            payload = (sig, values, tasks.pid(tid), tasks.comm(tid), strings.pop(tid, None))
             for record in pairer.enter(tid, rec.ts, rec.cpu, None, call, payload):
                 emit(record, None)
         return enter
@@ -273,6 +296,14 @@ class SyscallJoiner:
 
     # -- records → Syscall ----------------------------------------------------------------------
     def _emit(self, record: pairing.SyscallRecord, exit_rec) -> None:
+        if record.kind == pairing.PAIR and record.note == pairing.NOTE_LOST:
+            # Events were lost between this enter and exit: they may belong to different calls of the
+            # same syscall. Shown as what is known for sure, never joined.
+            self._emit(record._replace(kind=pairing.UNFINISHED, ret=None, exit_ts=None, exit_cpu=None,
+                                       duration_ns=None), None)
+            self._emit(record._replace(kind=pairing.RESUMED, args=None, enter_ts=None, enter_cpu=None,
+                                       duration_ns=None), exit_rec)
+            return
         status = _STATUS[record.kind]
         self.counts[status] += 1
         tid = record.tid
@@ -286,7 +317,8 @@ class SyscallJoiner:
                 abi = self.abi_of(tid) if self.abi_of is not None else self.native_abi
                 signature = self.signature(record.nr, abi)
             else:
-                signature = self._named.get(record.name) or Signature(None, record.name or "?", (), self.native_abi)
+                signature = self._named.get(record.name) or \
+                    Signature(None, record.name or "?", (), self.native_abi, "syscalls")
         self.emit(Syscall(status, record.enter_ts, record.exit_ts, record.enter_cpu, record.exit_cpu, tid, pid,
                           comm, signature, values, record.ret, record.note, strings))
 

@@ -210,7 +210,7 @@ Overhead: two events per syscall, decoded to the number and return value only.""
             what = ", ".join(sorted(self._only))
         if ctx.live:
             out.meta("syscount", "live", ctx.clock)
-            out.note(f"Tracing {what} through raw_syscalls... Ctrl-C to end.")
+            out.note(f"Tracing {what} through raw_syscalls... Ctrl-C to end.", prefix=False)
         else:
             out.meta("syscount", ctx.source.kind, ctx.clock)
 
@@ -288,12 +288,16 @@ Overhead: two events per syscall, decoded to the number and return value only.""
                    extra=[f"{self.unpaired_exits} without a seen entry"] if self.unpaired_exits else [])
 
 
-def report_run(out, source, what: str, info: dict, extra: list[str] | None = None) -> None:
-    """The closing summary every tool prints: NDJSON `summary` record, or one stderr line (with losses
-    and decode problems said out loud)."""
+def report_run(out, source, what: str, info: dict, extra: list[str] | None = None,
+               quiet_offline: bool = False) -> None:
+    """The closing summary every tool prints: NDJSON `summary` record, and one stderr line (with losses
+    and decode problems said out loud; offline with `quiet_offline` only when there were some)."""
     summary = source.summary
     if out.json:
         out.record("summary", info)
+    if quiet_offline and source.kind != "live" and not summary.lost and not summary.lost_unknown_pages:
+        _decode_problems(out, summary)
+        return
     parts = [what]
     lost = f"{summary.lost} lost"
     if summary.lost_unknown_pages:
@@ -307,13 +311,18 @@ def report_run(out, source, what: str, info: dict, extra: list[str] | None = Non
             parts.append(f"kernel per-CPU overrun: {per_cpu}")
         if summary.spooled and summary.max_lag >= 0.5:
             parts.append(f"decoding lagged up to {summary.max_lag:.1f} s behind the trace")
-    out.note(", ".join(parts))
+    out.note(", ".join(parts), prefix=False)
     if summary.spooler_exit:
         out.note(f"warning: the spooler process died ({summary.spooler_exit}); pages were read directly "
                  "after that, and what the kernel overwrote meanwhile is counted as lost")
-    if summary.decode_errors:
-        out.note(f"warning: {len(summary.decode_errors)} sub-buffers could not be fully decoded: "
-                 f"{summary.decode_errors[0]}")
+    _decode_problems(out, summary)
+
+
+def _decode_problems(out, summary) -> None:
+    errors = summary.decode_errors
+    if errors:
+        more = f" (and {len(errors) - 1} more sub-buffers)" if len(errors) > 1 else ""
+        out.note(f"{errors[0]}{more}")
 
 
 TOOL = Syscount

@@ -1,0 +1,224 @@
+"""`rawtrace trace` and `rawtrace decode`: every selected event as a line (ftrace-like, or strace-like for
+syscalls), live or over a recording, through the one pipeline and the one NDJSON schema."""
+
+from __future__ import annotations
+
+import argparse
+
+from rawtrace.tracers.base import Needs, Tool
+from rawtrace.tracers.syscount import report_run
+
+
+class Trace(Tool):
+    name = "trace"
+    help = "trace tracepoints, syscalls and probes from the binary ring buffer"
+    has_events_argument = True
+    epilog = """\
+examples:
+  rawtrace trace syscalls:sys_enter_openat syscalls:sys_exit_openat -p 1234
+  rawtrace trace 'syscalls:sys_*_openat' -n bash -d 10
+  rawtrace trace raw_syscalls:sys_enter --filter 'id == 257' -c 100 --json
+  rawtrace trace 'sched:sched_process_*' --cgroup /sys/fs/cgroup/system.slice/ssh.service
+  rawtrace trace sched_switch --buffer-kb 8192 --clock boot
+  rawtrace trace 'raw_syscalls:*' --json --spool-mb 256 > flood.ndjson
+  rawtrace trace -i trace.dat 'syscalls:*'       # the same over a recording
+
+Output: `comm-tid [cpu] seconds: event: fields`, one line per event (ftrace's layout: the number is the
+thread id); syscall enter/exit pairs of one thread are joined into one strace-like line with the call's
+duration (--no-pair keeps both raw halves). Lost events appear as their own LOST lines and in the
+summary; they are never hidden. Pages are copied out of the kernel buffer by a small spooler process at
+normal priority (no decoding, so it keeps up with syscall floods) into unlinked files under $TMPDIR;
+rawtrace decodes them at nice +19 (--nice), so under a flood it falls behind and catches up later
+instead of slowing the traced programs or losing events. -d stops recording on time whatever the lag,
+then drains what was recorded. --spool-mb caps that backlog (then the kernel overwrites and the loss
+is reported). --no-spool reads the kernel buffer directly. Timestamps are seconds on the instance's
+trace clock (mono = CLOCK_MONOTONIC by default). -n is a kernel filter (`comm == "NAME"`: the name at
+event time); -p/--cgroup use set_event_pid with event-fork, so children started later are traced too.
+Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; after a kill -9 run
+`rawtrace reset`."""
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        from rawtrace.cli.tool import positive_int
+        parser.add_argument("events", nargs="*", metavar="EVENT",
+                            help="event names, system:event or globs (as `rawtrace format` takes them)")
+        parser.add_argument("--probe", action="append", default=[], metavar="SPEC",
+                            help="add a uprobe (repeatable; see `rawtrace probes --help`)")
+        parser.add_argument("--filter", metavar="EXPR",
+                            help="kernel filter expression for the events that have its fields")
+        parser.add_argument("-c", "--count", dest="max_events", type=positive_int, metavar="N",
+                            help="stop after N events")
+        parser.add_argument("--no-pair", action="store_true", help="show syscall enter and exit events separately")
+        parser.add_argument("--show-helpers", action="store_true",
+                            help="also show the fork/exec/rename/exit events used to track process names")
+
+    def __init__(self, args, ctx) -> None:
+        super().__init__(args, ctx)
+        self.shown = 0
+        self.max_events = getattr(args, "max_events", None)
+        self.out = ctx.out
+        self.write = ctx.out.write
+        self.json = ctx.out.json
+        self.tasks = ctx.tasks
+        self._prefixes: dict[tuple, str] = {}
+
+    def patterns(self) -> list[str]:
+        return list(self.args.events)
+
+    def needs(self) -> Needs:
+        from rawtrace.errors import UsageError
+        source = self.ctx.source
+        if not self.args.events and not getattr(self.args, "probe", None) and not getattr(self, "every", False):
+            raise UsageError("name at least one EVENT or --probe SPEC")
+        if getattr(self, "every", False) and not self.args.events:
+            events = None
+        else:
+            events = source.resolve(self.args.events) if self.args.events else []
+        self.selected = set(events or ())
+        return Needs(events=events, probes=list(getattr(self.args, "probe", []) or []),
+                     syscalls=not self.args.no_pair)
+
+    def handlers(self):
+        from rawtrace.tasks import HELPER_EVENTS
+        out = {}
+        for pair in HELPER_EVENTS:
+            if self.args.show_helpers or pair in self.selected or getattr(self, "every", False):
+                out[pair] = self.on_event
+        return out
+
+    # -- per record -------------------------------------------------------------------------------
+    def on_event(self, rec) -> None:
+        tasks = self.tasks
+        tid = rec.pid
+        if self.json:
+            self.write(self.out.event_json(rec, tasks.pid(tid), tasks.comm(tid)) + "\n")
+        else:
+            self.write(self._event_text(rec, tasks.comm(tid)))
+        self._count()
+
+    def _event_text(self, rec, comm: str) -> str:
+        from rawtrace.emit import safe, text_timestamp
+        from rawtrace.render_event import fields_text
+        key = (comm, rec.pid, rec.cpu)
+        prefix = self._prefixes.get(key)
+        if prefix is None:
+            if len(self._prefixes) > 65536:
+                self._prefixes.clear()
+            prefix = self._prefixes[key] = f"{safe(comm) if comm else '<...>':>16}-{rec.pid:<7} [{rec.cpu:03d}] "
+        fmt = rec.format
+        return (f"{prefix}{text_timestamp(rec.ts, self.ctx.ns)}: {safe(fmt.system)}:{safe(fmt.name)}: "
+                f"{fields_text(rec.fields, fmt)}\n")
+
+    def on_syscall(self, call) -> None:
+        out = self.out
+        formatter = self.ctx.formatter
+        if self.json:
+            self.write(out.syscall_json(call, formatter) + "\n")
+        else:
+            self.write(out.syscall_line(call, formatter) + "\n")
+        self._count()
+
+    def on_lost(self, lost) -> None:
+        from rawtrace.sources import LostFromStats
+        self.out.lost(lost, "stats" if isinstance(lost, LostFromStats) else "page")
+
+    def on_unknown(self, rec) -> None:
+        self.out.unknown(rec)
+
+    def _count(self) -> None:
+        self.shown += 1
+        if self.max_events is not None and self.shown >= self.max_events:
+            self.max_events = None
+            self.ctx.stop(now=True)
+
+    # -- start and end ----------------------------------------------------------------------------
+    def start(self) -> None:
+        ctx = self.ctx
+        source = ctx.source
+        out = ctx.out
+        events = [f"{s}:{n}" for s, n in source.selected if (s, n) in self.selected or not self.selected]
+        out.meta(self.name, source.kind, ctx.clock, events=events if self.selected else "all",
+                 **({"instance": source.instance.name} if ctx.live else {}))
+        if ctx.live:
+            scope = []
+            if source.pids:
+                scope.append(f"pid {','.join(map(str, source.pids))} and children")
+            if source.options.comm is not None:
+                from rawtrace.emit import safe
+                scope.append(f"comm {safe(source.options.comm)}" +
+                             ("" if source.comm_filter_in_kernel else " (user-space filter)"))
+            if source.filter_skipped:
+                out.note(f"note: --filter not applied to {', '.join(source.filter_skipped)} (fields missing)")
+            count = len(self.selected | set(source.probe_events))
+            out.note(f"Tracing {count} event{'s' if count != 1 else ''}"
+                     f"{' for ' + ', '.join(scope) if scope else ''} "
+                     f"(clock {ctx.clock}, instance {source.instance.name})... Ctrl-C to end.", prefix=False)
+
+    def finish(self) -> None:
+        ctx = self.ctx
+        out = ctx.out
+        out.flush()
+        summary = ctx.source.summary
+        joiner = getattr(ctx, "joiner", None)
+        info = {"events": self.shown, "lost": summary.lost, "lost_unknown_pages": summary.lost_unknown_pages,
+                "duration": round(summary.duration, 6), "pages": summary.pages,
+                "kernel_overrun": summary.kernel_overrun, "spooled": summary.spooled,
+                "spool_peak_bytes": summary.spool_peak_bytes, "max_lag": round(summary.max_lag, 6)}
+        if joiner is not None:
+            info["syscalls"] = dict(joiner.counts)
+        report_run(out, ctx.source, f"{self.shown} events", info, quiet_offline=True)
+        decoders = getattr(ctx.source, "decoders", None)
+        if decoders is not None:
+            for event_id, reason in sorted(decoders.broken.items()):
+                out.note(f"note: event ID {event_id} shown undecoded: {reason}")
+            unknown = {i: n for i, n in decoders.unknown.items() if i not in decoders.broken}
+            if unknown:
+                ids = ", ".join(f"{i} ({n})" for i, n in sorted(unknown.items()))
+                where = getattr(ctx.source, "formats_from", None) or getattr(ctx.source, "path", "the recording")
+                out.note(f"note: records of event IDs with no format in {where}: {ids}")
+        if ctx.source.summary.decode_errors:
+            self.exit_status = 1
+
+
+class Decode(Trace):
+    """`rawtrace decode FILE...`: the trace tool over a recording, every event by default."""
+
+    name = "decode"
+    help = "decode a trace.dat or saved trace_pipe_raw sub-buffers offline"
+    every = True
+    epilog = """\
+Each FILE holds raw sub-buffers as read from per_cpu/cpuN/trace_pipe_raw, for example saved on a
+device without rawtrace by:  cat /sys/kernel/tracing/per_cpu/cpu0/trace_pipe_raw > cpu0.raw
+The formats and sub-buffer layout come from --tracefs DIR: a copy of that device's tracefs (or of
+its events/ directory); by default the live tracefs of this machine. A FILE's CPU comes from --cpu,
+else from a name like cpu0.raw (or a per_cpu/cpu0/ directory), else from its position.
+A trace-cmd trace.dat FILE is decoded with the formats it carries (zstd needs the zstd program).
+Output and --json are those of `rawtrace trace` (the same pipeline): syscall enter/exit pairs are
+joined unless --no-pair; -e keeps only some events.
+
+examples:
+  rawtrace decode trace.dat
+  rawtrace decode cpu0.raw cpu1.raw --tracefs ./device-tracefs
+  rawtrace decode --tracefs ./events --cpu 2 capture.bin
+  rawtrace decode trace.dat -e 'sched:*' --json | head
+"""
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        import sys
+
+        from rawtrace.cli.tool import positive_int
+        parser.add_argument("files", nargs="+", metavar="FILE",
+                            help="raw sub-buffer files, one per CPU ('-' = stdin); or one trace-cmd trace.dat")
+        parser.add_argument("-e", "--event", dest="events", action="append", default=[], metavar="EVENT",
+                            help="only these events (names or globs; repeatable)")
+        parser.add_argument("--cpu", type=int, metavar="N", help="the CPU the (single) FILE was read from")
+        parser.add_argument("--byteorder", choices=("little", "big"), default=sys.byteorder,
+                            help=f"byte order of the traced kernel (default: this machine's, {sys.byteorder})")
+        parser.add_argument("-c", "--count", dest="max_events", type=positive_int, metavar="N",
+                            help="stop after N events")
+        parser.add_argument("--no-pair", action="store_true", help="show syscall enter and exit events separately")
+        parser.add_argument("--show-helpers", action="store_true", help=argparse.SUPPRESS)
+
+
+TOOL = Trace

@@ -1,0 +1,283 @@
+"""The event pipeline offline: sources, task table, syscall joiner, syscount and trace over built pages."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import pytest
+from test_cli_decode import COMMON_FIELDS, HEADER_EVENT, header_page
+from test_ringbuf_support import PageBuilder, common
+
+from rawtrace.cli import main
+
+ENTER = f"""name: sys_enter
+ID: 21
+format:
+{COMMON_FIELDS}
+\tfield:long id;\toffset:8;\tsize:8;\tsigned:1;
+\tfield:unsigned long args[6];\toffset:16;\tsize:48;\tsigned:0;
+
+print fmt: "NR %ld (%lx, %lx, %lx, %lx, %lx, %lx)", REC->id, REC->args[0], REC->args[1], REC->args[2], REC->args[3], REC->args[4], REC->args[5]
+"""
+EXIT = f"""name: sys_exit
+ID: 22
+format:
+{COMMON_FIELDS}
+\tfield:long id;\toffset:8;\tsize:8;\tsigned:1;
+\tfield:long ret;\toffset:16;\tsize:8;\tsigned:1;
+
+print fmt: "NR %ld = %ld", REC->id, REC->ret
+"""
+NEWTASK = f"""name: task_newtask
+ID: 30
+format:
+{COMMON_FIELDS}
+\tfield:pid_t pid;\toffset:8;\tsize:4;\tsigned:1;
+\tfield:char comm[16];\toffset:12;\tsize:16;\tsigned:0;
+\tfield:u64 clone_flags;\toffset:32;\tsize:8;\tsigned:0;
+\tfield:short oom_score_adj;\toffset:40;\tsize:2;\tsigned:1;
+
+print fmt: "pid=%d comm=%s clone_flags=%llx oom_score_adj=%hd", REC->pid, REC->comm, REC->clone_flags, REC->oom_score_adj
+"""
+EXEC = f"""name: sched_process_exec
+ID: 31
+format:
+{COMMON_FIELDS}
+\tfield:__data_loc char[] filename;\toffset:8;\tsize:4;\tsigned:0;
+\tfield:pid_t pid;\toffset:12;\tsize:4;\tsigned:1;
+\tfield:pid_t old_pid;\toffset:16;\tsize:4;\tsigned:1;
+
+print fmt: "filename=%s pid=%d old_pid=%d", __get_str(filename), REC->pid, REC->old_pid
+"""
+NR = {"read": 0, "close": 3, "openat": 257, "exit_group": 231, "getpid": 39}
+
+
+def tracefs(root: Path) -> Path:
+    events = root / "tracefs" / "events"
+    for system, name, text, event_id in (("raw_syscalls", "sys_enter", ENTER, 21),
+                                         ("raw_syscalls", "sys_exit", EXIT, 22),
+                                         ("task", "task_newtask", NEWTASK, 30),
+                                         ("sched", "sched_process_exec", EXEC, 31)):
+        (events / system / name).mkdir(parents=True, exist_ok=True)
+        (events / system / name / "format").write_text(text)
+        (events / system / name / "id").write_text(f"{event_id}\n")
+    (events / "header_page").write_text(header_page(8, 4096))
+    (events / "header_event").write_text(HEADER_EVENT)
+    (root / "tracefs" / "saved_cmdlines").write_text("100 worker\n200 other\n")
+    return root / "tracefs"
+
+
+def enter(tid: int, nr: int, *args: int) -> bytes:
+    values = list(args) + [0] * (6 - len(args))
+    return common("little", 21, tid) + struct.pack("<q6Q", nr, *values)
+
+
+def exit_(tid: int, nr: int, ret: int) -> bytes:
+    return common("little", 22, tid) + struct.pack("<qq", nr, ret)
+
+
+def newtask(parent: int, child: int, comm: bytes, flags: int) -> bytes:
+    return common("little", 30, parent) + struct.pack("<i16s4xQh", child, comm, flags, 0) + b"\0\0"
+
+
+def exec_(tid: int, filename: bytes) -> bytes:
+    name = filename + b"\0"
+    return common("little", 31, tid) + struct.pack("<Iii", (len(name) << 16) | 20, tid, tid) + name
+
+
+def workload(tmp_path: Path) -> tuple[Path, Path]:
+    """CPU 0: process 100 (`worker`) makes 3 openat (one fails ENOENT), 2 read, forks a thread 101 that
+    closes an fd on CPU 1; process 200 execs `newname` and calls getpid, then exit_group. One enter on CPU 1
+    has its exit after a lost-events marker; one exit on CPU 1 has no enter at all."""
+    cpu0 = PageBuilder()
+    for n, ret in enumerate((3, -2, 4)):
+        cpu0.event(enter(100, NR["openat"], 0xFFFFFF9C, 0x1000 + n, 0), delta=10)
+        cpu0.event(exit_(100, NR["openat"], ret), delta=5)
+    for _ in range(2):
+        cpu0.event(enter(100, NR["read"], 3, 0x2000, 10), delta=10).event(exit_(100, NR["read"], 10), delta=7)
+    cpu0.event(newtask(100, 101, b"worker", 0x10000 | 0x100), delta=10)
+    cpu0.event(exec_(200, b"/usr/bin/newname"), delta=10)
+    cpu0.event(enter(200, NR["getpid"]), delta=10).event(exit_(200, NR["getpid"], 200), delta=2)
+    cpu0.event(enter(200, NR["exit_group"], 0), delta=10)
+    page0 = cpu0.build(1_000_000_000)
+    cpu1 = PageBuilder()
+    cpu1.event(exit_(300, NR["read"], 1), delta=1)              # its enter came before the trace
+    cpu1.event(enter(101, NR["close"], 3), delta=300).event(exit_(101, NR["close"], 0), delta=4)
+    cpu1.event(enter(101, NR["read"], 4, 0, 1), delta=10)
+    page1 = cpu1.build(1_000_000_000)
+    # The second page of CPU 1 says events were lost before it: the read in flight must not pair.
+    page2 = PageBuilder().event(exit_(101, NR["read"], 1), delta=1).build(1_000_010_000, missed=True, stored=7)
+    (tmp_path / "cpu0.raw").write_bytes(page0)
+    (tmp_path / "cpu1.raw").write_bytes(page1 + page2)
+    return tmp_path / "cpu0.raw", tmp_path / "cpu1.raw"
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:             # argparse's own usage errors
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def syscount_rows(capsys, tmp_path: Path, *extra: str) -> tuple[list[dict], dict]:
+    root = tracefs(tmp_path)
+    cpu0, cpu1 = workload(tmp_path)
+    code, out, err = run(capsys, "syscount", "--tracefs", str(root), "-i", str(cpu0), "-i", str(cpu1),
+                         "--json", "-T", "50", *extra)
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert lines[0]["type"] == "meta" and lines[0]["tool"] == "syscount" and lines[0]["source"] == "pages"
+    assert lines[-1]["type"] == "summary"
+    return [r for r in lines if r["type"] == "syscount"], lines[-1]
+
+
+def test_syscount_offline_exact_counts(tmp_path: Path, capsys) -> None:
+    rows, summary = syscount_rows(capsys, tmp_path)
+    by_name = {r["syscall"]: r for r in rows}
+    assert {name: r["count"] for name, r in by_name.items()} == \
+        {"openat": 3, "read": 4, "close": 1, "getpid": 1, "exit_group": 1}
+    assert by_name["openat"]["errors"] == 1 and by_name["openat"]["total_ns"] == 15
+    assert by_name["openat"]["max_ns"] == 5
+    # read: two timed pairs of 7 ns, one exit without an entry, one exit after the loss (not paired)
+    assert by_name["read"]["timed"] == 2 and by_name["read"]["total_ns"] == 14
+    assert by_name["exit_group"]["timed"] == 0
+    assert summary["unpaired_exits"] == 2 and summary["lost"] == 7 and summary["suspect_pairs_dropped"] == 1
+    assert rows[0]["syscall"] == "read"          # sorted by count
+
+
+def test_syscount_per_process_names_at_event_time(tmp_path: Path, capsys) -> None:
+    rows, _ = syscount_rows(capsys, tmp_path, "-P")
+    got = {(r["pid"], r["comm"], r["syscall"]): r["count"] for r in rows}
+    # Thread 101 belongs to process 100 (task_newtask with CLONE_THREAD); 200 was renamed by its exec;
+    # 300 is known only from saved_cmdlines... which does not have it.
+    assert got[(100, "worker", "close")] == 1 and got[(100, "worker", "openat")] == 3
+    assert got[(200, "newname", "getpid")] == 1
+    assert got[(300, "<...>", "read")] == 1
+
+
+def test_syscount_filters(tmp_path: Path, capsys) -> None:
+    rows, _ = syscount_rows(capsys, tmp_path, "-x")
+    assert [(r["syscall"], r["count"]) for r in rows] == [("openat", 1)]
+    rows, _ = syscount_rows(capsys, tmp_path, "-e", "ENOENT", "--syscall", "openat")
+    assert [(r["syscall"], r["count"]) for r in rows] == [("openat", 1)]
+    rows, _ = syscount_rows(capsys, tmp_path, "-p", "100")
+    assert {r["syscall"]: r["count"] for r in rows} == {"openat": 3, "read": 3, "close": 1}
+    rows, _ = syscount_rows(capsys, tmp_path, "-n", "newname")
+    assert {r["syscall"]: r["count"] for r in rows} == {"getpid": 1, "exit_group": 1}
+    rows, _ = syscount_rows(capsys, tmp_path, "-t", "101")
+    assert {r["syscall"]: r["count"] for r in rows} == {"close": 1, "read": 1}
+
+
+def test_syscount_text_table_and_bad_input(tmp_path: Path, capsys) -> None:
+    root = tracefs(tmp_path)
+    cpu0, cpu1 = workload(tmp_path)
+    code, out, err = run(capsys, "syscount", "--tracefs", str(root), "-i", str(cpu0), "-i", str(cpu1), "-L")
+    assert code == 0
+    header = out.splitlines()[0].split()
+    assert header[:3] == ["SYSCALL", "COUNT", "ERRORS"] and "ERRNOS" in header
+    assert any(line.split()[0] == "openat" and "ENOENT:1" in line for line in out.splitlines())
+    for bad in (["-e", "ENOTANERRNO"], ["--syscall", "opneat"], ["-n", "x" * 16], ["-n", ""], ["-d", "inf"],
+                ["-d", "1e308"], ["-T", "0"], ["-p", "²"]):
+        code, out, err = run(capsys, "syscount", "--tracefs", str(root), "-i", str(cpu0), *bad)
+        assert code == 2 and "Traceback" not in err and err.count("\n") <= 2, (bad, err)
+
+
+def test_trace_offline_pairs_with_the_same_schema(tmp_path: Path, capsys) -> None:
+    root = tracefs(tmp_path)
+    cpu0, cpu1 = workload(tmp_path)
+    code, out, err = run(capsys, "trace", "--tracefs", str(root), "-i", str(cpu0), "-i", str(cpu1),
+                         "raw_syscalls:*", "--json")
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    calls = [r for r in lines if r["type"] == "syscall"]
+    opens = [r for r in calls if r["syscall"] == "openat"]
+    assert [r["ret"] for r in opens] == [3, -2, 4] and opens[1]["errno"] == "ENOENT"
+    assert opens[0]["pid"] == 100 and opens[0]["tid"] == 100 and opens[0]["comm"] == "worker"
+    assert opens[0]["duration"] == pytest.approx(5e-9) and opens[0]["status"] == "complete"
+    assert [r["status"] for r in calls if r["tid"] == 101] == ["complete", "unfinished", "resumed"]
+    assert any(r["type"] == "lost" and r["count"] == 7 for r in lines)
+    close = next(r for r in calls if r["syscall"] == "close")
+    assert close["pid"] == 100 and close["tid"] == 101          # a thread of process 100
+
+
+def test_trace_count_stops_and_duration_cuts(tmp_path: Path, capsys) -> None:
+    root = tracefs(tmp_path)
+    cpu0, cpu1 = workload(tmp_path)
+    code, out, _ = run(capsys, "decode", "--tracefs", str(root), str(cpu0), str(cpu1), "-c", "4")
+    assert code == 0 and len(out.splitlines()) == 4
+    # 100 ns of trace time from the first event: only the first openat pairs of CPU 0 and CPU 1's first exit
+    code, out, _ = run(capsys, "decode", "--tracefs", str(root), str(cpu0), str(cpu1), "-d", "1e-7", "--json")
+    rows = [json.loads(line) for line in out.splitlines()][1:-1]
+    assert rows and all(r["ts"] <= 1.0000001 + 1e-12 for r in rows)
+
+
+def test_task_table_threads_exec_and_rename() -> None:
+    from rawtrace.parse.record import Event
+    from rawtrace.tasks import TaskTable
+    table = TaskTable(None, {7: "saved"}, {8: 7})
+
+    def rec(tid: int, **fields):
+        return Event(0, 0, tid, 0, None, fields)
+    assert table.comm(7) == "saved" and table.pid(8) == 7 and table.comm(0) == "<idle>"
+    table.on_newtask(rec(7, pid=9, comm="saved", clone_flags=0x10000))     # a thread
+    table.on_newtask(rec(7, pid=10, comm="saved", clone_flags=0))          # a process
+    assert (table.pid(9), table.pid(10)) == (7, 10)
+    # A non-leader thread execs: it takes the leader's pid and the new name.
+    table.on_exec(rec(7, filename="/bin/a-very-long-program-name", pid=7, old_pid=9))
+    assert table.comm(7) == "a-very-long-pro" and 9 in table.exited
+    table.on_rename(rec(10, pid=10, oldcomm="saved", newcomm="renamed"))
+    assert table.comm(10) == "renamed"
+
+
+def test_joiner_strings_and_signature_from_tracepoint() -> None:
+    from rawtrace.syscalls.calls import Signature, SyscallJoiner, table_resolver
+    from rawtrace.tasks import TaskTable
+
+    asked = []
+
+    class Field:
+        def __init__(self, name, type_):
+            self.name, self.type = name, type_
+
+    class Fmt:
+        fields = [Field("__syscall_nr", "int"), Field("fd", "unsigned int"), Field("statbuf", "struct stat *")]
+
+    def formats(system, name):
+        asked.append((system, name))
+        return Fmt() if name == "sys_enter_newfstat" else None
+    resolve = table_resolver("x86_64", formats)
+    signature = resolve(5, "64")
+    assert signature.name == "fstat" and asked == [("syscalls", "sys_enter_newfstat")]
+    assert [p[0] for p in signature.params] == ["fd", "statbuf"]
+    assert resolve(5, "i386").name == "open" and resolve(99999, "64") is None
+
+    from rawtrace.parse.record import Event
+    got = []
+    joiner = SyscallJoiner(TaskTable(), got.append, lambda nr, abi: Signature(nr, "openat",
+                           (("dfd", "int"), ("filename", "const char *")), abi), "64")
+    joiner.add_strings(5, {"filename": "/etc/passwd"})
+    joiner.raw_enter(Event(1, 0, 5, 21, None, {"id": 257, "args": (1, 2, 3, 4, 5, 6)}))
+    joiner.raw_exit(Event(9, 1, 5, 22, None, {"id": 257, "ret": -13}))
+    (call,) = got
+    assert call.string("filename") == "/etc/passwd" and call.values == (1, 2) and call.errno == 13
+    assert call.duration_ns == 8 and call.status == "complete" and call.exit_cpu == 1
+
+
+def test_event_json_is_valid_json_with_odd_values() -> None:
+    from rawtrace.emit import Emitter
+    from rawtrace.parse.format import parse_format
+    from rawtrace.parse.record import compile_decoder
+    fmt = parse_format(EXEC, system="sched")
+    name = b"caf\xe9\x01\n\"x\"\0"
+    payload = common("little", 31, 42) + struct.pack("<Iii", (len(name) << 16) | 20, 42, 41) + name
+    rec = compile_decoder(fmt)(payload, 0, len(payload), 1_234_567_890_123, 3)
+    line = Emitter(json=True).event_json(rec, 40, "we\"ird\tname\udc80")
+    obj = json.loads(line)
+    assert obj == {"type": "event", "ts": 1234.567890123, "cpu": 3, "pid": 40, "tid": 42,
+                   "comm": "we\"ird\tname\\x80", "event": "sched:sched_process_exec",
+                   "fields": {"filename": "caf\\xe9\x01\n\"x\"", "pid": 42, "old_pid": 41}}
+    assert "\ufffd" not in line
