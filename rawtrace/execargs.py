@@ -24,13 +24,15 @@ EVENT_BYTES = 3072
 EVENT_ARGS = 127
 WORD = 8
 
-# Default coverage: argv[0..HEAD_ARGS) up to `max_arg_len` bytes each, later arguments up to TAIL_LEN bytes.
-# A slot whose pointer is NULL or garbage (past the end of argv) still costs one failed user-memory read per
-# word, which is the main cost of a wide plan; see README "exec" for measurements.
-DEFAULT_MAX_ARGS = 64
-DEFAULT_MAX_ARG_LEN = 1024
-DEFAULT_HEAD_ARGS = 4
-DEFAULT_TAIL_LEN = 64
+# Default coverage: argv[0..HEAD_ARGS) up to `max_arg_len` bytes each, later arguments up to TAIL_LEN bytes
+# (a length of 8n-1 bytes fills n words with the NUL). A slot whose pointer is NULL or garbage (past the end
+# of argv) still costs one failed user-memory read per word, the main cost of a wide plan.
+# Measured on a busy 2-CPU VM (tools/bench_exec.py): this default adds ~0.1-0.2 ms per exec, the wide plan
+# of the live test (320 args, 2 x 10 KiB) ~6 ms; bpftrace's execsnoop ~1 ms there.
+DEFAULT_MAX_ARGS = 32
+DEFAULT_MAX_ARG_LEN = 1023
+DEFAULT_HEAD_ARGS = 1
+DEFAULT_TAIL_LEN = 63
 DEFAULT_PATH_LEN = 256
 
 SOURCE_SYSCALL = "syscall"      # strings recorded by the syscall event itself (6.19+: filename only)

@@ -98,8 +98,8 @@ new_comm, syscall, filename, interpreter, argv (list), argv_cut (indexes), argv_
 argv_source (uprobe, uprobe+proc, proc, none), ret, errno, env.
 
 Argument capture on kernels whose syscall events carry pointers only (before 6.19, and for argv on every
-kernel): uprobes on the C library's execve/execveat/fexecve read --max-args strings (default 64): the
-first --head-args (4) up to --max-arg-len bytes (1024), the others up to --tail-len (64). Every probe event
+kernel): uprobes on the C library's execve/execveat/fexecve read --max-args strings (default 32): the
+first --head-args (1) up to --max-arg-len bytes (1023), the others up to --tail-len (63). Every probe event
 is a fixed size (at most 3 KiB; a ustring could overflow the kernel's one-page probe buffer), so each
 exec costs a few probe events, and a failed read per word of slots past the end of argv: the wider the
 plan, the slower every exec while tracing. Longer or further arguments come from /proc/PID/cmdline when
