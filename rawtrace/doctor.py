@@ -231,7 +231,8 @@ class _Facts:
         if self.host.is_live:
             return os.access(path, mode)
         if self.euid in (0, None):
-            return path.exists()
+            # The tree's user is root (or unknown): what this process itself may do is what limits it.
+            return os.access(path, mode)
         try:
             bits = path.stat().st_mode
         except OSError:
@@ -488,6 +489,10 @@ class _Facts:
             return _Tracefs("unreadable", Path(exc.filename or TRACEFS_DEFAULT).parent, "not readable by this user",
                             (Evidence(str(exc.filename), "permission denied"),))
         if found is not None:
+            if found.how == "override" and not found.path.is_dir():
+                shown = str(found.path)
+                what = "does not exist" if not found.path.exists() else "is not a directory"
+                return _Tracefs("missing", found.path, f"--tracefs {shown} {what}", (Evidence(shown, what),))
             return self._tracefs_at(found.path, found.how)
         for _src, mountpoint, fstype, _opts in self.host.mounts():
             if fstype == "tracefs":
@@ -841,6 +846,8 @@ def _blocked_tracefs_reason(facts: _Facts) -> tuple[str, str]:
     if t.state == "unreadable":
         return (f"tracefs {t.finding}",
                 "run as root (sudo), or have root mount tracefs with -o gid=GROUP and add this user to GROUP")
+    if t.state == "missing":
+        return (t.finding, "name the directory where tracefs is mounted (or a copy of one), or leave --tracefs out")
     if t.state == "no-tracefs":
         return ("this kernel has no tracefs (built without CONFIG_TRACING/CONFIG_FTRACE)",
                 "use a kernel built with CONFIG_FTRACE=y and CONFIG_TRACING=y; meanwhile " + _meanwhile(facts))

@@ -540,7 +540,7 @@ def _check_kernel_function(spec: ProbeSpec, host: Host) -> None:
     from rawtrace.tracefs.discover import locate_tracefs
     from rawtrace.tracefs.dynevents import probe_support
     location = locate_tracefs(host)
-    if location is None or not probe_support(location.path).supports(spec.kind):
+    if location is None or not location.readable or not probe_support(location.path).supports(spec.kind):
         return
     if spec.kind in ("fprobe", "fretprobe"):
         source = "available_filter_functions"

@@ -355,3 +355,14 @@ def test_missing_root_is_a_one_line_error(tmp_path, capsys):
     rc = main(["--root", str(tmp_path / "nope"), "doctor"])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "no such directory" in err
+
+
+def test_tracefs_override_that_does_not_exist(tmp_path, capsys):
+    """--tracefs naming nothing is reported as missing, not as a permission problem."""
+    missing = tmp_path / "nonexistent"
+    root = FakeHost().build(tmp_path / "host")
+    main(["--root", str(root), "--tracefs", str(missing), "doctor", "--json"])
+    tracefs = check(json.loads(capsys.readouterr().out), "tracefs")
+    assert tracefs["status"] == "blocked"
+    assert tracefs["finding"] == f"--tracefs {missing} does not exist"
+    assert "not readable" not in json.dumps(tracefs) and "leave --tracefs out" in tracefs["remedy"]

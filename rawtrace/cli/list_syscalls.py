@@ -63,6 +63,8 @@ def _kernel_syscalls(host) -> tuple[KernelSyscalls | None, str]:
     location = locate_tracefs(host)
     if location is None:
         return None, "tracefs is not mounted (rawtrace list-syscalls never mounts it)"
+    if not location.readable:
+        return None, f"tracefs at {location.path} is not readable by this user (the TP column needs root)"
     catalog = EventCatalog(location.path / "events")
     events_dir = catalog.events_dir / "syscalls"
     try:

@@ -3,27 +3,33 @@
 from __future__ import annotations
 
 import os
+from collections import namedtuple
 from pathlib import Path
-from typing import NamedTuple
 
 from rawtrace.errors import TracingBlocked
 from rawtrace.host import TRACEFS_DEBUGFS, TRACEFS_DEFAULT, Host
 
 
-class TracefsLocation(NamedTuple):
-    """Where tracefs is and how it was found (a NamedTuple: no dataclasses import at start-up)."""
+class TracefsLocation(namedtuple("TracefsLocation", "path how mounted_now readable", defaults=(False, True))):
+    """Where tracefs is and how it was found: `how` is "override", "mount table (tracefs)", "mount table
+    (debugfs)", "usual path" or "mounted now"; `readable` is False for a tracefs this user may not look
+    into (root's 0700 mount). A namedtuple: no dataclasses or typing import at start-up."""
 
-    path: Path
-    how: str          # "override", "mount table (tracefs)", "mount table (debugfs)", "usual path", "mounted now"
-    mounted_now: bool = False
+    __slots__ = ()
 
 
-def _looks_like_tracefs(path: Path) -> bool:
-    return (path / "events").is_dir() or (path / "trace").exists() or (path / "README").exists()
+def _looks_like_tracefs(path: Path) -> bool | None:
+    """True if `path` holds a tracefs tree, False if not, None if it cannot be looked into (EACCES)."""
+    try:
+        return (path / "events").is_dir() or (path / "trace").exists() or (path / "README").exists()
+    except PermissionError:
+        return None
 
 
 def locate_tracefs(host: Host) -> TracefsLocation | None:
-    """Where tracefs is, without changing anything; None if it is not mounted (or not visible)."""
+    """Where tracefs is, without changing anything; None if it is not mounted (or not visible).
+
+    A mount this user cannot read is returned with readable=False: it is there, only not for us."""
     if host.tracefs_override is not None:
         return TracefsLocation(host.tracefs_override, "override")
     candidates: list[tuple[Path, str]] = []
@@ -33,10 +39,18 @@ def locate_tracefs(host: Host) -> TracefsLocation | None:
         elif fstype == "debugfs":
             candidates.append((host.path(mountpoint) / "tracing", "mount table (debugfs)"))
     candidates += [(host.path(TRACEFS_DEFAULT), "usual path"), (host.path(TRACEFS_DEBUGFS), "usual path")]
+    unreadable = None
     for path, how in candidates:
-        if _looks_like_tracefs(path):
+        looks = _looks_like_tracefs(path)
+        if looks:
             return TracefsLocation(path, how)
-    return None
+        if looks is None and unreadable is None:
+            unreadable = TracefsLocation(path, how, readable=False)
+    return unreadable
+
+
+UNREADABLE_HINT = ("run as root, or pass --tracefs DIR naming a readable copy of a tracefs tree (to decode a "
+                   "recording: the recording machine's events/ format files, header_page and header_event)")
 
 
 def find_tracefs(host: Host, *, mount: bool = True) -> TracefsLocation:
@@ -45,6 +59,8 @@ def find_tracefs(host: Host, *, mount: bool = True) -> TracefsLocation:
     Raises TracingBlocked with the reason and what to do when it cannot be had."""
     found = locate_tracefs(host)
     if found is not None:
+        if not found.readable:
+            raise TracingBlocked(f"tracefs at {found.path} is not readable by this user", hint=UNREADABLE_HINT)
         return found
     if mount and host.is_live and os.geteuid() == 0:
         from rawtrace import libc
@@ -65,7 +81,11 @@ def find_tracefs(host: Host, *, mount: bool = True) -> TracefsLocation:
     if not host.is_live:
         raise TracingBlocked(f"no tracefs found under {host.root}",
                              hint="pass --tracefs DIR to name a copy of a tracefs tree")
-    raise TracingBlocked(
-        "tracefs is not mounted",
-        hint=f"as root: mount -t tracefs nodev {TRACEFS_DEFAULT} (rawtrace does this itself when run as root)",
-    )
+    if mount:
+        # Only a root caller gets here with mount=True having failed above, so this one is not root.
+        hint = (f"run as root (tracing commands then mount it themselves), or as root: "
+                f"mount -t tracefs nodev {TRACEFS_DEFAULT}")
+    else:
+        hint = (f"this command does not mount it; as root: mount -t tracefs nodev {TRACEFS_DEFAULT}, "
+                "or pass --tracefs DIR naming a copy of a tracefs tree")
+    raise TracingBlocked("tracefs is not mounted", hint=hint)
