@@ -6,9 +6,13 @@ longs or pointers (syscall arguments), in 0x hex; strings are escaped (control c
 backslashes, and bytes that were not UTF-8, which the decoder keeps as surrogates, become \\xNN);
 raw bytes print as hex.
 
+Time stamps of nanosecond clocks print as seconds.microseconds, rounded to the nearest microsecond as
+the kernel's trace file and trace-cmd report print them.
+
 JSON: one object per event: ``{"ts", "cpu", "pid", "comm", "event", "fields"}`` with ts in trace-clock
 units (ns for the usual clocks); lost events as ``{"lost": N, "cpu": C, "ts": T}`` (N = -1: unknown);
-records of unknown event IDs as ``{"ts", "cpu", "unknown_id", "data"}`` (data in hex).
+records shown undecoded as ``{"ts", "cpu", "unknown_id", "data"}`` (data in hex), plus ``"reason"`` when
+the record did not fit its format.
 
 Functions: ``event_text(event, comm, clock)`` / ``item_text(item, comms, clock)`` for one line,
 ``text_lines(items, comms, clock)`` for many (faster); ``event_json`` / ``item_json`` give dicts and
