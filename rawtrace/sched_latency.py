@@ -28,6 +28,10 @@ migrate), so ``lost()`` invalidates *every* open interval and forgets which task
 in ``invalidated``, never turned into waits. Waits can be missed but not charged wrongly, except in one
 case the stream cannot show: a wait completed on another CPU after the gap began but before its Lost
 marker (the marker carries the time of the page after the gap).
+
+A switch-out of a task believed to be waiting means its switch-in was never recorded (some kernels do
+not record switches away from some tasks; a wakeup of a task running since before the trace looks the
+same): the open wait is dropped and counted in ``unseen_switch_in``, never charged.
 """
 
 from __future__ import annotations
@@ -85,7 +89,8 @@ class SchedLatency:
     """Feed events in time order; `switch()` returns the Wait it completes (or None).
 
     Counters: `waits` completed, `invalidated` open intervals dropped by lost events, `lost_gaps` Lost
-    markers seen, `unknown_start` switch-ins of tasks whose wait began before tracing or a gap."""
+    markers seen, `unknown_start` switch-ins of tasks whose wait began before tracing or a gap,
+    `unseen_switch_in` switch-outs of a task thought to be waiting (its switch-in was not in the trace)."""
 
     def __init__(self, report_max: int = TASK_REPORT_MAX_DEFAULT) -> None:
         self.state_mask = report_max - 1
@@ -97,6 +102,7 @@ class SchedLatency:
         self.invalidated = 0
         self.lost_gaps = 0
         self.unknown_start = 0
+        self.unseen_switch_in = 0
 
     # -- the transitions ----------------------------------------------------------------------------
 
@@ -124,7 +130,9 @@ class SchedLatency:
     def switch(self, ts: int, cpu: int, prev_tid: int, prev_comm: str, prev_state: int,
                next_tid: int, next_comm: str) -> Wait | None:
         if prev_tid > 0:
-            self.running.pop(prev_tid, None)
+            if self.running.pop(prev_tid, None) is None and prev_tid in self.waiting:
+                # It ran, so a switch that put it on a CPU was not recorded: that wait is dropped.
+                self.unseen_switch_in += 1
             if prev_state & self.state_mask == 0:
                 self.waiting[prev_tid] = [ts, cpu, CAUSE_PREEMPTED]
             else:

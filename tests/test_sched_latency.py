@@ -115,6 +115,17 @@ def test_lost_events_in_the_middle_of_a_wait_invalidate_every_open_interval():
     assert sw(m, 650, 0, 45, S, 42).wait_ns == 50
 
 
+def test_a_switch_in_missing_from_the_trace_drops_the_wait_and_is_counted():
+    m = SchedLatency()
+    sw(m, 100, 1, 10, R_PLUS, 11)                      # 10 waits from 100
+    # the switch 12 -> 10 at 300 is not in the trace; 10 runs and is preempted again at 900
+    sw(m, 900, 1, 10, R_PLUS, 12)
+    assert m.unseen_switch_in == 1
+    assert sw(m, 1000, 1, 12, S, 10).wait_ns == 100    # charged from 900, not from 100
+    sw(m, 1100, 1, 10, S, 12)                          # a normal switch-out: not counted
+    assert m.unseen_switch_in == 1
+
+
 def test_idle_task_is_never_charged():
     m = SchedLatency()
     m.wakeup(10, 0, 0)
@@ -214,3 +225,4 @@ def test_random_schedules_give_exactly_the_true_waits():
         # Tasks running when the model starts (none here) would be unknown; everything else must match.
         assert got == truth, seed
         assert m.waits == len(truth) > 100
+        assert m.unseen_switch_in == 0 and m.invalidated == 0
