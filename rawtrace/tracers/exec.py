@@ -205,8 +205,8 @@ tasks: the syscall events skip them; their successful execs are reported from sc
         fields = {pair: {"argv", "__filename_val", "filename"} for pair in SYSCALL_EVENTS}
         for pair in EXIT_EVENTS:
             fields[pair] = {"ret"}
-        return Needs(events=[EXEC_EVENT, FORK_EVENT, EXIT_EVENT],
-                     optional_events=list(SYSCALL_EVENTS) + list(EXIT_EVENTS),
+        return Needs(events=[EXEC_EVENT],
+                     optional_events=list(SYSCALL_EVENTS) + list(EXIT_EVENTS) + [FORK_EVENT, EXIT_EVENT],
                      probes=[event.spec for event in self.plan], fields=fields,
                      unfiltered=set(events), preflight={"syscalls", "uprobes"} if self.plan else {"syscalls"})
 
