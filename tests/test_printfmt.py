@@ -303,3 +303,38 @@ def test_trace_cmd_report_as_second_oracle(tmp_path):
             assert mine == kernel
             compared += 1
     assert compared > 30_000 and text.fallback_count() == 0
+
+
+def test_syscall_events_with_user_strings_use_their_print_fmt():
+    # 6.19+: a __filename_val string after the args; the kernel-style special case stands aside.
+    fields = ("\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;\n"
+              "\tfield:const char * filename;\toffset:16;\tsize:8;\tsigned:0;\n"
+              "\tfield:__data_loc char[] __filename_val;\toffset:24;\tsize:4;\tsigned:0;\n")
+    fmt = make_format(fields, '"filename: 0x%08lx \\"%s\\"", ((unsigned long)(REC->filename)), '
+                              '__get_str(__filename_val)', name="sys_enter_open", system="syscalls")
+    ev = event(fmt, __syscall_nr=2, filename=0x1000, __filename_val="/etc/passwd")
+    assert TextRenderer().line_body(ev) == 'sys_enter_open: filename: 0x00001000 "/etc/passwd"'
+
+
+def test_renderers_for_a_host_tree_and_a_recording(tmp_path):
+    from rawtrace.host import Host
+    from rawtrace.parse.tracedat import read_tracedat
+    from rawtrace.parse.tracedat_write import TraceDatContent, write_tracedat
+    from rawtrace.printfmt import renderer_for_host, renderer_for_tracedat
+    root = tmp_path / "root"
+    (root / "proc").mkdir(parents=True)
+    (root / "proc" / "kallsyms").write_text("ffffffff81000000 T _text\nffffffff81000100 T f\n")
+    tracefs = tmp_path / "tracefs"
+    tracefs.mkdir()
+    (tracefs / "printk_formats").write_text('0xffffffff82000000 : "x"\n')
+    text = renderer_for_host(Host.from_env(str(root)), tracefs)
+    assert text.symbols.lookup(0xFFFFFFFF81000010)[0] == "_text"
+    assert text.printk_formats == {0xFFFFFFFF82000000: "x"}
+    formats = Path(__file__).parent / "fixtures" / "formats" / "6.18.44-fc-v769" / "events"
+    path = tmp_path / "t.dat"
+    write_tracedat(path, TraceDatContent(header_page=(formats / "header_page").read_text(),
+                                         header_event=(formats / "header_event").read_text(),
+                                         kallsyms="ffffffff81000000 T _text\nffffffff81000100 T f\n",
+                                         printk_formats='0xffffffff82000000 : "y"\n'))
+    text = renderer_for_tracedat(read_tracedat(path))
+    assert text.printk_formats == {0xFFFFFFFF82000000: "y"} and len(text.symbols) == 2
