@@ -54,7 +54,14 @@ from rawtrace.errors import RawtraceError
 from rawtrace.host import Host
 from rawtrace.parse.format import parse_format, parse_header_event, parse_header_page
 from rawtrace.parse.record import DecoderSet, Event, compile_decoder
-from rawtrace.parse.ringbuf import PageLayout, decode_page, iter_page_lists
+from rawtrace.parse.ringbuf import (
+    PageLayout,
+    decode_page,
+    iter_page_lists,
+    iter_pages,
+    merge_chunks_by_time,
+    page_header,
+)
 from rawtrace.parse.tracedat import read_tracedat
 from rawtrace.tracefs.discover import locate_tracefs
 
@@ -197,8 +204,17 @@ def tracedat_v6(header_page: str, header_event: str, formats: list[tuple[str, st
 
 
 def tracedat_v7(header_page: str, header_event: str, formats: list[tuple[str, str]], cmdlines: str,
-                cpu_pages: list[bytes], compress: bool) -> bytes:
-    method = b"zlib\0" + b"1.2\0" if compress else b"none\0\0"
+                cpu_pages: list[bytes], compress: bool | str) -> bytes:
+    """A v7 file; `compress` True or "zlib" compresses its sections with zlib, "zstd" with the zstd program."""
+    if compress is True:
+        compress = "zlib"
+    method = {"zlib": b"zlib\0" + b"1.2\0", "zstd": b"zstd\0" + b"1.5\0"}.get(compress or "", b"none\0\0")
+
+    def pack(content: bytes) -> bytes:
+        if compress == "zstd":
+            import subprocess
+            return subprocess.run(["zstd", "-q", "-c"], input=content, capture_output=True, check=True).stdout
+        return zlib.compress(content)
     head = b"\x17\x08\x44tracing7\0" + bytes([0, 8]) + struct.pack("<I", 4096) + method
     out = bytearray(head + bytes(8))
 
@@ -206,7 +222,7 @@ def tracedat_v7(header_page: str, header_event: str, formats: list[tuple[str, st
         at = len(out)
         flags = 0
         if compress and may_compress:
-            packed = zlib.compress(content)
+            packed = pack(content)
             content = struct.pack("<II", len(packed), len(content)) + packed
             flags = 1
         out.extend(struct.pack("<HHIQ", section_id, flags, 0, len(content)) + content)
@@ -228,7 +244,7 @@ def tracedat_v7(header_page: str, header_event: str, formats: list[tuple[str, st
             chunks = [data[i:i + 40960] for i in range(0, len(data), 40960)]
             blob = struct.pack("<I", len(chunks))
             for chunk in chunks:
-                packed = zlib.compress(chunk)
+                packed = pack(chunk)
                 blob += struct.pack("<II", len(packed), len(chunk)) + packed
             out.extend(blob)
             cpus.append((cpu, at, len(blob) - 4))
@@ -286,6 +302,10 @@ class Corpus:
             tracedat_v7(HEADER_PAGE_64, HEADER_EVENT, texts, CMDLINES, little[2:5], compress=False),
             tracedat_v7(HEADER_PAGE_64, HEADER_EVENT, texts, CMDLINES, little[5:7], compress=True),
         ]
+        import shutil
+        if shutil.which("zstd"):
+            self.tracedats.append(tracedat_v7(HEADER_PAGE_64, HEADER_EVENT, texts, CMDLINES, little[7:9],
+                                              compress="zstd"))
         self.real = False
         if tracedat is not None and tracedat.exists():
             self._add_real(tracedat)
@@ -552,11 +572,17 @@ class Fuzzer:
                 data = data[:rng.randrange(len(data) + 1)]
             self.keep("pages", data)
             errors: list = []
-            for items in iter_page_lists(layout, data, 2, decoders, errors=errors):
+            streams = [iter_page_lists(layout, data, 2, decoders, errors=errors),
+                       iter_page_lists(layout, data[::-1][:len(data) // 2], 3, decoders, errors=errors)]
+            for items in merge_chunks_by_time(streams):
                 render_all(items, rng.choice(["local", "counter", "mono"]))
             for error in errors:
                 if not isinstance(error, RawtraceError):
                     raise Checked(f"errors holds {error!r}")
+            if rng.random() < 0.3:
+                page_header(layout, data)
+                for _item in iter_pages(layout, data, 4, decoders):
+                    pass
             return
         if rng.random() < 0.1:
             page = page[:rng.randrange(len(page) + 1)]
