@@ -255,3 +255,22 @@ def test_proc_connector_records():
     # -p follows the subtree through fork records.
     out, _ = run([], "--json", "--source", "proc", "-p", "500", source=FakeProcSource(records))
     assert [r["pid"] for r in recs(out)] == [501]
+
+
+def test_proc_connector_chosen_under_confidentiality_lockdown(tmp_path, capsys, monkeypatch):
+    from fakehost import FakeHost
+    root = FakeHost(lockdown="confidentiality", secure_boot="enabled", tracefs="empty",
+                    dmesg=["Tracing disabled due to lockdown"]).build(tmp_path / "host")
+    records = [ProcRecord(2, "exec", 501, 501, 0, comm="ls", cmdline=b"ls\0", exe="/usr/bin/ls")]
+    class Patched(FakeProcSource):
+        def __init__(self, host, duration=None):
+            super().__init__(records)
+    monkeypatch.setattr(tool, "ProcSource", Patched)
+    rc = main(["--root", str(root), "exec", "--json", "-d", "1"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "tracefs cannot be used" in captured.err and "proc connector instead" in captured.err
+    assert [r["argv"] for r in recs(captured.out)] == [["ls"]]
+    assert not (root / "sys/kernel/tracing/instances").exists()      # tracefs empty: nothing made there
+    # --source tracefs does not fall back: the one-line refusal, exit 2.
+    assert main(["--root", str(root), "exec", "--source", "tracefs", "-d", "1"]) == 2

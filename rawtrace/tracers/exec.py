@@ -32,6 +32,7 @@ EXIT_EVENTS = (("syscalls", "sys_exit_execve"), ("syscalls", "sys_exit_execveat"
 EXEC_EVENT = ("sched", "sched_process_exec")
 FORK_EVENT = ("sched", "sched_process_fork")
 EXIT_EVENT = ("sched", "sched_process_exit")
+PROC_KIND = "procconn"
 _NEEDS_QUOTES = re.compile(r'[\s"\'\\$`|&;<>(){}*?\[\]#~!]')
 
 
@@ -161,7 +162,7 @@ tasks: the syscall events skip them; their successful execs are reported from sc
         self.exit_status = 0
         self.plan: list[X.PlannedEvent] = []
         self.probe_names: dict[tuple[str, str], X.PlannedEvent] = {}
-        self.proc_mode = ctx.source.kind == ProcSource.kind
+        self.proc_mode = ctx.source.kind == PROC_KIND
         self.joiner: X.ExecJoiner | None = None
         if not self.proc_mode:
             self.plan = self._usable_plan() if ctx.live else []
@@ -469,7 +470,7 @@ tasks: the syscall events skip them; their successful execs are reported from sc
 class ProcSource:
     """rawtrace.procconn.ProcConnectorSource behind the stream's source interface."""
 
-    kind = "procconn"
+    kind = PROC_KIND
 
     def __init__(self, host, duration: float | None = None) -> None:
         from rawtrace.procconn import ProcConnectorSource
