@@ -60,7 +60,9 @@ def _hex_elements(element_type: str | None) -> bool:
 
 
 # A printf conversion of a print fmt ("%%" included, to be skipped); `*` width/precision take an argument.
-_CONVERSION = re.compile(r"%%|%[-+ #0]*(\*|\d+)?(?:\.(\*|\d*))?(?:hh|h|ll|l|L|q|j|z|Z|t)?([diouxXcsp])")
+# Possessive quantifiers: the `0` flag and a width's digits overlap, which made a long run of zeros
+# quadratic to scan.
+_CONVERSION = re.compile(r"%%|%[-+ #0]*+(\*|\d++)?(?:\.(\*|\d*+))?(?:hh|h|ll|l|L|q|j|z|Z|t)?([diouxXcsp])")
 _FIELD_REFERENCE = re.compile(r"REC->(\w+)")
 # Possessive: `[\w\s]*` and `\s*` would otherwise try every split of a long run of spaces.
 _CAST = re.compile(r"\(\s*[A-Za-z_][\w\s]*+\**\s*\)")      # (void *), (unsigned long)

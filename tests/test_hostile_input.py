@@ -292,6 +292,20 @@ def test_plausible_compressed_data_still_decodes() -> None:
     assert dat.cpu_data(buf, 0) == page * 10
 
 
+def test_print_fmt_with_a_long_run_of_zeros_is_not_slow() -> None:
+    # "%000...0" took 2.7 s for 8000 zeros before the conversion pattern was possessive.
+    fmt = parse_format(_format().replace('"v=%d"', '"%' + "0" * 50000 + '%-08.3lx %5d %*.*s"'))
+    started = time.perf_counter()
+    hex_fields(fmt)
+    assert time.perf_counter() - started < 0.5
+
+
+def test_printf_conversions_are_still_recognised() -> None:
+    fmt = parse_format(_format(own=OWN + "\tfield:unsigned long p;\toffset:16;\tsize:8;\tsigned:0;\n")
+                       .replace('"v=%d", REC->value', '"v=%05d p=%-#018lx %%", REC->value, REC->p'))
+    assert hex_fields(fmt) == {"p"}
+
+
 def test_safe_text_escapes_what_escape_leaves_unprintable() -> None:
     from rawtrace.render_event import safe_text
     shown = safe_text("a\u202eb\u200bc\u2028d\U000f0000e\u05f9\x1b")

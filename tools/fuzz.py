@@ -68,6 +68,7 @@ from rawtrace.tracefs.discover import locate_tracefs
 SHARED_TRACEDAT = REPO.parent / "shared" / "data" / "raw_syscalls_1905722ev.dat"
 FIXTURES = REPO / "tests" / "fixtures" / "formats"
 HANG_SECONDS = 2.0
+SLOW_SECONDS = 0.5          # reported (not failed): a sign of super-linear work on some input
 WEIGHTS = {"format": 30, "page": 30, "tracedat": 14, "headers": 10, "cmdlines": 5, "mounts": 5, "numbers": 6}
 
 HEADER_PAGE_64 = ("\tfield: u64 timestamp;\toffset:0;\tsize:8;\tsigned:0;\n"
@@ -461,7 +462,8 @@ def mutate_text(text: str, rng: random.Random, others: list[str]) -> str:
         elif op < 0.7 and "print fmt" in line:
             pos = rng.randrange(len(line) + 1)
             piece = rng.choice(['"', "'", "(", ")", "[", "]", "{", "}", ",", "\\", "%s", "%*.*d", "%p",
-                                "REC->x", "(unsigned long)", "(a" + " " * rng.randint(1, 3000), '"%d"'])
+                                "REC->x", "(unsigned long)", "(a" + " " * rng.randint(1, 3000), '"%d"',
+                                "%" + "0" * rng.randint(1, 3000), "%-+ #0" * rng.randint(1, 500), "\\x" * 300])
             lines[at] = line[:pos] + piece * rng.choice([1, 1, 2, 50]) + line[pos:]
         elif op < 0.76:
             lines[at] = line.replace("\t", rng.choice(["", " ", "\t\t", ";"]), rng.randint(1, 3))
@@ -677,6 +679,7 @@ def campaign(seed: int = 1, count: int | None = None, seconds: float | None = No
     library: Counter = Counter()
     unexpected: list[dict] = []
     hangs: list[dict] = []
+    slow: list[dict] = []
     slowest = (0.0, "")
     samples = [(0, rss_mib())]
     previous = signal.signal(signal.SIGALRM, _alarm)
@@ -713,7 +716,10 @@ def campaign(seed: int = 1, count: int | None = None, seconds: float | None = No
             if outcome == "hang" or elapsed > HANG_SECONDS:
                 hangs.append({"n": n, "target": name, "seconds": round(elapsed, 3),
                               "input": _save(save, n, fuzzer.current, "hang")})
-            elif outcome is not None:
+            elif elapsed > SLOW_SECONDS:
+                slow.append({"n": n, "target": name, "seconds": round(elapsed, 3),
+                             "input": _save(save, n, fuzzer.current, "slow")})
+            if outcome is not None and outcome != "hang":
                 unexpected.append({"n": n, "target": name, "error": f"{type(outcome).__name__}: {outcome}"[:300],
                                    "traceback": "".join(traceback.format_exception(outcome)[-6:]),
                                    "input": _save(save, n, fuzzer.current, "crash")})
@@ -733,10 +739,10 @@ def campaign(seed: int = 1, count: int | None = None, seconds: float | None = No
     figures = {
         "seed": seed, "inputs": n, "seconds": round(total, 1), "rate": round(n / total) if total else 0,
         "per_target": dict(tried), "library_errors": sum(library.values()), "library_by_class": dict(library),
-        "unexpected": len(unexpected), "hangs": len(hangs), "slowest_s": round(slowest[0], 3),
+        "unexpected": len(unexpected), "hangs": len(hangs), "slow": len(slow), "slowest_s": round(slowest[0], 3),
         "slowest_target": slowest[1], "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "rss_samples_mib": [(k, round(v, 1)) for k, v in samples], "real_inputs": fuzzer.corpus.real,
-        "unexpected_list": unexpected[:20], "hang_list": hangs[:20],
+        "unexpected_list": unexpected[:20], "hang_list": hangs[:20], "slow_list": slow[:20],
     }
     if out is not None:
         _print(figures, out)
@@ -766,7 +772,8 @@ def _print(f: dict, out) -> None:
     for item in f["hang_list"][:5]:
         print(f"  #{item['n']} {item['target']}: {item['seconds']} s"
               + (f", input saved: {item['input']}" if item["input"] else ""), file=out)
-    print(f"slowest input: {f['slowest_s']} s ({f['slowest_target']})", file=out)
+    print(f"slow inputs (> {SLOW_SECONDS:g} s, not failures): {f['slow']}; slowest input: {f['slowest_s']} s "
+          f"({f['slowest_target']})", file=out)
     samples = f["rss_samples_mib"]
     shown = samples if len(samples) <= 8 else [samples[int(i * (len(samples) - 1) / 7)] for i in range(8)]
     print(f"peak memory: {f['peak_rss_mib']} MiB max RSS; RSS over the run: "
