@@ -149,7 +149,10 @@ class Emitter:
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self.ns = ns
-        self.write = self.out.write
+        # Lines are gathered and written once per batch of records (drain()): a write() per line would
+        # cost about as much as making the line.
+        self._pending: list[str] = []
+        self.write = self._pending.append
         self._fields_json = _FieldsJson()
         self._comm_json: dict[str, str] = {}
         self._event_heads: dict[tuple, str] = {}
@@ -254,6 +257,8 @@ class Emitter:
     # -- stderr ---------------------------------------------------------------------------------
     def note(self, text: str, prefix: bool = True) -> None:
         """One line on stderr (`prefix`: as `rawtrace: ...`; the start and summary lines go without)."""
+        self.drain()
+        self.out.flush()
         self.clear_status()
         self.err.write(f"rawtrace: {text}\n" if prefix else text + "\n")
         self.err.flush()
@@ -272,7 +277,15 @@ class Emitter:
             self.err.write("\r\x1b[K")
             self._status_shown = False
 
+    def drain(self) -> None:
+        """Write what the tools produced since the last drain."""
+        pending = self._pending
+        if pending:
+            self.out.write("".join(pending))
+            pending.clear()
+
     def flush(self) -> None:
+        self.drain()
         self.out.flush()
 
     # -- tables ---------------------------------------------------------------------------------

@@ -231,6 +231,7 @@ class Stream:
         records = 0
         self._halted = False
         all_events = self.all_events
+        drain = self.ctx.out.drain
         for batch in source.batches():
             if not batch:
                 if interval_ns is not None and live:
@@ -265,10 +266,9 @@ class Stream:
                         tool.on_unknown(rec)
                 else:
                     tool.on_record(rec)
-                if self._halted:
-                    break
             if next_tick is not None and batch and batch[-1].ts >= next_tick:
                 next_tick = self._tick(batch[-1].ts, next_tick, interval_ns)
+            drain()
             yield
             if self._halted or (self._stopped and not live):
                 break
@@ -278,6 +278,7 @@ class Stream:
         if interval_ns is not None and not self._stopped_by_count():
             tool.on_tick(end_ts or (source.now() if live else None) or 0)
         tool.finish()
+        self.ctx.out.drain()
 
     def _tick(self, now: int, next_tick: int, interval_ns: int) -> int:
         while now >= next_tick:

@@ -146,44 +146,72 @@ Overhead: two events per syscall, decoded to the number and return value only.""
             if nr in no_return:
                 # No exit follows a successful exit/exit_group: count it now.
                 pending.pop(rec.pid, None)
-                count(rec.pid, nr, None, None)
+                count(rec.pid, nr, 0, None)
                 return
             pending[rec.pid] = (rec.ts, nr)
         return enter
 
     def _exit(self):
+        """The hot path: one dict pop, one dict lookup and a few additions per call."""
         pending = self.pending
         count = self._count
+        if self.args.process or self.args.failures or self._errno_filter is not None or self._only is not None \
+                or self.args.latency:
+            def exit_(rec) -> None:
+                fields = rec.fields
+                tid = rec.pid
+                nr = fields["id"]
+                started = pending.pop(tid, None)
+                if started is not None and started[1] == nr:
+                    count(tid, nr, fields["ret"], rec.ts - started[0])
+                else:
+                    self.unpaired_exits += 1
+                    count(tid, nr, fields["ret"], None)
+            return exit_
+        rows = self.rows
+        new_row = _Row
+        unpaired = [0]
+        self._unpaired_fast = unpaired
 
-        def exit_(rec) -> None:
+        def exit_fast(rec) -> None:
             fields = rec.fields
-            tid = rec.pid
             nr = fields["id"]
-            started = pending.pop(tid, None)
+            row = rows.get(nr)
+            if row is None:
+                row = rows[nr] = new_row()
+            row.count += 1
+            if -MAX_ERRNO <= fields["ret"] < 0:
+                row.errors += 1
+            started = pending.pop(rec.pid, None)
             if started is not None and started[1] == nr:
-                count(tid, nr, fields["ret"], rec.ts - started[0])
+                duration = rec.ts - started[0]
+                row.timed += 1
+                row.total += duration
+                if duration > row.max:
+                    row.max = duration
+                if row.min < 0 or duration < row.min:
+                    row.min = duration
             else:
-                self.unpaired_exits += 1
-                count(tid, nr, fields["ret"], None)
-        return exit_
+                unpaired[0] += 1
+        return exit_fast
 
-    def _count(self, tid: int, nr: int, ret: int | None, duration: int | None) -> None:
-        failed = ret is not None and -MAX_ERRNO <= ret < 0
+    def _count(self, tid: int, nr: int, ret: int, duration: int | None) -> None:
+        failed = -MAX_ERRNO <= ret < 0
         if (self.args.failures or self._errno_filter is not None) and not failed:
             return
         if self._errno_filter is not None and -ret != self._errno_filter:
             return
-        tasks = self.ctx.tasks
-        abi = self.native_abi
-        name = self.name_of(nr, abi)
-        if self._only is not None and name not in self._only:
+        if self._only is not None and self.name_of(nr, self.native_abi) not in self._only:
             return
-        key = (name, tasks.pid(tid), tasks.comm(tid)) if self.args.process else (name,)
+        if self.args.process:
+            tasks = self.ctx.tasks
+            key = (nr, tasks.pid(tid), tasks.comm(tid))
+        else:
+            key = nr
         row = self.rows.get(key)
         if row is None:
             row = self.rows[key] = _Row()
         row.count += 1
-        self.calls += 1
         if failed:
             row.errors += 1
             if self.args.latency:
@@ -216,12 +244,15 @@ Overhead: two events per syscall, decoded to the number and return value only.""
 
     def on_tick(self, ts: int) -> None:
         self.intervals += 1
+        self.calls += sum(row.count for row in self.rows.values())
         self._print(ts)
         self.rows.clear()
 
     def finish(self) -> None:
         self.in_flight_at_end = len(self.pending)
+        self.unpaired_exits += getattr(self, "_unpaired_fast", [0])[0]
         if not self.args.interval:
+            self.calls += sum(row.count for row in self.rows.values())
             self._print(None)
         self._summary()
 
@@ -242,15 +273,17 @@ Overhead: two events per syscall, decoded to the number and return value only.""
         from rawtrace.emit import safe
         from rawtrace.syscalls import constants as C
         for key, row in self._sorted():
+            nr = key[0] if isinstance(key, tuple) else key
+            name = self.name_of(nr, self.native_abi)
             avg = row.total / row.timed if row.timed else None
-            record = {"syscall": key[0], "count": row.count, "errors": row.errors, "total_ns": row.total,
+            record = {"syscall": name, "nr": nr, "count": row.count, "errors": row.errors, "total_ns": row.total,
                       "max_ns": row.max if row.timed else None, "avg_ns": round(avg) if avg is not None else None,
                       "timed": row.timed}
             line = []
             if self.args.process:
                 record["pid"], record["comm"] = key[1], key[2]
                 line += [key[1], safe(key[2])]
-            line += [key[0], row.count, row.errors, f"{row.total / unit:.3f}",
+            line += [name, row.count, row.errors, f"{row.total / unit:.3f}",
                      f"{avg / 1e3:.3f}" if avg is not None else "-", f"{row.max / 1e3:.3f}" if row.timed else "-"]
             if self.args.latency:
                 record["min_ns"] = row.min if row.timed else None

@@ -55,6 +55,7 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
     def __init__(self, args, ctx) -> None:
         super().__init__(args, ctx)
         self.shown = 0
+        self.done = False
         self.max_events = getattr(args, "max_events", None)
         self.out = ctx.out
         self.write = ctx.out.write
@@ -88,6 +89,8 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
 
     # -- per record -------------------------------------------------------------------------------
     def on_event(self, rec) -> None:
+        if self.done:
+            return
         tasks = self.tasks
         tid = rec.pid
         if self.json:
@@ -110,6 +113,8 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
                 f"{fields_text(rec.fields, fmt)}\n")
 
     def on_syscall(self, call) -> None:
+        if self.done:
+            return
         out = self.out
         formatter = self.ctx.formatter
         if self.json:
@@ -119,6 +124,8 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
         self._count()
 
     def on_lost(self, lost) -> None:
+        if self.done:
+            return
         from rawtrace.sources import LostFromStats
         self.out.lost(lost, "stats" if isinstance(lost, LostFromStats) else "page")
 
@@ -129,6 +136,7 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
         self.shown += 1
         if self.max_events is not None and self.shown >= self.max_events:
             self.max_events = None
+            self.done = True
             self.ctx.stop(now=True)
 
     # -- start and end ----------------------------------------------------------------------------
