@@ -37,6 +37,9 @@ _DECIMAL, _HEX, _TEXT, _ARRAY_DEC, _ARRAY_HEX, _BYTES = range(6)
 # reused while the entry lives) and emptied past _CACHE_MAX entries: a stream of ever new formats (a
 # hostile file, a long run of probes made and removed) must not grow memory without bound.
 _CACHE_MAX = 4096
+# Events with more fields than this (real ones have a few dozen at most) are rendered by the generic
+# code: compiling one f-string of thousands of pieces takes super-linear time (1 s for 16000 fields).
+_MAX_COMPILED_FIELDS = 512
 _styles_cache: dict[int, tuple[EventFormat, dict[str, int]]] = {}
 
 
@@ -170,7 +173,7 @@ def _event_name(fmt: EventFormat) -> str:
 def _compile_fields_renderer(fmt: EventFormat):
     styles = field_styles(fmt)
     shown = [f for f in fmt.all_fields if not (f.common and f.name in STANDARD_COMMON)]
-    if not all(f.name.isidentifier() for f in shown):
+    if len(shown) > _MAX_COMPILED_FIELDS or not all(f.name.isidentifier() for f in shown):
         # Only C identifiers go into generated code; anything else is rendered generically.
         return lambda fields: _fields_text_generic(fields, styles)
     namespace: dict = {"_safe": safe_text, "_value": value_text}
@@ -358,7 +361,7 @@ def _json_string(text: str) -> str:
 def _compile_json_renderer(fmt: EventFormat):
     """line(ts, cpu, pid, comm_json, fields) -> the JSON text event_json() would give, or None."""
     shown = [f for f in fmt.all_fields if not (f.common and f.name in STANDARD_COMMON)]
-    if not all(f.name.isidentifier() for f in shown):
+    if len(shown) > _MAX_COMPILED_FIELDS or not all(f.name.isidentifier() for f in shown):
         return None
     namespace: dict = {"_str": _json_string, "_json": _json_encoder(), "_value": json_value,
                        "_event": _json_string(f"{fmt.system}:{fmt.name}")}
