@@ -26,10 +26,9 @@ from __future__ import annotations
 import errno
 import os
 import re
-from dataclasses import dataclass
+from collections import namedtuple
 from functools import cached_property
 from pathlib import Path
-from typing import NamedTuple
 
 from rawtrace.errors import NotSupported, TracingBlocked, UsageError
 from rawtrace.host import (
@@ -60,24 +59,24 @@ _LOG_MARKERS = ("Kernel is locked down from", "Tracing disabled due to lockdown"
                 "Secure boot disabled", "Secure boot could not be determined")
 
 
-@dataclass(frozen=True, slots=True)
-class Evidence:
+# Records are namedtuples: importing dataclasses (which imports inspect) costs more than the whole
+# doctor may take to start, and typing.NamedTuple needs typing.
+
+
+class Evidence(namedtuple("Evidence", "source text")):
     """What one source said: a file (as the host sees it), the kernel log, a syscall."""
-    source: str
-    text: str
+
+    __slots__ = ()
 
     def __str__(self) -> str:
         return f"{self.source}: {self.text}"
 
 
-@dataclass(frozen=True, slots=True)
-class Check:
-    """One finding: status is ok / limited / blocked; remedy is set whenever status is not ok."""
-    name: str
-    status: str
-    finding: str
-    evidence: tuple[Evidence, ...] = ()
-    remedy: str | None = None
+class Check(namedtuple("Check", "name status finding evidence remedy", defaults=((), None))):
+    """One finding: status is ok / limited / blocked; remedy is set whenever status is not ok.
+    evidence: tuple[Evidence, ...]; remedy: str | None."""
+
+    __slots__ = ()
 
     def to_json(self) -> dict:
         return {"name": self.name, "status": self.status, "finding": self.finding,
@@ -85,37 +84,26 @@ class Check:
                 "remedy": self.remedy}
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(namedtuple("Verdict", "capability status reason remedy", defaults=(None,))):
     """Whether one rawtrace capability works here, why, and what to do if not."""
-    capability: str
-    status: str
-    reason: str
-    remedy: str | None = None
+
+    __slots__ = ()
 
     def to_json(self) -> dict:
         return {"status": self.status, "reason": self.reason, "remedy": self.remedy}
 
 
-@dataclass(frozen=True, slots=True)
-class Support:
-    """Whether the kernel behind a tracefs tree has a feature: True, False, or None when it cannot be told."""
-    feature: str
-    supported: bool | None
-    reason: str
-    evidence: tuple[Evidence, ...] = ()
-    remedy: str | None = None
+class Support(namedtuple("Support", "feature supported reason evidence remedy", defaults=((), None))):
+    """Whether the kernel behind a tracefs tree has a feature: `supported` is True, False, or None when it
+    cannot be told; evidence: tuple[Evidence, ...]; remedy: str | None."""
+
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Report:
-    kernel: str
-    arch: str
-    lockdown: str
-    secure_boot: str
-    checks: tuple[Check, ...]
-    verdicts: tuple[Verdict, ...]
-    exit_code: int
+class Report(namedtuple("Report", "kernel arch lockdown secure_boot checks verdicts exit_code")):
+    """The doctor's result: checks: tuple[Check, ...]; verdicts: tuple[Verdict, ...]."""
+
+    __slots__ = ()
 
     def check(self, name: str) -> Check:
         return next(c for c in self.checks if c.name == name)
@@ -130,26 +118,13 @@ class Report:
                 "verdict": {v.capability: v.to_json() for v in self.verdicts}}
 
 
-# Internal results are NamedTuples: a slots dataclass costs ~0.5 ms to create at import, a NamedTuple ~0.1.
-class _Lockdown(NamedTuple):
-    level: str                 # none / integrity / confidentiality / unsupported / unknown
-    certain: bool              # read from securityfs, not inferred
-    origins: tuple[str, ...]   # "command line", "Kernel configuration", "EFI Secure Boot mode", "securityfs"
-    evidence: tuple[Evidence, ...]
-
-
-class _SecureBoot(NamedTuple):
-    state: str                 # enabled / disabled / setup_mode / not_efi / unknown
-    shim_validation_off: bool
-    evidence: tuple[Evidence, ...]
-
-
-class _Tracefs(NamedTuple):
-    state: str                 # usable / unreadable / empty / unmounted / no-tracefs / denied
-    path: Path | None
-    finding: str
-    evidence: tuple[Evidence, ...]
-    writable: bool = False
+# level: none / integrity / confidentiality / unsupported / unknown; certain: read from securityfs, not
+# inferred; origins: "command line", "Kernel configuration", "EFI Secure Boot mode", "securityfs".
+_Lockdown = namedtuple("_Lockdown", "level certain origins evidence")
+# state: enabled / disabled / setup_mode / not_efi / unknown
+_SecureBoot = namedtuple("_SecureBoot", "state shim_validation_off evidence")
+# state: usable / unreadable / missing / empty / unmounted / no-tracefs / denied; path: Path | None
+_Tracefs = namedtuple("_Tracefs", "state path finding evidence writable", defaults=(False,))
 
 
 def _quote(text: str, limit: int = 160) -> str:

@@ -40,6 +40,28 @@ _add_tools()
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 
+def _columns() -> int:
+    """The terminal width as shutil.get_terminal_size() finds it ($COLUMNS, then stdout's tty), else 80."""
+    try:
+        return int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        pass
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80
+    except (AttributeError, ValueError, OSError):
+        return 80
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's formatter, told the width: left to find it, it imports shutil (and with it bz2 and lzma),
+    about 1.5 ms of every command's start-up, since every parser makes formatters."""
+
+    def __init__(self, prog, *args, **kwargs) -> None:
+        if len(args) < 3 and kwargs.get("width") is None:
+            kwargs["width"] = _columns() - 2
+        super().__init__(prog, *args, **kwargs)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that reports errors as one line and exits 2, as the rest of rawtrace does."""
 
@@ -59,7 +81,7 @@ def _top_parser() -> argparse.ArgumentParser:
     lines = "\n".join(f"  {name:<14} {summary}" for name, (_mod, summary) in COMMANDS.items())
     parser = _Parser(
         prog="rawtrace",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_HelpFormatter,
         description="A raw syscall and tracefs explorer: no BPF, no compiler, just tracefs and Python.",
         epilog=f"commands:\n{lines}\n\nexamples:\n  rawtrace doctor\n  rawtrace list-syscalls 'open*'\n"
                "  rawtrace format sys_enter_openat\n  rawtrace trace syscalls:sys_enter_openat --comm bash\n\n"
@@ -74,7 +96,7 @@ def _top_parser() -> argparse.ArgumentParser:
 def build_command_parser(name: str, module) -> argparse.ArgumentParser:
     parser = _Parser(prog=f"rawtrace {name}", description=module.HELP,
                      epilog=getattr(module, "EPILOG", None),
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                     formatter_class=_HelpFormatter)
     _add_global_options(parser)
     module.add_arguments(parser)
     return parser

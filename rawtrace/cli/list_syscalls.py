@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import sys
-from typing import NamedTuple
 
 HELP = "syscall numbers, ABIs and entry points for an arch, with this kernel's syscall tracepoints"
 EPILOG = """\
@@ -46,38 +46,53 @@ def add_arguments(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print a JSON array of objects")
 
 
-class KernelSyscalls(NamedTuple):
-    """The syscall tracepoints of the running kernel (names after sys_enter_/sys_exit_)."""
+class KernelSyscalls:
+    """The syscall tracepoints of the running kernel (names after sys_enter_/sys_exit_). A plain class: a
+    NamedTuple needs typing, which list-syscalls' start-up does not otherwise import."""
 
-    catalog: object         # rawtrace.tracefs.events.EventCatalog of the kernel's events/ directory
-    enter: frozenset[str]
-    exit: frozenset[str]
-    names: frozenset[str]   # enter | exit
-    release: str
+    __slots__ = ("_catalog", "enter", "events_dir", "exit", "names", "release")
+
+    def __init__(self, events_dir, enter: frozenset[str], exit_: frozenset[str], release: str) -> None:
+        self.events_dir = events_dir      # the kernel's tracefs events/ directory
+        self.enter, self.exit, self.names = enter, exit_, enter | exit_
+        self.release = release
+        self._catalog = None
+
+    @property
+    def catalog(self):
+        """rawtrace.tracefs.events.EventCatalog of events_dir, made when first needed (--args only)."""
+        if self._catalog is None:
+            from rawtrace.tracefs.events import EventCatalog
+            self._catalog = EventCatalog(self.events_dir)
+        return self._catalog
 
 
 def _kernel_syscalls(host) -> tuple[KernelSyscalls | None, str]:
     """The kernel's syscall tracepoints, or None and the reason there are none to show."""
     from rawtrace.tracefs.discover import locate_tracefs
-    from rawtrace.tracefs.events import EventCatalog
     location = locate_tracefs(host)
     if location is None:
         return None, "tracefs is not mounted (rawtrace list-syscalls never mounts it)"
     if not location.readable:
         return None, f"tracefs at {location.path} is not readable by this user (the TP column needs root)"
-    catalog = EventCatalog(location.path / "events")
-    events_dir = catalog.events_dir / "syscalls"
+    events_dir = location.path / "events"
+    syscalls_dir = events_dir / "syscalls"
+    enter, exit_ = [], []
     try:
         # The listing is all that is read here; format files only with --args.
-        if not events_dir.is_dir():
-            return None, f"{events_dir} does not exist (kernel without CONFIG_FTRACE_SYSCALLS?)"
-        names = [name for _system, name in catalog.events("syscalls")]
+        with os.scandir(syscalls_dir) as entries:
+            for entry in entries:
+                name = entry.name
+                if name.startswith("sys_enter_"):
+                    enter.append(name[10:])
+                elif name.startswith("sys_exit_"):
+                    exit_.append(name[9:])
+    except (FileNotFoundError, NotADirectoryError):
+        return None, f"{syscalls_dir} does not exist (kernel without CONFIG_FTRACE_SYSCALLS?)"
     except OSError as exc:
-        return None, f"cannot read {events_dir}: {exc.strerror}"
-    enter = frozenset(n[10:] for n in names if n.startswith("sys_enter_"))
-    exit_ = frozenset(n[9:] for n in names if n.startswith("sys_exit_"))
+        return None, f"cannot read {syscalls_dir}: {exc.strerror}"
     release = (host.read_text("/proc/sys/kernel/osrelease") or "").strip() or "running kernel"
-    return KernelSyscalls(catalog, enter, exit_, enter | exit_, release), ""
+    return KernelSyscalls(events_dir, frozenset(enter), frozenset(exit_), release), ""
 
 
 def _tracepoint_of(syscall, kernel: KernelSyscalls) -> str | None:

@@ -3,25 +3,22 @@
 from __future__ import annotations
 
 import functools
+from collections import namedtuple
 from pathlib import Path
-from typing import NamedTuple
 
 from rawtrace.errors import ParseError, UsageError
 from rawtrace.syscalls.arches import ARCHES, Abi, Arch, arch_names, lookup_arch
 
 
-class Syscall(NamedTuple):
-    """One syscall as user space numbers it (a NamedTuple, like the arch records: a dataclass costs
-    ~5 ms of list-syscalls' start-up to import).
+class Syscall(namedtuple("Syscall", "nr name abi entry compat_entry", defaults=(None,))):
+    """One syscall as user space numbers it: nr: int, name: str, abi: str, entry and compat_entry: str | None
+    (a namedtuple, like the arch records: a dataclass or typing.NamedTuple costs more of list-syscalls'
+    start-up to import than the whole table parse).
 
     In `SyscallTable.entries`, `abi` is the kernel's tag for the row ("common", "64", "x32", "oabi", ...);
     in an ABI view (`SyscallTable.view("x32")`) it is the ABI's name."""
 
-    nr: int
-    name: str
-    abi: str
-    entry: str | None
-    compat_entry: str | None = None
+    __slots__ = ()
 
     @property
     def tracepoint(self) -> str | None:
@@ -34,13 +31,8 @@ class Syscall(NamedTuple):
         return entry[4:] if entry.startswith("sys_") else self.name
 
 
-class TableFile(NamedTuple):
-    """One generated .tbl file: its rows as (nr, tag, name, entry, compat) and where it came from."""
-
-    name: str
-    rows: tuple[tuple[int, str, str, str | None, str | None], ...]
-    kernel_version: str
-    source: str
+# One generated .tbl file: its rows as (nr, tag, name, entry, compat) and where it came from.
+TableFile = namedtuple("TableFile", "name rows kernel_version source")
 
 
 def tables_dir() -> Path:
@@ -50,17 +42,16 @@ def tables_dir() -> Path:
 
 @functools.cache
 def _tables_dir() -> Path:
-    from importlib.util import find_spec
     try:
-        spec = find_spec("rawtrace.tables")
+        # Installed: tables/ is the package rawtrace.tables (pyproject's package-dir).
+        import rawtrace.tables as package
     except ImportError:
-        spec = None
-    if spec is not None:
-        # A package on the file system: its directory is the resource directory. Only other loaders
-        # (a zipped install) need importlib.resources, which is slower to import.
-        for location in spec.submodule_search_locations or ():
+        package = None
+    if package is not None:
+        for location in getattr(package, "__path__", ()):
             if (Path(location) / "x86_64.tbl").is_file():
                 return Path(location)
+        # Only other loaders (a zipped install) need importlib.resources, which is slower to import.
         from importlib.resources import files
         resources = files("rawtrace.tables")
         if (resources / "x86_64.tbl").is_file():
