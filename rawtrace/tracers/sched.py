@@ -16,6 +16,7 @@ below, run by rawtrace.cli.tool like every other tool.
 from __future__ import annotations
 
 import argparse
+import math
 import time
 
 from rawtrace.errors import UsageError
@@ -516,7 +517,10 @@ def run_schedstat(args, host) -> int:
     from rawtrace.schedstat import NOTE, Pressure, SchedstatSampler, rank
     out = Emitter(json=args.json, ns=True)
     period = args.interval or 1.0
-    if args.duration:
+    if args.duration and not args.interval:
+        # Whole periods that end at the duration (a thread exiting takes its last period with it).
+        period = args.duration / max(1, math.ceil(args.duration / period))
+    elif args.duration:
         period = min(period, args.duration)
     sampler = SchedstatSampler(host, period=period, pids=set(args.pid) or None)
     min_ns = int((args.min_ms or 0) * 1e6)
