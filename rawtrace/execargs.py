@@ -38,6 +38,8 @@ DEFAULT_PATH_LEN = 256
 SOURCE_SYSCALL = "syscall"      # strings recorded by the syscall event itself (6.19+: filename only)
 SOURCE_UPROBE = "uprobe"
 SOURCE_UPROBE_PROC = "uprobe+proc"
+SOURCE_START = "uprobe-start"
+SOURCE_START_PROC = "uprobe-start+proc"
 SOURCE_PROC = "proc"
 SOURCE_NONE = "none"
 
@@ -54,7 +56,7 @@ class ExecSite:
     syscall: str
     path_arg: int | None
     argv_arg: int
-    envp_arg: int
+    envp_arg: int | None
 
 
 SITES: tuple[ExecSite, ...] = (
@@ -62,6 +64,11 @@ SITES: tuple[ExecSite, ...] = (
     ExecSite("execveat", "execveat", 2, 3, 4),
     ExecSite("fexecve", "execveat", None, 2, 3),
 )
+# Where every dynamically linked program starts: glibc's __libc_start_main(main, argc, argv, ...) runs in
+# the new process, with argv on its fresh stack. It catches what the call sites cannot see (execs by static
+# binaries, Go programs and raw syscall(2) callers, of dynamically linked programs), as the program received
+# it (a script's argv as rewritten for its interpreter). `syscall` "start" marks it.
+START_SITE = ExecSite("__libc_start_main", "start", None, 3, None)
 
 # psABI argument registers (verify against rawtrace.probes.ARCHES, which carries the same lists).
 _ARG_REGISTERS = {
@@ -162,22 +169,23 @@ def plan(arch: str, limits: PlanLimits, sites: Iterable[ExecSite] = SITES, libra
 
 def _plan_site(site: ExecSite, registers: tuple[str, ...], limits: PlanLimits, library: str) -> list[PlannedEvent]:
     argv_reg = registers[site.argv_arg - 1]
-    envp_reg = registers[site.envp_arg - 1]
+    envp_reg = registers[site.envp_arg - 1] if site.envp_arg is not None else ""
+    max_env = limits.max_env if site.envp_arg is not None else 0
     units: list[tuple[Slot, str]] = []      # (slot, register holding its vector, or the path itself)
     if site.path_arg is not None:
         units.extend((Slot("path", -1, slot.offset, slot.words), registers[site.path_arg - 1])
                      for slot in vector_slots("path", 1, 1, limits.path_len, limits.path_len)[0])
     for slots in vector_slots("argv", limits.max_args, limits.head_args, limits.max_arg_len, limits.tail_len):
         units.extend((slot, argv_reg) for slot in slots)
-    for slots in vector_slots("envp", limits.max_env, 0, limits.env_len, limits.env_len):
+    for slots in vector_slots("envp", max_env, 0, limits.env_len, limits.env_len):
         units.extend((slot, envp_reg) for slot in slots)
 
     events: list[PlannedEvent] = []
     builder = _EventBuilder(site, library, head=True, argv_reg=argv_reg, envp_reg=envp_reg)
     # The pointer just past the plan: NULL when argv has exactly max_args strings, not more.
     builder._field(f"amore=+{WORD * limits.max_args}(%{argv_reg}):x64", WORD)
-    if limits.max_env:
-        builder._field(f"emore=+{WORD * limits.max_env}(%{envp_reg}):x64", WORD)
+    if max_env:
+        builder._field(f"emore=+{WORD * max_env}(%{envp_reg}):x64", WORD)
     for slot, register in units:
         need = slot.words * WORD + (WORD if slot.offset == 0 and slot.index >= 0 else 0)
         # envp never shares an event guarded by an argv pointer: it would vanish with short argvs.
@@ -211,7 +219,7 @@ class _EventBuilder:
         # Every event carries the argv pointer: the kernel runs the consumers of one probe address
         # newest first, so a hit's events come in no useful order; this pointer (and the thread) joins them.
         self._field(f"argv=%{argv_reg}:x64", WORD)
-        if head:
+        if head and envp_reg:
             self._field(f"envp=%{envp_reg}:x64", WORD)
         elif first is not None and first.index >= 0:
             self._pointer(first, register or "")
@@ -327,14 +335,19 @@ class HitAssembler:
         """Events were lost: the hits collected so far may lack some (their captures are marked)."""
         self._suspect.update(self._bags)
 
-    def take(self, tid: int, argv_pointer: int | None = None) -> Capture | None:
+    def take(self, tid: int, argv_pointer: int | None = None, site: str | None = None) -> Capture | None:
+        """The capture of `tid`'s events with that argv pointer (any, if None) at `site` (the call sites,
+        if None: not the program-start site)."""
         bag = self._bags.pop(tid, None)
         suspect = tid in self._suspect
         self._suspect.discard(tid)
         if not bag:
             return None
+        by_name = self.by_name
         got = {name: fields for name, (_ts, fields) in bag.items()
-               if argv_pointer is None or fields.get("argv") == argv_pointer}
+               if (argv_pointer is None or fields.get("argv") == argv_pointer)
+               and ((by_name[name].site.syscall == "start") == (site is not None))
+               and (site is None or by_name[name].site.symbol == site)}
         heads = [self.by_name[name] for name in got if self.by_name[name].head]
         if len(heads) != 1:
             return None
@@ -375,7 +388,7 @@ class HitAssembler:
             "argv", self.max_args, site_events, pointers, chunks, absent_first)
         capture.argv_more = capture.argv_more and head_fields.get("amore", 1) != 0
         capture.incomplete = gap
-        if self.max_env:
+        if self.max_env and head.site.envp_arg is not None:
             capture.envp, capture.envp_cut, capture.envp_more, gap = self._vector(
                 "envp", self.max_env, site_events, pointers, chunks, absent_first)
             capture.envp_more = capture.envp_more and head_fields.get("emore", 1) != 0
@@ -490,6 +503,18 @@ class _Pending:
     incomplete: bool = False
 
 
+def _agrees(capture: Capture, started: Capture) -> bool:
+    """Whether the argv read at the program's start continues what the call site captured (a script's
+    argv, rewritten for its interpreter, does not: the call site's then stands)."""
+    if len(started.argv) < len(capture.argv):
+        return False
+    for index, text in enumerate(capture.argv):
+        other = started.argv[index]
+        if not (other.startswith(text) if capture.argv_cut[index] else other == text):
+            return False
+    return len(started.argv) == len(capture.argv) or capture.argv_more
+
+
 def merge_cmdline(argv: list[bytes], cut: list[bool], more: bool, cmdline: bytes | None
                   ) -> tuple[list[bytes], list[bool], bool, bool]:
     """Complete a cut capture from /proc/PID/cmdline when the cmdline agrees with what was captured.
@@ -522,7 +547,8 @@ class ExecJoiner:
 
     def __init__(self, assembler: HitAssembler | None, *, tgid_of: Callable[[int], int],
                  comm_of: Callable[[int], str | None], ppid_of: Callable[[int], int | None],
-                 cmdline_of: Callable[[int], bytes | None] | None = None) -> None:
+                 cmdline_of: Callable[[int], bytes | None] | None = None, start_site: str | None = None,
+                 wait_ns: int = 50_000_000) -> None:
         self.assembler = assembler
         self.tgid_of = tgid_of
         self.comm_of = comm_of
@@ -530,6 +556,11 @@ class ExecJoiner:
         self.cmdline_of = cmdline_of
         self._pending: dict[int, _Pending] = {}
         self._cmdlines: dict[int, bytes | None] = {}
+        # Successful execs whose argv the call site did not (fully) capture, waiting for the new
+        # program's start-site hit: pid -> (pending, ret, exit ts).
+        self.start_site = start_site
+        self.wait_ns = wait_ns
+        self._waiting: dict[int, tuple[_Pending, int | None, int]] = {}
 
     def lost(self) -> None:
         """Events were lost somewhere: every call in flight may miss probe events or its exit."""
@@ -544,7 +575,7 @@ class ExecJoiner:
 
     def enter(self, ts: int, tid: int, syscall: str, fields: dict) -> list[ExecAttempt]:
         """sys_enter_execve / sys_enter_execveat. `fields` as decoded (argv pointer, maybe __filename_val)."""
-        out = []
+        out = self.settle(ts, tid)
         stale = self._pending.pop(tid, None)
         if stale is not None:       # its exit was lost; say what we know
             out.append(self._finish(stale, None, ts))
@@ -566,6 +597,7 @@ class ExecJoiner:
 
         An exec without a seen entry (a 32-bit compat task: the syscall events skip compat calls; or a
         lost event) is reported at once, with what /proc still shows."""
+        early = self.settle(ts, pid)
         pending = self._pending.pop(old_pid, None)
         alone = pending is None
         if pending is None:
@@ -577,35 +609,73 @@ class ExecJoiner:
             # Read now: this is the earliest moment the caller sees the new process.
             self._cmdlines[pid] = self.cmdline_of(pid)
         if alone:
-            return [self._finish(pending, None, ts)]
+            return early + self._wait_or_finish(pending, None, ts)
         self._pending[pid] = pending
-        return []
+        return early
 
     def exit(self, ts: int, tid: int, ret: int) -> list[ExecAttempt]:
         """sys_exit_execve / sys_exit_execveat."""
         pending = self._pending.pop(tid, None)
         if pending is None:
             return []
+        return self._wait_or_finish(pending, ret, ts)
+
+    def _wait_or_finish(self, pending: _Pending, ret: int | None, ts: int) -> list[ExecAttempt]:
+        capture = pending.capture
+        if (self.start_site is not None and pending.exec_seen and ret in (0, None)
+                and (capture is None or capture.truncated) and pending.new_pid is not None):
+            self._waiting[pending.new_pid] = (pending, ret, ts)
+            return []
         return [self._finish(pending, ret, ts)]
+
+    @property
+    def waiting(self) -> bool:
+        return bool(self._waiting)
+
+    def settle(self, ts: int, tid: int | None = None) -> list[ExecAttempt]:
+        """Finish the waiting attempts of `tid` (its program has moved on) and those older than wait_ns."""
+        if not self._waiting:
+            return []
+        out = []
+        for pid in [p for p, (_pending, _ret, since) in self._waiting.items()
+                    if p == tid or ts - since > self.wait_ns]:
+            pending, ret, _since = self._waiting.pop(pid)
+            out.append(self._finish(pending, ret, ts))
+        return out
 
     def thread_exit(self, ts: int, tid: int) -> list[ExecAttempt]:
         """sched_process_exit: an exec that never reported its return (lost event, killed) ends here."""
+        out = self.settle(ts, tid)
         pending = self._pending.pop(tid, None)
         if self.assembler is not None:
             self.assembler.forget(tid)
         if pending is None:
-            return []
-        return [self._finish(pending, 0 if pending.exec_seen else None, ts)]
+            return out
+        return out + [self._finish(pending, 0 if pending.exec_seen else None, ts)]
 
     def flush(self, ts: int) -> list[ExecAttempt]:
-        out = [self._finish(p, 0 if p.exec_seen else None, ts) for p in self._pending.values()]
+        out = [self._finish(p, ret, ts) for p, ret, _since in self._waiting.values()]
+        self._waiting.clear()
+        out += [self._finish(p, 0 if p.exec_seen else None, ts) for p in self._pending.values()]
         self._pending.clear()
         return out
 
     def _finish(self, pending: _Pending, ret: int | None, ts: int) -> ExecAttempt:
         capture = pending.capture
         cmdline = self._cmdlines.pop(pending.new_pid, None) if pending.new_pid is not None else None
-        if capture is not None:
+        started = None
+        if self.start_site is not None and self.assembler is not None and pending.new_pid is not None \
+                and pending.exec_seen:
+            started = self.assembler.take(pending.new_pid, None, self.start_site)
+        if started is not None and (capture is None or _agrees(capture, started)):
+            # The program's own argv, read at its start: complete where the call site's was cut.
+            argv, cut, more = list(started.argv), list(started.argv_cut), started.argv_more
+            source = SOURCE_START
+            if capture is None or started.truncated:
+                argv, cut, more, used = merge_cmdline(argv, cut, more, cmdline)
+                if used:
+                    source = SOURCE_START_PROC
+        elif capture is not None:
             argv, cut, more = list(capture.argv), list(capture.argv_cut), capture.argv_more
             source = SOURCE_UPROBE
             if pending.exec_seen and ret in (0, None):

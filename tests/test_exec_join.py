@@ -131,3 +131,89 @@ def test_exec_without_a_seen_entry_is_reported_at_once():
     [attempt] = j.process_exec(5, 30, 30, "/opt/prog32")
     assert attempt.argv == [b"prog32", b"-x"] and attempt.argv_source == "proc" and attempt.ret is None
     assert attempt.filename == "/opt/prog32" and j.exit(6, 30, 0) == []
+
+
+# -- the program-start site (__libc_start_main in the new process) ------------------------------------
+
+START_EVENTS = X.plan("x86_64", LIMITS, X.SITES + (X.START_SITE,))
+START_ONLY = [e for e in START_EVENTS if e.site == X.START_SITE]
+
+
+def start_joiner(cmdlines=None):
+    return X.ExecJoiner(X.HitAssembler(START_EVENTS, LIMITS.max_args), tgid_of=lambda tid: tid,
+                        comm_of=lambda tid: None, ppid_of=lambda pid: 1,
+                        cmdline_of=lambda pid: (cmdlines or {}).get(pid), start_site=X.START_SITE.symbol,
+                        wait_ns=1000)
+
+
+def start_hit(j, pid, argv, ts):
+    regs, mem = call(argv)
+    regs = {"dx": regs["si"]}                      # __libc_start_main(main, argc, argv, ...)
+    for name, fields in hit(START_ONLY, regs, mem, random.Random(0)).items():
+        j.probe(name, ts, pid, fields)
+
+
+def test_start_site_plan_has_no_path_or_env():
+    assert START_ONLY and all("path_" not in e.spec and "envp=" not in e.spec for e in START_ONLY)
+    assert "argv=%dx:x64" in START_ONLY[0].spec and START_ONLY[0].spec.split("=", 1)[1].startswith(
+        "uprobe:libc:__libc_start_main ")
+
+
+def test_exec_by_a_static_caller_gets_argv_at_the_program_start():
+    j = start_joiner()
+    j.enter(10, 40, "execve", {"argv": 0x55})            # no call-site hit: a static caller
+    j.process_exec(20, 40, 40, "/usr/bin/dyn")
+    assert j.exit(21, 40, 0) == [] and j.waiting          # waits for the new program's start
+    start_hit(j, 40, [b"dyn", b"arg one"], 500)
+    assert j.settle(600) == []                            # not yet past wait_ns
+    [attempt] = j.settle(1600)
+    assert attempt.argv == [b"dyn", b"arg one"] and attempt.argv_source == "uprobe-start"
+    assert attempt.ret == 0 and attempt.filename == "/usr/bin/dyn" and not j.waiting
+
+
+def test_waiting_exec_of_a_static_program_ends_at_its_exit_with_the_cmdline_or_nothing():
+    j = start_joiner(cmdlines={40: b"static\0x\0"})
+    j.enter(10, 40, "execve", {"argv": 0x55})
+    j.process_exec(20, 40, 40, "/usr/bin/static")
+    assert j.exit(21, 40, 0) == []
+    [attempt] = j.thread_exit(30, 40)                     # it never reached __libc_start_main
+    assert attempt.argv == [b"static", b"x"] and attempt.argv_source == "proc"
+    j = start_joiner()
+    j.enter(10, 41, "execve", {"argv": 0x55})
+    j.process_exec(20, 41, 41, "/usr/bin/static")
+    j.exit(21, 41, 0)
+    [attempt] = j.flush(40)
+    assert attempt.argv_source == "none"
+
+
+def test_complete_call_site_capture_does_not_wait():
+    j = start_joiner()
+    argv_pointer = probe_hit(j, 42, [b"ls", b"-l"])
+    j.enter(10, 42, "execve", {"argv": argv_pointer})
+    j.process_exec(20, 42, 42, "/bin/ls")
+    [attempt] = j.exit(21, 42, 0)
+    assert attempt.argv_source == "uprobe" and attempt.argv == [b"ls", b"-l"]
+    start_hit(j, 42, [b"ls", b"-l"], 30)                  # the program's own start: ignored
+    assert j.settle(5000) == [] and j.flush(5000) == []
+
+
+def test_cut_capture_completed_at_the_start_unless_it_disagrees():
+    long = b"z" * 3000
+    j = start_joiner()
+    argv_pointer = probe_hit(j, 43, [b"p", b"a", long])   # argv[2] is a tail slot: cut
+    j.enter(10, 43, "execve", {"argv": argv_pointer})
+    j.process_exec(20, 43, 43, "/bin/p")
+    assert j.exit(21, 43, 0) == []
+    start_hit(j, 43, [b"p", b"a", long], 30)
+    [attempt] = j.settle(5000)
+    # The start site has the same plan: argv[2] is cut there too, but no shorter than at the call.
+    assert attempt.argv_source == "uprobe-start" and attempt.argv[:2] == [b"p", b"a"]
+    # A script: the kernel rewrote argv for the interpreter; the call site's capture stands.
+    j = start_joiner()
+    argv_pointer = probe_hit(j, 44, [b"./script", long])
+    j.enter(10, 44, "execve", {"argv": argv_pointer})
+    j.process_exec(20, 44, 44, "/tmp/script")
+    j.exit(21, 44, 0)
+    start_hit(j, 44, [b"/bin/sh", b"./script", long], 30)
+    [attempt] = j.settle(5000)
+    assert attempt.argv_source == "uprobe" and attempt.argv[0] == b"./script"

@@ -131,6 +131,10 @@ tasks: the syscall events skip them; their successful execs are reported from sc
                                                               "256 bytes each)")
         parser.add_argument("--no-cmdline", action="store_true",
                             help="never complete or replace argv from /proc/PID/cmdline")
+        parser.add_argument("--no-start-probe", action="store_true",
+                            help="no uprobe on libc's __libc_start_main (argv of dynamically linked programs "
+                                 "started by static binaries, Go programs or raw syscalls; costs a probe hit "
+                                 "per program start)")
         parser.add_argument("--source", choices=("auto", "tracefs", "proc"), default="auto",
                             help="tracefs events and probes (default when allowed), or the proc connector")
 
@@ -168,14 +172,16 @@ tasks: the syscall events skip them; their successful execs are reported from sc
             self.plan = self._usable_plan() if ctx.live else []
             assembler = X.HitAssembler(self.plan, self.limits.max_args, self.limits.max_env)
             cmdline = None if args.no_cmdline or not ctx.live else self._cmdline
+            start = X.START_SITE.symbol if any(e.site == X.START_SITE for e in self.plan) else None
             self.joiner = X.ExecJoiner(assembler, tgid_of=ctx.tasks.pid, comm_of=ctx.tasks.comm,
-                                       ppid_of=self._ppid, cmdline_of=cmdline)
+                                       ppid_of=self._ppid, cmdline_of=cmdline, start_site=start)
 
     # -- set-up ------------------------------------------------------------------------------
     def _usable_plan(self) -> list[X.PlannedEvent]:
         """The plan for the exec sites this C library has (an old glibc has no execveat)."""
         from rawtrace.probes import ProbeSpec, resolve
-        plan = X.plan(self.ctx.arch, self.limits)
+        sites = X.SITES if self.args.no_start_probe else X.SITES + (X.START_SITE,)
+        plan = X.plan(self.ctx.arch, self.limits, sites)
         usable = []
         missing = set()
         for event in plan:
@@ -251,7 +257,8 @@ tasks: the syscall events skip them; their successful execs are reported from sc
             out.note("Tracing execs through the proc connector (argv from /proc/PID/cmdline, racy; failed execs "
                      "are not visible)... Ctrl-C to end.")
         elif ctx.live:
-            sites = sorted({e.site.symbol for e in self.probe_names.values()})
+            sites = [s.symbol for s in X.SITES + (X.START_SITE,)
+                     if any(e.site == s for e in self.probe_names.values())]
             how = (f"argv from uprobes on libc {', '.join(sites)} ({len(self.probe_names)} probe events)"
                    if sites else "no libc probes: argv from /proc/PID/cmdline (racy)")
             out.note(f"Tracing execs ({how})... Ctrl-C to end.")
@@ -301,6 +308,8 @@ tasks: the syscall events skip them; their successful execs are reported from sc
     def _probe(self, name: str, joiner):
         def on_probe(rec) -> None:
             joiner.probe(name, rec.ts, rec.pid, rec.fields)
+            if joiner.waiting:
+                self._emit_all(joiner.settle(rec.ts))
         return on_probe
 
     def _enter(self, syscall: str):
