@@ -208,6 +208,7 @@ class Names:
         self._names: dict[int, str] = {}
         self._in_exec: dict[int, set[str]] = {}
         self.epochs: dict[int, int] = {}       # execs seen per pid (program images), for joins
+        self._exited: set[int] = set()
         self.from_proc = 0
         self.unknown = 0
 
@@ -239,14 +240,39 @@ class Names:
             del self._in_exec[pid]
         return self.name(pid)
 
+    def snapshot(self, host: Host) -> int:
+        """Name every process alive now from /proc, so one that exits before its events are read keeps
+        its name. Returns how many were named."""
+        try:
+            pids = [int(name) for name in os.listdir(host.path("/proc")) if name.isdigit()]
+        except OSError:
+            return 0
+        count = 0
+        for pid in pids:
+            text = host.read_text(f"/proc/{pid}/comm")
+            if text is not None and pid not in self._names:
+                self._remember(pid, text.rstrip("\n"))
+                count += 1
+        return count
+
     def set(self, pid: int, comm: str) -> None:
         """A name known from elsewhere (proc connector comm event, a /proc snapshot)."""
         self._remember(pid, comm)
 
     def forked(self, parent: int, child: int) -> None:
+        """A fork, as the proc connector reports it. It may be read after the child's first fanotify
+        events (it happened between two reads): a name the child already has then stays, unless the pid
+        belonged to a process that exited (a reused pid)."""
+        if child in self._names and child not in self._exited:
+            return
+        self._exited.discard(child)
+        self.epochs.pop(child, None)
         name = self._names.get(parent) or self.proc_comm(parent)
         if name is not None:
             self._remember(child, name)
+
+    def exited(self, pid: int) -> None:
+        self._exited.add(pid)
 
     def _remember(self, pid: int, comm: str) -> None:
         if pid not in self._names and len(self._names) >= self.max_pids:
@@ -264,7 +290,8 @@ class FanotifySource:
 
     def __init__(self, host: Host | None = None, *, mask: int | None = None, poll_ms: int = 100,
                  comm_of: Callable[[int], str | None] | None = None, mounts: list[str] | None = None,
-                 ignore_pids: set[int] | None = None, force_classic: bool = False) -> None:
+                 ignore_pids: set[int] | None = None, force_classic: bool = False,
+                 use_procconn: bool = True) -> None:
         self.host = host or Host()
         self.mask = mask
         self.poll_ms = poll_ms
@@ -281,6 +308,8 @@ class FanotifySource:
         self.overflows = 0
         self.events = 0
         self.unresolved = 0
+        self.use_procconn = use_procconn
+        self.procconn = None       # rawtrace.procconn source naming children before their first event
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -308,6 +337,15 @@ class FanotifySource:
             reasons = "; ".join(f"{m}: {why}" for m, why in self.unmarked[:3])
             self.close()
             raise OSError(errno.ENODEV, f"fanotify could watch no filesystem ({reasons or 'none found'})")
+        if self.use_procconn and self.host.is_live:
+            from rawtrace.procconn import ProcConnectorSource
+            procconn = ProcConnectorSource(self.host, exec_details=False, kinds={"fork", "exit"})
+            try:
+                procconn.open()
+                self.procconn = procconn
+            except OSError:
+                procconn.close()       # no CAP_NET_ADMIN or no CONFIG_PROC_EVENTS: names from the stream
+        self.names.snapshot(self.host)
 
     def _mounts(self) -> list[tuple[str, str]]:
         if self.wanted_mounts is not None:
@@ -358,7 +396,10 @@ class FanotifySource:
         self._stopped = True
 
     def close(self) -> None:
-        """Release the group and every mount fd; safe to call twice."""
+        """Release the group, every mount fd and the proc connector socket; safe to call twice."""
+        procconn, self.procconn = self.procconn, None
+        if procconn is not None:
+            procconn.close()
         fds, self._mount_fds = list(self._mount_fds.values()), {}
         for fd in fds:
             try:
@@ -393,6 +434,8 @@ class FanotifySource:
     def read_available(self) -> list:
         """Read and translate everything queued now (non-blocking)."""
         out: list = []
+        if self.procconn is not None:
+            self._apply_procconn()
         while self.fd is not None:
             try:
                 buf = os.read(self.fd, 1 << 16)
@@ -413,6 +456,20 @@ class FanotifySource:
                 if record is not None:
                     out.append(record)
         return out
+
+    def _apply_procconn(self) -> None:
+        # Read before fanotify: a child's fork is known before its first file event is named.
+        try:
+            records = self.procconn.read_available()
+        except OSError:
+            return
+        for record in records:
+            kind = getattr(record, "kind", None)
+            if kind == "fork" and record.pid == record.tid and record.parent_pid is not None \
+                    and record.parent_pid != record.pid:
+                self.names.forked(record.parent_pid, record.pid)
+            elif kind == "exit" and record.pid == record.tid:
+                self.names.exited(record.pid)
 
     def _translate(self, event: RawEvent, now: int, cache: dict) -> FileRecord | Overflow | None:
         try:

@@ -93,3 +93,14 @@ def test_not_available_without_proc_entry(tmp_path):
     assert "no fanotify" in F.fanotify_available(Host(tmp_path))
     (tmp_path / "proc/sys/fs/fanotify").mkdir(parents=True)
     assert F.fanotify_available(Host(tmp_path)) is None
+
+
+def test_late_fork_keeps_the_childs_newer_name_but_a_reused_pid_is_renamed():
+    names = F.Names({1: "python3"}.get)
+    names.set(1, "python3")
+    names.observe(5, F.FAN_OPEN_EXEC, "/usr/bin/cat")      # the child's exec, read before its fork
+    names.forked(1, 5)
+    assert names.name(5) == "cat"
+    names.exited(5)
+    names.forked(1, 5)                                     # pid 5 reused by a new child
+    assert names.name(5) == "python3"

@@ -198,6 +198,7 @@ Overhead: two events per file syscall plus one uprobe hit per libc call.
         # (pid, fd) → the PathCell of its open, so an fd named later by fanotify names its reads too.
         self._cells: dict[tuple[int, int], PathCell] = {}
         self.hidden_fds = 0
+        self.fan_source = None
         self._epochs: dict[int, int] = {}     # successful execs per pid (matches fanotify's exec runs)
         self._pids = set(args.pid)
         self._excluded = set(args.exclude_pid)
@@ -279,7 +280,8 @@ Overhead: two events per file syscall plus one uprobe hit per libc call.
         kind = getattr(ctx.source, "kind", "live")
         if kind == "live":
             self.fds.load_proc()
-        self.use_fanotify = getattr(ctx.source, "fanotify", None) is not None
+        self.fan_source = getattr(ctx.source, "fanotify", None)
+        self.use_fanotify = self.fan_source is not None and not self.fanotify_only
         sources = ["fanotify"] if self.fanotify_only else (
             ["syscall events"] + (["uprobes in " + self.plan.library] if self.plan and self.plan.probes else [])
             + (["fanotify"] if self.use_fanotify else []))
@@ -391,7 +393,12 @@ Overhead: two events per file syscall plus one uprobe hit per libc call.
         kind, letters = SYSCALLS[name]
         pid, tid, ret = call.pid, call.tid, call.ret
         arg = call.arg
-        base = {"ts": call.ts or call.exit_ts or 0, "pid": pid, "tid": tid, "comm": call.comm, "syscall": name, "ret": ret,
+        comm = call.comm
+        if comm == "<...>" and self.fan_source is not None:
+            # The task table missed this process's birth; fanotify's names (a /proc snapshot, the proc
+            # connector's forks and the exec runs) may know it.
+            comm = self.fan_source.names.name(pid) or comm
+        base = {"ts": call.ts or call.exit_ts or 0, "pid": pid, "tid": tid, "comm": comm, "syscall": name, "ret": ret,
                     "errno": -ret if failed else None}
         if kind in (OPEN, EXEC, UNLINK, MKDIR, RENAME, TRUNCATE, ATTR):
             strings = self._path_strings(call, name)
@@ -518,6 +525,10 @@ Overhead: two events per file syscall plus one uprobe hit per libc call.
 
     def _fanotify_event(self, rec, types: str | None = None) -> None:
         comm = rec.comm
+        if comm is None and not self.fanotify_only:
+            # The task table has names of processes that exited before fanotify was read.
+            known = self.ctx.tasks.comm(rec.pid)
+            comm = known if known and known != "<...>" else None
         if comm is None:
             self.unnamed_comm += 1
             comm = "unknown"
@@ -614,6 +625,8 @@ Overhead: two events per file syscall plus one uprobe hit per libc call.
         if not self._keep(event):
             return
         self.shown += 1
+        if event.comm in ("<...>", "unknown") and event.syscall is not None:
+            self.unnamed_comm += 1
         if event.syscall is not None and event.syscall not in FP.PATH_SYSCALLS and \
                 event.cell.source in (FP.SOURCE_KERNEL, FP.SOURCE_UPROBE, FP.SOURCE_FANOTIFY):
             # An fd argument: named through the fd table (its open had the source shown there).
