@@ -1,18 +1,18 @@
-"""`rawtrace exec`: every exec attempt on the machine, with its whole argv, parent, result and resolved filename.
+"""`rawtrace exec`: every exec attempt on the machine, with its whole argv, parent, result and resolved filename."""
 
-Sources, best first:
-- tracefs: syscalls:sys_enter/exit_execve(at) for the call and its result, sched:sched_process_exec for the
-  filename the kernel resolved and the new pid, and uprobes on the C library's execve, execveat and fexecve
-  that copy argv[i] in the kernel, at the call, as fixed-size arrays (rawtrace.execargs explains why not
-  `ustring`). The argv pointer of the syscall event joins a probe hit to its call exactly.
-- 6.19+ kernels also record the filename string in the syscall event (`__filename_val`); argv stays a
-  pointer array there, so the probes are still what reads it.
-- Calls that do not go through the C library (static binaries, raw syscall(2), Go) and arguments past the
-  plan's limits: /proc/PID/cmdline read when the exec event is decoded (racy: a process that has already
-  exited or rewritten its cmdline gives nothing or something else; such argv are marked).
-- `--source proc` (and automatically when tracefs is refused, e.g. confidentiality lockdown): the proc
-  connector's exec events plus /proc/PID/cmdline. Failed execs are invisible there.
-"""
+# Sources, best first:
+# - tracefs: syscalls:sys_enter/exit_execve(at) for the call and its result, sched:sched_process_exec for
+#   the filename the kernel resolved and the new pid, and uprobes on the C library's execve, execveat and
+#   fexecve that copy argv[i] in the kernel, at the call, as fixed-size arrays (rawtrace.execargs says why
+#   not `ustring`). The argv pointer of the syscall event joins a probe hit to its call exactly.
+# - 6.19+ kernels also record the filename string in the syscall event (`__filename_val`); argv stays a
+#   pointer array there, so the probes are still what reads it.
+# - Calls that do not go through the C library (static binaries, raw syscall(2), Go): a uprobe on
+#   __libc_start_main reads argv in the new program when that one is dynamically linked. Otherwise, and for
+#   arguments past the plan's limits: /proc/PID/cmdline read when the exec event is decoded (racy: a
+#   process that has already exited or rewritten its cmdline gives nothing or something else; marked).
+# - `--source proc` (and automatically when tracefs is refused, e.g. confidentiality lockdown): the proc
+#   connector's exec events plus /proc/PID/cmdline. Failed execs are invisible there.
 
 from __future__ import annotations
 
@@ -96,7 +96,9 @@ the path given), then the argv. Arguments are quoted when they hold spaces, quot
 control characters and bytes that are not UTF-8 show as escapes. A cut argument ends in `...`; a final
 `...` means more arguments than captured. JSON records (`type` "exec"): ts, pid, tid, ppid, comm,
 new_comm, syscall, filename, interpreter, argv (list), argv_cut (indexes), argv_more, argv_truncated,
-argv_source (uprobe, uprobe+proc, proc, none), ret, errno, env.
+argv_source, ret, errno, env. argv_source: uprobe (read at the call), uprobe-start (read in the new
+program at its start, __libc_start_main: dynamically linked programs only), +proc (completed from
+/proc/PID/cmdline), proc (/proc/PID/cmdline alone: racy), none (not captured).
 
 Argument capture on kernels whose syscall events carry pointers only (before 6.19, and for argv on every
 kernel): uprobes on the C library's execve/execveat/fexecve read --max-args strings (default 32): the
@@ -105,9 +107,12 @@ is a fixed size (at most 3 KiB; a ustring could overflow the kernel's one-page p
 exec costs a few probe events, and a failed read per word of slots past the end of argv: the wider the
 plan, the slower every exec while tracing. Longer or further arguments come from /proc/PID/cmdline when
 the process still lives and its cmdline agrees with the captured part (argv_source uprobe+proc), else
-they are marked cut. Static binaries and raw syscalls bypass the C library: their argv comes from
-/proc/PID/cmdline (proc), which a short-lived process may already have left (none). 32-bit compat
-tasks: the syscall events skip them; their successful execs are reported from sched_process_exec."""
+they are marked cut. Static binaries, Go programs and raw syscall(2) bypass the C library's exec
+functions: a dynamically linked program they start is read at its start (uprobe-start; output waits up
+to 50 ms of trace time for it), a static one from /proc/PID/cmdline (proc), which a short-lived process
+may already have left (none). A word the kernel cannot read without a page fault (argv memory swapped
+out) keeps stale bytes in a fixed-size fetch, undetectably. 32-bit compat tasks: the syscall events skip
+them; their successful execs are reported from sched_process_exec, argv from /proc."""
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
