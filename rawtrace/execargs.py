@@ -57,6 +57,7 @@ class ExecSite:
     path_arg: int | None
     argv_arg: int
     envp_arg: int | None
+    argc_arg: int | None = None     # where argc is known (the start site): exact guards
 
 
 SITES: tuple[ExecSite, ...] = (
@@ -68,7 +69,7 @@ SITES: tuple[ExecSite, ...] = (
 # the new process, with argv on its fresh stack. It catches what the call sites cannot see (execs by static
 # binaries, Go programs and raw syscall(2) callers, of dynamically linked programs), as the program received
 # it (a script's argv as rewritten for its interpreter). `syscall` "start" marks it.
-START_SITE = ExecSite("__libc_start_main", "start", None, 3, None)
+START_SITE = ExecSite("__libc_start_main", "start", None, 3, None, argc_arg=2)
 
 # psABI argument registers (verify against rawtrace.probes.ARCHES, which carries the same lists).
 _ARG_REGISTERS = {
@@ -169,6 +170,7 @@ def plan(arch: str, limits: PlanLimits, sites: Iterable[ExecSite] = SITES, libra
 
 def _plan_site(site: ExecSite, registers: tuple[str, ...], limits: PlanLimits, library: str) -> list[PlannedEvent]:
     argv_reg = registers[site.argv_arg - 1]
+    argc_reg = registers[site.argc_arg - 1] if site.argc_arg is not None else ""
     envp_reg = registers[site.envp_arg - 1] if site.envp_arg is not None else ""
     max_env = limits.max_env if site.envp_arg is not None else 0
     units: list[tuple[Slot, str]] = []      # (slot, register holding its vector, or the path itself)
@@ -198,7 +200,8 @@ def _plan_site(site: ExecSite, registers: tuple[str, ...], limits: PlanLimits, l
         if builder.slots and (new_vector or other_string or builder.size + need > EVENT_BYTES
                               or len(builder.args) + 2 > EVENT_ARGS):
             events.append(builder.build(len(events)))
-            builder = _EventBuilder(site, library, head=False, first=slot, register=register, argv_reg=argv_reg)
+            builder = _EventBuilder(site, library, head=False, first=slot, register=register, argv_reg=argv_reg,
+                                    argc_reg=argc_reg)
         builder.add(slot, register)
     if builder.slots:
         events.append(builder.build(len(events)))
@@ -209,7 +212,8 @@ class _EventBuilder:
     """Fields of one planned event, laid out as the kernel will (packed, in order)."""
 
     def __init__(self, site: ExecSite, library: str, *, head: bool, first: Slot | None = None,
-                 register: str | None = None, argv_reg: str = "", envp_reg: str = "") -> None:
+                 register: str | None = None, argv_reg: str = "", envp_reg: str = "",
+                 argc_reg: str = "") -> None:
         self.site, self.library, self.head = site, library, head
         self.args: list[str] = []
         self.slots: list[Slot] = []
@@ -224,6 +228,10 @@ class _EventBuilder:
         elif first is not None and first.index >= 0:
             self._pointer(first, register or "")
             self.guard = f"{_pointer_name(first.vector, first.index)} != 0"
+            if argc_reg and first.vector == "argv":
+                # argc known: past argv's end are envp's (non-NULL) pointers, so guard on the count.
+                self._field(f"argc=%{argc_reg}:x64", WORD)
+                self.guard = f"argc > {first.index}"
             if first.offset:
                 # The last byte before this chunk: NUL (0) when the string ended earlier.
                 name = f"{first.vector[0]}b{first.index}_{first.offset}"

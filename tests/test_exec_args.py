@@ -98,7 +98,12 @@ def hit(events, regs: dict, mem: Memory, stale: random.Random) -> dict[str, dict
 
 
 def _passes(expr: str, fields: dict) -> bool:
-    return all(fields[term.split(" != ")[0]] != 0 for term in expr.split(" && "))
+    """The kernel filter of a planned event: `a != 0 && b != 0`, or `argc > N`."""
+    for term in expr.split(" && "):
+        name, op, value = term.split(" ")
+        if not (fields[name] != int(value) if op == "!=" else fields[name] > int(value)):
+            return False
+    return True
 
 
 def call(argv: list[bytes], path: bytes = b"/bin/prog", garbage_after_null: int = 4,
@@ -303,3 +308,18 @@ def test_syscall_string_fields():
     assert X.syscall_string_fields(["__syscall_nr", "filename", "argv", "envp", "__filename_val"]) == \
         {"filename": "__filename_val"}
     assert X.syscall_string_fields(["fd", "filename", "argv"]) == {}
+
+
+def test_start_site_guards_on_argc_past_which_envp_pointers_follow():
+    limits = X.PlanLimits(max_args=64, head_args=2, max_arg_len=1023)
+    events = [e for e in X.plan("x86_64", limits, X.SITES + (X.START_SITE,)) if e.site == X.START_SITE]
+    assert len(events) > 2
+    regs, mem = call([b"true"], garbage_after_null=40)      # non-NULL pointers past argv's NULL
+    regs = {"dx": regs["si"], "si": 1}
+    got = hit(events, regs, mem, random.Random(3))
+    assert list(got) == [events[0].name]                      # only the head: argc says the rest is empty
+    assembler = X.HitAssembler(events, 64)
+    for name, fields in got.items():
+        assembler.add(name, 1, 5, fields)
+    capture = assembler.take(5, None, X.START_SITE.symbol)
+    assert capture.argv == [b"true"] and not capture.truncated

@@ -148,13 +148,14 @@ def start_joiner(cmdlines=None):
 
 def start_hit(j, pid, argv, ts):
     regs, mem = call(argv)
-    regs = {"dx": regs["si"]}                      # __libc_start_main(main, argc, argv, ...)
+    regs = {"dx": regs["si"], "si": len(argv)}     # __libc_start_main(main, argc, argv, ...)
     for name, fields in hit(START_ONLY, regs, mem, random.Random(0)).items():
         j.probe(name, ts, pid, fields)
 
 
 def test_start_site_plan_has_no_path_or_env():
     assert START_ONLY and all("path_" not in e.spec and "envp=" not in e.spec for e in START_ONLY)
+    assert all(e.filter.startswith("argc > ") for e in START_ONLY if not e.head and e.slots[0].offset == 0)
     assert "argv=%dx:x64" in START_ONLY[0].spec and START_ONLY[0].spec.split("=", 1)[1].startswith(
         "uprobe:libc:__libc_start_main ")
 
