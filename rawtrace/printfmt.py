@@ -685,6 +685,25 @@ def pointer_text(value, spec: Spec, symbols: Symbols | None, long_size: int, wid
     raise Unrenderable(f"%p{ext} not supported")
 
 
+def pointer_text_trace_cmd(value, spec: Spec, symbols: Symbols | None, long_size: int, width=None,
+                           precision=None) -> str:
+    """%p as libtraceevent (trace-cmd report) prints it: glibc's %p (0x..., "(nil)"), %pS as sym+0xoff
+    without the size; the other extensions as the kernel does."""
+    kind = spec.ext[:1]
+    if kind in ("", "x", "K") and isinstance(value, int):
+        value &= (1 << (8 * long_size)) - 1
+        return format_string(f"0x{value:x}" if value else "(nil)", spec, width, precision)
+    if kind in ("S", "s", "F", "f", "B") and isinstance(value, int):
+        value &= MASK64
+        found = symbols.lookup(value) if symbols is not None else None
+        if found is None:
+            text = f"0x{value:x}"
+        else:
+            text = f"{found[0]}+0x{found[1]:x}" if kind in "SFB" else found[0]
+        return format_string(text, spec, width, precision)
+    return pointer_text(value, spec, symbols, long_size, width, precision)
+
+
 # ---------------------------------------------------------------------------------------------------
 # Compiling an expression tree into Python code
 
@@ -1094,16 +1113,17 @@ def _intarg(value) -> int:
 
 
 def renderer(fmt: EventFormat, printk_formats: dict | None = None, symbols: Symbols | None = None,
-             long_size: int = 8, constants: dict | None = None) -> Callable:
+             long_size: int = 8, constants: dict | None = None, style: str = "kernel") -> Callable:
     """fn(event) -> the text the event's print fmt produces. Raises Unrenderable if it cannot be compiled.
 
     `constants` resolves names the kernel left unexpanded in print fmts (enum constants: see
-    rawtrace.btf_enums)."""
+    rawtrace.btf_enums). `style` "trace-cmd" prints %p as libtraceevent does."""
     if fmt.print_fmt_string is None:
         raise Unrenderable("the format has no print fmt")
     namespace: dict = dict(_HELPERS)
     namespace.update({"_bitmask": _bitmask_helper(long_size), "_string": _string_arg(printk_formats),
-                      "_fstr": format_string, "_fint": format_integer, "_ptr": pointer_text,
+                      "_fstr": format_string, "_fint": format_integer,
+                      "_ptr": pointer_text_trace_cmd if style == "trace-cmd" else pointer_text,
                       "_symbols": symbols, "_intarg": _intarg})
     compiler = _Compiler(fmt, namespace, long_size, symbols, printk_formats, constants)
     arg_codes = []
@@ -1211,7 +1231,7 @@ class TextRenderer:
                 self._nameless.add(fmt.id)     # the kernel prints these without the event name
             return special
         try:
-            return renderer(fmt, self.printk_formats, self.symbols, self.long_size, self.constants)
+            return renderer(fmt, self.printk_formats, self.symbols, self.long_size, self.constants, self.style)
         except (Unrenderable, RecursionError, SyntaxError, ValueError) as exc:
             self.reasons[name] = str(exc)
             return None
