@@ -40,6 +40,22 @@ _add_tools()
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 
+def _untranslated(message: str) -> str:
+    return message
+
+
+def _untranslated_plural(singular: str, plural: str, n: int) -> str:
+    return singular if n == 1 else plural
+
+
+# argparse passes its own messages through gettext: every lookup searches for .mo files and the first one
+# imports locale, about 1.5 ms of each command's start-up. Python ships no translations of them, so these
+# return what gettext would.
+if getattr(argparse, "_", None) is not None and getattr(argparse, "ngettext", None) is not None:
+    argparse._ = _untranslated                     # type: ignore[attr-defined]
+    argparse.ngettext = _untranslated_plural       # type: ignore[attr-defined]
+
+
 def _columns() -> int:
     """The terminal width as shutil.get_terminal_size() finds it ($COLUMNS, then stdout's tty), else 80."""
     try:

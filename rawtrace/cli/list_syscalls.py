@@ -113,17 +113,27 @@ def _read_args(kernel: KernelSyscalls, tp_name: str) -> list[dict] | None:
     return [{"name": f.name, "type": f.type} for f in fmt.fields if f.name != "__syscall_nr"]
 
 
-def _known_tracepoints(table) -> set[str]:
-    """Tracepoint names accounted for by any ABI of the table (compat-only ones included)."""
+def _table_tracepoints(table_name: str) -> set[str]:
     from rawtrace.syscalls.tables import load_table_file
     known: set[str] = set()
-    for table_name in dict.fromkeys(abi.table for abi in table.arch.abis):
-        # Raw rows, not ABI views: no Syscall objects needed just to collect names.
-        for _nr, _tag, name, entry, _compat in load_table_file(table_name).rows:
-            known.add(name)
-            if entry and entry.startswith("sys_"):
-                known.add(entry[4:])
+    # Raw rows, not ABI views: no Syscall objects needed just to collect names.
+    for _nr, _tag, name, entry, _compat in load_table_file(table_name).rows:
+        known.add(name)
+        if entry and entry.startswith("sys_"):
+            known.add(entry[4:])
     return known
+
+
+def _kernel_only(table, kernel: KernelSyscalls) -> list[str]:
+    """Tracepoint names of the kernel that no ABI of the table accounts for (compat-only ones included).
+    The other ABIs' tables are read only if the main table leaves some unexplained."""
+    tables = list(dict.fromkeys(abi.table for abi in table.arch.abis))
+    unknown = set(kernel.names)
+    for table_name in tables:
+        unknown -= _table_tracepoints(table_name)
+        if not unknown:
+            break
+    return sorted(unknown)
 
 
 def _format_args(args: list[dict] | None) -> str:
@@ -239,7 +249,7 @@ def run(args, host) -> int:
     if args.args and kernel is None:
         notes.append("--args needs the running kernel's syscall tracepoints (host arch, readable tracefs)")
     # Syscalls this kernel traces that no ABI of the table knows: the table is older than the kernel.
-    kernel_only = sorted(kernel.names - _known_tracepoints(table)) if kernel else []
+    kernel_only = _kernel_only(table, kernel) if kernel else []
 
     patterns = list(args.patterns)
     records = [_record(s, kernel, args.args) for s in _select(table, patterns, args.abi, kernel_only)]
