@@ -169,6 +169,8 @@ them; their successful execs are reported from sched_process_exec, argv from /pr
         self.by_source: dict[str, int] = {}
         self.first_ts: int | None = None
         self.exit_status = 0
+        import time
+        self._wall_offset = time.time() - time.monotonic()
         self.plan: list[X.PlannedEvent] = []
         self.probe_names: dict[tuple[str, str], X.PlannedEvent] = {}
         self.proc_mode = ctx.source.kind == PROC_KIND
@@ -362,6 +364,9 @@ them; their successful execs are reported from sched_process_exec, argv from /pr
             if rec.pid == rec.tid:
                 self.ppids[rec.pid] = rec.parent_pid
                 parent_comm = self.comms.get(rec.parent_pid)
+                if parent_comm is None and self.host is not None:
+                    from rawtrace.procconn import read_comm
+                    parent_comm = read_comm(self.host, rec.parent_pid)
                 if parent_comm is not None:
                     self.comms[rec.pid] = parent_comm
                 if rec.parent_pid in self.subtree:
@@ -445,7 +450,10 @@ them; their successful execs are reported from sched_process_exec, argv from /pr
         line = ""
         if self.args.time:
             import time as _time
-            line += f"{_time.strftime('%H:%M:%S', _time.localtime()):<9}"
+            # The trace clock is CLOCK_MONOTONIC (live): the wall time of the event, not of the print.
+            when = (attempt.ts / 1e9 + self._wall_offset if (ctx.live and ctx.clock == "mono") or self.proc_mode
+                    else _time.time())
+            line += f"{_time.strftime('%H:%M:%S', _time.localtime(when)):<9}"
         if self.args.timestamp:
             line += f"{ctx.seconds(attempt.ts - (self.first_ts or attempt.ts)):<11.6f}"
         ret = "?" if attempt.ret is None else (errno or str(attempt.ret)) if failed else str(attempt.ret)
