@@ -61,10 +61,11 @@ class EventsSource(Source):
     kind = "trace.dat"
     clock = "mono"
 
-    def __init__(self, records, tgids=None):
+    def __init__(self, records, tgids=None, proc=None):
         super().__init__()
         self.records = records
         self.tgids = tgids or {}
+        self.proc = proc
 
     def format(self, system, name):
         return FMT.get(name) if system == "sched" else None
@@ -78,7 +79,7 @@ class EventsSource(Source):
             yield [rec]
 
     def task_seed(self):
-        return None, {}, dict(self.tgids)
+        return self.proc, {}, dict(self.tgids)
 
 
 def switch(ts, cpu, prev, prev_comm, state, nxt, next_comm):
@@ -98,10 +99,10 @@ def parse(*argv):
     return parser.parse_args(list(argv))
 
 
-def run(records, *argv, tgids=None):
+def run(records, *argv, tgids=None, proc=None):
     args = parse(*argv)
     out, err = io.StringIO(), io.StringIO()
-    source = EventsSource(records, tgids)
+    source = EventsSource(records, tgids, proc)
     stream = Stream(source, sched.SchedTool, args, Emitter(json=args.json, out=out, err=err),
                     interval=args.interval, count=args.count, pids=args.pid, tids=args.tid, comm=args.comm)
     stream.run()
@@ -178,6 +179,27 @@ def test_lost_events_drop_open_waits_and_say_so():
     assert summary["invalidated_by_lost"] == 2                 # 101 (preempted) and 200 (woken) were waiting
     assert summary["waits"] == 2                               # 102's two waits only
     assert "dropped" in err
+
+
+def test_per_cgroup_groups_processes_by_their_cgroup(tmp_path):
+    for pid, path in ((100, "/batch.slice/hogs.scope"), (200, "/system.slice/daemon.service")):
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "cgroup").write_text(f"0::{path}\n")
+    out, _ = run(SCENE, "--per-cgroup", "--json", tgids=TGIDS, proc=tmp_path)
+    rows = {r["cgroup"]: r for r in recs(out, "sched") if r["group"] == "cgroup"}
+    assert rows["/batch.slice/hogs.scope"]["total_ns"] == 20 * MS
+    assert rows["/system.slice/daemon.service"]["count"] == 1
+    out, _ = run(SCENE, "--per-cgroup", "--min-ms", "5", tgids=TGIDS, proc=tmp_path)
+    assert out.startswith("cgroup = /batch.slice/hogs.scope: 2 waits, total 17.000 ms")
+    assert sched.cgroup_of(tmp_path, 999) == "?"
+
+
+def test_bpftrace_style_histograms():
+    out, _ = run(SCENE, "--hist-style", "bpftrace", tgids=TGIDS)
+    assert out.splitlines()[:3] == [
+        "[2K, 4K)               1 |@@@@@@@@@@@@@@@@@@@@@@@@@@                          |",
+        "[4K, 8K)               2 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@|",
+        "[8K, 16K)              1 |@@@@@@@@@@@@@@@@@@@@@@@@@@                          |"]
 
 
 def test_comm_is_escaped_in_text_output():

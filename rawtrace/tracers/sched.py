@@ -108,8 +108,10 @@ def _check_args(args) -> None:
         raise UsageError("--in-kernel computes the histogram in the running kernel; it cannot read a recording")
     if args.in_kernel and args.list:
         raise UsageError("--in-kernel gives histograms only; --list needs the ring buffer")
-    if args.per_process and args.per_thread:
-        raise UsageError("-P (per process) and -L (per thread): choose one")
+    if sum((args.per_process, args.per_thread, args.per_cgroup)) > 1:
+        raise UsageError("-P (per process), -L (per thread), --per-cgroup: choose one")
+    if args.per_cgroup and args.input:
+        raise UsageError("--per-cgroup reads /proc/PID/cgroup of the running machine; a recording has none")
 
 
 def _positive_float(text: str) -> float:
@@ -137,16 +139,17 @@ class _Group:
 
 
 class WaitSummary:
-    """Waits binned per process or thread (ns in, histograms in `unit_ns` units), filtered and reported."""
+    """Waits binned per `by` (process, thread, cgroup; "all" keeps process rows for the ranking only), in ns
+    in and histograms in `unit_ns` units, filtered by `min_ns` and reported as text or NDJSON."""
 
-    def __init__(self, out, *, unit_ns: int, min_ns: int, per_process: bool, per_thread: bool,
+    def __init__(self, out, *, unit_ns: int, min_ns: int, by: str, histograms_by_group: bool,
                  top: int | None, style: str, seconds) -> None:
         self.out = out
         self.unit_ns = unit_ns
         self.unit = "msecs" if unit_ns == 1_000_000 else "usecs"
         self.min_ns = min_ns
-        self.per_process = per_process
-        self.per_thread = per_thread
+        self.by = by
+        self.histograms_by_group = histograms_by_group
         self.top = top
         self.style = style
         self.seconds = seconds
@@ -157,7 +160,8 @@ class WaitSummary:
         self.below = 0
         self.intervals = 0
 
-    def add(self, pid: int, tid: int, comm: str, process_comm: str, wait_ns: int, times: int = 1) -> bool:
+    def add(self, pid: int, tid: int, comm: str, process_comm: str, wait_ns: int, times: int = 1,
+            cgroup: str | None = None) -> bool:
         if wait_ns <= self.min_ns and self.min_ns:
             self.below += times
             return False
@@ -168,18 +172,23 @@ class WaitSummary:
         totals[0] += times
         totals[1] += wait_ns * times
         totals[2] = max(totals[2], wait_ns)
-        key = (pid, tid) if self.per_thread else (pid,)
+        by = self.by
+        if by == "thread":
+            key, make = (pid, tid), (pid, tid, comm)
+        elif by == "cgroup":
+            key, make = (cgroup,), (None, None, cgroup or "?")
+        else:
+            key, make = (pid,), (pid, None, process_comm)
         group = self.groups.get(key)
         if group is None:
-            group = self.groups[key] = _Group(pid, tid if self.per_thread else None,
-                                              comm if self.per_thread else process_comm)
+            group = self.groups[key] = _Group(*make)
         group.hist.add(value, times)
         group.total_ns += wait_ns * times
         group.max_ns = max(group.max_ns, wait_ns)
         return True
 
     def ranked(self) -> list[_Group]:
-        rows = sorted(self.groups.values(), key=lambda g: (-g.total_ns, g.pid or 0, g.tid or 0))
+        rows = sorted(self.groups.values(), key=lambda g: (-g.total_ns, g.pid or 0, g.tid or 0, g.comm))
         return rows[:self.top] if self.top else rows
 
     def reset(self) -> None:
@@ -187,9 +196,17 @@ class WaitSummary:
         self.all = Log2Histogram()
         self.all_ns = [0, 0, 0]
 
+    def _who(self, group: _Group) -> str:
+        from rawtrace.emit import safe
+        if self.by == "thread":
+            return f"tid = {group.tid} pid = {group.pid} {safe(group.comm)}"
+        if self.by == "cgroup":
+            return f"cgroup = {safe(group.comm)}"
+        return f"pid = {group.pid} {safe(group.comm)}"
+
     def report(self, ts: int | None, *, ranking: bool, histograms: bool) -> None:
         """Print one interval (ts = its end) or the whole trace (ts None)."""
-        from rawtrace.emit import safe, text_timestamp
+        from rawtrace.emit import text_timestamp
         out = self.out
         if ts is not None:
             self.intervals += 1
@@ -199,34 +216,34 @@ class WaitSummary:
             out.record("sched", {**stamp, "group": "all", "pid": None, "tid": None, "comm": None, "count": count,
                                  "total_ns": total, "max_ns": most, "unit": self._unit_short(),
                                  "buckets": self.all.buckets()})
+            kind = "process" if self.by == "all" else self.by
             for group in self.ranked():
-                total, most = group.total_ns, group.max_ns
-                out.record("sched", {**stamp, "group": "thread" if self.per_thread else "process",
-                                     "pid": group.pid, "tid": group.tid, "comm": group.comm,
-                                     "count": group.hist.count, "total_ns": total, "max_ns": most,
-                                     "unit": self._unit_short(), "buckets": group.hist.buckets()})
+                record = {**stamp, "group": kind, "pid": group.pid, "tid": group.tid, "comm": group.comm}
+                if self.by == "cgroup":
+                    record = {**stamp, "group": kind, "pid": None, "tid": None, "comm": None, "cgroup": group.comm}
+                out.record("sched", {**record, "count": group.hist.count, "total_ns": group.total_ns,
+                                     "max_ns": group.max_ns, "unit": self._unit_short(),
+                                     "buckets": group.hist.buckets()})
             return
         if ts is not None:
             out.line(f"[{text_timestamp(ts, True)}]")
-        if histograms and (self.per_process or self.per_thread):
+        per_group = histograms and self.histograms_by_group
+        if per_group:
             for group in self.ranked():
-                total, most = group.total_ns, group.max_ns
-                who = (f"tid = {group.tid} pid = {group.pid}" if self.per_thread else f"pid = {group.pid}")
-                out.line(f"{who} {safe(group.comm)}: {group.hist.count} waits, total {total / 1e6:.3f} ms, "
-                         f"max {most / 1e6:.3f} ms")
+                out.line(f"{self._who(group)}: {group.hist.count} waits, total {group.total_ns / 1e6:.3f} ms, "
+                         f"max {group.max_ns / 1e6:.3f} ms")
                 for line in group.hist.render(self.unit, self.style):
                     out.line(line)
                 out.line("")
             if not self.groups:
                 out.line("(no waits" + (f" over {self.min_ns / 1e6:g} ms)" if self.min_ns else ")"))
         elif histograms:
-            lines = self.all.render(self.unit, self.style)
-            for line in lines:
+            for line in self.all.render(self.unit, self.style):
                 out.line(line)
             count, total, most = self.all_ns
             out.line(f"{count} waits" + (f" over {self.min_ns / 1e6:g} ms" if self.min_ns else "") +
                      (f", total {total / 1e6:.3f} ms, max {most / 1e6:.3f} ms" if count else ""))
-        if ranking and not (histograms and (self.per_process or self.per_thread)):
+        if ranking and not per_group:
             self._ranking()
         if ts is not None:
             out.line("")
@@ -235,12 +252,17 @@ class WaitSummary:
         from rawtrace.emit import safe
         rows = []
         for group in self.ranked():
-            total, most = group.total_ns, group.max_ns
-            rows.append(([group.tid] if self.per_thread else []) +
-                        [group.pid, safe(group.comm), group.hist.count, f"{total / 1e6:.3f}", f"{most / 1e6:.3f}"])
+            if self.by == "cgroup":
+                lead = [safe(group.comm)]
+            else:
+                lead = ([group.tid] if self.by == "thread" else []) + [group.pid, safe(group.comm)]
+            rows.append(lead + [group.hist.count, f"{group.total_ns / 1e6:.3f}", f"{group.max_ns / 1e6:.3f}"])
         if rows:
-            headers = (["TID"] if self.per_thread else []) + ["PID", "COMM", "WAITS", "TOTAL ms", "MAX ms"]
-            self.out.table("sched_rank", headers, rows)
+            if self.by == "cgroup":
+                lead_headers = ["CGROUP"]
+            else:
+                lead_headers = (["TID"] if self.by == "thread" else []) + ["PID", "COMM"]
+            self.out.table("sched_rank", lead_headers + ["WAITS", "TOTAL ms", "MAX ms"], rows)
 
     def _unit_short(self) -> str:
         return "ms" if self.unit_ns == 1_000_000 else "us"
@@ -248,10 +270,10 @@ class WaitSummary:
 
 def _summary_options(args, out, seconds) -> WaitSummary:
     min_ms = args.min_ms if args.min_ms is not None else (LIST_DEFAULT_MS if args.list else 0.0)
-    per_process = args.per_process or (out.json and not args.per_thread)
+    by = "thread" if args.per_thread else "cgroup" if args.per_cgroup else "process" if args.per_process else "all"
     return WaitSummary(out, unit_ns=1_000_000 if args.milliseconds else 1000, min_ns=int(min_ms * 1e6),
-                       per_process=per_process, per_thread=args.per_thread, top=args.top,
-                       style=args.hist_style, seconds=seconds)
+                       by=by, histograms_by_group=by != "all", top=args.top, style=args.hist_style,
+                       seconds=seconds)
 
 
 # -- the ring-buffer tool ------------------------------------------------------------------------------
@@ -269,6 +291,8 @@ class SchedTool(Tool):
         parser.add_argument("-P", "--per-process", action="store_true",
                             help="a histogram per process (pid and name at event time)")
         parser.add_argument("-L", "--per-thread", action="store_true", help="a histogram per thread")
+        parser.add_argument("--per-cgroup", action="store_true",
+                            help="a histogram per cgroup (v2 path of the process, read from /proc; live only)")
         parser.add_argument("--min-ms", type=_positive_float, metavar="N",
                             help="count only waits longer than N ms; processes sorted by time waited")
         parser.add_argument("--list", action="store_true",
@@ -296,6 +320,7 @@ class SchedTool(Tool):
         self.lost_events = 0
         self.lost_after_end = 0
         self._list_header = False
+        self.cgroups: dict[int, str] = {}
 
     def needs(self) -> Needs:
         ctx, args = self.ctx, self.args
@@ -338,7 +363,7 @@ class SchedTool(Tool):
             if wait is not None:
                 counted(wait)
         return {SWITCH: switch, WAKEUP: machine.on_wakeup, WAKEUP_NEW: machine.on_wakeup_new,
-                MIGRATE: machine.on_migrate, EXIT: machine.on_exit}
+                MIGRATE: machine.on_migrate, EXIT: self._exit}
 
     def _wait(self, wait) -> None:
         tasks = self.ctx.tasks
@@ -351,8 +376,19 @@ class SchedTool(Tool):
         process_comm = wait.comm if pid == tid else tasks.comm(pid)
         if process_comm == UNKNOWN:     # the main thread never seen: name the process after this thread
             process_comm = wait.comm
-        if self.summary.add(pid, tid, wait.comm, process_comm, wait.wait_ns) and self.args.list:
+        cgroup = self._cgroup(pid) if self.summary.by == "cgroup" else None
+        if self.summary.add(pid, tid, wait.comm, process_comm, wait.wait_ns, cgroup=cgroup) and self.args.list:
             self._list(wait, pid)
+
+    def _cgroup(self, pid: int) -> str:
+        found = self.cgroups.get(pid)
+        if found is None:
+            found = self.cgroups[pid] = cgroup_of(self.ctx.tasks.proc, pid)
+        return found
+
+    def _exit(self, rec) -> None:
+        self.machine.on_exit(rec)
+        self.cgroups.pop(rec.fields.get("pid"), None)    # a reused pid may live in another cgroup
 
     def _list(self, wait, pid: int) -> None:
         out = self.ctx.out
@@ -425,7 +461,20 @@ class SchedTool(Tool):
     def _report(self, ts: int | None) -> None:
         args = self.args
         self.summary.report(ts, ranking=bool(args.min_ms is not None or args.list),
-                            histograms=not args.list or args.per_process or args.per_thread)
+                            histograms=not args.list or self.summary.by != "all")
+
+
+def cgroup_of(proc, pid: int) -> str:
+    """The cgroup v2 path of a process (/proc/PID/cgroup's "0::" line; else its first hierarchy), or "?"."""
+    from rawtrace.host import read_text_or_none
+    text = read_text_or_none(proc / str(pid) / "cgroup") if proc is not None else None
+    if not text:
+        return "?"
+    lines = text.splitlines()
+    for line in lines:
+        if line.startswith("0::"):
+            return line[3:] or "/"
+    return lines[0].split(":", 2)[-1] if lines else "?"
 
 
 # -- the in-kernel path --------------------------------------------------------------------------------
@@ -504,7 +553,8 @@ def _add_in_kernel(summary: WaitSummary, rows, previous, tasks, pids, tids, comm
         name = tasks.comm(tid)
         if (tids and tid not in tids) or (pids and pid not in pids) or (comm is not None and name != comm):
             continue
-        summary.add(pid, tid, name, name if pid == tid else tasks.comm(pid), lat_us * 1000, grown)
+        cgroup = cgroup_of(tasks.proc, pid) if summary.by == "cgroup" else None
+        summary.add(pid, tid, name, name if pid == tid else tasks.comm(pid), lat_us * 1000, grown, cgroup=cgroup)
     return current
 
 
