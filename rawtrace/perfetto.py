@@ -26,6 +26,11 @@ def _us(ts_ns: int) -> float:
     return round(ts_ns / 1000, 3)
 
 
+def _dur(start_ns: int, end_ns: int) -> float:
+    # From the rounded ends, so that back-to-back slices meet (up to float rounding) instead of overlapping.
+    return round(_us(end_ns) - _us(start_ns), 3)
+
+
 class Timeline:
     """Builds the trace events; see the module docstring."""
 
@@ -74,7 +79,7 @@ class Timeline:
         if prev_state is not None:
             args["state_after"] = prev_state
         self.events.append({"ph": "X", "name": f"{comm} {tid}", "cat": "sched", "pid": CPU_PROCESS,
-                            "tid": CPU_THREAD_BASE + cpu, "ts": _us(since), "dur": _us(ts - since),
+                            "tid": CPU_THREAD_BASE + cpu, "ts": _us(since), "dur": _dur(since, ts),
                             "args": args})
         self.slices += 1
 
@@ -89,7 +94,7 @@ class Timeline:
         if error:
             detail["error"] = error
         self.events.append({"ph": "X", "name": name, "cat": "syscall", "pid": pid, "tid": tid,
-                            "ts": _us(ts), "dur": _us(max(0, end_ts - ts)), "args": detail})
+                            "ts": _us(ts), "dur": _dur(ts, max(ts, end_ts)), "args": detail})
         self.slices += 1
         if tid not in self.threads:
             self.threads[tid] = (pid, "")
