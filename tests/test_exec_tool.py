@@ -274,3 +274,32 @@ def test_proc_connector_chosen_under_confidentiality_lockdown(tmp_path, capsys, 
     assert not (root / "sys/kernel/tracing/instances").exists()      # tracefs empty: nothing made there
     # --source tracefs does not fall back: the one-line refusal, exit 2.
     assert main(["--root", str(root), "exec", "--source", "tracefs", "-d", "1"]) == 2
+
+
+# Linux 6.19 records user strings in the syscall events (kernel/trace/trace_syscalls.c: a
+# `__data_loc char[] __<arg>_val` field after the arguments; see tests/fixtures/formats/6.19-syscall-strings).
+ENTER_619 = parse_format("""name: sys_enter_execve
+ID: 710
+format:
+""" + COMMON + """\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;
+\tfield:const char * filename;\toffset:16;\tsize:8;\tsigned:0;
+\tfield:const char *const * argv;\toffset:24;\tsize:8;\tsigned:0;
+\tfield:const char *const * envp;\toffset:32;\tsize:8;\tsigned:0;
+\tfield:__data_loc char[] __filename_val;\toffset:40;\tsize:4;\tsigned:0;
+
+print fmt: "filename: 0x%08lx \\"%s\\"", ((unsigned long)(REC->filename)), __get_str(__filename_val)
+""", system="syscalls")
+
+
+def test_619_filename_string_names_a_failed_exec(monkeypatch):
+    monkeypatch.setitem(FMT, ("syscalls", "sys_enter_execve"), ENTER_619)
+    scene = [fork(1_000, 1000, 1002),
+             Event(5_000, 0, 1002, ENTER_619.id, ENTER_619,
+                   {"__syscall_nr": 59, "filename": 0x7FE0, "argv": 0x7FF0, "envp": 0,
+                    "__filename_val": "/no/such prog"}),
+             exit_(5_100, 1002, -2)]
+    out, _ = run(scene, "--json", "-x")
+    [attempt] = recs(out)
+    assert attempt["filename"] == "/no/such prog" and attempt["errno"] == "ENOENT"
+    assert {f.name for f in ENTER_619.fields} >= {"__filename_val"}
+    assert tool.X.syscall_string_fields(f.name for f in ENTER_619.fields) == {"filename": "__filename_val"}
