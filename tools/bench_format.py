@@ -1,135 +1,67 @@
 #!/usr/bin/env python3
-"""Time `rawtrace format` against peers that show an event's format, and the whole-kernel parse.
+"""Time `rawtrace format` in a clean virtualenv against `bpftrace -l` and the peers that show a format.
 
-Measured in one run, interleaved so that machine noise hits every command alike (best and median wall
-times of N runs):
-  * `rawtrace format sys_enter_open` against `bpftrace -lv tracepoint:syscalls:sys_enter_open`,
-    `trace-cmd list -e syscalls:sys_enter_open -F` and a bare `python3 -c pass`; rawtrace's own cost is
-    its time minus the bare interpreter's (target: <= 20 ms);
-  * `rawtrace format '*:*' --json`: total time (target: < 0.5 s) and the number of events it printed;
-  * `rawtrace events` (every event with its ID) for reference.
-Peers that are not installed are skipped. Needs a readable tracefs (root).
+As tools/bench_list_syscalls.py does (see tools/startup_venv.py): a venv from the system interpreter with
+this checkout pip-installed, the console script and `python -m rawtrace`, interleaved with
+`bpftrace -l`, `bpftrace -lv tracepoint:syscalls:sys_enter_open` and `trace-cmd list -e ... -F`.
+Own cost of `rawtrace format sys_enter_open` (minus a bare `python -c pass`): target <= 15 ms.
+`rawtrace format '*:*' --json` is timed whole (target < 0.5 s) with the number of events it printed.
+Needs a readable tracefs (root).
 
-  tools/bench_format.py [-n 15] [--no-bytecode-cache]
+  tools/bench_format.py [-n 15] [--venv DIR] [--python /usr/bin/python3]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import statistics
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-OWN_TARGET_MS = 20.0
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import startup_venv  # a sibling in tools/, not a package
+
 ALL_TARGET_MS = 500.0
-
-
-def commands() -> list[tuple[str, list[str]]]:
-    py = sys.executable
-    out = [
-        ("python3 -c pass", [py, "-c", "pass"]),
-        ("rawtrace format sys_enter_open", [py, "-m", "rawtrace", "format", "sys_enter_open"]),
-        ("rawtrace format '*:*' --json", [py, "-m", "rawtrace", "format", "*:*", "--json"]),
-        ("rawtrace events", [py, "-m", "rawtrace", "events"]),
-    ]
-    if shutil.which("bpftrace"):
-        out.append(
-            (
-                "bpftrace -lv tracepoint:syscalls:sys_enter_open",
-                ["bpftrace", "-lv", "tracepoint:syscalls:sys_enter_open"],
-            )
-        )
-    if shutil.which("trace-cmd"):
-        out.append(
-            (
-                "trace-cmd list -e syscalls:sys_enter_open -F",
-                ["trace-cmd", "list", "-e", "syscalls:sys_enter_open", "-F"],
-            )
-        )
-    return out
-
-
-def time_once(argv: list[str], env: dict) -> float:
-    start = time.perf_counter()
-    proc = subprocess.run(
-        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd="/", check=False
-    )
-    elapsed = (time.perf_counter() - start) * 1000
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(argv)} exited {proc.returncode}")
-    return elapsed
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-n", type=int, default=15, help="runs per command (default 15)")
-    parser.add_argument(
-        "--no-bytecode-cache",
-        action="store_true",
-        help="compile every module on every run, as a checkout with PYTHONDONTWRITEBYTECODE=1 does",
-    )
+    startup_venv.add_venv_arguments(parser)
+    parser.set_defaults(n=15)
     args = parser.parse_args()
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    pycache = None
-    if args.no_bytecode_cache:
-        env["PYTHONDONTWRITEBYTECODE"] = "1"
-    else:
-        # An installed package has compiled .pyc files; keep ours in a temporary directory, not the checkout.
-        pycache = tempfile.mkdtemp(prefix="rawtrace-bench-pycache-")
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        env["PYTHONPYCACHEPREFIX"] = pycache
+    venv = startup_venv.make_venv(args.venv, args.python)
     try:
-        cmds = commands()
-        for _label, argv in cmds:  # warm the page cache and the bytecode cache
-            time_once(argv, env)
-        samples: dict[str, list[float]] = {label: [] for label, _ in cmds}
-        for _ in range(args.n):
-            for label, argv in cmds:
-                samples[label].append(time_once(argv, env))
-        everything = subprocess.run(
-            [sys.executable, "-m", "rawtrace", "format", "*:*", "--json"],
-            capture_output=True,
-            text=True,
-            env=env,
-            check=True,
-        ).stdout
+        commands = {"python -c pass": [venv.python, "-c", "pass"]}
+        main_commands = startup_venv.startup_commands(venv, ["format", "sys_enter_open"], "format sys_enter_open")
+        commands.update(main_commands)
+        commands["rawtrace format '*:*' --json"] = [venv.script, "format", "*:*", "--json"]
+        commands["rawtrace events"] = [venv.script, "events"]
+        peers = startup_venv.bpftrace_command()
+        peers.update(startup_venv.bpftrace_command(("-lv", "tracepoint:syscalls:sys_enter_open")))
+        if shutil.which("trace-cmd"):
+            peers["trace-cmd list -e syscalls:sys_enter_open -F"] = [
+                "trace-cmd", "list", "-e", "syscalls:sys_enter_open", "-F"]
+        commands.update(peers)
+        samples = startup_venv.measure(commands, args.n, startup_venv.clean_env())
+        everything = subprocess.run([venv.script, "format", "*:*", "--json"], capture_output=True, text=True,
+                                    env=startup_venv.clean_env(), check=True).stdout
         count = len(json.loads(everything))
+        print(f"clean venv {venv.root} from {args.python}; {args.n} interleaved rounds")
+        targets = {label: startup_venv.TARGETS_MS["format"] for label in main_commands}
+        verdict = startup_venv.report(samples, "python -c pass", targets, next(iter(peers), None))
+        for peer in list(peers)[1:]:
+            for label in main_commands:
+                print(f"{label} / {peer}: {samples[label].median / samples[peer].median:.2f}x (median wall)")
+        total = samples["rawtrace format '*:*' --json"].best
+        ok = total < ALL_TARGET_MS
+        print(f"rawtrace format '*:*' --json: {total:.0f} ms for {count} events "
+              f"({total / max(count, 1) * 1000:.0f} us/event; target < {ALL_TARGET_MS:.0f} ms): "
+              f"{'ok' if ok else 'OVER'}")
+        return verdict | (not ok)
     finally:
-        if pycache:
-            shutil.rmtree(pycache, ignore_errors=True)
-
-    best = {label: min(values) for label, values in samples.items()}
-    median = {label: statistics.median(values) for label, values in samples.items()}
-    bare = best["python3 -c pass"]
-    one = best["rawtrace format sys_enter_open"]
-    print(f"{'command':<52} {'best ms':>8} {'median ms':>10} {'vs rawtrace':>12}")
-    for label in samples:
-        ratio = f"{best[label] / one:.2f}x" if label != "rawtrace format sys_enter_open" else "1.00x"
-        print(f"{label:<52} {best[label]:8.1f} {median[label]:10.1f} {ratio:>12}")
-    print()
-    own = one - bare
-    print(
-        f"rawtrace format sys_enter_open own cost: {own:.1f} ms above python3 -c pass "
-        f"(target <= {OWN_TARGET_MS:.0f} ms): {'ok' if own <= OWN_TARGET_MS else 'OVER'}"
-    )
-    total = best["rawtrace format '*:*' --json"]
-    print(
-        f"rawtrace format '*:*' --json: {total:.0f} ms for {count} events "
-        f"({total / max(count, 1) * 1000:.0f} us/event; target < {ALL_TARGET_MS:.0f} ms): "
-        f"{'ok' if total < ALL_TARGET_MS else 'OVER'}"
-    )
-    print(
-        f"bytecode cache: {'off (PYTHONDONTWRITEBYTECODE=1)' if args.no_bytecode_cache else 'on'}; "
-        f"{args.n} runs each; ratios are best-time ratios (peer / rawtrace format sys_enter_open)"
-    )
-    return 0
+        venv.close()
 
 
 if __name__ == "__main__":
