@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import struct
 import sys
@@ -10,6 +9,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from rawtrace.errors import UsageError
+from rawtrace.tasks import exec_comm
 
 # Kernel limits behind the plan (kernel/trace/trace_probe.h):
 # - MAX_ARRAY_LEN 64: a fixed array fetch has at most 64 elements, so one fetch is at most 64 u64 words.
@@ -509,6 +509,7 @@ class _Pending:
     new_pid: int | None = None
     exec_seen: bool = False
     incomplete: bool = False
+    new_comm: str | None = None
 
 
 def _agrees(capture: Capture, started: Capture) -> bool:
@@ -607,17 +608,26 @@ class ExecJoiner:
         lost event) is reported at once, with what /proc still shows."""
         early = self.settle(ts, pid)
         pending = self._pending.pop(old_pid, None)
+        caller_comm = None
+        if pending is not None and pending.exec_seen:
+            # Two execs without an exit between: the first loaded a 32-bit program, whose syscall exit
+            # (and its own execs' entries and exits) the syscall events skip. The first succeeded.
+            first = self._finish(pending, 0, ts)
+            early.append(first)
+            caller_comm = first.new_comm
+            pending = None
         alone = pending is None
         if pending is None:
-            pending = _Pending(ts, old_pid, "execve", None, None, None)
+            pending = _Pending(ts, old_pid, "execve", caller_comm, None, None)
         pending.filename = filename
         pending.new_pid = pid
         pending.exec_seen = True
+        pending.new_comm = exec_comm(filename)
         if self.cmdline_of is not None and (pending.capture is None or pending.capture.truncated):
             # Read now: this is the earliest moment the caller sees the new process.
             self._cmdlines[pid] = self.cmdline_of(pid)
         if alone:
-            return early + self._wait_or_finish(pending, None, ts)
+            return early + self._wait_or_finish(pending, 0, ts)     # sched_process_exec: it succeeded
         self._pending[pid] = pending
         return early
 
@@ -699,9 +709,7 @@ class ExecJoiner:
             argv, cut, more, source = [], [], False, SOURCE_NONE
         pid = pending.new_pid if pending.new_pid is not None else self.tgid_of(pending.tid)
         filename = pending.filename if pending.exec_seen else pending.given_path
-        new_comm = self.comm_of(pid) if pending.exec_seen else None
-        if pending.exec_seen and (new_comm is None or new_comm == pending.comm) and filename:
-            new_comm = os.path.basename(filename)[:15]
+        new_comm = pending.new_comm if pending.exec_seen else None
         return ExecAttempt(
             ts=pending.ts, pid=pid, tid=pending.tid, ppid=self.ppid_of(pid), comm=pending.comm,
             new_comm=new_comm, syscall=pending.syscall, filename=filename, argv=argv, argv_cut=cut,

@@ -129,7 +129,7 @@ def test_merge_cmdline_rules():
 def test_exec_without_a_seen_entry_is_reported_at_once():
     j = joiner(cmdlines={30: b"prog32\0-x\0"})
     [attempt] = j.process_exec(5, 30, 30, "/opt/prog32")
-    assert attempt.argv == [b"prog32", b"-x"] and attempt.argv_source == "proc" and attempt.ret is None
+    assert attempt.argv == [b"prog32", b"-x"] and attempt.argv_source == "proc" and attempt.ret == 0
     assert attempt.filename == "/opt/prog32" and j.exit(6, 30, 0) == []
 
 
@@ -218,3 +218,18 @@ def test_cut_capture_completed_at_the_start_unless_it_disagrees():
     start_hit(j, 44, [b"/bin/sh", b"./script", long], 30)
     [attempt] = j.settle(5000)
     assert attempt.argv_source == "uprobe" and attempt.argv[0] == b"./script"
+
+
+def test_exec_of_a_32_bit_program_which_execs_again():
+    # bash execs a 32-bit program (its sys_exit is not traced: the task is compat by then), which execs
+    # /bin/sleep through int 0x80 (no sys_enter either): two attempts, not one merged.
+    j = start_joiner()
+    argv_pointer = probe_hit(j, 50, [b"/tmp/c32"])
+    j.enter(10, 50, "execve", {"argv": argv_pointer})
+    assert j.process_exec(20, 50, 50, "/tmp/c32") == []
+    [first] = j.process_exec(30, 50, 50, "/bin/sleep")
+    assert first.filename == "/tmp/c32" and first.argv == [b"/tmp/c32"] and first.ret == 0
+    start_hit(j, 50, [b"sleep", b"0.3"], 40)
+    [second] = j.settle(5000)
+    assert second.filename == "/bin/sleep" and second.argv == [b"sleep", b"0.3"]
+    assert second.argv_source == "uprobe-start" and second.ret == 0 and second.comm == "c32"

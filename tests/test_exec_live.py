@@ -237,3 +237,44 @@ def test_exec_through_the_proc_connector(live_tracefs, programs):
     print(f"\nproc connector: {lost} of {len(succeeded)} argv lost to the /proc race "
           f"({len(expected) - len(succeeded)} failed execs are invisible there)")
     assert lost < len(succeeded)
+
+
+COMPAT_PROGRAM = """\
+    .section .data
+path: .asciz "/bin/sleep"
+a0:   .asciz "sleep"
+a1:   .asciz "0.2"
+argv: .long a0, a1, 0
+    .section .text
+    .globl _start
+_start:
+    movl $11, %eax
+    movl $path, %ebx
+    movl $argv, %ecx
+    xorl %edx, %edx
+    int $0x80
+    movl $1, %eax
+    movl $127, %ebx
+    int $0x80
+"""
+
+
+def test_exec_by_a_32_bit_task(live_tracefs, tmp_path):
+    """A 32-bit program execs /bin/sleep through int 0x80: the syscall events skip compat tasks (its own
+    exit and its exec's entry are not traced), sched_process_exec and the program-start probe are not."""
+    if not (shutil.which("as") and shutil.which("ld")):
+        pytest.skip("no assembler/linker to build a 32-bit program")
+    source = tmp_path / "c32.s"
+    source.write_text(COMPAT_PROGRAM)
+    built = subprocess.run(f"as --32 -o {tmp_path}/c32.o {source} && ld -m elf_i386 -o {tmp_path}/c32 "
+                           f"{tmp_path}/c32.o", shell=True, capture_output=True, check=False)
+    if built.returncode != 0:
+        pytest.skip("cannot build a 32-bit program here: " + built.stderr.decode()[-200:])
+    program = os.fsencode(tmp_path / "c32")
+    records, err, driver_pid = run_exec(tmp_path, [[program]], [])
+    execs = [r for r in records if r["type"] == "exec"]
+    assert [(r["filename"], r["ret"]) for r in execs] == [(str(tmp_path / "c32"), 0), ("/bin/sleep", 0)], err
+    first, second = execs
+    assert first["argv"] == [str(tmp_path / "c32")] and first["argv_source"] == "uprobe"
+    assert second["argv"] == ["sleep", "0.2"] and second["argv_source"] == "uprobe-start"
+    assert second["comm"] == "c32" and second["pid"] == first["pid"] and second["ppid"] == driver_pid
