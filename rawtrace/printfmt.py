@@ -802,6 +802,7 @@ class _Compiler:
         self.printk = printk_formats
         self.fields = {f.name: f for f in fmt.all_fields}
         self.field_uses = 0
+        self.exact: dict[str, tuple[int, bool]] = {}     # code -> (bits, signed) of plain field reads
 
     def const(self, value) -> str:
         name = f"_k{len(self.ns)}"
@@ -832,6 +833,9 @@ class _Compiler:
         kind = field.kind
         code = f"f[{name!r}]"
         if kind in (FieldKind.INTEGER, FieldKind.POINTER):
+            if field.size in (1, 2, 4, 8):
+                # The decoder gives this value already truncated and signed as the field says.
+                self.exact[code] = (8 * field.size, kind == FieldKind.INTEGER and field.signed)
             return code, "int"
         if kind in (FieldKind.STRING, FieldKind.FLEX_STRING, FieldKind.DATA_LOC_STRING, FieldKind.REL_LOC_STRING):
             return code, "str"
@@ -901,6 +905,15 @@ class _Compiler:
         if kind == "index":
             seq, _t = self.expr(node[1])
             index, _i = self.expr(node[2])
+            target = node[1]
+            if target[0] == "field" and node[2][0] == "num":
+                field = self.fields.get(target[1])
+                if field is not None and field.kind == FieldKind.ARRAY and field.count and \
+                        0 <= node[2][1] < field.count and field.element_size in (1, 2, 4, 8) and \
+                        field.count * field.element_size == field.size:
+                    code = f"{seq}[{node[2][1]}]"
+                    self.exact[code] = (8 * field.element_size, field.signed)
+                    return code, "int"
             return f"_index({seq}, {index})", "int"
         if kind == "call":
             return self.call(node[1], node[2])
@@ -1051,10 +1064,71 @@ def _string_arg(printk: dict | None):
     return string
 
 
+def _percent_format(pieces: list, arg_codes: list[tuple[str, Any]], namespace: dict, long_size: int,
+                    exact: dict) -> str | None:
+    """The whole format as one Python `%` operation, when every conversion means the same there (no `*`
+    widths, no `%#o`); integer values masked or sign-extended to the conversion's width unless the
+    field already is exactly that. None when it cannot be done."""
+    parts: list[str] = []
+    values: list[str] = []
+    args = list(arg_codes)
+    for piece in pieces:
+        if isinstance(piece, str):
+            parts.append(piece.replace("%", "%%"))
+            continue
+        conv = piece.conv
+        if piece.width == "*" or piece.precision == "*" or conv == "n" or not args:
+            return None
+        code, kind = args.pop(0)
+        width = "" if piece.width is None else str(piece.width)
+        precision = "" if piece.precision is None else f".{piece.precision}"
+        if conv == "s":
+            flags = "-" if "-" in piece.flags else ""
+            parts.append(f"%{flags}{width}{precision}s")
+            values.append(code if kind == "str" else f"_string({code})")
+        elif conv == "p":
+            spec_name = f"_s{len(namespace)}"
+            namespace[spec_name] = piece
+            parts.append("%s")
+            values.append(f"_ptr({code}, {spec_name}, _symbols, {long_size}, None, None)")
+        elif conv == "c":
+            if kind != "int":
+                return None
+            parts.append(f"%{'-' if '-' in piece.flags else ''}{width}c")
+            values.append(f"(({code}) & 255)")
+        elif conv in "diuxXo":
+            if kind != "int" or (conv == "o" and "#" in piece.flags):
+                return None
+            bits = _int_bits(piece.length, long_size)
+            signed = conv in "di"
+            flags = piece.flags if signed else piece.flags.replace("+", "").replace(" ", "")
+            parts.append(f"%{flags}{width}{precision}{'d' if conv in 'diu' else conv}")
+            known = exact.get(code)
+            if known is not None and (known == (bits, signed) or
+                                      (known[0] < bits and (signed or not known[1]))):
+                values.append(code)             # already the value the conversion would print
+            elif signed:
+                values.append(f"_sext({code}, {bits})")
+            else:
+                values.append(f"(({code}) & {(1 << bits) - 1:#x})")
+        else:
+            return None
+    if args:
+        return None
+    if not values:
+        return repr("".join(parts).replace("%%", "%"))
+    name = f"_pct{len(namespace)}"
+    namespace[name] = "".join(parts)
+    return f"{name} % ({', '.join(values)},)"
+
+
 def compile_format(fmt_string: str, arg_codes: list[tuple[str, Any]], namespace: dict, long_size: int,
-                   symbols, printk) -> str:
+                   symbols, printk, exact: dict | None = None) -> str:
     """Python expression text formatting `fmt_string` with the compiled argument expressions."""
     pieces = parse_format_string(fmt_string)
+    fast = _percent_format(pieces, arg_codes, namespace, long_size, exact or {})
+    if fast is not None:
+        return fast
     args = list(arg_codes)
     out: list[str] = []
 
@@ -1129,7 +1203,8 @@ def renderer(fmt: EventFormat, printk_formats: dict | None = None, symbols: Symb
     arg_codes = []
     for arg in fmt.print_fmt_args:
         arg_codes.append(compiler.expr(parse_expression(arg)))
-    body = compile_format(fmt.print_fmt_string, arg_codes, namespace, long_size, symbols, printk_formats)
+    body = compile_format(fmt.print_fmt_string, arg_codes, namespace, long_size, symbols, printk_formats,
+                          compiler.exact)
     source = f"def render(e):\n    f = e.fields\n    return {body}\n"
     # Generated from the parsed expression tree: literals go in through repr(), field names only as
     # dict keys; none of the format's own text is executed.
