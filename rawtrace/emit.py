@@ -87,6 +87,14 @@ def text_timestamp(ts: int, ns: bool) -> str:
     return f"{stamp[:-6]}.{stamp[-6:]}"
 
 
+def seconds_json(ns: int) -> str:
+    """Nanoseconds as exact decimal seconds for JSON (`12.000000345`): no float rounding, also for clocks
+    whose values would need more than a double's 15-16 digits."""
+    if ns >= 0:
+        return "%d.%09d" % divmod(ns, 1_000_000_000)
+    return "-" + seconds_json(-ns)
+
+
 class _FieldsJson:
     """Compiled per event format: fields dict → the JSON object text of `fields` (cached by content)."""
 
@@ -156,6 +164,7 @@ class Emitter:
         self._fields_json = _FieldsJson()
         self._comm_json: dict[str, str] = {}
         self._event_heads: dict[tuple, str] = {}
+        self._signature_json: dict = {}
         self._status_shown = False
         self._tty = hasattr(self.err, "isatty") and self.err.isatty()
 
@@ -191,7 +200,7 @@ class Emitter:
             head = self._event_heads[(fmt.system, fmt.name, fmt.id)] = \
                 ',"event":' + json_str(f"{fmt.system}:{fmt.name}") + ',"fields":'
         ts = rec.ts
-        stamp = repr(round(ts / 1e9, 9)) if self.ns else str(ts)
+        stamp = seconds_json(ts) if self.ns else str(ts)
         return (f'{{"type":"event","ts":{stamp},"cpu":{rec.cpu},"pid":{pid},"tid":{rec.pid},'
                 f'"comm":{self.comm_json(comm)}{head}{self._fields_json.renderer(fmt)(rec.fields)}}}')
 
@@ -217,26 +226,48 @@ class Emitter:
                        f"{len(rec.data)} bytes {rec.data.hex()}\n")
 
     def _stamp_json(self, ts: int) -> str:
-        return repr(round(ts / 1e9, 9)) if self.ns else str(ts)
+        return seconds_json(ts) if self.ns else str(ts)
 
     # -- syscalls -------------------------------------------------------------------------------
     def syscall_json(self, call, formatter, comm_json: str | None = None) -> str:
-        cpu = call.cpu if call.cpu is not None else call.exit_cpu
-        head = f'{{"type":"syscall","ts":{self._stamp_json(call.time)},"cpu":{cpu},"pid":{call.pid},"tid":{call.tid}' 
+        """The `syscall` record of one call (built from per-signature pieces made once)."""
         sig = call.signature
-        parts = [head, ',"comm":', comm_json or self.comm_json(call.comm), ',"syscall":', json_str(sig.name),
-                 ',"nr":', "null" if sig.nr is None else str(sig.nr)]
-        if call.values is not None:
-            parts.append(',"args":' + _args_json(sig.params, call.values))
-        if call.ret is not None:
-            parts.append(f',"ret":{call.ret}')
-            if call.failed:
-                name = errno_name(formatter.arch, call.errno)
-                parts.append(',"errno":' + (json_str(name) if name else str(call.errno)))
-        duration = call.duration_ns
-        if duration is not None:
-            parts.append(f',"duration":{repr(round(duration / 1e9, 9)) if self.ns else duration}')
-        parts.append(f',"status":"{call.status}"')
+        # By identity: a Signature's hash would walk its params on every call; the joiner keeps one
+        # Signature per syscall, and the entry keeps it alive so its id is not reused.
+        pieces = self._signature_json.get(id(sig))
+        if pieces is None or pieces[2] is not sig:
+            if len(self._signature_json) > 65536:
+                self._signature_json.clear()
+            names = [p[0] for p in sig.params]
+            template = None
+            if all(n.isidentifier() and n.isascii() for n in names):
+                template = ',"args":{' + ",".join(f'"{n}":%d' for n in names) + "}"
+            pieces = self._signature_json[id(sig)] = (
+                ',"syscall":' + json_str(sig.name) + ',"nr":' + ("null" if sig.nr is None else str(sig.nr)),
+                template, sig)
+        cpu = call.cpu if call.cpu is not None else call.exit_cpu
+        ts = call.ts if call.ts is not None else call.exit_ts
+        parts = [f'{{"type":"syscall","ts":{seconds_json(ts) if self.ns else ts},"cpu":{cpu},'
+                 f'"pid":{call.pid},"tid":{call.tid},"comm":', comm_json or self.comm_json(call.comm), pieces[0]]
+        values = call.values
+        if values is not None:
+            text = None
+            if pieces[1] is not None:
+                try:
+                    text = pieces[1] % values
+                except TypeError:           # a string or other non-integer value: the general way
+                    text = None
+            parts.append(text if text is not None else ',"args":' + _args_json(sig.params, values))
+        ret = call.ret
+        if ret is not None:
+            parts.append(f',"ret":{ret}')
+            if -4095 <= ret < 0:
+                name = errno_name(formatter.arch, -ret)
+                parts.append(',"errno":' + (f'"{name}"' if name else str(-ret)))
+        if call.exit_ts is not None and call.ts is not None:
+            duration = call.exit_ts - call.ts
+            parts.append(f',"duration":{seconds_json(duration) if self.ns else duration}')
+        parts.append(',"status":"' + call.status + '"')
         if call.note:
             parts.append(',"note":' + json_str(call.note))
         if call.strings:

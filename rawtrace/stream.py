@@ -27,7 +27,7 @@ class Context:
         self.out = out
         self.arch = arch
         proc, comms, tgids = source.task_seed()
-        self.tasks = TaskTable(proc, comms, tgids)
+        self.tasks = TaskTable(proc, comms, tgids, arch)
         self.stream: Stream | None = None
         self._formatter = None
         self.live = source.kind == "live"
@@ -132,7 +132,9 @@ class Stream:
             from rawtrace.syscalls.tables import load_table
             resolve = table_resolver(ctx.arch, source.format)
             native = load_table(ctx.arch).arch.abis[0].name
-            self.joiner = joiner = SyscallJoiner(ctx.tasks, tool.on_syscall, resolve, native)
+            abis = ctx.tasks.abis
+            self.joiner = joiner = SyscallJoiner(ctx.tasks, tool.on_syscall, resolve, native,
+                                                 abi_of=lambda tid: abis.get(tid, native))
             ctx.joiner = joiner
             per_event.setdefault(("sched", "sched_process_exit"), []).append(
                 lambda rec: joiner.thread_exit(rec.fields.get("pid", rec.pid)))

@@ -53,8 +53,14 @@ class TaskTable:
     before any helper event (None offline); `saved_comms`/`saved_tgids` are the recording's tables."""
 
     def __init__(self, proc: Path | None = None, saved_comms: dict[int, str] | None = None,
-                 saved_tgids: dict[int, int] | None = None) -> None:
+                 saved_tgids: dict[int, int] | None = None, arch: str | None = None) -> None:
         self.proc = Path(proc) if proc is not None else None
+        # Threads whose syscall numbers are in another ABI than the kernel's native one (32-bit compat
+        # tasks on a 64-bit kernel): tid -> ABI name. Learnt from the ELF header of what they exec'd
+        # (live only: the file must be readable) and of /proc/PID/exe at the snapshot; inherited by
+        # threads and forks.
+        self.abis: dict[int, str] = {}
+        self._compat = _compat_abis(arch) if arch and self.proc is not None else None
         self.names: dict[int, str] = {0: IDLE}
         self.tgids: dict[int, int] = {0: 0}
         self.exited: set[int] = set()
@@ -90,7 +96,24 @@ class TaskTable:
                 names[tid] = comm
                 tgids[tid] = pid
                 count += 1
+            if self._compat:
+                abi = self._abi_of_file(base / "exe")
+                if abi is not None:
+                    for tid in tids:
+                        self.abis[tid] = abi
         return count
+
+    def _abi_of_file(self, path) -> str | None:
+        """The compat ABI of an executable (None: native, or not an ELF file we can read)."""
+        try:
+            with open(path, "rb") as f:
+                head = f.read(20)
+        except OSError:
+            return None
+        if len(head) < 20 or head[:4] != b"\x7fELF" or head[4] != 1:       # ELFCLASS32 only
+            return None
+        machine = int.from_bytes(head[18:20], "little" if head[5] == 1 else "big")
+        return self._compat.get(machine, self._compat.get(None))
 
     # -- queries (hot path) -----------------------------------------------------------------------
     def comm(self, tid: int) -> str:
@@ -155,6 +178,11 @@ class TaskTable:
             self.names[child] = fields["comm"]
         flags = fields.get("clone_flags") or 0
         self.tgids[child] = self.pid(parent) if flags & CLONE_THREAD else child
+        abi = self.abis.get(parent)
+        if abi is not None:
+            self.abis[child] = abi
+        else:
+            self.abis.pop(child, None)
         self._tell("newtask", rec)
 
     def on_fork(self, rec) -> None:
@@ -174,9 +202,17 @@ class TaskTable:
     def on_exec(self, rec) -> None:
         fields = rec.fields
         new = fields.get("pid", rec.pid)
-        comm = exec_comm(str(fields.get("filename", "")))
+        filename = str(fields.get("filename", ""))
+        comm = exec_comm(filename)
         self.names[new] = comm
         self.tgids[new] = new          # exec makes the caller the leader of its process
+        if self._compat:
+            abi = self._abi_of_file(self.proc.parent / filename.lstrip("/")) if filename.startswith("/") \
+                else self._abi_of_file(self.proc / str(new) / "exe")
+            if abi is None:
+                self.abis.pop(new, None)
+            else:
+                self.abis[new] = abi
         old = fields.get("old_pid")
         if old is not None and old != new:
             # A non-leader thread exec'd: it took over the leader's pid; its old tid is gone.
@@ -205,6 +241,24 @@ class TaskTable:
     def _tell(self, what: str, rec) -> None:
         for listener in self.listeners:
             listener(what, rec)
+
+
+def _compat_abis(arch: str) -> dict | None:
+    """ELF e_machine (None: any) of a 32-bit binary → the compat ABI its tasks use on a 64-bit `arch`."""
+    from rawtrace.syscalls.arches import lookup_arch
+    found = lookup_arch(arch)
+    if found is None or found.word_size != 64:
+        return None
+    out: dict = {}
+    for abi in found.abis[1:]:
+        if abi.word_size == 32:
+            if abi.name == "x32":
+                out[62] = "x32"                 # ELFCLASS32 with EM_X86_64
+            elif abi.compat:
+                out.setdefault(None, abi.name)
+                if abi.name == "i386":
+                    out[3] = "i386"             # EM_386
+    return out or None
 
 
 def parse_saved_tgids(text: str) -> dict[int, int]:

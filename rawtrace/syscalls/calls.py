@@ -20,8 +20,6 @@ from typing import Any, NamedTuple
 from rawtrace.syscalls import pairing
 
 COMPLETE, UNFINISHED, RESUMED, NORETURN = "complete", "unfinished", "resumed", "noreturn"
-_STATUS = {pairing.PAIR: COMPLETE, pairing.UNFINISHED: UNFINISHED, pairing.RESUMED: RESUMED,
-           pairing.NO_RETURN: NORETURN}
 MAX_ERRNO = 4095
 
 
@@ -118,17 +116,8 @@ class Syscall:
 
     def text(self, formatter) -> str:
         """The strace-like line body: `openat(AT_FDCWD, "/etc/passwd", O_RDONLY) = 3`."""
-        name = self.signature.name
-        status = self.status
-        if status == RESUMED:
-            return formatter.format_resumed(name, self.ret)
-        args = self.triples()
-        strings = self.strings
-        if status == COMPLETE:
-            return formatter.render(name, args, self.ret, strings)
-        if status == UNFINISHED:
-            return formatter.format_unfinished(name, args, strings)
-        return formatter.format_call(name, args, strings) + " = ?"
+        sig = self.signature
+        return formatter.call_text(sig.name, sig.params, self.values, self.ret, self.status, self.strings)
 
     def args_text(self, formatter) -> dict[str, str]:
         return formatter.symbolic_args(self.signature.name, self.triples(), self.strings) if self.values else {}
@@ -154,8 +143,12 @@ class SyscallJoiner:
         self.native_abi = native_abi
         self.abi_of = abi_of
         self._no_return = frozenset(no_return)
-        self._pairers = {"syscalls": pairing.SyscallPairer(no_return_names=no_return),
-                         "raw_syscalls": pairing.SyscallPairer(no_return_names=no_return)}
+        # tid -> (ts, cpu, key, signature, values, pid, comm, strings, loss epoch) of the call in flight;
+        # key is the syscall number (raw_syscalls) or name (syscalls:*): an exit pairs only with an
+        # enter of the same key. One table per event family: a syscall traced both ways pairs twice.
+        self._pending = {"syscalls": {}, "raw_syscalls": {}}
+        self._epoch = 0
+        self.max_pending = 1 << 16
         self._signatures: dict[tuple[int, str], Signature] = {}
         self._named: dict[str, Signature] = {}
         self._strings: dict[int, dict] = {}
@@ -211,26 +204,30 @@ class SyscallJoiner:
             pending.update(strings)
 
     def lost(self, cpu: int | None, count: int) -> None:
-        for pairer in self._pairers.values():
-            pairer.lost(cpu, count)
+        """Events were lost: every call in flight may have lost its exit (a thread may have migrated to
+        the CPU that lost them), so none of them is paired across the gap."""
+        self._epoch += 1
         # A string waiting for its syscall may belong to a call whose events were lost.
         self._strings.clear()
 
     def thread_exit(self, tid: int) -> None:
-        for pairer in self._pairers.values():
-            for record in pairer.thread_exit(tid):
-                self._emit(record, None)
+        for pending in self._pending.values():
+            entry = pending.pop(tid, None)
+            if entry is not None:
+                self._unfinished(tid, entry, pairing.NOTE_THREAD_EXIT)
         self._strings.pop(tid, None)
 
     def flush(self) -> None:
         """End of the trace: calls still in flight come out as unfinished, oldest first."""
-        records = [r for pairer in self._pairers.values() for r in pairer.flush()]
-        for record in sorted(records, key=lambda r: r.enter_ts or 0):
-            self._emit(record, None)
+        entries = [(entry, tid) for pending in self._pending.values() for tid, entry in pending.items()]
+        for pending in self._pending.values():
+            pending.clear()
+        for entry, tid in sorted(entries, key=lambda item: (item[0][0], item[1])):
+            self._unfinished(tid, entry, pairing.NOTE_FLUSH)
 
     @property
     def pending(self) -> int:
-        return sum(len(p) for p in self._pairers.values())
+        return sum(len(p) for p in self._pending.values())
 
     # -- raw_syscalls ---------------------------------------------------------------------------
     def signature(self, nr: int, abi: str) -> Signature:
@@ -247,80 +244,96 @@ class SyscallJoiner:
         fields = rec.fields
         nr = fields["id"]
         abi = self.abi_of(tid) if self.abi_of is not None else self.native_abi
-        signature = self.signature(nr, abi)
+        signature = self._signatures.get((nr, abi)) or self.signature(nr, abi)
         values = fields.get("args")
         if values is not None:
-            values = tuple(values[:len(signature.params)])
-        payload = (signature, values, self.tasks.pid(tid), self.tasks.comm(tid), self._strings.pop(tid, None))
-        for record in self._pairers["raw_syscalls"].enter(tid, rec.ts, rec.cpu, nr, signature.name, payload):
-            self._emit(record, None)
+            values = values[:len(signature.params)]
+        self._enter(self._pending["raw_syscalls"], tid, rec, nr, signature, values)
 
     def raw_exit(self, rec) -> None:
-        tid = rec.pid
         fields = rec.fields
-        nr = fields["id"]
-        for record in self._pairers["raw_syscalls"].exit(tid, rec.ts, rec.cpu, nr, None, fields.get("ret")):
-            self._emit(record, rec)
+        self._exit(self._pending["raw_syscalls"], rec, fields["id"], fields.get("ret"))
+
+    def _enter(self, pending: dict, tid: int, rec, key, signature: Signature, values) -> None:
+        tasks = self.tasks
+        earlier = pending.pop(tid, None)
+        entry = (rec.ts, rec.cpu, key, signature, values, tasks.pid(tid), tasks.comm(tid),
+                 self._strings.pop(tid, None) if self._strings else None, self._epoch)
+        if earlier is not None:
+            # The exit of the earlier call was lost or never came (thread killed, lost events).
+            self._unfinished(tid, earlier, pairing.NOTE_NEW_ENTER)
+        if signature.name in self._no_return:
+            # No exit follows a successful exit/exit_group: emitted now, kept out of the table.
+            self._make(NORETURN, tid, entry, None, None, None, None)
+            return
+        pending[tid] = entry
+        if len(pending) > self.max_pending:
+            oldest = next(iter(pending))
+            self._unfinished(oldest, pending.pop(oldest), pairing.NOTE_EVICTED)
+
+    def _exit(self, pending: dict, rec, key, ret) -> None:
+        tid = rec.pid
+        entry = pending.pop(tid, None)
+        if entry is not None and entry[2] == key and entry[8] == self._epoch:
+            self.counts[COMPLETE] += 1
+            self.emit(Syscall(COMPLETE, entry[0], rec.ts, entry[1], rec.cpu, tid, entry[5], entry[6], entry[3],
+                              entry[4], ret, None, entry[7]))
+            return
+        note = None
+        if entry is not None:
+            # Never join halves that may belong to different calls: another syscall's enter, or one
+            # from before lost events.
+            note = pairing.NOTE_MISMATCH if entry[2] != key else pairing.NOTE_LOST
+            self._unfinished(tid, entry, note)
+        elif self._epoch:
+            note = pairing.NOTE_BEFORE_LOSS
+        tasks = self.tasks
+        if key.__class__ is int:
+            abi = self.abi_of(tid) if self.abi_of is not None else self.native_abi
+            signature = self.signature(key, abi)
+        else:
+            signature = self._named.get(key) or Signature(None, key, (), self.native_abi, "syscalls")
+        self._make(RESUMED, tid, None, rec, ret, note, (tasks.pid(tid), tasks.comm(tid), signature))
+
+    def _unfinished(self, tid: int, entry: tuple, note: str) -> None:
+        if note == pairing.NOTE_NEW_ENTER and entry[8] != self._epoch:
+            note = pairing.NOTE_NEW_ENTER + "; " + pairing.NOTE_LOST
+        self._make(UNFINISHED, tid, entry, None, None, note, None)
+
+    def _make(self, status: str, tid: int, entry, exit_rec, ret, note, who) -> None:
+        self.counts[status] += 1
+        if entry is not None:
+            self.emit(Syscall(status, entry[0], None, entry[1], None, tid, entry[5], entry[6], entry[3], entry[4],
+                              None, note, entry[7]))
+        else:
+            pid, comm, signature = who
+            self.emit(Syscall(status, None, exit_rec.ts, None, exit_rec.cpu, tid, pid, comm, signature, None, ret,
+                              note, None))
 
     # -- syscalls:sys_enter_X / sys_exit_X -------------------------------------------------------
     def _named_enter(self, signature: Signature, names: list[str]) -> Callable:
-        pairer = self._pairers["syscalls"]
-        tasks = self.tasks
-        strings = self._strings
-        emit = self._emit
+        pending = self._pending["syscalls"]
+        enter_ = self._enter
         call = signature.name
-
         numbered = [signature]
 
         def enter(rec) -> None:
-            tid = rec.pid
             fields = rec.fields
             values = tuple([fields.get(n) for n in names])
             sig = numbered[0]
             if sig.nr is None and fields.get("__syscall_nr") is not None:
                 sig = numbered[0] = self._named[call] = sig._replace(nr=fields["__syscall_nr"])
-            payload = (sig, values, tasks.pid(tid), tasks.comm(tid), strings.pop(tid, None))
-            for record in pairer.enter(tid, rec.ts, rec.cpu, None, call, payload):
-                emit(record, None)
+            enter_(pending, rec.pid, rec, call, sig, values)
         return enter
 
     def _named_exit(self, signature: Signature) -> Callable:
-        pairer = self._pairers["syscalls"]
-        emit = self._emit
+        pending = self._pending["syscalls"]
+        exit_ = self._exit
         call = signature.name
 
-        def exit_(rec) -> None:
-            for record in pairer.exit(rec.pid, rec.ts, rec.cpu, None, call, rec.fields.get("ret")):
-                emit(record, rec)
-        return exit_
-
-    # -- records → Syscall ----------------------------------------------------------------------
-    def _emit(self, record: pairing.SyscallRecord, exit_rec) -> None:
-        if record.kind == pairing.PAIR and record.note == pairing.NOTE_LOST:
-            # Events were lost between this enter and exit: they may belong to different calls of the
-            # same syscall. Shown as what is known for sure, never joined.
-            self._emit(record._replace(kind=pairing.UNFINISHED, ret=None, exit_ts=None, exit_cpu=None,
-                                       duration_ns=None), None)
-            self._emit(record._replace(kind=pairing.RESUMED, args=None, enter_ts=None, enter_cpu=None,
-                                       duration_ns=None), exit_rec)
-            return
-        status = _STATUS[record.kind]
-        self.counts[status] += 1
-        tid = record.tid
-        if record.args is not None:
-            signature, values, pid, comm, strings = record.args
-        else:
-            # An exit whose enter was not seen: name it from the exit alone.
-            tasks = self.tasks
-            pid, comm, values, strings = tasks.pid(tid), tasks.comm(tid), None, None
-            if record.nr is not None:
-                abi = self.abi_of(tid) if self.abi_of is not None else self.native_abi
-                signature = self.signature(record.nr, abi)
-            else:
-                signature = self._named.get(record.name) or \
-                    Signature(None, record.name or "?", (), self.native_abi, "syscalls")
-        self.emit(Syscall(status, record.enter_ts, record.exit_ts, record.enter_cpu, record.exit_cpu, tid, pid,
-                          comm, signature, values, record.ret, record.note, strings))
+        def on_exit(rec) -> None:
+            exit_(pending, rec, call, rec.fields.get("ret"))
+        return on_exit
 
 
 def table_resolver(arch: str, formats: Callable[[str, str], Any] | None = None) -> Callable[[int, str], Signature | None]:

@@ -597,6 +597,7 @@ class SyscallFormatter:
         # Formatter failures that fell back to hex (a bug to report, never a reason to stop).
         self.errors = 0
         self._resolved: dict[int, tuple[str, Sequence[tuple[str, str]]] | None] = {}
+        self._signature_plans: dict[int, tuple] = {}
 
     # -- planning ----------------------------------------------------------------------------
 
@@ -661,6 +662,78 @@ class SyscallFormatter:
                         text = "?"
             out.append((arg, text))
         return out
+
+    # -- structured calls (rawtrace.syscalls.calls.Syscall) --------------------------------------
+
+    def _signature_plan(self, name: str, params: tuple) -> tuple:
+        """(names, shown, string fields) for a call signature; cached per params tuple (the joiner keeps
+        one per syscall, so identity is enough and no key has to be built per call)."""
+        entry = self._signature_plans.get(id(params))
+        if entry is not None and entry[0] is params and entry[1] == name:
+            return entry[2]
+        args = [(p[0], p[1], None) for p in params]
+        plan = (tuple(p[0] for p in params),) + self._plan(name, args)
+        if len(self._signature_plans) > 65536:
+            self._signature_plans.clear()
+        self._signature_plans[id(params)] = (params, name, plan)
+        return plan
+
+    def call_args_text(self, name: str, params: tuple, values: Sequence, strings: Mapping[str, object] | None,
+                       all_args: bool = False) -> list[str]:
+        """The rendered arguments of one call, from its signature's params and raw values."""
+        names, shown, string_fields = self._signature_plan(name, params)
+        call = dict(zip(names, values))
+        texts = None
+        if string_fields or strings:
+            limit = self.options.string_limit
+            texts = {}
+            for index, target in string_fields:
+                data = values[index]
+                if isinstance(data, (bytes, bytearray, str)):
+                    texts[target] = kernel_string(bytes(data) if isinstance(data, bytearray) else data, limit)
+            if strings:
+                for target, data in strings.items():
+                    if isinstance(data, (bytes, bytearray, str)):
+                        texts[target] = quote_string(bytes(data) if isinstance(data, bytearray) else data, limit)
+        out = []
+        for index, arg, fmt, shown_if in shown:
+            if shown_if is not None and not all_args:
+                try:
+                    if not shown_if(self, call):
+                        continue
+                except Exception:  # noqa: BLE001 - when in doubt, show the argument
+                    self.errors += 1
+            text = texts.get(arg) if texts else None
+            if text is None:
+                value = values[index]
+                try:
+                    text = fmt(self, value, call)
+                except Exception:  # noqa: BLE001 - a formatter must never stop a trace
+                    self.errors += 1
+                    if isinstance(value, int):
+                        text = _hex(value & self._word_mask)
+                    elif isinstance(value, (bytes, bytearray, str)):
+                        text = quote_string(bytes(value) if isinstance(value, bytearray) else value,
+                                            self.options.string_limit)
+                    else:
+                        text = "?"
+            out.append(text)
+        return out
+
+    def call_text(self, name: str, params: tuple, values: Sequence | None, ret: int | None, status: str,
+                  strings: Mapping[str, object] | None = None) -> str:
+        """The strace line body of a structured call: complete, unfinished, resumed or noreturn."""
+        if status == "resumed" or values is None:
+            return self.format_resumed(name, ret)
+        body = f"{name}({', '.join(self.call_args_text(name, params, values, strings))}"
+        if status == "complete":
+            if ret is not None and ret.__class__ is int and 0 <= ret < 4096 and name not in _POINTER_RETURNS \
+                    and name not in ("fcntl", "fcntl64", "umask"):
+                return f"{body}) = {ret}"
+            return f"{body}) = {self.format_return(name, ret, [(p[0], p[1], v) for p, v in zip(params, values)])}"
+        if status == "unfinished":
+            return body + " <unfinished ...>"
+        return body + ") = ?"
 
     # -- public API ----------------------------------------------------------------------------
 

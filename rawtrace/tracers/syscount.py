@@ -84,7 +84,8 @@ Overhead: two events per syscall, decoded to the number and return value only.""
         self._names: dict[tuple[int, str], str] = {}
         self._errno_filter = self._parse_errno(args.errno) if args.errno else None
         self._only = self._parse_syscalls(args.syscall) if args.syscall else None
-        self._no_return_nrs = {s.nr for name in NO_RETURN if (s := self.table.by_name(name)) is not None}
+        self._no_return_by_abi: dict[str, set] = {}
+        self._no_return_nrs = self._no_return_of(self.native_abi)
 
     # -- options ---------------------------------------------------------------------------------
     def _parse_errno(self, text: str) -> int:
@@ -136,25 +137,37 @@ Overhead: two events per syscall, decoded to the number and return value only.""
             name = self._names[key] = row.name if row is not None else f"syscall_{nr}"
         return name
 
+    def _no_return_of(self, abi: str) -> set:
+        found = self._no_return_by_abi.get(abi)
+        if found is None:
+            found = self._no_return_by_abi[abi] = {
+                s.nr for name in NO_RETURN if (s := self.table.by_name(name, abi)) is not None}
+        return found
+
     def _enter(self):
         pending = self.pending
         no_return = self._no_return_nrs
         count = self._count
+        abis = self.ctx.tasks.abis
 
         def enter(rec) -> None:
             nr = rec.fields["id"]
-            if nr in no_return:
+            tid = rec.pid
+            # The ABI at entry names the call: an execve into a 32-bit program returns as a compat task.
+            abi = abis.get(tid) if abis else None
+            if nr in (no_return if abi is None else self._no_return_of(abi)):
                 # No exit follows a successful exit/exit_group: count it now.
-                pending.pop(rec.pid, None)
-                count(rec.pid, nr, 0, None)
+                pending.pop(tid, None)
+                count(tid, nr, 0, None, abi)
                 return
-            pending[rec.pid] = (rec.ts, nr)
+            pending[tid] = (rec.ts, nr, abi)
         return enter
 
     def _exit(self):
         """The hot path: one dict pop, one dict lookup and a few additions per call."""
         pending = self.pending
         count = self._count
+        abis = self.ctx.tasks.abis
         if self.args.process or self.args.failures or self._errno_filter is not None or self._only is not None \
                 or self.args.latency:
             def exit_(rec) -> None:
@@ -162,28 +175,29 @@ Overhead: two events per syscall, decoded to the number and return value only.""
                 tid = rec.pid
                 nr = fields["id"]
                 started = pending.pop(tid, None)
-                if started is not None and started[1] == nr:
-                    count(tid, nr, fields["ret"], rec.ts - started[0])
+                if started is not None and (started[1] == nr or self._same_exec(started, nr, tid)):
+                    count(tid, started[1], fields["ret"], rec.ts - started[0], started[2])
                 else:
                     self.unpaired_exits += 1
-                    count(tid, nr, fields["ret"], None)
+                    count(tid, nr, fields["ret"], None, abis.get(tid) if abis else None)
             return exit_
         rows = self.rows
         new_row = _Row
         unpaired = [0]
         self._unpaired_fast = unpaired
+        same_exec = self._same_exec
 
         def exit_fast(rec) -> None:
             fields = rec.fields
             nr = fields["id"]
-            row = rows.get(nr)
-            if row is None:
-                row = rows[nr] = new_row()
-            row.count += 1
-            if -MAX_ERRNO <= fields["ret"] < 0:
-                row.errors += 1
             started = pending.pop(rec.pid, None)
-            if started is not None and started[1] == nr:
+            if started is not None and (started[1] == nr or (abis and same_exec(started, nr, rec.pid))):
+                # Compat (32-bit) tasks number their syscalls in their own table.
+                nr = started[1]
+                key = nr if started[2] is None else (nr, started[2])
+                row = rows.get(key)
+                if row is None:
+                    row = rows[key] = new_row()
                 duration = rec.ts - started[0]
                 row.timed += 1
                 row.total += duration
@@ -193,21 +207,38 @@ Overhead: two events per syscall, decoded to the number and return value only.""
                     row.min = duration
             else:
                 unpaired[0] += 1
+                abi = abis.get(rec.pid) if abis else None
+                key = nr if abi is None else (nr, abi)
+                row = rows.get(key)
+                if row is None:
+                    row = rows[key] = new_row()
+            row.count += 1
+            if -MAX_ERRNO <= fields["ret"] < 0:
+                row.errors += 1
         return exit_fast
 
-    def _count(self, tid: int, nr: int, ret: int, duration: int | None) -> None:
+    def _same_exec(self, started: tuple, nr: int, tid: int) -> bool:
+        """An execve into a program of another ABI returns with that ABI's number for execve: the same
+        call as the entry, not a mismatch."""
+        abis = self.ctx.tasks.abis
+        now = abis.get(tid) if abis else None
+        if now == started[2]:
+            return False
+        execs = ("execve", "execveat")
+        return self.name_of(started[1], started[2] or self.native_abi) in execs and \
+            self.name_of(nr, now or self.native_abi) in execs
+
+    def _count(self, tid: int, nr: int, ret: int, duration: int | None, abi: str | None) -> None:
         failed = -MAX_ERRNO <= ret < 0
         if (self.args.failures or self._errno_filter is not None) and not failed:
             return
         if self._errno_filter is not None and -ret != self._errno_filter:
             return
-        if self._only is not None and self.name_of(nr, self.native_abi) not in self._only:
+        tasks = self.ctx.tasks
+        if self._only is not None and self.name_of(nr, abi or self.native_abi) not in self._only:
             return
-        if self.args.process:
-            tasks = self.ctx.tasks
-            key = (nr, tasks.pid(tid), tasks.comm(tid))
-        else:
-            key = nr
+        number = nr if abi is None else (nr, abi)
+        key = (number, tasks.pid(tid), tasks.comm(tid)) if self.args.process else number
         row = self.rows.get(key)
         if row is None:
             row = self.rows[key] = _Row()
@@ -273,17 +304,18 @@ Overhead: two events per syscall, decoded to the number and return value only.""
         from rawtrace.emit import safe
         from rawtrace.syscalls import constants as C
         for key, row in self._sorted():
-            nr = key[0] if isinstance(key, tuple) else key
-            name = self.name_of(nr, self.native_abi)
+            number = key[0] if self.args.process else key
+            nr, abi = number if isinstance(number, tuple) else (number, self.native_abi)
+            name = self.name_of(nr, abi)
             avg = row.total / row.timed if row.timed else None
-            record = {"syscall": name, "nr": nr, "count": row.count, "errors": row.errors, "total_ns": row.total,
+            record = {"syscall": name, "nr": nr, "abi": abi, "count": row.count, "errors": row.errors, "total_ns": row.total,
                       "max_ns": row.max if row.timed else None, "avg_ns": round(avg) if avg is not None else None,
                       "timed": row.timed}
             line = []
             if self.args.process:
                 record["pid"], record["comm"] = key[1], key[2]
                 line += [key[1], safe(key[2])]
-            line += [name, row.count, row.errors, f"{row.total / unit:.3f}",
+            line += [name if abi == self.native_abi else f"{name} ({abi})", row.count, row.errors, f"{row.total / unit:.3f}",
                      f"{avg / 1e3:.3f}" if avg is not None else "-", f"{row.max / 1e3:.3f}" if row.timed else "-"]
             if self.args.latency:
                 record["min_ns"] = row.min if row.timed else None
