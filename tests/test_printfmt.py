@@ -338,3 +338,21 @@ def test_renderers_for_a_host_tree_and_a_recording(tmp_path):
                                          printk_formats='0xffffffff82000000 : "y"\n'))
     text = renderer_for_tracedat(read_tracedat(path))
     assert text.printk_formats == {0xFFFFFFFF82000000: "y"} and len(text.symbols) == 2
+
+
+@pytest.mark.parametrize("conv", ["%d", "%u", "%x", "%ld", "%lu", "%lx", "%hhd", "%hu", "%08x", "%-6d|", "%+d",
+                                  "%5.3u", "%llx", "%X", "%o", "%c"])
+@pytest.mark.parametrize(("ctype", "size", "signed"), [("u8", 1, 0), ("s16", 2, 1), ("int", 4, 1),
+                                                       ("unsigned int", 4, 0), ("long", 8, 1), ("u64", 8, 0)])
+def test_compiled_conversions_equal_the_reference(conv, ctype, size, signed):
+    """The compiled renderer (one % operation, masks left out where the field is exact) prints what
+    format_integer, the reference C semantics, prints for every value class."""
+    fmt = make_format(f"\tfield:{ctype} v;\toffset:8;\tsize:{size};\tsigned:{signed};\n", f'"{conv}", REC->v')
+    render = renderer(fmt)
+    bits = 8 * size
+    values = [0, 1, 65, (1 << (bits - 1)) - 1]
+    values += [-1, -(1 << (bits - 1))] if signed else [(1 << bits) - 1, 1 << (bits - 1)]
+    [piece] = [p for p in parse_format_string(conv) if isinstance(p, Spec)]
+    for value in values:
+        want = format_integer(value, piece) + conv.partition(conv.rstrip("|"))[2]
+        assert render(event(fmt, v=value)) == want, (conv, ctype, value)

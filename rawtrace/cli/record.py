@@ -119,7 +119,7 @@ class Recorder:
     def finished(self, ctx) -> None:
         source = ctx.source
         stats = {}
-        for cpu in getattr(source._source, "cpus", []) or []:
+        for cpu in source.instance.cpus():
             try:
                 stats[cpu] = source.instance.read(f"per_cpu/cpu{cpu}/stats")
             except OSError:
