@@ -334,15 +334,20 @@ class FanotifyJoiner:
     def event(self, pid: int, kind: str, event: object, path: str | None, ts: int, epoch: int = 0) -> None:
         self._events.setdefault((pid, kind, epoch), deque()).append((ts, path, event))
 
-    def match(self, now: int, final: bool = False, caught_up: int | None = None,
-              drained: int | None = None) -> tuple[list[tuple[PendingOpen, object]], list[object], list[PendingOpen]]:
+    def match(self, now: int, final: bool = False, caught_up: int | None = None, drained: int | None = None,
+              compatible=None) -> tuple[list[tuple[PendingOpen, object]], list[object], list[PendingOpen]]:
         """(joined (call, fanotify event) pairs, fanotify events alone, calls given up) as of `now`.
 
         Exact when `caught_up` (every syscall up to this time has been processed) and `drained` (fanotify
         was read empty at this time) are given on the events' clock: an event is decided once the syscall
         side is past its read time, so every call that could have caused it has been seen; a call is given
         up once fanotify was drained after its exit and the events read by then are decided. Without them,
-        or while the syscall side is idle for `settle_ns`, ages against `now` decide."""
+        or while the syscall side is idle for `settle_ns`, ages against `now` decide.
+
+        fanotify merges an event into an identical queued one of the same pid, which can move it ahead of
+        others (an exec's CLOSE of the old image's libc absorbs the new image's OPEN of libc). So an event
+        goes to the oldest waiting call that `compatible(call, event)` accepts (for instance: the call's fd
+        was read before the event was, exactly when the event has FAN_ACCESS), else to the oldest."""
         margin = self.margin_ns
         if caught_up is not None and caught_up != self._caught_up:
             self._caught_up, self._caught_up_at = caught_up, now
@@ -373,7 +378,7 @@ class FanotifyJoiner:
                 if named and self._consume_named(named, path):
                     continue
                 if calls:
-                    pending = calls.popleft()
+                    pending = self._pick(calls, event, compatible)
                     joined.append((pending, event))
                     self.joined += 1
                     continue
@@ -403,6 +408,15 @@ class FanotifyJoiner:
             if not named:
                 del self._named[key]
         return joined, alone, given_up
+
+    @staticmethod
+    def _pick(calls: deque, event: object, compatible) -> PendingOpen:
+        if compatible is not None:
+            for index, pending in enumerate(calls):
+                if compatible(pending, event):
+                    del calls[index]
+                    return pending
+        return calls.popleft()
 
     @staticmethod
     def _consume_named(named: deque, path: str | None) -> bool:

@@ -75,7 +75,7 @@ fatrace options and their rawtrace files equivalents:
 class PathCell:
     """A path that may be named later (fanotify catches up): shared by an open and its fd's events."""
 
-    __slots__ = ("path", "reason", "source", "waiting")
+    __slots__ = ("first_read", "path", "reason", "source", "waiting")
 
     def __init__(self, path: str | None = None, source: str = FP.SOURCE_UNKNOWN, reason: str | None = None,
                  waiting: bool = False) -> None:
@@ -83,6 +83,7 @@ class PathCell:
         self.source = source
         self.reason = reason
         self.waiting = waiting
+        self.first_read: int | None = None     # when its fd was first read (tells fanotify twins apart)
 
     def set(self, path: str | None, source: str, reason: str | None = None) -> None:
         self.path, self.source, self.reason, self.waiting = path, source, reason, False
@@ -461,6 +462,8 @@ Overhead: two events per file syscall plus one uprobe hit per libc call.
             return
         if kind == WRITE and not failed:
             self._written.add((pid, fd))
+        if kind == READ and cell.waiting and cell.first_read is None:
+            cell.first_read = call.exit_ts or call.ts
         nbytes = ret if kind in (READ, WRITE) and not failed else None
         self._queue(FileEvent(types=letters, cell=cell, fd=fd, nbytes=nbytes, **base))
 
@@ -543,7 +546,7 @@ Overhead: two events per file syscall plus one uprobe hit per libc call.
         exact = self.args.clock == "mono" and self.ctx.live
         drained = getattr(self.ctx.source, "drained_at", None) or self.drained
         joined, alone, given_up = self.fan_joiner.match(now, final, self.caught_up if exact else None,
-                                                        drained if exact else None)
+                                                        drained if exact else None, _read_matches)
         for pending, rec in joined:
             cell, _late = pending.call
             cell.set(rec.path, FP.SOURCE_FANOTIFY)
@@ -733,6 +736,14 @@ Overhead: two events per file syscall plus one uprobe hit per libc call.
         if summary is not None:
             note += f"; {summary.lost} lost"
         out.note(note)
+
+
+def _read_matches(pending, record) -> bool:
+    """A waiting open and a fanotify event agree on whether the file was read by the event's read time."""
+    from rawtrace.fanotify import FAN_ACCESS
+    cell, _late = pending.call
+    was_read = cell.first_read is not None and cell.first_read <= record.ts
+    return was_read == bool(record.mask & FAN_ACCESS)
 
 
 def _fan_kind(kind: str) -> str:
