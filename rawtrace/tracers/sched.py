@@ -421,11 +421,11 @@ class SchedTool(Tool):
         ctx = self.ctx
         out = ctx.out
         if ctx.live:
-            instance = getattr(ctx.source, "instance", None)
-            if instance is not None and (instance.path / "set_event_notrace_pid").exists():
-                # The source leaves rawtrace's own tasks out of the trace; here that would drop every
-                # switch away from rawtrace, and with it the end of the wait of the task that ran next.
-                instance.write("set_event_notrace_pid", "")
+            # The source leaves rawtrace's own tasks out (set_event_notrace_pid). For the sched events the
+            # kernel applies that to the right task: a switch is kept unless both sides are rawtrace's, a
+            # wakeup unless the woken task is. So only rawtrace's own waits go unmeasured. (Clearing the list
+            # here would be worse: while the kernel unregisters its pid probes, a CPU whose flag says
+            # "ignore" drops every event for a moment, with no lost-events marker.)
             out.meta("sched", "live", ctx.clock)
             what = "waits for a CPU" + (f" over {self.summary.min_ns / 1e6:g} ms" if self.summary.min_ns else "")
             out.note(f"Tracing {what} (sched_switch, sched_wakeup)... Ctrl-C to end.")
