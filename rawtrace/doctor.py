@@ -57,6 +57,7 @@ _LEVELS = ("none", "integrity", "confidentiality")
 _LOG_MARKERS = ("Kernel is locked down from", "Tracing disabled due to lockdown", "Lockdown:",
                 "Could not create tracefs", "due to lockdown", "Secure boot enabled",
                 "Secure boot disabled", "Secure boot could not be determined")
+_LOG_MARKERS_BYTES = tuple(m.encode() for m in _LOG_MARKERS)
 
 
 # Records are namedtuples: importing dataclasses (which imports inspect) costs more than the whole
@@ -147,7 +148,9 @@ class _Facts:
         while self._mounted:
             target = self._mounted.pop()
             try:
-                libc.umount(target)
+                # Lazily: nothing of it is open any more, and a plain umount can wait for an RCU grace
+                # period (milliseconds of the doctor's run).
+                libc.umount_detach(target)
             except OSError:
                 pass
 
@@ -270,7 +273,7 @@ class _Facts:
                 if exc.errno in (errno.EPERM, errno.EACCES):
                     return None, f"/dev/kmsg: {exc.strerror} (kernel.dmesg_restrict={restrict}, needs CAP_SYSLOG)"
                 return None, f"/dev/kmsg: {exc.strerror}"
-            lines = []
+            records = []
             try:
                 while True:
                     try:
@@ -283,10 +286,12 @@ class _Facts:
                         break
                     if not record:
                         break
-                    text = record.decode(errors="replace").split("\n", 1)[0]
-                    lines.append(text.partition(";")[2])
+                    # Only records with a marker are decoded: a boot log has thousands.
+                    if any(m in record for m in _LOG_MARKERS_BYTES):
+                        records.append(record)
             finally:
                 os.close(fd)
+            lines = [r.decode(errors="replace").split("\n", 1)[0].partition(";")[2] for r in records]
         else:
             source = FAKE_DMESG
             if restrict == "1" and not self.has_cap(CAP_SYSLOG):
@@ -295,9 +300,7 @@ class _Facts:
             if text is None:
                 return None, f"{FAKE_DMESG}: absent from this tree (no kernel log captured)"
             lines = [re.sub(r"^\[\s*[\d.]+\]\s*", "", line) for line in text.splitlines()]
-        # One search per line for all markers: a boot log has thousands of lines.
-        markers = re.compile("|".join(map(re.escape, _LOG_MARKERS)))
-        return [line for line in lines if markers.search(line)], source
+        return [line for line in lines if any(m in line for m in _LOG_MARKERS)], source
 
     def log_lines(self, marker: str) -> list[str]:
         lines, _ = self.kernel_log

@@ -141,3 +141,16 @@ def fstatfs_fsid(fd: int) -> tuple[int, int]:
     raw = buffer.raw
     return (int.from_bytes(raw[_STATFS_FSID_OFFSET:_STATFS_FSID_OFFSET + 4], sys.byteorder, signed=True),
             int.from_bytes(raw[_STATFS_FSID_OFFSET + 4:_STATFS_FSID_OFFSET + 8], sys.byteorder, signed=True))
+
+
+# -- lazy unmount (doctor) -----------------------------------------------------------------------------
+
+MNT_DETACH = 2      # include/linux/fs.h
+
+
+def umount_detach(target: str) -> None:
+    """umount2(target, MNT_DETACH): detach now, free when no longer in use; raises OSError on failure."""
+    f = libc().umount2
+    f.argtypes = [ctypes.c_char_p, ctypes.c_int]
+    f.restype = ctypes.c_int
+    _check(f(target.encode(), MNT_DETACH), "umount2")
