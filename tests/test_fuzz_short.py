@@ -34,3 +34,16 @@ def test_the_campaign_notices_an_unexpected_exception(monkeypatch) -> None:
     monkeypatch.setattr(fuzz, "parse_saved_cmdlines", broken)
     figures = fuzz.campaign(seed=3, count=300, tracedat=None, out=None)
     assert figures["unexpected"] >= 1 and "KeyError" in figures["unexpected_list"][0]["error"]
+
+
+def test_the_campaign_interrupts_and_counts_a_hang(monkeypatch) -> None:
+    fuzz = _fuzz()
+    monkeypatch.setattr(fuzz, "HANG_SECONDS", 0.2)
+
+    def spin(text: str):
+        while True:
+            pass
+    monkeypatch.setattr(fuzz, "parse_saved_cmdlines", spin)
+    figures = fuzz.campaign(seed=3, count=60, tracedat=None, out=None)
+    assert figures["hangs"] >= 1 and figures["hang_list"][0]["target"] == "cmdlines"
+    assert figures["unexpected"] == 0 and figures["inputs"] == 60

@@ -19,7 +19,8 @@ Targets (weighted at random per input):
 
 Library errors (rawtrace.errors.RawtraceError subclasses) are expected for bad input; anything else is an
 unexpected exception, and so is a rendered text line that is not printable or a JSON line json.loads
-refuses. An input that runs longer than 2 s is a hang (it is interrupted by SIGALRM). Prints inputs tried,
+refuses. An input that takes more than 2 s of CPU time (SIGPROF interrupts it), or is blocked for 30 s of
+wall time (SIGALRM), is a hang: CPU time, so that a loaded machine does not make hangs. Prints inputs tried,
 library errors by class, unexpected exceptions (first ones with their traceback), hangs, the slowest input,
 and memory (peak RSS and RSS samples over the run, which should stay flat).
 
@@ -67,8 +68,9 @@ from rawtrace.tracefs.discover import locate_tracefs
 
 SHARED_TRACEDAT = REPO.parent / "shared" / "data" / "raw_syscalls_1905722ev.dat"
 FIXTURES = REPO / "tests" / "fixtures" / "formats"
-HANG_SECONDS = 2.0
-SLOW_SECONDS = 0.5          # reported (not failed): a sign of super-linear work on some input
+HANG_SECONDS = 2.0          # CPU seconds for one input
+BLOCKED_SECONDS = 30.0      # wall seconds: an input waiting on something (a FIFO, a pipe) uses no CPU
+SLOW_SECONDS = 0.5          # CPU seconds; reported (not failed): a sign of super-linear work on some input
 WEIGHTS = {"format": 30, "page": 30, "tracedat": 14, "headers": 10, "cmdlines": 5, "mounts": 5, "numbers": 6}
 
 HEADER_PAGE_64 = ("\tfield: u64 timestamp;\toffset:0;\tsize:8;\tsigned:0;\n"
@@ -101,7 +103,7 @@ CONTROL = ["\0", "\x01", "\x1b", "\n", "\r", "\t", "\x7f", "\u2028", "\udc80", "
 
 
 class Hang(BaseException):
-    """Raised by SIGALRM in an input that ran too long (a BaseException: library code cannot catch it)."""
+    """Raised by SIGPROF/SIGALRM in an input that ran too long (a BaseException: library code cannot catch it)."""
 
 
 def _alarm(_signum, _frame):
@@ -683,6 +685,7 @@ def campaign(seed: int = 1, count: int | None = None, seconds: float | None = No
     slowest = (0.0, "")
     samples = [(0, rss_mib())]
     previous = signal.signal(signal.SIGALRM, _alarm)
+    previous_prof = signal.signal(signal.SIGPROF, _alarm)
     started = time.perf_counter()
     next_report = started + progress if progress else None
     n = 0
@@ -696,7 +699,9 @@ def campaign(seed: int = 1, count: int | None = None, seconds: float | None = No
             name = fuzzer.rng.choices(fuzzer.names, fuzzer.weights)[0]
             fuzzer.current = (name, b"")
             t0 = time.perf_counter()
-            signal.setitimer(signal.ITIMER_REAL, HANG_SECONDS)
+            c0 = time.process_time()
+            signal.setitimer(signal.ITIMER_PROF, HANG_SECONDS)
+            signal.setitimer(signal.ITIMER_REAL, BLOCKED_SECONDS)
             outcome = None
             try:
                 fuzzer.targets[name]()
@@ -707,14 +712,16 @@ def campaign(seed: int = 1, count: int | None = None, seconds: float | None = No
             except (Exception, RecursionError) as exc:  # noqa: BLE001 - this is what the campaign looks for
                 outcome = exc
             finally:
+                signal.setitimer(signal.ITIMER_PROF, 0)
                 signal.setitimer(signal.ITIMER_REAL, 0)
-            elapsed = time.perf_counter() - t0
+            wall = time.perf_counter() - t0
+            elapsed = time.process_time() - c0
             n += 1
             tried[name] += 1
             if elapsed > slowest[0]:
                 slowest = (elapsed, name)
-            if outcome == "hang" or elapsed > HANG_SECONDS:
-                hangs.append({"n": n, "target": name, "seconds": round(elapsed, 3),
+            if outcome == "hang" or elapsed > HANG_SECONDS or wall > BLOCKED_SECONDS:
+                hangs.append({"n": n, "target": name, "seconds": round(elapsed, 3), "wall": round(wall, 3),
                               "input": _save(save, n, fuzzer.current, "hang")})
             elif elapsed > SLOW_SECONDS:
                 slow.append({"n": n, "target": name, "seconds": round(elapsed, 3),
@@ -733,6 +740,7 @@ def campaign(seed: int = 1, count: int | None = None, seconds: float | None = No
                           file=out, flush=True)
     finally:
         signal.signal(signal.SIGALRM, previous)
+        signal.signal(signal.SIGPROF, previous_prof)
         fuzzer.close()
     total = time.perf_counter() - started
     samples.append((n, rss_mib()))
@@ -768,11 +776,11 @@ def _print(f: dict, out) -> None:
     for item in f["unexpected_list"][:5]:
         print(f"  #{item['n']} {item['target']}: {item['error']}\n{item['traceback']}"
               + (f"  input saved: {item['input']}" if item["input"] else ""), file=out)
-    print(f"hangs (> {HANG_SECONDS:g} s): {f['hangs']}", file=out)
+    print(f"hangs (> {HANG_SECONDS:g} s of CPU, or blocked {BLOCKED_SECONDS:g} s): {f['hangs']}", file=out)
     for item in f["hang_list"][:5]:
-        print(f"  #{item['n']} {item['target']}: {item['seconds']} s"
+        print(f"  #{item['n']} {item['target']}: {item['seconds']} s CPU, {item['wall']} s wall"
               + (f", input saved: {item['input']}" if item["input"] else ""), file=out)
-    print(f"slow inputs (> {SLOW_SECONDS:g} s, not failures): {f['slow']}; slowest input: {f['slowest_s']} s "
+    print(f"slow inputs (> {SLOW_SECONDS:g} s of CPU, not failures): {f['slow']}; slowest input: {f['slowest_s']} s "
           f"({f['slowest_target']})", file=out)
     samples = f["rss_samples_mib"]
     shown = samples if len(samples) <= 8 else [samples[int(i * (len(samples) - 1) / 7)] for i in range(8)]
