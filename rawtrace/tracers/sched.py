@@ -52,8 +52,9 @@ run queues does not end a wait. The idle task (pid 0) is never counted.
 
 Lost events: a gap on any CPU drops every wait open at that moment (it may have ended, or the task
 moved, inside the gap); they are counted and reported, never guessed. -p/-t/-n select by the task that
-waits (not by the task that woke it or ran before it), so rawtrace filters in user space and the kernel
-records every sched event: expect one sched_switch per context switch.
+waits (not by the task that woke it or ran before it). With -p the kernel records only switches and
+wakeups that involve the process (and its new children); otherwise expect one sched_switch per context
+switch on the machine. rawtrace's own threads are left out of the trace, and so are their waits.
 
 Output: bcc runqlat's "usecs : count distribution" rows (--hist-style bpftrace for [lo, hi) rows).
 --list columns: TIME(s) COMM PID TID LAT PREV_COMM PREV_TID CPU (runqslower's, plus the CPU).
@@ -326,12 +327,15 @@ class SchedTool(Tool):
         ctx, args = self.ctx, self.args
         if not ctx.ns:
             raise UsageError(f"rawtrace sched needs a nanosecond trace clock, not {ctx.clock!r}")
-        # -p/-t/-n are about the task that waits. The shared filters would keep the events whose
-        # common_pid matches -- the waker, the task switched out -- so they are taken over here.
+        # -p/-t/-n are about the task that waits, so the waits are filtered here. In the kernel, -p (and
+        # --cgroup) stay as the source sets them, set_event_pid with event-fork: for the sched events the
+        # kernel tests the right task -- a switch is kept if either side is listed, a wakeup if the woken
+        # task is -- so every event about a listed task arrives and most others do not. A comm filter
+        # expression would test common_pid's name (the waker's, the task switched out), so -n is not
+        # given to the kernel.
         source, stream = ctx.source, ctx.stream
         if ctx.live:
-            self.pids = set(source.pids)          # -p and --cgroup, before the kernel is told anything
-            source.pids = []
+            self.pids = set(source.pids)
             source.options.comm = None
         else:
             self.pids = set(args.pid)
