@@ -3,7 +3,8 @@
 
 The shell waits until its tracer is attached, then runs N x `/bin/true` and prints its loop time, so every
 mode is timed the same way. rawtrace traces only the shell's process tree (-p) with its default argument
-plan and with a wide one (--max-args 320 --max-arg-len 10240 --head-args 2, what the live test uses);
+plan, without the program-start probe (--no-start-probe), and with a wide plan (--max-args 320
+--max-arg-len 10240 --head-args 2, about what the live test uses);
 bpftrace's execsnoop.bt traces system-wide (it has no pid filter), counted on lines for /bin/true. Prints
 the median loop time per mode, the cost per exec against the untraced loop, the slowdown ratio against
 untraced and against bpftrace in the same run, and events seen against N (the difference is lost). The
@@ -121,13 +122,14 @@ def main() -> int:
     parser.add_argument("--execs", type=int, default=2000, help="execs per loop (default 2000)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per mode; the median is shown (default 3)")
     parser.add_argument("--skip", action="append", default=[], help="skip a mode (untraced, rawtrace, "
-                                                                    "rawtrace-wide, bpftrace)")
+                                                                    "rawtrace-nostart, rawtrace-wide, bpftrace)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("bench_exec: run as root", file=sys.stderr)
         return 2
     modes = [("untraced", lambda: run_untraced(args.execs)),
              ("rawtrace", lambda: run_rawtrace(args.execs, [])),
+             ("rawtrace-nostart", lambda: run_rawtrace(args.execs, ["--no-start-probe"])),
              ("rawtrace-wide", lambda: run_rawtrace(args.execs, ["--max-args", "320", "--max-arg-len", "10240",
                                                                   "--head-args", "2"]))]
     if shutil.which("bpftrace") and os.path.exists(EXECSNOOP):
@@ -145,7 +147,7 @@ def main() -> int:
     base = medians.get("untraced")
     peer = medians.get("bpftrace")
     print(f"{args.execs} execs of /bin/true per loop, {args.rounds} rounds (median), {os.cpu_count()} CPUs")
-    print(f"{'MODE':<14} {'LOOP s':>8} {'us/exec':>8} {'+us/exec':>9} {'x untraced':>10} {'x bpftrace':>10} "
+    print(f"{'MODE':<17} {'LOOP s':>8} {'us/exec':>8} {'+us/exec':>9} {'x untraced':>10} {'x bpftrace':>10} "
           f"{'SEEN':>12} {'LOST':>6}")
     for name, runs in results.items():
         loop = medians[name]
@@ -157,7 +159,7 @@ def main() -> int:
         lost = [r[2] for r in runs]
         seen_text = "-" if seen[0] is None else "/".join(str(s) for s in seen) + f" of {args.execs}"
         lost_text = "-" if lost[0] is None else "/".join(str(x) for x in lost)
-        print(f"{name:<14} {loop:8.3f} {per:8.1f} {extra} {ratio} {vs_peer} {seen_text:>12} {lost_text:>6}")
+        print(f"{name:<17} {loop:8.3f} {per:8.1f} {extra} {ratio} {vs_peer} {seen_text:>12} {lost_text:>6}")
     return 0
 
 
