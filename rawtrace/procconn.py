@@ -156,7 +156,8 @@ def read_exe(host: Host, pid: int) -> str | None:
 class ProcConnectorSource:
     """The kernel's proc connector as a record source: open(), batches(), stop(), close().
 
-    Needs CAP_NET_ADMIN (root); works under every lockdown level (the connector has no lockdown hook).
+    Kernels before the 2023 change that let other users listen (seen working unprivileged on 6.18) need
+    CAP_NET_ADMIN; works under every lockdown level (the connector has no lockdown hook).
     `exec_details` reads /proc/PID/cmdline, comm and exe for each exec as soon as it is received; turn
     it off when only process names and parents are needed. `kinds` limits what is yielded."""
 
@@ -186,7 +187,7 @@ class ProcConnectorSource:
 
     def open(self) -> None:
         """Bind to the proc connector's multicast group and ask for events. Raises OSError
-        (EPERM without CAP_NET_ADMIN, EPROTONOSUPPORT/ENOENT without CONFIG_PROC_EVENTS)."""
+        (EPERM without CAP_NET_ADMIN on older kernels, EPROTONOSUPPORT/ENOENT without CONFIG_PROC_EVENTS)."""
         if self.sock is not None:
             return
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC, NETLINK_CONNECTOR)

@@ -526,7 +526,13 @@ class ProcSource:
     def open(self, events, *, wanted=None, unfiltered=None) -> None:
         import threading
         import time
-        self.conn.open()
+        try:
+            self.conn.open()
+        except PermissionError:
+            raise UsageError("the proc connector refused this user (older kernels need CAP_NET_ADMIN: "
+                             "run as root)") from None
+        except OSError as exc:
+            raise NotSupported(f"no proc connector on this kernel ({exc.strerror}; CONFIG_PROC_EVENTS)") from None
         self._started = time.monotonic()
         if self.duration is not None:
             self._timer = threading.Timer(self.duration, self.stop_recording)
@@ -573,8 +579,6 @@ def _run_proc(args, host, note: str | None = None) -> int:
             stream.run()
             out.flush()
             return 0
-    except PermissionError:
-        raise UsageError("the proc connector needs root (CAP_NET_ADMIN)") from None
     finally:
         signals.restore()
 
