@@ -356,10 +356,12 @@ class HitAssembler:
                if (argv_pointer is None or fields.get("argv") == argv_pointer)
                and ((by_name[name].site.syscall == "start") == (site is not None))
                and (site is None or by_name[name].site.symbol == site)}
-        heads = [self.by_name[name] for name in got if self.by_name[name].head]
-        if len(heads) != 1:
+        heads = sorted((bag[name][0], name) for name in got if by_name[name].head)
+        if not heads:
             return None
-        head = heads[0]
+        # Heads of two sites (fexecve falling back to execve after a lost syscall event): the latest is
+        # this call; the events of other sites are dropped below.
+        head = by_name[heads[-1][1]]
         got = {name: fields for name, fields in got.items() if self.by_name[name].site == head.site}
         capture = self._assemble(head, bag[head.name][0], tid, got)
         capture.incomplete = capture.incomplete or suspect

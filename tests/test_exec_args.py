@@ -323,3 +323,17 @@ def test_start_site_guards_on_argc_past_which_envp_pointers_follow():
         assembler.add(name, 1, 5, fields)
     capture = assembler.take(5, None, X.START_SITE.symbol)
     assert capture.argv == [b"true"] and not capture.truncated
+
+
+def test_two_sites_in_one_bag_the_latest_head_wins():
+    events = X.plan("x86_64", X.PlanLimits(max_args=4))
+    regs, mem = call([b"x", b"y"])
+    fexecve = [e for e in events if e.site.symbol == "fexecve"]
+    execve = [e for e in events if e.site.symbol == "execve"]
+    assembler = X.HitAssembler(events, 4)
+    for name, fields in hit(fexecve, regs, mem, random.Random(0)).items():
+        assembler.add(name, 10, 3, fields)
+    for name, fields in hit(execve, regs, mem, random.Random(0)).items():
+        assembler.add(name, 20, 3, fields)
+    capture = assembler.take(3, regs["si"])
+    assert capture.site == "execve" and capture.argv == [b"x", b"y"]
