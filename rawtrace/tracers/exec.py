@@ -414,13 +414,13 @@ them; their successful execs are reported from sched_process_exec, argv from /pr
 
     def _emit(self, attempt: X.ExecAttempt) -> None:
         self.attempts += 1
-        failed = attempt.ret is not None and attempt.ret < 0
-        if failed and not self.args.failed:
-            self.failed_hidden += 1
-            return
         if self.comm_filter is not None and self.comm_filter not in (attempt.comm, attempt.new_comm):
             return
         if self.regex is not None and not self.regex.search(argv_text(attempt.argv)):
+            return
+        failed = attempt.ret is not None and attempt.ret < 0
+        if failed and not self.args.failed:
+            self.failed_hidden += 1
             return
         self.shown += 1
         self.by_source[attempt.argv_source] = self.by_source.get(attempt.argv_source, 0) + 1
