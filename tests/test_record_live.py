@@ -112,3 +112,19 @@ def test_syscount_over_the_recording_equals_a_live_run(live_tracefs, tmp_path):
     assert live_counts and sum(c for c, _e in live_counts.values()) > 20
     assert replay_counts == live_counts
     assert not os.path.exists(tmp_path / f".{out.name}.rawtrace-{recorder.pid}")
+
+
+def test_every_tool_runs_over_a_recording(live_tracefs, tmp_path):
+    out = tmp_path / "tools.dat"
+    proc = rawtrace("record", "-o", str(out), "raw_syscalls:*", "syscalls:*", "sched:*", "--",
+                    "sh", "-c", f"cat /etc/hostname > {tmp_path}/x; mv {tmp_path}/x {tmp_path}/y; "
+                                f"rm {tmp_path}/y; /bin/true a b")
+    assert proc.returncode == 0, proc.stderr
+    expected = {"syscount": "execve", "sched": "usecs", "exec": "/bin/true", "files": "sh",
+                "decode": "execve", "timeline": "slices"}
+    for tool, word in expected.items():
+        extra = ["-o", str(tmp_path / "t.json")] if tool == "timeline" else []
+        args = [tool, str(out)] if tool == "decode" else [tool, "-i", str(out), *extra]
+        shown = rawtrace(*args)
+        assert shown.returncode == 0, (tool, shown.stderr)
+        assert word in shown.stdout + shown.stderr, (tool, shown.stdout[:500], shown.stderr[:500])
