@@ -56,7 +56,8 @@ class ProcRecord:
 
     kind: "fork" (pid/tid = child, parent_pid/parent_tid = the forking task), "exec" (pid, tid),
     "exit" (pid, tid, exit_code, parent_pid), "comm" (pid, tid, comm). For exec, `cmdline` is
-    /proc/PID/cmdline and `comm`/`exe` the name and executable, read when the event was received: a
+    /proc/PID/cmdline (`environ` /proc/PID/environ, when asked for) and `comm`/`exe` the name and
+    executable, read when the event was received: a
     process that exits or rewrites its cmdline first gives None or the new text (racy by nature)."""
 
     ts: int
@@ -70,6 +71,7 @@ class ProcRecord:
     exit_code: int | None = None
     cmdline: bytes | None = None
     exe: str | None = None
+    environ: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +140,15 @@ def read_cmdline(host: Host, pid: int) -> bytes | None:
     return data or None
 
 
+def read_environ(host: Host, pid: int) -> bytes | None:
+    """/proc/PID/environ (NUL-separated), or None if gone or not readable."""
+    try:
+        with open(host.path(f"/proc/{pid}/environ"), "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
 def read_comm(host: Host, pid: int) -> str | None:
     try:
         with open(host.path(f"/proc/{pid}/comm"), "rb") as f:
@@ -165,13 +176,14 @@ class ProcConnectorSource:
 
     def __init__(self, host: Host | None = None, *, poll_ms: int = 100, exec_details: bool = True,
                  kinds: set[str] | None = None, ignore_pids: set[int] | None = None,
-                 reader: Callable[[Host, int], bytes | None] = read_cmdline) -> None:
+                 reader: Callable[[Host, int], bytes | None] = read_cmdline, exec_environ: bool = False) -> None:
         self.host = host or Host()
         self.poll_ms = poll_ms
         self.exec_details = exec_details
         self.kinds = kinds
         self.ignore_pids = set(ignore_pids or ())
         self._read_cmdline = reader
+        self.exec_environ = exec_environ
         self.sock: socket.socket | None = None
         self._stopped = False
         self.overflows = 0
@@ -281,5 +293,6 @@ class ProcConnectorSource:
         cmdline = self._read_cmdline(self.host, record.pid)
         if cmdline is None:
             self.cmdline_missing += 1
+        environ = read_environ(self.host, record.pid) if self.exec_environ else None
         return ProcRecord(record.ts, "exec", record.pid, record.tid, record.cpu, comm=read_comm(self.host, record.pid),
-                          cmdline=cmdline, exe=read_exe(self.host, record.pid))
+                          cmdline=cmdline, exe=read_exe(self.host, record.pid), environ=environ)

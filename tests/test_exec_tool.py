@@ -241,13 +241,15 @@ class FakeProcSource(tool.ProcSource):
 def test_proc_connector_records():
     records = [
         ProcRecord(1, "fork", 501, 501, 0, parent_pid=500, parent_tid=500),
-        ProcRecord(2, "exec", 501, 501, 0, comm="ls", cmdline=b"ls\0-l\0my dir\0", exe="/usr/bin/ls"),
+        ProcRecord(2, "exec", 501, 501, 0, comm="ls", cmdline=b"ls\0-l\0my dir\0", exe="/usr/bin/ls",
+                   environ=b"A=1\0B=two words\0"),
         ProcRecord(3, "fork", 601, 601, 0, parent_pid=999, parent_tid=999),
         ProcRecord(4, "exec", 601, 601, 0, comm=None, cmdline=None, exe=None),       # gone before read
         ProcOverflow(5),
     ]
-    out, err = run([], "--json", "--source", "proc", source=FakeProcSource(records))
+    out, err = run([], "--json", "--env", "--source", "proc", source=FakeProcSource(records))
     first, second = recs(out)
+    assert first["env"] == ["A=1", "B=two words"] and second["env"] == []
     assert first["argv"] == ["ls", "-l", "my dir"] and first["argv_source"] == "proc" and first["ppid"] == 500
     assert first["filename"] == "/usr/bin/ls" and first["new_comm"] == "ls"
     assert second["argv"] == [] and second["argv_source"] == "none" and second["ppid"] == 999
@@ -263,7 +265,7 @@ def test_proc_connector_chosen_under_confidentiality_lockdown(tmp_path, capsys, 
                     dmesg=["Tracing disabled due to lockdown"]).build(tmp_path / "host")
     records = [ProcRecord(2, "exec", 501, 501, 0, comm="ls", cmdline=b"ls\0", exe="/usr/bin/ls")]
     class Patched(FakeProcSource):
-        def __init__(self, host, duration=None):
+        def __init__(self, host, duration=None, environ=False):
             super().__init__(records)
     monkeypatch.setattr(tool, "ProcSource", Patched)
     rc = main(["--root", str(root), "exec", "--json", "-d", "1"])

@@ -392,7 +392,8 @@ them; their successful execs are reported from sched_process_exec, argv from /pr
             attempt = X.ExecAttempt(
                 ts=rec.ts, pid=rec.pid, tid=rec.tid, ppid=self._ppid(rec.pid), comm=before, new_comm=after,
                 syscall="execve", filename=rec.exe, argv=argv, argv_cut=[False] * len(argv), argv_more=False,
-                argv_source=X.SOURCE_PROC if rec.cmdline is not None else X.SOURCE_NONE, ret=0)
+                argv_source=X.SOURCE_PROC if rec.cmdline is not None else X.SOURCE_NONE, ret=0,
+                envp=[e for e in rec.environ.split(b"\0") if e] if rec.environ else None)
             self._emit(attempt)
 
     # -- output --------------------------------------------------------------------------------
@@ -494,11 +495,11 @@ class ProcSource:
 
     kind = PROC_KIND
 
-    def __init__(self, host, duration: float | None = None) -> None:
+    def __init__(self, host, duration: float | None = None, environ: bool = False) -> None:
         from rawtrace.procconn import ProcConnectorSource
         from rawtrace.sources import SourceSummary
         self.host = host
-        self.conn = ProcConnectorSource(host, ignore_pids={os.getpid()})
+        self.conn = ProcConnectorSource(host, ignore_pids={os.getpid()}, exec_environ=environ)
         self.summary = SourceSummary()
         self.clock = "mono"
         self.ns = True
@@ -567,7 +568,7 @@ def _run_proc(args, host, note: str | None = None) -> int:
     from rawtrace.stream import Stream
     if args.input:
         raise UsageError("--source proc traces live; it cannot read a recording (-i)")
-    source = ProcSource(host, duration=args.duration)
+    source = ProcSource(host, duration=args.duration, environ=args.env)
     out = Emitter(json=args.json, ns=True)
     if note:
         out.note(note)
