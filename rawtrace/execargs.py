@@ -559,7 +559,7 @@ class ExecJoiner:
     def __init__(self, assembler: HitAssembler | None, *, tgid_of: Callable[[int], int],
                  comm_of: Callable[[int], str | None], ppid_of: Callable[[int], int | None],
                  cmdline_of: Callable[[int], bytes | None] | None = None, start_site: str | None = None,
-                 wait_ns: int = 50_000_000) -> None:
+                 wait_ns: int = 200_000_000) -> None:
         self.assembler = assembler
         self.tgid_of = tgid_of
         self.comm_of = comm_of

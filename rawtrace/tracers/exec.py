@@ -109,7 +109,7 @@ plan, the slower every exec while tracing. Longer or further arguments come from
 the process still lives and its cmdline agrees with the captured part (argv_source uprobe+proc), else
 they are marked cut. Static binaries, Go programs and raw syscall(2) bypass the C library's exec
 functions: a dynamically linked program they start is read at its start (uprobe-start; output waits up
-to 50 ms of trace time for it), a static one from /proc/PID/cmdline (proc), which a short-lived process
+to 0.2 s of trace time for it), a static one from /proc/PID/cmdline (proc), which a short-lived process
 may already have left (none). A word the kernel cannot read without a page fault (argv memory swapped
 out) keeps stale bytes in a fixed-size fetch, undetectably. 32-bit compat tasks: the syscall events skip
 them; their successful execs are reported from sched_process_exec, argv from /proc."""
