@@ -322,6 +322,7 @@ class SchedTool(Tool):
         self.lost_after_end = 0
         self._list_header = False
         self.cgroups: dict[int, str] = {}
+        self.own: set[int] = set()      # rawtrace's own threads (live), filled in start()
 
     def needs(self) -> Needs:
         ctx, args = self.ctx, self.args
@@ -359,15 +360,32 @@ class SchedTool(Tool):
 
     def handlers(self):
         machine = self.machine
-        on_switch = machine.on_switch
+        on_switch, machine_switch = machine.on_switch, machine.switch
+        on_wakeup, on_wakeup_new = machine.on_wakeup, machine.on_wakeup_new
         counted = self._wait
+        own = self.own
 
         def switch(rec) -> None:
-            wait = on_switch(rec)
+            f = rec.fields
+            prev, nxt = f["prev_pid"], f["next_pid"]
+            if prev in own or nxt in own:
+                # rawtrace's own threads count as idle: the kernel leaves most of their events out.
+                wait = machine_switch(rec.ts, rec.cpu, 0 if prev in own else prev, f["prev_comm"], f["prev_state"],
+                                      0 if nxt in own else nxt, f["next_comm"])
+            else:
+                wait = on_switch(rec)
             if wait is not None:
                 counted(wait)
-        return {SWITCH: switch, WAKEUP: machine.on_wakeup, WAKEUP_NEW: machine.on_wakeup_new,
-                MIGRATE: machine.on_migrate, EXIT: self._exit}
+
+        def wakeup(rec) -> None:
+            if rec.fields["pid"] not in own:
+                on_wakeup(rec)
+
+        def wakeup_new(rec) -> None:
+            if rec.fields["pid"] not in own:
+                on_wakeup_new(rec)
+        return {SWITCH: switch, WAKEUP: wakeup, WAKEUP_NEW: wakeup_new, MIGRATE: machine.on_migrate,
+                EXIT: self._exit}
 
     def _wait(self, wait) -> None:
         tasks = self.ctx.tasks
@@ -430,6 +448,7 @@ class SchedTool(Tool):
             # wakeup unless the woken task is. So only rawtrace's own waits go unmeasured. (Clearing the list
             # here would be worse: while the kernel unregisters its pid probes, a CPU whose flag says
             # "ignore" drops every event for a moment, with no lost-events marker.)
+            self.own.update(_own_tids(ctx.source))
             out.meta("sched", "live", ctx.clock)
             what = "waits for a CPU" + (f" over {self.summary.min_ns / 1e6:g} ms" if self.summary.min_ns else "")
             out.note(f"Tracing {what} (sched_switch, sched_wakeup)... Ctrl-C to end.")
@@ -466,6 +485,19 @@ class SchedTool(Tool):
         args = self.args
         self.summary.report(ts, ranking=bool(args.min_ms is not None or args.list),
                             histograms=not args.list or self.summary.by != "all")
+
+
+def _own_tids(source) -> set[int]:
+    """The threads of this process and the source's spooler child (the tasks set_event_notrace_pid lists)."""
+    import os
+    try:
+        tids = {int(name) for name in os.listdir("/proc/self/task") if name.isdigit()}
+    except OSError:
+        tids = {os.getpid()}
+    child = getattr(getattr(source, "_source", None), "child", None)   # the Spool's reader process
+    if isinstance(child, int) and child > 0:
+        tids.add(child)
+    return tids
 
 
 def cgroup_of(proc, pid: int) -> str:
