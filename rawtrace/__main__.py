@@ -1,7 +1,31 @@
-"""`python -m rawtrace` entry point."""
+"""`python -m rawtrace` and the `rawtrace` console script: run the CLI, then exit."""
 
+import os
 import sys
 
-from rawtrace.cli import main
+# Commands that only read and print. Once one returns, all interpreter teardown would do is free objects
+# one by one (2-3 ms, a sixth of list-syscalls' own cost), so these leave with os._exit after flushing
+# their output. Commands that trace, record or create anything exit normally: their cleanup may rely on
+# finalizers, atexit handlers or threads that teardown waits for.
+READ_ONLY_COMMANDS = frozenset({"list-syscalls", "format", "events", "doctor"})
 
-sys.exit(main())
+
+def console() -> None:
+    """The console entry point (pyproject's [project.scripts])."""
+    from rawtrace.cli import _split_command, main
+    code = main()
+    _before, command, _rest = _split_command(sys.argv[1:])
+    if command not in READ_ONLY_COMMANDS:
+        sys.exit(code)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        pass   # the reader went away (`| head`): as the CLI treats it, not an error
+    except OSError:
+        sys.exit(code)   # let the interpreter report a failed write as it would have
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    console()

@@ -1,0 +1,51 @@
+"""The console entry leaves read-only commands with os._exit: output must still be complete, exit codes
+kept, and a reader that goes away must not cause a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fakehost import FakeHost
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rawtrace", *args], capture_output=True, text=True, cwd=ROOT,
+                          check=False, timeout=60, **kwargs)
+
+
+def test_output_is_flushed_before_the_fast_exit(tmp_path):
+    tree = FakeHost().build(tmp_path / "host")
+    done = _run("--root", str(tree), "list-syscalls", "--json", "--arch", "x86_64")
+    assert done.returncode == 0, done.stderr
+    records = json.loads(done.stdout)                 # the whole array arrived
+    assert len(records) > 300 and records[-1]["name"]
+    done = _run("--root", str(tree), "list-syscalls", "--arch", "arm64")
+    assert done.returncode == 0 and done.stdout.endswith("\n") and len(done.stdout.splitlines()) > 250
+
+
+def test_exit_codes_and_errors_survive():
+    done = _run("list-syscalls", "--arch", "x86_64", "no_such_syscall")
+    assert done.returncode == 2 and "no syscall matches 'no_such_syscall'" in done.stderr
+    done = _run("list-syscalls", "--no-such-flag")
+    assert done.returncode == 2 and "unrecognized arguments" in done.stderr
+
+
+def test_reader_going_away_is_not_an_error():
+    if not os.access("/sys/kernel/tracing/events", os.R_OK):
+        pytest.skip("needs a readable tracefs for an output larger than a pipe holds")
+    # Megabytes of JSON: the writer is still writing when the reader has gone.
+    proc = subprocess.Popen([sys.executable, "-m", "rawtrace", "format", "*:*", "--json"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.readline()
+    proc.stdout.close()                               # like `| head -1`
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0
+    assert "Traceback" not in err and "Exception ignored" not in err
