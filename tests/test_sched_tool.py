@@ -285,3 +285,57 @@ def test_in_kernel_not_supported_by_this_kernel(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "not supported by this kernel" in err
     assert not list((root / "sys/kernel/tracing/instances").iterdir())
+
+
+def test_in_kernel_path_on_a_hist_trigger_kernel(tmp_path, capsys, monkeypatch):
+    """The --in-kernel run on a fake kernel that has hist triggers: recipe written, hist read and binned,
+    everything removed again."""
+    import shutil
+
+    from test_sched_histtrigger import HIST, HistKernel
+
+    from rawtrace.tracefs import histtrigger
+    from rawtrace.tracefs.instance import Instance
+
+    root = FakeHost().build(tmp_path / "host")
+    tracefs = root / "sys/kernel/tracing"
+    (tracefs / "synthetic_events").write_text("")
+    instance_dir = tracefs / "instances/rt"
+
+    def create(cls, tracefs_path, name=None):
+        for event in ("sched_wakeup", "sched_wakeup_new", "sched_switch"):
+            directory = instance_dir / "events/sched" / event
+            directory.mkdir(parents=True)
+            (directory / "trigger").write_text("")
+            (directory / "hist").write_text("")
+        (instance_dir / "tracing_on").write_text("0\n")
+        inst = Instance(tracefs_path, "rt")
+        inst._created = True
+        return inst
+
+    kernel = HistKernel(tracefs)
+    monkeypatch.setattr(Instance, "create", classmethod(create))
+    monkeypatch.setattr(Instance, "destroy", lambda self: shutil.rmtree(self.path, ignore_errors=True))
+    monkeypatch.setattr(histtrigger, "KernelFiles", lambda: kernel)
+
+    def fill():
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            hist = list(instance_dir.glob("events/synthetic/*/hist"))
+            if hist:
+                hist[0].write_text(HIST)
+                return
+            time.sleep(0.02)
+    thread = threading.Thread(target=fill)
+    thread.start()
+    rc = main(["--root", str(root), "sched", "--in-kernel", "-d", "0.3", "-L", "--json"])
+    thread.join()
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    threads = {r["tid"]: r for r in recs(captured.out, "sched") if r["group"] == "thread"}
+    assert threads[101]["count"] == 3 and threads[101]["total_ns"] == (3 + 3 + 6000) * 1000
+    assert threads[101]["max_ns"] == 6_000_000 and threads[202]["count"] == 7
+    assert "4 waits dropped" in captured.err                   # the hist file's Dropped: 4
+    assert [line for _, line in kernel.writes if line.startswith("!")][-1].startswith("!rawtrace_")
+    assert (tracefs / "synthetic_events").read_text() == ""
+    assert not instance_dir.exists()
