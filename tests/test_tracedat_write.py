@@ -92,6 +92,35 @@ def test_round_trip_through_rawtraces_reader(tmp_path, content, version):
     assert not (tmp_path / f"v{version}.dat.partial").exists()
 
 
+needs_zstd = pytest.mark.skipif(shutil.which("zstd") is None, reason="the zstd program is not installed")
+
+
+@needs_zstd
+def test_zstd_compressed_v7_round_trip(tmp_path, content):
+    path = tmp_path / "z.dat"
+    assert write_tracedat(path, content, compression="zstd") == 7
+    dat, decoded = decode_file(path)
+    assert dat.compression == "zstd" and dat.cmdlines == content.cmdlines
+    assert extra_sections(dat) == (KALLSYMS, PRINTK)
+    for cpu, data in content.cpu_data.items():
+        assert dat.cpu_data(dat.buffer(), cpu) == data
+    assert sum(isinstance(e, Event) for items in decoded.values() for e in items) == 30
+    with pytest.raises(UsageError, match="cannot be compressed"):
+        write_tracedat(tmp_path / "y.dat", content, 6, compression="zstd")
+    with pytest.raises(UsageError, match="unknown trace.dat compression"):
+        write_tracedat(tmp_path / "y.dat", content, compression="lz4")
+
+
+@needs_zstd
+@needs_trace_cmd
+def test_trace_cmd_reads_the_zstd_file(tmp_path, content):
+    path = tmp_path / "z.dat"
+    write_tracedat(path, content, compression="zstd")
+    _dat, decoded = decode_file(path)
+    events, _values, problems = compare_with_report(decoded, report(path))
+    assert not problems and events == 30
+
+
 def test_default_version_follows_the_sub_buffer_size(tmp_path, content):
     assert write_tracedat(tmp_path / "a.dat", content) == 6
     big = TraceDatContent(**{**content.__dict__, "subbuf_size": 8192,

@@ -44,8 +44,21 @@ def open_in_kernelshark(path: Path) -> str:
         shutil.rmtree(top, ignore_errors=True)
 
 
-def test_kernelshark_loads_a_rawtrace_file(tmp_path):
+@pytest.mark.parametrize("compression", ["none", "zstd"])
+def test_kernelshark_loads_a_rawtrace_file(tmp_path, compression):
     path = recording(tmp_path)
+    if compression == "zstd":
+        if shutil.which("zstd") is None:
+            pytest.skip("no zstd program")
+        from rawtrace.parse.tracedat import read_tracedat
+        from rawtrace.parse.tracedat_write import TraceDatContent, write_tracedat
+        src = read_tracedat(path)
+        buf = src.buffer()
+        path = tmp_path / "z.dat"
+        write_tracedat(path, TraceDatContent(header_page=src.header_page, header_event=src.header_event,
+                                             event_formats=src.event_formats, cmdlines=src.cmdlines,
+                                             clock=buf.clock, cpu_data={c: src.cpu_data(buf, c) for c in buf.cpus}),
+                       compression="zstd")
     output = open_in_kernelshark(path)
     assert f'Loading  "{path}"' in output or f'Loading "{path}"' in output, output
     assert "ERROR" not in output, output

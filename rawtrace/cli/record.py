@@ -20,11 +20,12 @@ examples:
   rawtrace record -o trace.dat 'syscalls:sys_*_openat' -n bash        # only tasks named bash
   rawtrace record -o trace.dat raw_syscalls:* --probe 'uprobe:libc:open64 path=arg1:ustring' -- ls /
   rawtrace record -o trace.dat sched:* --perfetto timeline.json -- make -j2
+  rawtrace record -o trace.dat raw_syscalls:* --compression zstd -d 10   # ~10x smaller, version 7
   trace-cmd report trace.dat            # or: rawtrace decode trace.dat, rawtrace syscount -i trace.dat
 
 The file is a trace-cmd trace.dat, version 6 (read by every trace-cmd since 2.x and by KernelShark),
-or version 7 (uncompressed) when the ring buffer's sub-buffers are not one page (--file-version
-chooses). It holds the header pages, the formats of every recorded event and of the ftrace events,
+or version 7 when the ring buffer's sub-buffers are not one page or with --compression zstd
+(sections and pages compressed in chunks as trace-cmd writes them; --file-version chooses). It holds the header pages, the formats of every recorded event and of the ftrace events,
 kallsyms and printk_formats (so %pS and trace_printk render offline), the process names
 (saved_cmdlines plus what rawtrace knew), the trace clock, per-CPU stats and the per-CPU sub-buffers
 byte for byte: lost events stay visible where the kernel marked them. The fork/exec/rename/exit
@@ -133,7 +134,7 @@ class Recorder:
         for f in self.files.values():
             f.close()
 
-    def write(self, host, version: int | None) -> int:
+    def write(self, host, version: int | None, compression: str = "none") -> int:
         from rawtrace.parse.tracedat_write import TraceDatContent, write_tracedat
         texts = self.texts
         kallsyms = host.read_text("/proc/kallsyms") if host.path("/proc/kallsyms").exists() else ""
@@ -153,7 +154,7 @@ class Recorder:
             byteorder=sys.byteorder, long_size=8 if sys.maxsize > 2 ** 32 else 4, uname=uname,
             version_text="rawtrace", trace_id=int.from_bytes(os.urandom(8), "little"),
             cpu_count=os.cpu_count())
-        return write_tracedat(self.output, content, version)
+        return write_tracedat(self.output, content, version, compression)
 
     def remove_spool(self) -> None:
         self.close_spool()
@@ -185,6 +186,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--filter", metavar="EXPR", help="kernel filter expression for the events that have its fields")
     parser.add_argument("--file-version", type=int, choices=(6, 7), default=None,
                         help="trace.dat version (default 6; 7 when sub-buffers are larger than a page)")
+    parser.add_argument("--compression", choices=("none", "zstd"), default="none",
+                        help="zstd: a version 7 file with compressed sections and pages (needs the zstd program)")
     parser.add_argument("--perfetto", metavar="JSON", help="also write a timeline (rawtrace timeline) of the recording")
     parser.add_argument("-f", "--force", action="store_true", help="overwrite FILE if it exists")
     add_shared_arguments(parser, RecordTool)
@@ -223,6 +226,10 @@ def run(args, host) -> int:
     if args.comm is not None:
         check_comm(args.comm)
     output = Path(args.output)
+    if args.compression == "zstd" and args.file_version == 6:
+        raise UsageError("--compression zstd needs --file-version 7 (version 6 files are never compressed)")
+    if args.compression == "zstd" and shutil.which("zstd") is None:
+        raise UsageError("--compression zstd needs the zstd program", hint="install zstd")
     if output.exists() and not args.force:
         raise UsageError(f"{output} exists (use -f to overwrite)")
     if not output.parent.is_dir():
@@ -270,7 +277,7 @@ def run(args, host) -> int:
         finally:
             signals.restore()
         recorder.close_spool()
-        version = recorder.write(host, args.file_version)
+        version = recorder.write(host, args.file_version, args.compression)
         written = output
     finally:
         if child is not None:

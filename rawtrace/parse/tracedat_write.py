@@ -5,9 +5,11 @@ Public API:
 * ``TraceDatContent``: what goes in: header_page / header_event texts, ftrace and event format texts, kallsyms,
   printk_formats and saved_cmdlines texts, the trace clock, per-CPU stats texts, uname, and ``cpu_data``
   {cpu: bytes | path of a file holding that CPU's raw sub-buffers, exactly as read from trace_pipe_raw}.
-* ``write_tracedat(path, content, version=None)``: writes the file. The default version is 6 (every
-  trace-cmd since 2.x and KernelShark read it; no sections, no compression); 7 is chosen when the
-  sub-buffer size differs from the page size, which only v7's buffer option can record.
+* ``write_tracedat(path, content, version=None, compression="none")``: writes the file. The default
+  version is 6 (every trace-cmd since 2.x and KernelShark read it; no sections, no compression); 7 is
+  chosen when the sub-buffer size differs from the page size, which only v7's buffer option can record,
+  or when compressing: ``compression="zstd"`` (v7 only) compresses the sections and the pages in chunks
+  as trace-cmd does, with the `zstd` program (the standard library has no zstd before Python 3.14).
 * ``extra_sections(dat) -> (kallsyms, printk_formats)``: the two texts rawtrace.parse.tracedat does not keep,
   read from a parsed TraceDat (for %pS symbols and trace_printk formats).
 
@@ -18,11 +20,14 @@ Pages are copied byte for byte: a page whose commit word says events were lost k
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import struct
+import subprocess
+import tempfile
 from dataclasses import dataclass, field
 
-from rawtrace.errors import DecodeError, UsageError
+from rawtrace.errors import DecodeError, NotSupported, UsageError
 
 MAGIC = b"\x17\x08\x44tracing"
 
@@ -42,6 +47,40 @@ OPTION_PRINTK = 20
 OPTION_CMDLINES = 21
 
 _COPY_CHUNK = 1 << 20
+CHUNK_PAGES = 10            # pages per compressed chunk, as trace-cmd writes them (PAGES_IN_CHUNK)
+SECTION_COMPRESSED = 1
+
+
+class _Zstd:
+    """zstd through the `zstd` program: many blobs compressed by one run (one file each)."""
+
+    def __init__(self) -> None:
+        self.program = shutil.which("zstd")
+        if self.program is None:
+            raise NotSupported("writing a zstd-compressed trace.dat needs the `zstd` program",
+                               hint="install zstd, or record uncompressed (the default)")
+        found = subprocess.run([self.program, "--version"], capture_output=True, text=True, check=False)
+        m = re.search(r"v(\d+\.\d+\.\d+)", found.stdout)
+        self.version = m.group(1) if m else ""
+
+    def compress(self, blobs: list[bytes]) -> list[bytes]:
+        if not blobs:
+            return []
+        with tempfile.TemporaryDirectory(prefix="rawtrace-zstd-") as tmp:
+            names = []
+            for i, blob in enumerate(blobs):
+                name = os.path.join(tmp, str(i))
+                with open(name, "wb") as f:
+                    f.write(blob)
+                names.append(name)
+            done = subprocess.run([self.program, "-q", "-f", "-3", *names], capture_output=True, check=False)
+            if done.returncode != 0:
+                raise DecodeError(f"zstd failed: {done.stderr.decode(errors='replace').strip()}")
+            out = []
+            for name in names:
+                with open(name + ".zst", "rb") as f:
+                    out.append(f.read())
+            return out
 
 
 @dataclass
@@ -180,12 +219,18 @@ def _check(content: TraceDatContent) -> int:
     return max(content.cpu_data, default=-1) + 1
 
 
-def write_tracedat(path: str | os.PathLike, content: TraceDatContent, version: int | None = None) -> int:
+def write_tracedat(path: str | os.PathLike, content: TraceDatContent, version: int | None = None,
+                   compression: str = "none") -> int:
     """Write `content` as a trace.dat at `path`; returns the version written."""
+    if compression not in ("none", "zstd"):
+        raise UsageError(f"unknown trace.dat compression {compression!r} (none or zstd)")
     if version is None:
-        version = 6 if content.buffer_page_size == content.page_size else 7
+        version = 6 if content.buffer_page_size == content.page_size and compression == "none" else 7
     if version not in (6, 7):
         raise UsageError(f"trace.dat version {version} cannot be written (6 or 7)")
+    if version == 6 and compression != "none":
+        raise UsageError("a version 6 trace.dat cannot be compressed; write version 7")
+    zstd = _Zstd() if compression == "zstd" else None
     if version == 6 and content.buffer_page_size != content.page_size:
         raise UsageError(f"a version 6 file cannot hold {content.buffer_page_size}-byte sub-buffers "
                          f"(page size {content.page_size}); write version 7")
@@ -200,7 +245,7 @@ def write_tracedat(path: str | os.PathLike, content: TraceDatContent, version: i
             if version == 6:
                 _write_v6(out, content, ncpus)
             else:
-                _write_v7(out, content, ncpus)
+                _write_v7(out, content, ncpus, zstd)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -245,41 +290,77 @@ def _write_v6(out: _Out, content: TraceDatContent, ncpus: int) -> None:
         _copy_data(out, content.cpu_data[cpu])
 
 
-def _section(out: _Out, section_id: int, payload: bytes) -> int:
-    """Write one uncompressed v7 section; returns its offset."""
+def _section(out: _Out, section_id: int, payload: bytes, compressed: bytes | None = None) -> int:
+    """Write one v7 section (its compressed form when given); returns its offset."""
     offset = out.tell()
-    out.write(out.u16(section_id) + out.u16(0) + out.u32(0) + out.u64(len(payload)) + payload)
+    if compressed is None:
+        out.write(out.u16(section_id) + out.u16(0) + out.u32(0) + out.u64(len(payload)) + payload)
+    else:
+        body = out.u32(len(compressed)) + out.u32(len(payload)) + compressed
+        out.write(out.u16(section_id) + out.u16(SECTION_COMPRESSED) + out.u32(0) + out.u64(len(body)) + body)
     return offset
 
 
-def _write_v7(out: _Out, content: TraceDatContent, ncpus: int) -> None:
-    out.write(b"none\0\0")                       # compression: none, empty version
+def _read_data(data) -> bytes:
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    with open(data, "rb") as f:
+        return f.read()
+
+
+def _write_v7(out: _Out, content: TraceDatContent, ncpus: int, zstd: _Zstd | None = None) -> None:
+    out.write(b"zstd\0" + zstd.version.encode() + b"\0" if zstd else b"none\0\0")   # name, version
     first_options_at = out.tell()
     out.write(out.u64(0))                        # patched below
-    sections = {
-        OPTION_HEADER_INFO: _section(out, OPTION_HEADER_INFO, _header_info(out, content)),
-        OPTION_FTRACE_EVENTS: _section(out, OPTION_FTRACE_EVENTS, _ftrace_events(out, content)),
-        OPTION_EVENT_FORMATS: _section(out, OPTION_EVENT_FORMATS, _event_formats(out, content)),
-        OPTION_KALLSYMS: _section(out, OPTION_KALLSYMS, _sized32(out, content.kallsyms)),
-        OPTION_PRINTK: _section(out, OPTION_PRINTK, _sized32(out, content.printk_formats)),
-        OPTION_CMDLINES: _section(out, OPTION_CMDLINES, _cmdlines(out, content)),
-    }
-    # The flyrecord data: a BUFFER section whose pages start page aligned.
+    payloads = [(OPTION_HEADER_INFO, _header_info(out, content)), (OPTION_FTRACE_EVENTS, _ftrace_events(out, content)),
+                (OPTION_EVENT_FORMATS, _event_formats(out, content)),
+                (OPTION_KALLSYMS, _sized32(out, content.kallsyms)),
+                (OPTION_PRINTK, _sized32(out, content.printk_formats)), (OPTION_CMDLINES, _cmdlines(out, content))]
     page = content.page_size
     subbuf = content.buffer_page_size
     cpus = sorted(cpu for cpu, data in content.cpu_data.items() if data is not None and _data_size(data))
+    chunks: dict[int, list[tuple[int, bytes]]] = {}
+    if zstd is not None:
+        # Every section and every chunk of CHUNK_PAGES sub-buffers in one run of the program.
+        blobs = [payload for _id, payload in payloads]
+        spans = {}
+        for cpu in cpus:
+            data = _read_data(content.cpu_data[cpu])
+            step = CHUNK_PAGES * subbuf
+            pieces = [data[at:at + step] for at in range(0, len(data), step)]
+            spans[cpu] = (len(blobs), pieces)
+            blobs += pieces
+        packed = zstd.compress(blobs)
+        sections = {sid: _section(out, sid, payload, packed[i]) for i, (sid, payload) in enumerate(payloads)}
+        for cpu, (first, pieces) in spans.items():
+            chunks[cpu] = [(len(piece), packed[first + i]) for i, piece in enumerate(pieces)]
+    else:
+        sections = {sid: _section(out, sid, payload) for sid, payload in payloads}
+    # The flyrecord data: a BUFFER section whose per-CPU data start page aligned.
     buffer_at = out.tell()
     header_end = buffer_at + 16
     position = header_end + (-header_end % page)
     slots = {}
     for cpu in cpus:
-        size = _data_size(content.cpu_data[cpu])
-        slots[cpu] = (position, size)
+        if zstd is not None:
+            # u32 chunk count, then {u32 compressed, u32 uncompressed, data}; the size leaves the count out.
+            size = sum(8 + len(blob) for _usize, blob in chunks[cpu])
+            slots[cpu] = (position, size)
+            size += 4
+        else:
+            size = _data_size(content.cpu_data[cpu])
+            slots[cpu] = (position, size)
         position += size + (-size % page)
-    out.write(out.u16(OPTION_BUFFER) + out.u16(0) + out.u32(0) + out.u64(position - header_end))
+    out.write(out.u16(OPTION_BUFFER) + out.u16(SECTION_COMPRESSED if zstd else 0) + out.u32(0) +
+              out.u64(position - header_end))
     for cpu in cpus:
         out.pad_to(page)
-        _copy_data(out, content.cpu_data[cpu])
+        if zstd is not None:
+            out.write(out.u32(len(chunks[cpu])))
+            for usize, blob in chunks[cpu]:
+                out.write(out.u32(len(blob)) + out.u32(usize) + blob)
+        else:
+            _copy_data(out, content.cpu_data[cpu])
     out.pad_to(page)
     # The options section last, once every offset is known.
     options = [(opt_id, out.u64(offset)) for opt_id, offset in sections.items()]
