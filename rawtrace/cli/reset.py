@@ -17,8 +17,8 @@ examples:
 
 Only rawtrace's own leftovers are touched: tracefs instances named rawtrace-<owner>, probe groups
 named rawtrace_<owner> and spool directories named rawtrace-spool-<owner>-* in $TMPDIR (or /tmp), where
-<owner> is the creating process's pid, start time and pid namespace (pid-ns<N>; names of older
-versions lack the namespace, probe groups also the start time). They are removed only when that process
+<owner> is the creating process's pid, start time and pid namespace (<pid>-<starttime>-ns<N>, with _
+for - in group names; names of older versions lack the namespace, probe groups also the start time). They are removed only when that process
 is gone (a reused pid is told apart by its start time). Leftovers of a run that is still going are kept
 and listed, and so are those of another pid namespace (a container sharing this tracefs), whose pids
 mean nothing here, unless this process sees the whole machine and that namespace has no process left.
