@@ -27,15 +27,15 @@ WORD = 8
 # Default coverage: argv[0..HEAD_ARGS) up to `max_arg_len` bytes each, later arguments up to TAIL_LEN bytes
 # (a length of 8n-1 bytes fills n words with the NUL). A slot whose pointer is NULL or garbage (past the end
 # of argv) still costs one failed user-memory read per word, the main cost of a wide plan.
-# Measured on a busy 2-CPU VM (tools/bench_exec.py): this default adds ~0.1-0.2 ms per exec, the wide plan
-# of the live test (320 args, 2 x 10 KiB) ~6 ms; bpftrace's execsnoop ~1 ms there.
+# Measured with tools/bench_exec.py on a busy 2-CPU VM (noisy): this default (with the program-start site)
+# added ~0.6 ms per exec of /bin/true where bpftrace's execsnoop added ~1.0 ms in the same run; the wide
+# plan of the live test (320 args, 2 x 10 KiB) ~8 ms.
 DEFAULT_MAX_ARGS = 32
 DEFAULT_MAX_ARG_LEN = 1023
 DEFAULT_HEAD_ARGS = 1
 DEFAULT_TAIL_LEN = 63
 DEFAULT_PATH_LEN = 256
 
-SOURCE_SYSCALL = "syscall"      # strings recorded by the syscall event itself (6.19+: filename only)
 SOURCE_UPROBE = "uprobe"
 SOURCE_UPROBE_PROC = "uprobe+proc"
 SOURCE_START = "uprobe-start"
@@ -329,9 +329,6 @@ class HitAssembler:
         self._bags: dict[int, dict[str, tuple[int, dict]]] = {}
         self._suspect: set[int] = set()
 
-    def knows(self, name: str) -> bool:
-        return name in self.by_name
-
     def add(self, name: str, ts: int, tid: int, fields: dict) -> None:
         if name in self.by_name:
             self._bags.setdefault(tid, {})[name] = (ts, fields)
@@ -392,21 +389,20 @@ class HitAssembler:
                 if data is not None:
                     chunks.setdefault((slot.vector, slot.index), {})[slot.offset] = words_to_bytes(data)
         if head.site.path_arg is not None:
-            capture.path, capture.path_truncated = _join_string(chunks.get(("path", -1), {}),
-                                                                _planned_length(site_events, "path", -1))
+            capture.path, capture.path_truncated = _join_string(chunks.get(("path", -1), {}))
         capture.argv, capture.argv_cut, capture.argv_more, gap = self._vector(
-            "argv", self.max_args, site_events, pointers, chunks, absent_first)
+            "argv", self.max_args, pointers, chunks, absent_first)
         capture.argv_more = capture.argv_more and head_fields.get("amore", 1) != 0
         capture.incomplete = gap
         if self.max_env and head.site.envp_arg is not None:
             capture.envp, capture.envp_cut, capture.envp_more, gap = self._vector(
-                "envp", self.max_env, site_events, pointers, chunks, absent_first)
+                "envp", self.max_env, pointers, chunks, absent_first)
             capture.envp_more = capture.envp_more and head_fields.get("emore", 1) != 0
             capture.incomplete = capture.incomplete or gap
         return capture
 
     @staticmethod
-    def _vector(vector: str, limit: int, site_events, pointers, chunks, absent_first):
+    def _vector(vector: str, limit: int, pointers, chunks, absent_first):
         strings: list[bytes] = []
         cut: list[bool] = []
         gap = False
@@ -420,18 +416,13 @@ class HitAssembler:
                 return strings, cut, False, gap
             if pointer == 0:
                 return strings, cut, False, gap
-            text, was_cut = _join_string(chunks.get(key, {}), _planned_length(site_events, vector, index))
+            text, was_cut = _join_string(chunks.get(key, {}))
             strings.append(text)
             cut.append(was_cut)
         return strings, cut, True, gap
 
 
-def _planned_length(events, vector: str, index: int) -> int:
-    return sum(slot.words * WORD for event in events for slot in event.slots
-               if slot.vector == vector and slot.index == index)
-
-
-def _join_string(chunks: dict[int, bytes], planned: int) -> tuple[bytes, bool]:
+def _join_string(chunks: dict[int, bytes]) -> tuple[bytes, bool]:
     """The string in consecutive chunks up to its NUL; (text, True) when no NUL was seen (cut)."""
     out = bytearray()
     offset = 0
