@@ -18,6 +18,7 @@ was not UTF-8 shows as `\\xNN`; in text output control characters are escaped to
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -161,6 +162,12 @@ class Emitter:
         # cost about as much as making the line.
         self._pending: list[str] = []
         self.write = self._pending.append
+        self._fd = None
+        try:
+            self.out.flush()
+            self._fd = self.out.fileno()
+        except (AttributeError, OSError, ValueError):
+            self._fd = None            # not a real file (a StringIO in tests): its own write()
         self._fields_json = _FieldsJson()
         self._comm_json: dict[str, str] = {}
         self._event_heads: dict[tuple, str] = {}
@@ -303,17 +310,36 @@ class Emitter:
             self.err.write(text + "\n")
         self.err.flush()
 
+    def wants_status(self, summary_tool: bool) -> bool:
+        """A status line only on a terminal, and not where it would mix with the events on the same one."""
+        if not self._tty:
+            return False
+        out_tty = hasattr(self.out, "isatty") and self.out.isatty()
+        return summary_tool or not out_tty
+
     def clear_status(self) -> None:
         if self._status_shown:
             self.err.write("\r\x1b[K")
             self._status_shown = False
 
     def drain(self) -> None:
-        """Write what the tools produced since the last drain."""
+        """Write what the tools produced since the last drain.
+
+        Straight to the file descriptor, in a loop over partial writes: a signal arriving while a large
+        write blocks on a full pipe must not lose or cut lines (with the io stack it did)."""
         pending = self._pending
-        if pending:
-            self.out.write("".join(pending))
-            pending.clear()
+        if not pending:
+            return
+        text = "".join(pending)
+        pending.clear()
+        fd = self._fd
+        if fd is None:
+            self.out.write(text)
+            return
+        data = memoryview(text.encode("utf-8", "backslashreplace"))
+        while data:
+            written = os.write(fd, data)
+            data = data[written:]
 
     def flush(self) -> None:
         self.drain()

@@ -90,6 +90,7 @@ class SourceSummary:
     max_lag: float = 0.0
     stopped_at: float | None = None       # monotonic time recording stopped
     spooler_exit: str | None = None      # how the spooler child ended, if it died early
+    undecoded_bytes: int = 0              # recorded but not decoded (the drain after a signal gave up)
 
     def note_lost(self, rec: Lost) -> None:
         if rec.count < 0:

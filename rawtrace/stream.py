@@ -208,6 +208,27 @@ class Stream:
             self._halted = True
         self.source.stop_recording()
 
+    def give_up(self) -> None:
+        """Stop decoding what is left (after a signal, when the drain took too long): what the spool still
+        holds is counted as recorded but not decoded, and said in the summary."""
+        backlog = getattr(self.source, "backlog_bytes", None)
+        self.undecoded_bytes = backlog() if backlog is not None else 0
+        self.source.summary.undecoded_bytes = self.undecoded_bytes
+        self.stop(now=True)
+
+    def _status(self, now: float) -> None:
+        """The status line on stderr (a terminal only) while recording or draining."""
+        source = self.source
+        summary = source.summary
+        if source.recording:
+            text = f"{self.records} records, {summary.lost} lost"
+            if summary.max_lag >= 1:
+                text += f", decoding {summary.max_lag:.0f} s behind"
+        else:
+            left = source.backlog_bytes() / 2 ** 20
+            text = f"recording stopped; decoding what was recorded: {left:.1f} MiB left ({self.records} records so far)"
+        self.ctx.out.status(text + " ")
+
     def run(self) -> None:
         """Set up (unless done), deliver every record, tick, finish."""
         for _ in self.steps():
@@ -234,6 +255,8 @@ class Stream:
         self._halted = False
         all_events = self.all_events
         drain = self.ctx.out.drain
+        show_status = live and self.ctx.out.wants_status(getattr(tool, "summary_tool", False))
+        next_status = time.monotonic() + 1.0
         for batch in source.batches():
             if not batch:
                 if interval_ns is not None and live:
@@ -271,10 +294,15 @@ class Stream:
             if next_tick is not None and batch and batch[-1].ts >= next_tick:
                 next_tick = self._tick(batch[-1].ts, next_tick, interval_ns)
             drain()
+            if show_status and time.monotonic() >= next_status:
+                next_status = time.monotonic() + 1.0
+                self.records = records
+                self._status(next_status)
             yield
             if self._halted or (self._stopped and not live):
                 break
         self.records = records
+        self.ctx.out.clear_status()
         if joiner is not None and not self._halted:
             joiner.flush()
         if interval_ns is not None and not self._stopped_by_count():

@@ -139,8 +139,38 @@ def _nearest(name: str, choices) -> str:
     return f"; did you mean {', '.join(close)}?" if close else ""
 
 
+class _Interrupted(BaseException):
+    """A signal that arrived before the command installed its own handlers (during start-up)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _early_signal(signum, _frame) -> None:
+    raise _Interrupted(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    # First of all, before any import that a Ctrl-C could interrupt with a traceback: until a command
+    # installs its own handlers, SIGINT/SIGTERM/SIGHUP end rawtrace quietly (nothing is created yet).
+    import signal
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        try:
+            previous[sig] = signal.signal(sig, _early_signal)
+        except ValueError:           # not the main thread (an embedding program): leave them alone
+            break
+    try:
+        return _main(sys.argv[1:] if argv is None else list(argv))
+    except _Interrupted as exc:
+        return 128 + exc.signum
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _main(argv: list[str]) -> int:
     before, command, rest = _split_command(argv)
     if command is None:
         top = _top_parser()
@@ -184,3 +214,9 @@ def run_guarded(func, args, host) -> int:
         sys.stderr.write(f"rawtrace: permission denied: {exc.filename or exc} "
                          "(run as root, or see `rawtrace doctor`)\n")
         return EXIT_USAGE
+    except OSError as exc:
+        # A kernel interface that failed under us (tracefs unmounted, a device gone): one line, not a
+        # traceback.
+        what = f"{exc.filename}: " if exc.filename else ""
+        sys.stderr.write(f"rawtrace: {what}{exc.strerror or exc}\n")
+        return EXIT_ERROR

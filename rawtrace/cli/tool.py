@@ -86,13 +86,18 @@ def _nice_type(text: str) -> int:
 
 
 class Signals:
-    """SIGINT/SIGTERM/SIGHUP: the first stops recording and lets the drain finish (bounded for
-    SIGTERM/SIGHUP); a second one ends at once, saying so (clean-up still runs)."""
+    """SIGINT/SIGTERM/SIGHUP: the first stops recording at once and lets what was recorded be decoded;
+    after SIGTERM/SIGHUP that drain is bounded (`drain_limit` seconds, then `on_timeout` stops the
+    decoding and the summary says how much was left undecoded). A second signal ends at once, saying so
+    (clean-up still runs)."""
 
-    def __init__(self, on_first, err=None) -> None:
+    def __init__(self, on_first, on_timeout=None, err=None, drain_limit: float = FORCED_EXIT_AFTER) -> None:
         self.on_first = on_first
+        self.on_timeout = on_timeout
         self.err = err or sys.stderr
+        self.drain_limit = drain_limit
         self.received: int | None = None
+        self.timed_out = False
         self.previous = {}
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             self.previous[sig] = signal.signal(sig, self._handle)
@@ -102,26 +107,34 @@ class Signals:
             self.received = signum
             self.on_first()
             if signum != signal.SIGINT:
-                self.previous.setdefault(signal.SIGALRM, signal.signal(signal.SIGALRM, self._force))
-                signal.alarm(FORCED_EXIT_AFTER)
+                self.previous.setdefault(signal.SIGALRM, signal.signal(signal.SIGALRM, self._alarm))
+                signal.setitimer(signal.ITIMER_REAL, self.drain_limit)
             return
-        try:
-            self.err.write("\nrawtrace: second signal: ending now, without the rest of the output\n")
-        except (OSError, ValueError):
-            pass
+        self._say("\nrawtrace: second signal: ending now, without the rest of the output\n")
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
         raise SystemExit(128 + signum)
 
-    def _force(self, _signum, _frame) -> None:
-        try:
-            self.err.write(f"\nrawtrace: the drain took over {FORCED_EXIT_AFTER} s after the signal: ending now\n")
-        except (OSError, ValueError):
-            pass
+    def _alarm(self, _signum, _frame) -> None:
+        if not self.timed_out and self.on_timeout is not None:
+            # Stop decoding; the summary is still printed. If even that is stuck (a full pipe nobody
+            # reads), the next alarm ends the run.
+            self.timed_out = True
+            self.on_timeout()
+            signal.setitimer(signal.ITIMER_REAL, 2.0)
+            return
+        self._say(f"\nrawtrace: still not done {self.drain_limit:g} s after the signal: ending now\n")
         raise SystemExit(128 + (self.received or signal.SIGTERM))
 
+    def _say(self, text: str) -> None:
+        try:
+            self.err.write(text)
+            self.err.flush()
+        except (OSError, ValueError):
+            pass
+
     def restore(self) -> None:
-        signal.alarm(0)
+        signal.setitimer(signal.ITIMER_REAL, 0)
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
 
@@ -149,13 +162,19 @@ def run_tool(tool_class, args, host) -> int:
     source = make_source(args, host, tool_class)
     out = Emitter(json=args.json, ns=True)
     atexit.register(source.close)
-    signals = Signals(source.stop_recording)
+    holder: list = []
+
+    def give_up() -> None:
+        if holder:
+            holder[0].give_up()
+    signals = Signals(source.stop_recording, give_up)
     try:
         with source:
             out.ns = source.ns
             stream = Stream(source, tool_class, args, out, interval=getattr(args, "interval", None),
                             count=getattr(args, "count", None), duration=args.duration, pids=args.pid,
                             tids=args.tid, comm=args.comm)
+            holder.append(stream)
             stream.setup()
             if source.kind == "live" and args.nice > 0:
                 # Only now: the spooler child, forked during setup, keeps the normal priority.

@@ -377,6 +377,9 @@ def report_run(out, source, what: str, info: dict, extra: list[str] | None = Non
         if summary.spooled and summary.max_lag >= 0.5:
             parts.append(f"decoding lagged up to {summary.max_lag:.1f} s behind the trace")
     out.note(", ".join(parts), prefix=False)
+    if summary.undecoded_bytes:
+        out.note(f"warning: the drain after the signal was cut short: {summary.undecoded_bytes / 2**20:.1f} MiB "
+                 f"of recorded sub-buffers were not decoded")
     if summary.spooler_exit:
         out.note(f"warning: the spooler process died ({summary.spooler_exit}); pages were read directly "
                  "after that, and what the kernel overwrote meanwhile is counted as lost")

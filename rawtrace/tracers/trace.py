@@ -171,7 +171,8 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
         info = {"events": self.shown, "lost": summary.lost, "lost_unknown_pages": summary.lost_unknown_pages,
                 "duration": round(summary.duration, 6), "pages": summary.pages,
                 "kernel_overrun": summary.kernel_overrun, "spooled": summary.spooled,
-                "spool_peak_bytes": summary.spool_peak_bytes, "max_lag": round(summary.max_lag, 6)}
+                "spool_peak_bytes": summary.spool_peak_bytes, "max_lag": round(summary.max_lag, 6),
+                "undecoded_bytes": summary.undecoded_bytes}
         if joiner is not None:
             info["syscalls"] = dict(joiner.counts)
         report_run(out, ctx.source, f"{self.shown} events", info, quiet_offline=True)
