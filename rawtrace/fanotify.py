@@ -51,6 +51,9 @@ METADATA_VERSION = 3
 
 CLASSIC_MASK = FAN_ACCESS | FAN_MODIFY | FAN_CLOSE_WRITE | FAN_CLOSE_NOWRITE | FAN_OPEN | FAN_OPEN_EXEC
 FID_MASK = (CLASSIC_MASK | FAN_ATTRIB | FAN_CREATE | FAN_DELETE | FAN_MOVED_FROM | FAN_MOVED_TO | FAN_ONDIR)
+# What naming syscalls needs (alongside tracefs): no per-read/-write/-close events, which cost the traced
+# programs time and, merged with later identical events, move those ahead in the queue.
+JOIN_MASK = FAN_OPEN | FAN_OPEN_EXEC | FAN_CREATE | FAN_DELETE | FAN_ONDIR
 
 # Filesystems without files worth watching (or without file handles); fatrace skips the same kinds.
 PSEUDO_FILESYSTEMS = frozenset({
@@ -397,6 +400,7 @@ class FanotifySource:
 
     def close(self) -> None:
         """Release the group, every mount fd and the proc connector socket; safe to call twice."""
+        self.stop_reader()
         procconn, self.procconn = self.procconn, None
         if procconn is not None:
             procconn.close()
@@ -431,8 +435,53 @@ class FanotifySource:
             if tail:
                 yield tail
 
+    # -- a reader thread (alongside a tracefs stream) ------------------------------------------------
+    def start_reader(self, poll_ms: int = 20) -> None:
+        """Drain the kernel queue continuously in a thread, so events are read (and stamped) promptly
+        and fanotify has no queued event to merge a later identical one into; `take()` collects them."""
+        import threading
+        self._taken: list = []
+        self._lock = threading.Lock()
+        self.drained_ns = 0
+        self._reader_stop = threading.Event()
+
+        def loop() -> None:
+            poller = select.poll()
+            poller.register(self.fd, select.POLLIN)
+            while not self._reader_stop.is_set() and self.fd is not None:
+                started = time.monotonic_ns()
+                try:
+                    records = self._read_queue()
+                except OSError:
+                    break
+                with self._lock:
+                    self._taken.extend(records)
+                    self.drained_ns = started
+                try:
+                    poller.poll(poll_ms)
+                except (InterruptedError, OSError, ValueError):
+                    pass
+        self._reader = threading.Thread(target=loop, name="rawtrace-fanotify", daemon=True)
+        self._reader.start()
+
+    def take(self) -> tuple[list, int]:
+        """(records read so far, the time before the last read that emptied the kernel queue)."""
+        with self._lock:
+            records, self._taken = self._taken, []
+            return records, self.drained_ns
+
+    def stop_reader(self) -> None:
+        reader = getattr(self, "_reader", None)
+        if reader is not None:
+            self._reader_stop.set()
+            reader.join(timeout=2)
+            self._reader = None
+
     def read_available(self) -> list:
         """Read and translate everything queued now (non-blocking)."""
+        return self._read_queue()
+
+    def _read_queue(self) -> list:
         out: list = []
         if self.procconn is not None:
             self._apply_procconn()

@@ -282,6 +282,10 @@ Overhead: two events per file syscall plus one uprobe hit per libc call.
         if kind == "live":
             self.fds.load_proc()
         self.fan_source = getattr(ctx.source, "fanotify", None)
+        from rawtrace.fanotify import FAN_ACCESS
+        # Told apart by reads only when fanotify reports them (not with the lighter join mask).
+        mask = getattr(self.fan_source, "mask", None)
+        self._fan_reads = mask is None or bool(mask & FAN_ACCESS)
         self.use_fanotify = self.fan_source is not None and not self.fanotify_only
         sources = ["fanotify"] if self.fanotify_only else (
             ["syscall events"] + (["uprobes in " + self.plan.library] if self.plan and self.plan.probes else [])
@@ -301,6 +305,7 @@ Overhead: two events per file syscall plus one uprobe hit per libc call.
             return
         parent = self.ctx.tasks.pid(rec.pid)
         self.fds.forked(parent, child, flags)
+        self._epochs.pop(child, None)           # a new process (maybe a reused pid) has seen no exec
         if self._pids and parent in self._pids:
             self._pids.add(child)
 
@@ -312,6 +317,7 @@ Overhead: two events per file syscall plus one uprobe hit per libc call.
         self.uprobes.forget(tid)
         if self.ctx.tasks.pid(tid) == tid:
             self.fds.exited(tid)
+            self._epochs.pop(tid, None)
 
     def _capture(self, planned: FP.PlannedProbe):
         joiner = self.uprobes
@@ -546,7 +552,8 @@ Overhead: two events per file syscall plus one uprobe hit per libc call.
         exact = self.args.clock == "mono" and self.ctx.live
         drained = getattr(self.ctx.source, "drained_at", None) or self.drained
         joined, alone, given_up = self.fan_joiner.match(now, final, self.caught_up if exact else None,
-                                                        drained if exact else None, _read_matches)
+                                                        drained if exact else None,
+                                                        _read_matches if self._fan_reads else None)
         for pending, rec in joined:
             cell, _late = pending.call
             cell.set(rec.path, FP.SOURCE_FANOTIFY)
@@ -815,21 +822,23 @@ class _WithFanotify:
     def batches(self):
         latest = 0
         fan = self.fanotify
+        fan.start_reader()
         for batch in self._live.batches():
             if batch:
                 latest = max(latest, batch[-1].ts)
-            self.drained_at = time.monotonic_ns()
-            extra = fan.read_available() if fan.fd is not None else []
+            extra, self.drained_at = fan.take()
             if extra and latest:
                 # tracefs records, then fanotify's, then where the tracefs side is (the batch's last time).
                 batch = list(batch) + extra + [Progress(latest, self.drained_at)]
             elif batch:
                 batch = list(batch) + [Progress(latest, self.drained_at)]
             yield batch
-        self.drained_at = time.monotonic_ns()
+        fan.stop_reader()
         tail = fan.read_available() if fan.fd is not None else []
-        if tail:
-            yield tail + [Progress(latest, self.drained_at)]
+        extra, _drained = fan.take()
+        self.drained_at = time.monotonic_ns()
+        if extra or tail:
+            yield extra + tail + [Progress(latest, self.drained_at)]
 
     drained_at = 0
 
@@ -946,7 +955,8 @@ def run(args, host) -> int:
     else:
         source = make_source(args, host, Files)
         if not args.input and not args.no_fanotify and fanotify_available(host) is None:
-            source = _WithFanotify(source, FanotifySource(host, ignore_pids=set(args.exclude_pid)))
+            from rawtrace.fanotify import JOIN_MASK
+            source = _WithFanotify(source, FanotifySource(host, mask=JOIN_MASK, ignore_pids=set(args.exclude_pid)))
     signals = Signals(source.stop_recording)
     try:
         with source:
