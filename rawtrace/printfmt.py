@@ -1315,6 +1315,8 @@ class TextRenderer:
         """The events whose `trace` text comes from C code in the kernel rather than from their print fmt."""
         if fmt.system == "ftrace" and fmt.name in ("print", "bprint", "bputs"):
             return self._ftrace_text(fmt.name)
+        if self.style == "kernel" and fmt.fields and fmt.fields[0].name in ("__probe_ip", "__probe_func"):
+            return self._probe_text(fmt)
         if self.style != "kernel" or fmt.system != "syscalls":
             return None
         if fmt.name.startswith("sys_enter_"):
@@ -1339,6 +1341,45 @@ class TextRenderer:
                 return f"{call} -> 0x{e.fields['ret'] & MASK64:x}"
             return exit_
         return None
+
+    def _probe_text(self, fmt: EventFormat) -> Callable | None:
+        """kprobe/uprobe events: the kernel prints the probed address its own way (print_uprobe_event,
+        print_kprobe_event: 0x... for user addresses, sym+off/size for kernel ones; a return probe as
+        "(return address <- function)", the print fmt has them the other way round), then the arguments
+        as the print fmt says."""
+        import dataclasses
+        text = fmt.print_fmt_string or ""
+        ret = fmt.fields[0].name == "__probe_func"
+        head = "(%lx <- %lx)" if ret else "(%lx)"
+        if not text.startswith(head) or len(fmt.print_fmt_args) < (2 if ret else 1):
+            return None
+        skip = 2 if ret else 1
+        try:
+            rest = renderer(dataclasses.replace(fmt, print_fmt_string=text[len(head):],
+                                                print_fmt_args=fmt.print_fmt_args[skip:]),
+                            self.printk_formats, self.symbols, self.long_size, self.constants, self.style)
+        except (Unrenderable, RecursionError, SyntaxError, ValueError) as exc:
+            self.reasons[fmt.full_name] = str(exc)
+            return None
+        symbols = self.symbols
+
+        def address(value: int, with_offset: bool) -> str:
+            value &= MASK64
+            if value >> 63:
+                if symbols is None:
+                    raise Unrenderable("a kernel probe address needs kallsyms")
+                return symbols.text(value, with_offset=with_offset)
+            return f"0x{value:x}"
+
+        if ret:
+            def probe_ret(e) -> str:
+                f = e.fields
+                return f"({address(f['__probe_ret_ip'], True)} <- {address(f['__probe_func'], False)}){rest(e)}"
+            return probe_ret
+
+        def probe(e) -> str:
+            return f"({address(e.fields['__probe_ip'], True)}){rest(e)}"
+        return probe
 
     def _ip_text(self, ip: int) -> str:
         if not ip:

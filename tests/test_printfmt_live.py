@@ -40,9 +40,24 @@ class Capture:
     count_mismatch: list = field(default_factory=list)
 
 
+PROBES = ["uprobe:libc:open64 path=arg1:ustring flags=arg2:x32 mode=arg3:u16", "uretprobe:libc:open64 fd=retval:s32"]
+
+
 def capture_all_events(tracefs: Path, tmp: Path = Path("/tmp")) -> Capture:
-    """Trace every event in a private instance for a short mixed workload; pair each decoded record with
-    the kernel's own line for it (the `trace` file is read first: reading it does not consume)."""
+    """Trace every event in a private instance for a short mixed workload (plus a uprobe and a uretprobe
+    on libc's open64); pair each decoded record with the kernel's own line for it (the `trace` file is
+    read first: reading it does not consume)."""
+    from rawtrace.probes import ProbeSpec, resolve
+    from rawtrace.tracefs.dynevents import DynamicEvents
+    dyn = DynamicEvents(tracefs)
+    dyn.create([resolve(ProbeSpec.parse(spec)) for spec in PROBES])
+    try:
+        return _capture(tracefs, tmp)
+    finally:
+        dyn.remove()
+
+
+def _capture(tracefs: Path, tmp: Path) -> Capture:
     formats, texts, systems = {}, {}, {}
     for path in glob.glob(str(tracefs / "events/*/*/format")):
         text = Path(path).read_text()
@@ -135,3 +150,7 @@ def test_kernel_trace_text_matches_print_fmt_rendering(live_tracefs, tmp_path):
     assert matched >= 0.99 * total, report
     # The marker write went through ftrace:print and rendered like the kernel's.
     assert any(e.format.full_name == "ftrace:print" and "printfmt-marker" in body for e, body in capture.pairs)
+    # The probes fired and were compared (the kernel prints their addresses its own way).
+    probe_bodies = [body for e, body in capture.pairs if e.format.name in ("open64", "open64_ret")]
+    assert any('path="/etc/hostname"' in body for body in probe_bodies), probe_bodies[:3]
+    assert any(" <- 0x" in body for body in probe_bodies), probe_bodies[:3]
