@@ -246,11 +246,11 @@ def text_lines(items, comms: dict[int, str] | None = None, clock: str = "local")
             append(item_text(item, comms, clock))
             continue
         ts, cpu, pid, _id, fmt, fields, _flags, _preempt = item
+        entry = renderers.get(id(fmt))
+        if entry is None or entry[0] is not fmt:
+            entry = _renderer(fmt)
+        comm = get_comm(pid)
         try:
-            entry = renderers.get(id(fmt))
-            if entry is None or entry[0] is not fmt:
-                entry = _renderer(fmt)
-            comm = get_comm(pid)
             prefix = prefixes.get((comm, pid, cpu)) or _prefix(comm, pid, cpu)
             if ns:
                 # Rounded to the nearest microsecond, as the kernel's trace file (ns2usecs() adds 500)
@@ -258,18 +258,23 @@ def text_lines(items, comms: dict[int, str] | None = None, clock: str = "local")
                 stamp = str((ts + 500) // 1000)
                 if len(stamp) < 7:
                     stamp = stamp.rjust(7, "0")
-                stamp = f"{stamp[:-6]}.{stamp[-6:]}"
+                append(f"{prefix}{stamp[:-6]}.{stamp[-6:]}: {entry[1]}: {entry[2](fields)}")
             else:
-                stamp = str(ts)
-        except (TypeError, ValueError, AttributeError):
-            # An Event not made by a compiled decoder (a non-integer pid or time stamp).
-            append(_odd_event_text(item, get_comm, ns))
-            continue
-        try:
-            append(f"{prefix}{stamp}: {entry[1]}: {entry[2](fields)}")
+                append(f"{prefix}{ts}: {entry[1]}: {entry[2](fields)}")
         except (KeyError, TypeError, ValueError, AttributeError):
-            append(f"{prefix}{stamp}: {entry[1]}: {_fields_text_generic(fields, entry[3])}")
+            append(_fallback_line(item, entry, get_comm, ns))
     return out
+
+
+def _fallback_line(event: Event, entry: tuple, get_comm, ns: bool) -> str:
+    """The line of an event whose fields do not match their format (edited, partial): fields rendered
+    generically; an Event whose attributes are not what a decoder makes: everything from str()."""
+    try:
+        prefix = _prefix(get_comm(event.pid), event.pid, event.cpu)
+        stamp = format_timestamp(event.ts, "local" if ns else "counter")
+        return f"{prefix}{stamp}: {entry[1]}: {_fields_text_generic(event.fields, entry[3])}"
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return _odd_event_text(event, get_comm, ns)
 
 
 def _odd_event_text(event: Event, get_comm, ns: bool) -> str:
