@@ -127,11 +127,14 @@ def main() -> int:
         if not cmd[0].endswith(".py"):
             cmd.insert(1, "open")
         files = {"rawtrace record": tmp / "rt.dat", "rawtrace record --no-spool": tmp / "rt-nospool.dat",
-                 "trace-cmd record": tmp / "tc.dat"}
+                 "rawtrace record (zstd)": tmp / "rt-zstd.dat", "trace-cmd record": tmp / "tc.dat"}
         modes = [("untraced", lambda: run_untraced(cmd)),
                  ("rawtrace record", lambda: run_rawtrace(cmd, files["rawtrace record"], [])),
                  ("rawtrace record --no-spool", lambda: run_rawtrace(cmd, files["rawtrace record --no-spool"],
                                                                       ["--no-spool"]))]
+        if shutil.which("zstd"):
+            modes.append(("rawtrace record (zstd)", lambda: run_rawtrace(cmd, files["rawtrace record (zstd)"],
+                                                                         ["--compression", "zstd"])))
         if have_trace_cmd:
             modes.append(("trace-cmd record", lambda: run_trace_cmd(cmd, files["trace-cmd record"])))
         times: dict[str, list[float]] = {name: [] for name, _ in modes}
