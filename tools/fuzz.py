@@ -491,8 +491,19 @@ class Checked(Exception):
     """An invariant of the renderers broken (counted as unexpected)."""
 
 
+# Extra renderers of whole events (rawtrace.printfmt with --printfmt): they must not raise and must give
+# printable text, like render_event.
+EXTRA_RENDERERS: list = []
+
+
 def render_all(items: list, clock: str = "local") -> None:
     comms = {1: "init", 42: "a\x1bb"}
+    for render in EXTRA_RENDERERS:
+        for item in items:
+            if isinstance(item, Event):
+                text = render(item)
+                if not text.isprintable():
+                    raise Checked(f"{render.__qualname__} gave unprintable text: {text[:200]!r}")
     for line in render_event.text_lines(items, comms, clock):
         if not line.isprintable():
             raise Checked(f"text line not printable: {line[:200]!r}")
@@ -802,9 +813,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save", type=Path, help="write each crashing or hanging input to this directory")
     parser.add_argument("--progress", type=float, default=0.0, metavar="SECONDS", help="a status line this often")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object at the end")
+    parser.add_argument("--printfmt", action="store_true",
+                        help="also render every event with rawtrace.printfmt.TextRenderer (kernel and trace-cmd style)")
     args = parser.parse_args(argv)
     count = args.count if args.count is not None or args.seconds is not None else 10000
     tracedat = None if args.no_tracedat else args.tracedat
+    if args.printfmt:
+        from rawtrace.printfmt import TextRenderer
+        EXTRA_RENDERERS.extend([TextRenderer().line_body, TextRenderer(style="trace-cmd").line_body])
     figures = campaign(args.seed, count, args.seconds, tracedat, args.save, args.progress,
                        out=None if args.json else sys.stdout)
     if args.json:
