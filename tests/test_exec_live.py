@@ -176,13 +176,15 @@ def programs(tmp_path):
     return tmp_path, dynamic, static, why
 
 
-def test_exec_through_tracefs(live_tracefs, programs):
+# Direct reads at nice 19 fall behind the wide plan's ~20 KiB per exec: a buffer that holds the whole run.
+@pytest.mark.parametrize("reader", [[], ["--no-spool", "--buffer-kb", "32768"]], ids=["spooled", "direct"])
+def test_exec_through_tracefs(live_tracefs, programs, reader):
     tmp, dynamic, static, why = programs
     cases, expected = workload(tmp, dynamic, static)
     # The plan: argv[0..1] up to 10 KiB, the others up to 127 bytes (the temporary paths are ~70).
     assert all(len(arg) <= 127 for case in cases for arg in case[2:])
     records, err, driver_pid = run_exec(tmp, cases, ["--max-args", "320", "--max-arg-len", "10240",
-                                                      "--head-args", "2", "--tail-len", "127"])
+                                                      "--head-args", "2", "--tail-len", "127", *reader])
     execs = [r for r in records if r["type"] == "exec"]
     summary = next(r for r in records if r["type"] == "summary")
     assert summary["lost"] == 0, err

@@ -476,7 +476,8 @@ them; their successful execs are reported from sched_process_exec, argv from /pr
         from rawtrace.tracers.syscount import report_run
         sources = ", ".join(f"{n} {s}" for s, n in sorted(self.by_source.items()))
         info = {"attempts": self.attempts, "shown": self.shown, "failed_hidden": self.failed_hidden,
-                "argv_sources": self.by_source, "lost": self.ctx.source.summary.lost + self.lost,
+                "argv_sources": self.by_source,
+                "lost": self.ctx.source.summary.lost + (self.lost if self.proc_mode else 0),
                 "duration": round(self.ctx.source.summary.duration, 6)}
         extra = [f"argv from {sources}"] if sources else []
         if self.failed_hidden:
