@@ -305,3 +305,20 @@ def test_619_filename_string_names_a_failed_exec(monkeypatch):
     assert attempt["filename"] == "/no/such prog" and attempt["errno"] == "ENOENT"
     assert {f.name for f in ENTER_619.fields} >= {"__filename_val"}
     assert tool.X.syscall_string_fields(f.name for f in ENTER_619.fields) == {"filename": "__filename_val"}
+
+
+def test_lost_events_mark_calls_in_flight():
+    from rawtrace.parse.record import Lost
+    scene = [fork(1_000, 1000, 1001), enter(2_000, 1001), Lost(0, 2_500, 7),
+             exec_(3_000, 1001, "/usr/bin/ls"), exit_(3_100, 1001, 0)]
+
+    class LossySource(EventsSource):
+        def batches(self):
+            for rec in self.records:
+                if isinstance(rec, Lost):
+                    self.summary.note_lost(rec)
+            yield list(self.records)
+    out, err = run([], "--json", source=LossySource(scene))
+    [attempt] = recs(out)
+    assert attempt["incomplete"] is True and attempt["filename"] == "/usr/bin/ls"
+    assert recs(out, "summary")[0]["lost"] == 7 and "7 lost" in err
