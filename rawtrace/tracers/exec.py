@@ -466,6 +466,8 @@ them; their successful execs are reported from sched_process_exec, argv from /pr
             args_text = "(argv not captured)"
         elif attempt.argv_source == X.SOURCE_PROC:
             args_text += "  [cmdline]"
+        if attempt.incomplete:
+            args_text += "  [events lost meanwhile: may be incomplete]"
         line += (f"{safe(attempt.comm or '?'):<16} {safe(attempt.new_comm or '-'):<16} {attempt.pid:>7} "
                  f"{attempt.ppid if attempt.ppid is not None else '?':>7} {ret:>6} {file_text} {args_text}")
         out.line(line)
