@@ -271,3 +271,20 @@ def test_lockdown_run_says_so_in_one_line_and_uses_fanotify(tmp_path, monkeypatc
     assert out.splitlines() == ["curl(42): O   /etc/hosts"]
     notes = [line for line in err.splitlines() if "tracefs is refused" in line]
     assert len(notes) == 1 and "fanotify alone" in notes[0]
+
+
+def test_pid_and_comm_filters_apply_to_fanotify_records_too():
+    source = Source()
+    source.kind = "fanotify"
+    files = tool(["-p", "8", "--exclude-pid", "9"], source=source, json_out=False)
+    for pid, comm in ((8, "touch"), (9, "touch"), (10, "other")):
+        files.on_record(F.FileRecord(pid, pid, F.FAN_OPEN, f"/tmp/{pid}", comm=comm))
+    files.finish()
+    assert files.ctx.out.out.getvalue().splitlines() == ["touch(8): O   /tmp/8"]
+    files = tool(["-n", "other"], source=source, json_out=False)
+    files.on_record(F.FileRecord(1, 10, F.FAN_OPEN, "/tmp/a", comm="other"))
+    files.on_record(F.FileRecord(2, 11, F.FAN_OPEN, "/tmp/b", comm="touch"))
+    files.on_record(F.FileRecord(3, 12, F.FAN_DELETE, "(deleted)/x", "(deleted)", "x", comm="other"))
+    files.finish()
+    assert files.ctx.out.out.getvalue().splitlines() == [
+        "other(10): O   /tmp/a", "other(12): D   (unknown: deleted before fanotify's handle could be opened)"]

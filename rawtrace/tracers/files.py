@@ -541,8 +541,13 @@ Overhead: two events per file syscall plus one uprobe hit per libc call.
         if comm is None:
             self.unnamed_comm += 1
             comm = "unknown"
-        source = FP.SOURCE_FANOTIFY if rec.path not in (None, "(deleted)") else FP.SOURCE_UNKNOWN
-        cell = PathCell(rec.path, source, None if source == FP.SOURCE_FANOTIFY else "fanotify could not name it")
+        path = rec.path
+        if path is not None and path.startswith("(deleted)"):
+            cell = PathCell(None, FP.SOURCE_UNKNOWN, "deleted before fanotify's handle could be opened")
+        elif path is None:
+            cell = PathCell(None, FP.SOURCE_UNKNOWN, "fanotify could not name it")
+        else:
+            cell = PathCell(path, FP.SOURCE_FANOTIFY)
         self._queue(FileEvent(rec.ts, rec.pid, rec.pid, comm, types or rec.types, None, cell))
 
     def _match_fanotify(self, final: bool = False) -> None:
@@ -606,7 +611,8 @@ Overhead: two events per file syscall plus one uprobe hit per libc call.
         args = self.args
         if event.pid in self._excluded or event.pid == os.getpid():
             return False
-        if self.fanotify_only or not self.ctx.live:
+        if self.fanotify_only or not self.ctx.live or event.syscall is None:
+            # The kernel filtered the tracefs events already (set_event_pid, comm filter); not these.
             if self._pids and event.pid not in self._pids:
                 return False
             if args.comm is not None and event.comm != args.comm:
@@ -716,7 +722,7 @@ Overhead: two events per file syscall plus one uprobe hit per libc call.
         from rawtrace.emit import safe
         if cell.path is None:
             return f"(unknown: {cell.reason or 'no path source'})"
-        if cell.reason:
+        if cell.reason and not cell.path.startswith("/"):
             return safe(cell.path) + f" (relative: {cell.reason})"
         return safe(cell.path)
 
