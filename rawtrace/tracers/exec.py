@@ -429,7 +429,8 @@ them; their successful execs are reported from sched_process_exec, argv from /pr
         out = ctx.out
         from rawtrace.syscalls.constants import errno_name
         errno = errno_name(ctx.arch, -attempt.ret) if failed else None
-        interpreter = shebang(self.host, attempt.filename) if attempt.ret == 0 and ctx.live else None
+        # Also for a failed exec: a script whose interpreter is missing fails with ENOENT, explained here.
+        interpreter = shebang(self.host, attempt.filename) if ctx.live else None
         if out.json:
             from rawtrace.output import json_text
             record = {
