@@ -1,7 +1,19 @@
 """`python -m rawtrace` and the `rawtrace` console script: run the CLI, then exit."""
 
-import os
-import sys
+import signal as _signal
+
+
+def _quiet_exit(signum, _frame):
+    # Until the CLI installs its own handlers: a Ctrl-C (or SIGTERM/SIGHUP) while modules are still
+    # being imported ends rawtrace quietly, with no traceback from inside an import.
+    raise SystemExit(128 + signum)
+
+
+for _sig in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP):
+    _signal.signal(_sig, _quiet_exit)
+
+import os  # noqa: E402 - after the handlers, on purpose
+import sys  # noqa: E402
 
 # Commands that only read and print. Once one returns, all interpreter teardown would do is free objects
 # one by one (2-3 ms, a sixth of list-syscalls' own cost), so these leave with os._exit after flushing

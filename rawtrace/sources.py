@@ -572,6 +572,9 @@ class LiveSource(Source):
     def stop_after(self, seconds: float) -> None:
         """Stop recording `seconds` from now, whatever the decoder's lag (a timer thread, so a decoder
         at low priority still stops the kernel writing on time)."""
+        # Counted from the moment recording started (set-up after it is part of the duration).
+        if self._started_at:
+            seconds = max(0.0, seconds - (time.monotonic() - self._started_at))
         timer = threading.Timer(seconds, self.stop_recording)
         timer.daemon = True
         self._stop_timer = timer
