@@ -878,9 +878,10 @@ class _Compiler:
                 size = None
                 if m and self.constants is not None:
                     size = self.constants.get("sizeof:" + m.group(1))
-                if isinstance(size, int):
-                    # Pointer arithmetic on a struct pointer needs the struct's size (BTF, when given).
-                    return _cast_code("void *", code, self.long_size), ("ptr", size)
+                if m:
+                    # Pointer arithmetic on a struct pointer needs the struct's size (BTF, when given);
+                    # without it the pointer can be printed but not moved.
+                    return _cast_code("void *", code, self.long_size), ("ptr", size if isinstance(size, int) else None)
                 return _cast_code(ctype, code, self.long_size), "int"
             if isinstance(value_type, tuple) and value_type[0] == "ptr":
                 return code, "int"
@@ -930,6 +931,8 @@ class _Compiler:
         if op == "||":
             return f"(1 if _truth({left}) or _truth({right}) else 0)", "int"
         if isinstance(left_type, tuple) and left_type[0] == "ptr" and right_type == "int" and op in "+-":
+            if left_type[1] is None:
+                raise Unrenderable("pointer arithmetic on a struct whose size is unknown (no BTF)")
             return f"(({left} {op} ({right}) * {left_type[1]}) & {MASK64:#x})", "int"
         if left_type != "int" or right_type != "int":
             raise Unrenderable(f"operator {op} on a non-integer")

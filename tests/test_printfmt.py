@@ -356,3 +356,13 @@ def test_compiled_conversions_equal_the_reference(conv, ctype, size, signed):
     for value in values:
         want = format_integer(value, piece) + conv.partition(conv.rstrip("|"))[2]
         assert render(event(fmt, v=value)) == want, (conv, ctype, value)
+
+
+def test_struct_pointer_arithmetic_needs_the_struct_size():
+    fmt = make_format("\tfield:unsigned long pfn;\toffset:8;\tsize:8;\tsigned:0;\n",
+                      '"page=%p pfn=0x%lx", (((struct page *)vmemmap_base) + (REC->pfn)), REC->pfn')
+    with_size = renderer(fmt, constants={"vmemmap_base": 0xFFFFEA0000000000, "sizeof:struct page": 64})
+    assert with_size(event(fmt, pfn=0x10)) == "page=ffffea0000000400 pfn=0x10"
+    # The base alone is not enough: adding the pfn to it unscaled would print a wrong address.
+    with pytest.raises(Unrenderable, match="size is unknown"):
+        renderer(fmt, constants={"vmemmap_base": 0xFFFFEA0000000000})
