@@ -390,10 +390,18 @@ class HitAssembler:
                     chunks.setdefault((slot.vector, slot.index), {})[slot.offset] = words_to_bytes(data)
         if head.site.path_arg is not None:
             capture.path, capture.path_truncated = _join_string(chunks.get(("path", -1), {}))
+        if capture.argv_pointer == 0:
+            # execve(path, NULL, ...): Linux runs it with an empty argv; every fetch through it faulted,
+            # leaving stale bytes that must not be read as arguments.
+            pointers = {key: value for key, value in pointers.items() if key[0] != "argv"}
+            absent_first = {key: True for key in absent_first if key[0] != "argv"} | {("argv", 0): True}
+            pointers[("argv", 0)] = 0
         capture.argv, capture.argv_cut, capture.argv_more, gap = self._vector(
             "argv", self.max_args, pointers, chunks, absent_first)
         capture.argv_more = capture.argv_more and head_fields.get("amore", 1) != 0
         capture.incomplete = gap
+        if capture.envp_pointer == 0:
+            pointers[("envp", 0)] = 0
         if self.max_env and head.site.envp_arg is not None:
             capture.envp, capture.envp_cut, capture.envp_more, gap = self._vector(
                 "envp", self.max_env, pointers, chunks, absent_first)

@@ -337,3 +337,22 @@ def test_two_sites_in_one_bag_the_latest_head_wins():
         assembler.add(name, 20, 3, fields)
     capture = assembler.take(3, regs["si"])
     assert capture.site == "execve" and capture.argv == [b"x", b"y"]
+
+
+def test_null_argv_and_envp_are_empty_not_stale():
+    limits = X.PlanLimits(max_args=8, max_env=4)
+    events = [e for e in X.plan("x86_64", limits) if e.site.symbol == "execve"]
+    regs, mem = call([b"stale", b"words"])
+    stale = hit(events, regs, mem, random.Random(0))
+    regs = dict(regs, si=0, dx=0)                     # execve(path, NULL, NULL)
+    got = hit(events, regs, mem, random.Random(0))
+    # What the kernel leaves after faulting fetches: the previous hit's bytes.
+    for name, fields in got.items():
+        for key in list(fields):
+            if key not in ("argv", "envp") and name in stale and key in stale[name]:
+                fields[key] = stale[name][key]
+    assembler = X.HitAssembler(events, 8, 4)
+    for name, fields in got.items():
+        assembler.add(name, 1, 9, fields)
+    capture = assembler.take(9, 0)
+    assert capture.argv == [] and capture.envp == [] and not capture.truncated
