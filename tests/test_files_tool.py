@@ -288,3 +288,27 @@ def test_pid_and_comm_filters_apply_to_fanotify_records_too():
     files.finish()
     assert files.ctx.out.out.getvalue().splitlines() == [
         "other(10): O   /tmp/a", "other(12): D   (unknown: deleted before fanotify's handle could be opened)"]
+
+
+def test_619_string_field_in_the_call_arguments_names_the_path():
+    """On 6.19+ the enter event carries `__filename_val`; the joiner passes it as an argument."""
+    files = tool()
+    params = PARAMS["openat"] + (("__filename_val", "__data_loc char[]"),)
+    record = Syscall(COMPLETE, 1, 2, 0, 0, 4, 4, "cat", Signature(None, "openat", params),
+                     (AT_FDCWD, 0x5, 0, 0, "/etc/motd"), 3)
+    files.on_syscall(record)
+    (out,) = [r for r in output(files) if r["type"] == "file"]
+    assert (out["path"], out["path_source"]) == ("/etc/motd", "syscall")
+
+
+def test_needs_without_uprobes_degrades_to_syscalls_and_says_why(tmp_path):
+    from rawtrace.host import Host
+    source = Source()
+    source.kind = "live"
+    source.host = Host(tmp_path)               # an empty tree: no tracefs, no C library
+    source.available = lambda system, name: name.endswith(("_openat", "_read", "_close", "_write", "_dup2"))
+    source.format = lambda system, name: None
+    files = T.Files(parse([]), Ctx(True, {}, source))
+    needs = files.needs()
+    assert ("syscalls", "sys_enter_openat") in needs.events and ("syscalls", "sys_exit_dup2") in needs.optional_events
+    assert needs.syscalls and needs.probes == [] and files.plan.reason

@@ -256,7 +256,12 @@ Overhead: two events per file syscall plus one uprobe hit per libc call.
         if not self.args.no_uprobes and getattr(source, "kind", "") == "live":
             covered = {name for name, args in self.kernel_strings.items()
                        if {a.name for a in FP.PATH_SYSCALLS.get(name, ())} <= args}
-            self.plan = FP.plan_uprobes(self.host, skip_syscalls=covered)
+            from rawtrace import doctor
+            try:
+                doctor.preflight(self.host, {"uprobes"})
+                self.plan = FP.plan_uprobes(self.host, skip_syscalls=covered)
+            except (NotSupported, TracingBlocked) as exc:
+                self.plan = FP.UprobePlan(None, (), (), exc.message)
             probes = [p.spec for p in self.plan.probes]
             if probes:
                 preflight.add("uprobes")
@@ -295,6 +300,9 @@ Overhead: two events per file syscall plus one uprobe hit per libc call.
             out.note(f"Tracing file events through {', '.join(sources)}... Ctrl-C to end.")
         if self.plan is not None and self.plan.reason:
             out.note(f"no uprobes: {self.plan.reason}")
+        fan_error = getattr(ctx.source, "fanotify_error", None)
+        if fan_error:
+            out.note(f"no fanotify ({fan_error}): programs that bypass the C library get no paths")
 
     # -- helper events -------------------------------------------------------------------------------
     def _newtask(self, rec) -> None:
@@ -813,21 +821,34 @@ class _WithFanotify:
 
     def __exit__(self, *exc) -> None:
         try:
-            self.fanotify.close()
+            if self.fanotify is not None:
+                self.fanotify.close()
         finally:
             self._live.__exit__(*exc)
 
     def open(self, *args, **kwargs) -> None:
-        self.fanotify.open()
+        try:
+            self.fanotify.open()
+        except OSError as exc:
+            # Paths then come from the syscall events and uprobes only; say why once.
+            self.fanotify_error = exc.strerror or str(exc)
+            self.fanotify = None
         self._live.open(*args, **kwargs)
+        if self.fanotify is None:
+            return
         # The spooler child writes its spool files on a watched filesystem: not a traced program.
         child = getattr(getattr(self._live, "_source", None), "child", None)
         if child:
             self.fanotify.ignore_pids.add(child)
 
+    fanotify_error: str | None = None
+
     def batches(self):
-        latest = 0
         fan = self.fanotify
+        if fan is None:
+            yield from self._live.batches()
+            return
+        latest = 0
         fan.start_reader()
         for batch in self._live.batches():
             if batch:
@@ -850,7 +871,8 @@ class _WithFanotify:
 
     def close(self) -> None:
         try:
-            self.fanotify.close()
+            if self.fanotify is not None:
+                self.fanotify.close()
         finally:
             self._live.close()
 
