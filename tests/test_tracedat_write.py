@@ -171,6 +171,26 @@ def test_trace_cmd_reads_it_and_agrees(tmp_path, content, version):
 
 
 @needs_trace_cmd
+@pytest.mark.parametrize("version", [6, 7])
+def test_trace_cmd_reads_large_sub_buffers_when_the_page_size_says_so(tmp_path, version):
+    """8 KiB sub-buffers (buffer_subbuf_size_kb=8): the file's page size is 8192, as rawtrace record writes."""
+    switch_text = (FORMATS / "sched" / "sched_switch" / "format").read_text()
+    switch = parse_format(switch_text, system="sched", long_size=8)
+    builder = PageBuilder("little", 8, 8192)
+    for i in range(100):                        # more than a 4 KiB page holds
+        builder.event(sched_switch_payload(switch, ("a", 100 + i), ("b", 200 + i), 0), delta=1000)
+    header_page = (FORMATS / "header_page").read_text().replace("size:4080", "size:8176")
+    content = TraceDatContent(header_page=header_page, header_event=(FORMATS / "header_event").read_text(),
+                              page_size=8192, event_formats=[("sched", switch_text)],
+                              cpu_data={0: builder.build(10**9)})
+    path = tmp_path / "8k.dat"
+    write_tracedat(path, content, version)
+    _dat, decoded = decode_file(path)
+    events, _values, problems = compare_with_report(decoded, report(path))
+    assert not problems and events == 100
+
+
+@needs_trace_cmd
 @pytest.mark.skipif(not SHARED.exists() or shutil.which("zstd") is None, reason="shared capture or zstd absent")
 def test_rewriting_a_trace_cmd_recording(tmp_path):
     """The first pages of a trace-cmd v7 zstd recording written again as v6: trace-cmd reads our file and

@@ -24,8 +24,9 @@ examples:
   trace-cmd report trace.dat            # or: rawtrace decode trace.dat, rawtrace syscount -i trace.dat
 
 The file is a trace-cmd trace.dat, version 6 (read by every trace-cmd since 2.x and by KernelShark),
-or version 7 when the ring buffer's sub-buffers are not one page or with --compression zstd
-(sections and pages compressed in chunks as trace-cmd writes them; --file-version chooses). It holds the header pages, the formats of every recorded event and of the ftrace events,
+or version 7 with --compression zstd (sections and pages compressed in chunks as trace-cmd writes
+them; --file-version chooses). With sub-buffers larger than a page (buffer_subbuf_size_kb) the
+file's page size is the sub-buffer size, which is how trace-cmd 3.1.6 reads them. It holds the header pages, the formats of every recorded event and of the ftrace events,
 kallsyms and printk_formats (so %pS and trace_printk render offline), the process names
 (saved_cmdlines plus what rawtrace knew), the trace clock, per-CPU stats and the per-CPU sub-buffers
 byte for byte: lost events stay visible where the kernel marked them. The fork/exec/rename/exit
@@ -148,7 +149,10 @@ class Recorder:
         uname = " ".join(os.uname())
         content = TraceDatContent(
             header_page=texts["header_page"], header_event=texts["header_event"],
-            page_size=os.sysconf("SC_PAGE_SIZE"), subbuf_size=self.subbuf_size,
+            # The file's page size is the sub-buffer size: readers walk the data in steps of it, and
+            # trace-cmd 3.1.6 ignores v7's per-buffer size (verified: it cannot read 8 KiB sub-buffers
+            # in a file whose page size says 4096, and reads them when it says 8192, v6 or v7).
+            page_size=self.subbuf_size or os.sysconf("SC_PAGE_SIZE"), subbuf_size=self.subbuf_size,
             ftrace_formats=texts["ftrace"], event_formats=texts["formats"], kallsyms=kallsyms,
             printk_formats=printk, cmdlines=texts["cmdlines"], clock=texts["clock"],
             clocks_text=texts.get("trace_clock"), cpu_stats=texts.get("stats", {}), cpu_data=cpu_data,
@@ -191,7 +195,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="add a uprobe (repeatable; see `rawtrace probes --help`)")
     parser.add_argument("--filter", metavar="EXPR", help="kernel filter expression for the events that have its fields")
     parser.add_argument("--file-version", type=int, choices=(6, 7), default=None,
-                        help="trace.dat version (default 6; 7 when sub-buffers are larger than a page)")
+                        help="trace.dat version (default 6; 7 with --compression zstd)")
     parser.add_argument("--compression", choices=("none", "zstd"), default="none",
                         help="zstd: a version 7 file with compressed sections and pages (needs the zstd program)")
     parser.add_argument("--perfetto", metavar="JSON", help="also write a timeline (rawtrace timeline) of the recording")

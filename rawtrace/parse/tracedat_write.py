@@ -7,8 +7,10 @@ Public API:
   {cpu: bytes | path of a file holding that CPU's raw sub-buffers, exactly as read from trace_pipe_raw}.
 * ``write_tracedat(path, content, version=None, compression="none")``: writes the file. The default
   version is 6 (every trace-cmd since 2.x and KernelShark read it; no sections, no compression); 7 is
-  chosen when the sub-buffer size differs from the page size, which only v7's buffer option can record,
-  or when compressing: ``compression="zstd"`` (v7 only) compresses the sections and the pages in chunks
+  chosen when the sub-buffer size differs from the page size, which only v7's buffer option can record
+  (rawtrace reads that; trace-cmd 3.1.6 does not: it walks the data in the header's page size, so a
+  recorder should rather give page_size = the sub-buffer size, which every version reads), or when
+  compressing: ``compression="zstd"`` (v7 only) compresses the sections and the pages in chunks
   as trace-cmd does, with the `zstd` program (the standard library has no zstd before Python 3.14).
 * ``extra_sections(dat) -> (kallsyms, printk_formats)``: the two texts rawtrace.parse.tracedat does not keep,
   read from a parsed TraceDat (for %pS symbols and trace_printk formats).
