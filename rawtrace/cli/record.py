@@ -80,7 +80,6 @@ class Recorder:
         self.lost_records: list = []
         self.texts: dict = {}
         self.release = None                    # called once recording runs (starts a -- COMMAND)
-        self.notes: list[str] = []
         self._lock = threading.Lock()
 
     def sink(self, cpu: int, page) -> None:
@@ -159,11 +158,6 @@ class Recorder:
             byteorder=sys.byteorder, long_size=8 if sys.maxsize > 2 ** 32 else 4, uname=uname,
             version_text="rawtrace", trace_id=int.from_bytes(os.urandom(8), "little"),
             cpu_count=os.cpu_count())
-        if version == 6 and content.buffer_page_size != content.page_size:
-            # Found out only now, after recording: keep the recording rather than refuse it.
-            self.notes.append(f"sub-buffers are {content.buffer_page_size} bytes, not one page: wrote "
-                              "version 7 (version 6 cannot say so)")
-            version = 7
         return write_tracedat(self.output, content, version, compression)
 
     def remove_spool(self) -> None:
@@ -299,8 +293,6 @@ def run(args, host) -> int:
                 pass
             child.wait()
         recorder.remove_spool()
-    for note in recorder.notes:
-        out.note(note)
     pages = sum(recorder.pages.values())
     size = output.stat().st_size
     info = {"output": str(output), "version": version, "pages": pages, "records": records,
