@@ -9,11 +9,15 @@ Public API:
 * ``TextRenderer(printk_formats=None, symbols=None, long_size=8, style="kernel")``: renderers cached per
   event format, a raw-fields fallback for events that cannot be rendered (counted in ``fallbacks``, per
   event name), and the events the kernel prints with C code instead of their print fmt: syscall events
-  (``sys_openat(dfd: ...)``), ``ftrace:print``, ``ftrace:bprint``, ``ftrace:bputs``. ``body(event)`` is
+  (``sys_openat(dfd: ...)``), ``ftrace:print``, ``ftrace:bprint``, ``ftrace:bputs``, and the probed
+  address of kprobe/uprobe events. ``body(event)`` is
   the print fmt text; ``line_body(event)`` is everything after the time stamp of a `trace` line.
   ``style="trace-cmd"`` renders every event from its print fmt, as `trace-cmd report` does.
+* ``renderer_for_host(host, tracefs)`` / ``renderer_for_tracedat(dat)``: a TextRenderer with the
+  printk_formats, kallsyms and (live) BTF constants of this machine or of a recording, in one call.
 * ``parse_printk_formats(text) -> {address: format}`` (the tracefs ``printk_formats`` file or the
-  trace.dat section); ``Symbols.from_kallsyms(text)`` resolves ``%pS``-style addresses.
+  trace.dat section); ``Symbols.from_kallsyms(text)`` resolves ``%pS``-style addresses;
+  ``kernel_constants(btf, symbols)`` the enum names and struct sizes print fmts use unexpanded.
 * ``bprint_text(fmt, words, ...)``: a ``trace_printk`` format applied to the argument words as the kernel's
   vbin_printf packed them (lib/vsprintf.c: each integer aligned to its size, 8-byte values to 4, strings
   inline with their NUL).
