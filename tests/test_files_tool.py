@@ -26,6 +26,9 @@ PARAMS = {
                   ("flags", "unsigned int")),
     "unlinkat": (("dfd", "int"), ("pathname", "const char *"), ("flag", "int")),
     "execve": (("filename", "const char *"), ("argv", "const char *const *"), ("envp", "const char *const *")),
+    "sendfile64": (("out_fd", "int"), ("in_fd", "int"), ("offset", "loff_t *"), ("count", "size_t")),
+    "fchmodat": (("dfd", "int"), ("filename", "const char *"), ("mode", "umode_t")),
+    "ftruncate": (("fd", "unsigned int"), ("length", "off_t")),
 }
 AT_FDCWD = 0xffffff9c
 
@@ -312,3 +315,17 @@ def test_needs_without_uprobes_degrades_to_syscalls_and_says_why(tmp_path):
     needs = files.needs()
     assert ("syscalls", "sys_enter_openat") in needs.events and ("syscalls", "sys_exit_dup2") in needs.optional_events
     assert needs.syscalls and needs.probes == [] and files.plan.reason
+
+
+def test_sendfile_reads_one_file_and_writes_the_other_chmod_is_an_attribute_change():
+    files = tool(json_out=False, names={3: "cp"})
+    for fd, pointer, path in ((3, 0x1, "/src"), (4, 0x2, "/dst")):
+        capture(files, 3, fd, "open64", (pointer, path))
+        files.on_syscall(call("openat", 3, 10 * fd, (AT_FDCWD, pointer, 0, 0), fd, comm="cp"))
+    files.on_syscall(call("sendfile64", 3, 100, (4, 3, 0, 4096), 4096, comm="cp"))
+    files.on_syscall(call("ftruncate", 3, 110, (4, 0), 0, comm="cp"))
+    capture(files, 3, 120, "fchmodat", (0x3, "/dst"))
+    files.on_syscall(call("fchmodat", 3, 130, (AT_FDCWD, 0x3, 0o600), 0, comm="cp"))
+    files.finish()
+    assert files.ctx.out.out.getvalue().splitlines()[2:] == [
+        "cp(3): R   /src", "cp(3): W   /dst", "cp(3): W   /dst", "cp(3): A   /dst"]
