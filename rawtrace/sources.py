@@ -376,6 +376,7 @@ class LiveOptions:
     preflight: bool = True
     tick: float = 0.1
     page_sink: Any = None          # fn(cpu, page bytes) for every sub-buffer read, before decoding
+    duration: float | None = None  # stop recording after this many seconds (the spooler does it on time)
 
 
 class LiveSource(Source):
@@ -490,7 +491,8 @@ class LiveSource(Source):
         if options.spool:
             from rawtrace.tracefs.spool import DEFAULT_LIMIT_MB, Spool
             limit = (options.spool_mb or DEFAULT_LIMIT_MB) << 20
-            self._source = Spool(self._buffers, clock_id=self._clock_id, limit_bytes=limit)
+            self._source = Spool(self._buffers, clock_id=self._clock_id, limit_bytes=limit,
+                                 stop_after=options.duration, tracing_on=inst.path / "tracing_on")
             self._source.start()
             self.summary.spooled = True
         if not self.pids and (inst.path / "set_event_notrace_pid").exists():
@@ -668,6 +670,8 @@ class LiveSource(Source):
             # Stop the writers, let the spooler copy what is left, then take everything.
             self.stop_recording()
             source.finish()
+            if self.summary.spooled and self.summary.spooler_exit is None:
+                self._check_spooler()
             final = False
             while True:
                 drained, ready = self._read_round()
@@ -698,7 +702,8 @@ class LiveSource(Source):
         """Say so if the spooler child died while recording (its pages are then read directly, and
         what the kernel overwrote meanwhile is counted as lost)."""
         status = getattr(self._source, "exit_status", None)
-        if status is not None and self._recording:
+        # A spooler asked to stop exits with 0; anything else means it died.
+        if status is not None and status != 0:
             self.summary.spooler_exit = (f"killed by signal {-status}" if status < 0 else f"exit status {status}")
 
     def _stats_crosscheck(self) -> list:

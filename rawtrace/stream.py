@@ -111,6 +111,8 @@ class Stream:
         all_events = events + helpers
         wanted = dict(needs.fields)
         if live:
+            if self.duration is not None:
+                source.options.duration = self.duration
             source.open(all_events, wanted=wanted, unfiltered=set(helpers) | needs.unfiltered)
             if needs.tasks:
                 ctx.tasks.snapshot(source.pids or None)
@@ -118,6 +120,12 @@ class Stream:
             source.open(None if self.all_events else all_events, wanted=wanted)
         self.events = events
         self._build_dispatch(needs, helpers)
+        # The -d timer starts now, before rawtrace lowers its priority (a thread created later would
+        # inherit nice 19 and could be starved under a flood: recording would stop late).
+        self._timer_started = False
+        if live and self.duration is not None:
+            source.stop_after(self.duration)
+            self._timer_started = True
 
     def _build_dispatch(self, needs, helpers) -> None:
         source, tool, ctx = self.source, self.tool, self.ctx
@@ -240,7 +248,7 @@ class Stream:
             self.setup()
         source, tool = self.source, self.tool
         live = source.kind == "live"
-        if live and self.duration is not None:
+        if live and self.duration is not None and not self._timer_started:
             source.stop_after(self.duration)
         tool.start()
         dispatch = self.dispatch

@@ -228,13 +228,15 @@ def _write_all(fd: int, data: bytes) -> None:
 def spool_loop(sources: dict[int, int], spools: dict[int, int], marks: SpoolMarks, control_fd: int,
                notify_fd: int | None, *, clock_id: int | None, subbuf_size: int, limit_per_cpu: int,
                idle_ms: int = 20, busy_ms: int = 2, flush_ms: int = 50, use_splice: bool = True,
-               batch: int = 256) -> None:
+               batch: int = 256, deadline: float | None = None, stop_fd: int | None = None) -> None:
     """The child's work: copy whole sub-buffers from each CPU's fd (`sources`, O_NONBLOCK) to the end of
     its spool fd, publish progress, and return after the final drain that a byte on `control_fd` asks for
     (or its end of file). A CPU whose unconsumed spool reaches `limit_per_cpu` bytes is not read until the
     parent catches up: the kernel then overwrites and reports the loss, as it would with no spooler.
     The partial page a writer is filling is taken at most every `flush_ms`, and at the end. At most
-    `batch` pages are moved per CPU per round, so one busy CPU cannot starve the others."""
+    `batch` pages are moved per CPU per round, so one busy CPU cannot starve the others.
+    At `deadline` (time.monotonic()) the child writes "0" to `stop_fd` (the instance's tracing_on): it runs
+    at normal priority, so a duration ends recording on time however far the decoder lags."""
     movers = {cpu: _PageMover(fd, spools[cpu], subbuf_size, use_splice) for cpu, fd in sources.items()}
     committed = dict.fromkeys(sources, 0)
     last_drained = dict.fromkeys(sources, _NO_TIME)
@@ -253,6 +255,16 @@ def spool_loop(sources: dict[int, int], spools: dict[int, int], marks: SpoolMark
     timeout = busy_ms
     clock = time.monotonic()
     while True:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                try:
+                    os.write(stop_fd, b"0")
+                except OSError:
+                    pass
+                deadline = None
+            else:
+                timeout = min(timeout, max(1, int(left * 1000) + 1))
         try:
             for fd, _ in (control_only if paused else waiter).poll(timeout):
                 if fd == control_fd:
@@ -346,7 +358,8 @@ class Spool:
     fallback and for the reads after the child has gone)."""
 
     def __init__(self, buffers: BufferReader, *, clock_id: int | None, limit_bytes: int,
-                 directory: str | None = None, idle_ms: int = 20) -> None:
+                 directory: str | None = None, idle_ms: int = 20, stop_after: float | None = None,
+                 tracing_on: Path | None = None) -> None:
         self.buffers = buffers
         self.cpus = list(buffers.readers)
         self.subbuf_size = next(iter(buffers.readers.values())).subbuf_size if buffers.readers else 4096
@@ -368,6 +381,10 @@ class Spool:
         self._notify: tuple[int, int] | None = None
         self._poll = None
         self._stop_sent = False
+        self.stop_after = stop_after
+        self.tracing_on = tracing_on
+        self._stop_fd: int | None = None
+        self._deadline: float | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -382,12 +399,26 @@ class Spool:
             self._notify = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
             self._poll = select.poll()
             self._poll.register(self._notify[0], select.POLLIN)
+            if self.stop_after is not None and self.tracing_on is not None:
+                self._stop_fd = os.open(self.tracing_on, os.O_WRONLY | os.O_CLOEXEC)
+                self._deadline = time.monotonic() + self.stop_after
             self.child = os.fork()
         except BaseException:
+            self._close_stop_fd()
             self.close()
             raise
         if self.child == 0:
             self._child_main()              # never returns
+        # Only the child writes tracing_on at the deadline; an open file would keep the instance busy.
+        self._close_stop_fd()
+
+    def _close_stop_fd(self) -> None:
+        if self._stop_fd is not None:
+            try:
+                os.close(self._stop_fd)
+            except OSError:
+                pass
+            self._stop_fd = None
 
     def _child_main(self) -> None:
         status = 1
@@ -404,10 +435,12 @@ class Spool:
                 os._exit(1)
             sources = {cpu: reader.fd for cpu, reader in self.buffers.readers.items()}
             keep = set(sources.values()) | set(self._files.values()) | {self._control[0], self._notify[1]}
+            if self._stop_fd is not None:
+                keep.add(self._stop_fd)
             _close_all_but(keep)
             spool_loop(sources, self._files, self.marks, self._control[0], self._notify[1],
                        clock_id=self.clock_id, subbuf_size=self.subbuf_size, limit_per_cpu=self.limit_per_cpu,
-                       idle_ms=self.idle_ms)
+                       idle_ms=self.idle_ms, deadline=self._deadline, stop_fd=self._stop_fd)
             status = 0
         except BaseException:           # noqa: BLE001 - whatever happens, never run the parent's code
             status = 1
