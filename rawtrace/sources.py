@@ -177,6 +177,11 @@ class Source:
         """(/proc to consult or None, saved comms, saved tgids)."""
         return None, {}, {}
 
+    def arch(self) -> str:
+        """The arch of the traced kernel: syscall numbers and flag values are named with its tables."""
+        from rawtrace.syscalls.arches import host_arch
+        return host_arch(self.host)
+
     def close(self) -> None:
         pass
 
@@ -289,7 +294,22 @@ class TraceDatSource(_PagesBase):
         self.clock = buffer.clock or dat.clock or "local"
         self.saved_comms = parse_saved_cmdlines(dat.cmdlines or "")
         self._index(dat.formats())
+        # The recording machine's `uname` (option 5, "Linux host release machine"), when trace-cmd saved it.
+        self.machine = None
+        for option, payload in dat.options:
+            if option == OPTION_UNAME:
+                words = payload.split(b"\0", 1)[0].decode("ascii", "replace").split()
+                self.machine = words[-1] if words else None
         self.cpu_data = [(path, cpu, dat.cpu_data(buffer, cpu)) for cpu in sorted(buffer.cpus)]
+
+
+    def arch(self) -> str:
+        from rawtrace.syscalls.arches import arch_for_machine
+        found = arch_for_machine(self.machine) if self.machine else None
+        return found.name if found is not None else super().arch()
+
+
+OPTION_UNAME = 5
 
 
 class PagesSource(_PagesBase):
@@ -839,9 +859,12 @@ def open_input(paths: list[str], host=None, *, cpu: int | None = None, byteorder
         if len(inputs) > 1:
             raise UsageError(f"{tracedat[0]} is a trace.dat file: read it on its own")
         data = inputs[0][1]
-        return TraceDatSource(tracedat[0], None if tracedat[0] != "-" else bytes(data))
-    files = [(path, cpu if cpu is not None else file_cpu(path, n), data) for n, (path, data) in enumerate(inputs)]
-    return PagesSource(files, _tracefs_dir(host), byteorder or sys.byteorder)
+        source: Source = TraceDatSource(tracedat[0], None if tracedat[0] != "-" else bytes(data))
+    else:
+        files = [(path, cpu if cpu is not None else file_cpu(path, n), data) for n, (path, data) in enumerate(inputs)]
+        source = PagesSource(files, _tracefs_dir(host), byteorder or sys.byteorder)
+    source.host = host          # a --root tree names the arch of raw pages from elsewhere
+    return source
 
 
 def _tracefs_dir(host) -> Path:

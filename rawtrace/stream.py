@@ -68,9 +68,8 @@ class Stream:
     def __init__(self, source, tool_class, args, out, *, arch: str | None = None, interval: float | None = None,
                  count: int | None = None, duration: float | None = None, pids: list[int] | None = None,
                  tids: list[int] | None = None, comm: str | None = None) -> None:
-        from rawtrace.syscalls.arches import host_arch
         self.source = source
-        self.ctx = ctx = Context(source, out, arch or host_arch())
+        self.ctx = ctx = Context(source, out, arch or source.arch())
         ctx.stream = self
         self.tool = tool_class(args, ctx)
         self.interval = interval
