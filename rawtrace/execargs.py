@@ -579,9 +579,17 @@ class ExecJoiner:
         for pending in self._pending.values():
             pending.incomplete = True
 
-    def probe(self, name: str, ts: int, tid: int, fields: dict) -> None:
-        if self.assembler is not None:
-            self.assembler.add(name, ts, tid, fields)
+    def probe(self, name: str, ts: int, tid: int, fields: dict) -> list[ExecAttempt]:
+        """A probe event. A waiting exec is finished when its program-start hit's head event arrives: the
+        kernel runs the consumers of one address newest first, so the head (defined first) comes last."""
+        if self.assembler is None:
+            return []
+        self.assembler.add(name, ts, tid, fields)
+        event = self.assembler.by_name.get(name)
+        if tid in self._waiting and event is not None and event.head and event.site.symbol == self.start_site:
+            pending, ret, _since = self._waiting.pop(tid)
+            return [self._finish(pending, ret, ts)]
+        return []
 
     def enter(self, ts: int, tid: int, syscall: str, fields: dict) -> list[ExecAttempt]:
         """sys_enter_execve / sys_enter_execveat. `fields` as decoded (argv pointer, maybe __filename_val)."""

@@ -147,10 +147,14 @@ def start_joiner(cmdlines=None):
 
 
 def start_hit(j, pid, argv, ts):
+    """The events of one start-site hit, in the kernel's order (newest consumer first: the head last);
+    returns what the joiner finished on them."""
     regs, mem = call(argv)
     regs = {"dx": regs["si"], "si": len(argv)}     # __libc_start_main(main, argc, argv, ...)
-    for name, fields in hit(START_ONLY, regs, mem, random.Random(0)).items():
-        j.probe(name, ts, pid, fields)
+    done = []
+    for name, fields in reversed(list(hit(START_ONLY, regs, mem, random.Random(0)).items())):
+        done += j.probe(name, ts, pid, fields)
+    return done
 
 
 def test_start_site_plan_has_no_path_or_env():
@@ -165,9 +169,8 @@ def test_exec_by_a_static_caller_gets_argv_at_the_program_start():
     j.enter(10, 40, "execve", {"argv": 0x55})            # no call-site hit: a static caller
     j.process_exec(20, 40, 40, "/usr/bin/dyn")
     assert j.exit(21, 40, 0) == [] and j.waiting          # waits for the new program's start
-    start_hit(j, 40, [b"dyn", b"arg one"], 500)
     assert j.settle(600) == []                            # not yet past wait_ns
-    [attempt] = j.settle(1600)
+    [attempt] = start_hit(j, 40, [b"dyn", b"arg one"], 500)   # finished on the hit's head
     assert attempt.argv == [b"dyn", b"arg one"] and attempt.argv_source == "uprobe-start"
     assert attempt.ret == 0 and attempt.filename == "/usr/bin/dyn" and not j.waiting
 
@@ -194,7 +197,7 @@ def test_complete_call_site_capture_does_not_wait():
     j.process_exec(20, 42, 42, "/bin/ls")
     [attempt] = j.exit(21, 42, 0)
     assert attempt.argv_source == "uprobe" and attempt.argv == [b"ls", b"-l"]
-    start_hit(j, 42, [b"ls", b"-l"], 30)                  # the program's own start: ignored
+    assert start_hit(j, 42, [b"ls", b"-l"], 30) == []     # the program's own start: ignored
     assert j.settle(5000) == [] and j.flush(5000) == []
 
 
@@ -205,8 +208,7 @@ def test_cut_capture_completed_at_the_start_unless_it_disagrees():
     j.enter(10, 43, "execve", {"argv": argv_pointer})
     j.process_exec(20, 43, 43, "/bin/p")
     assert j.exit(21, 43, 0) == []
-    start_hit(j, 43, [b"p", b"a", long], 30)
-    [attempt] = j.settle(5000)
+    [attempt] = start_hit(j, 43, [b"p", b"a", long], 30)
     # The start site has the same plan: argv[2] is cut there too, but no shorter than at the call.
     assert attempt.argv_source == "uprobe-start" and attempt.argv[:2] == [b"p", b"a"]
     # A script: the kernel rewrote argv for the interpreter; the call site's capture stands.
@@ -215,8 +217,7 @@ def test_cut_capture_completed_at_the_start_unless_it_disagrees():
     j.enter(10, 44, "execve", {"argv": argv_pointer})
     j.process_exec(20, 44, 44, "/tmp/script")
     j.exit(21, 44, 0)
-    start_hit(j, 44, [b"/bin/sh", b"./script", long], 30)
-    [attempt] = j.settle(5000)
+    [attempt] = start_hit(j, 44, [b"/bin/sh", b"./script", long], 30)
     assert attempt.argv_source == "uprobe" and attempt.argv[0] == b"./script"
 
 
@@ -229,7 +230,16 @@ def test_exec_of_a_32_bit_program_which_execs_again():
     assert j.process_exec(20, 50, 50, "/tmp/c32") == []
     [first] = j.process_exec(30, 50, 50, "/bin/sleep")
     assert first.filename == "/tmp/c32" and first.argv == [b"/tmp/c32"] and first.ret == 0
-    start_hit(j, 50, [b"sleep", b"0.3"], 40)
-    [second] = j.settle(5000)
+    [second] = start_hit(j, 50, [b"sleep", b"0.3"], 40)
     assert second.filename == "/bin/sleep" and second.argv == [b"sleep", b"0.3"]
     assert second.argv_source == "uprobe-start" and second.ret == 0 and second.comm == "c32"
+
+
+def test_waiting_exec_finished_by_age_when_no_start_hit_comes():
+    j = start_joiner()
+    j.enter(10, 60, "execve", {"argv": 0x55})
+    j.process_exec(20, 60, 60, "/usr/bin/static")
+    assert j.exit(21, 60, 0) == []
+    assert j.settle(500) == [] and j.waiting
+    [attempt] = j.settle(2000)                            # 1000 ns wait_ns passed
+    assert attempt.argv_source == "none" and not j.waiting

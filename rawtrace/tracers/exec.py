@@ -108,8 +108,8 @@ exec costs a few probe events, and a failed read per word of slots past the end 
 plan, the slower every exec while tracing. Longer or further arguments come from /proc/PID/cmdline when
 the process still lives and its cmdline agrees with the captured part (argv_source uprobe+proc), else
 they are marked cut. Static binaries, Go programs and raw syscall(2) bypass the C library's exec
-functions: a dynamically linked program they start is read at its start (uprobe-start; output waits up
-to 0.2 s of trace time for it), a static one from /proc/PID/cmdline (proc), which a short-lived process
+functions: a dynamically linked program they start is read at its start (uprobe-start; output waits for
+it, up to 0.2 s of trace time), a static one from /proc/PID/cmdline (proc), which a short-lived process
 may already have left (none). A word the kernel cannot read without a page fault (argv memory swapped
 out) keeps stale bytes in a fixed-size fetch, undetectably. 32-bit compat tasks: the syscall events skip
 them; their successful execs are reported from sched_process_exec, argv from /proc."""
@@ -314,7 +314,7 @@ them; their successful execs are reported from sched_process_exec, argv from /pr
     # -- tracefs handlers ----------------------------------------------------------------------
     def _probe(self, name: str, joiner):
         def on_probe(rec) -> None:
-            joiner.probe(name, rec.ts, rec.pid, rec.fields)
+            self._emit_all(joiner.probe(name, rec.ts, rec.pid, rec.fields))
             if joiner.waiting:
                 self._emit_all(joiner.settle(rec.ts))
         return on_probe
@@ -521,6 +521,10 @@ class ProcSource:
 
     def task_seed(self):
         return self.host.path("/proc"), {}, {}
+
+    def arch(self) -> str:
+        from rawtrace.syscalls.arches import host_arch
+        return host_arch(self.host)
 
     def format(self, system: str, name: str):
         return None
