@@ -6,7 +6,7 @@ Public API:
   event's print fmt produces (what follows ``name: `` in the kernel's `trace` file). Raises
   ``Unrenderable`` when the print fmt uses something this module cannot evaluate (statement expressions,
   unknown helpers); the returned function raises ``Unrenderable`` for one event it cannot render.
-* ``TextRenderer(printk_formats=None, symbols=None, long_size=8, style="kernel")``: renderers cached per
+* ``TextRenderer(printk_formats=None, symbols=None, long_size=8, style="kernel", escape=True)``: renderers cached per
   event format, a raw-fields fallback for events that cannot be rendered (counted in ``fallbacks``, per
   event name), and the events the kernel prints with C code instead of their print fmt: syscall events
   (``sys_openat(dfd: ...)``), ``ftrace:print``, ``ftrace:bprint``, ``ftrace:bputs``, and the probed
@@ -1289,10 +1289,11 @@ def _raw_fields(event) -> str:
 class TextRenderer:
     """Event text from print fmts, compiled once per format; raw fields for what cannot be rendered.
 
-    ``fallbacks`` counts events rendered as raw fields, per "system:event"; ``reasons`` keeps why."""
+    ``fallbacks`` counts events rendered as raw fields, per "system:event"; ``reasons`` keeps why.
+    Text is escaped for a terminal unless ``escape=False`` (which gives the kernel's own bytes)."""
 
     def __init__(self, printk_formats: dict | None = None, symbols: Symbols | None = None, long_size: int = 8,
-                 style: str = "kernel", constants: dict | None = None) -> None:
+                 style: str = "kernel", constants: dict | None = None, escape: bool = True) -> None:
         if style not in ("kernel", "trace-cmd"):
             raise ValueError(f"unknown style {style!r}")
         self.printk_formats = printk_formats
@@ -1300,6 +1301,9 @@ class TextRenderer:
         self.long_size = long_size
         self.style = style
         self.constants = constants
+        self.escape = escape                   # False: the kernel's bytes as they are (oracle comparisons)
+        from rawtrace.render_event import safe_text
+        self._safe = safe_text
         self.fallbacks: Counter = Counter()
         self.reasons: dict[str, str] = {}
         self._cache: dict[int, tuple[EventFormat, Callable]] = {}
@@ -1425,24 +1429,35 @@ class TextRenderer:
             self._cache[fmt.id] = cached
         return cached[1]
 
-    def body(self, event) -> str:
-        """The event's text (its print fmt applied), or its raw fields when that cannot be done."""
+    def _text(self, event) -> tuple[str, bool]:
+        """(text, True) from the print fmt, unescaped; (raw fields, False), already escaped."""
         render = self._renderer_for(event.format)
         if render is not None:
             try:
-                return render(event)
+                return render(event), True
             except (Unrenderable, KeyError, TypeError, ValueError, IndexError, OverflowError) as exc:
                 self.reasons.setdefault(event.format.full_name, str(exc) or type(exc).__name__)
         self.fallbacks[event.format.full_name] += 1
-        return _raw_fields(event)
+        return _raw_fields(event), False
+
+    def body(self, event) -> str:
+        """The event's text (its print fmt applied), or its raw fields when that cannot be done. With
+        `escape` (the default) control characters and undecodable bytes are shown escaped
+        (render_event.safe_text): strings in events come from traced programs."""
+        text, rendered = self._text(event)
+        return self._safe(text) if rendered and self.escape else text
 
     def line_body(self, event) -> str:
         """What the kernel's `trace` file shows after the time stamp: `name: text` (syscall events and the
         ftrace ones print without the name, as the kernel does)."""
         fmt = event.format
-        text = self.body(event)
+        text, rendered = self._text(event)
         if fmt.system == "ftrace" and fmt.name in ("print", "bprint", "bputs"):
-            return text.removesuffix("\n")
+            text = text.removesuffix("\n")     # the line's own newline
+        if rendered and self.escape:
+            text = self._safe(text)
+        if fmt.system == "ftrace" and fmt.name in ("print", "bprint", "bputs"):
+            return text
         if fmt.id in self._nameless and self._cache[fmt.id][0] is fmt:
             return text
         return f"{fmt.name}: {text}"
@@ -1455,7 +1470,7 @@ class TextRenderer:
 # ---------------------------------------------------------------------------------------------------
 # Ready-made renderers for the two usual sources (the only functions here that read files)
 
-def renderer_for_host(host=None, tracefs=None, style: str = "kernel") -> TextRenderer:
+def renderer_for_host(host=None, tracefs=None, style: str = "kernel", escape: bool = True) -> TextRenderer:
     """A TextRenderer with this machine's printk_formats, kallsyms and BTF enum constants (each optional:
     what cannot be read is left out, and events needing it fall back to raw fields)."""
     from pathlib import Path
@@ -1481,10 +1496,10 @@ def renderer_for_host(host=None, tracefs=None, style: str = "kernel") -> TextRen
         constants = kernel_constants(btf, symbols, host.machine() if hasattr(host, "machine") else "x86_64")
     except Exception:  # noqa: BLE001 - damaged BTF: no constants, never no rendering
         constants = kernel_constants(None, symbols)
-    return TextRenderer(printk, symbols, long_size=8, style=style, constants=constants)
+    return TextRenderer(printk, symbols, long_size=8, style=style, constants=constants, escape=escape)
 
 
-def renderer_for_tracedat(dat, style: str = "kernel") -> TextRenderer:
+def renderer_for_tracedat(dat, style: str = "kernel", escape: bool = True) -> TextRenderer:
     """A TextRenderer with a trace.dat's own printk_formats and kallsyms (no BTF: enum names that the
     print fmts left unexpanded fall back to raw fields)."""
     from rawtrace.parse.format import parse_header_page
@@ -1493,4 +1508,5 @@ def renderer_for_tracedat(dat, style: str = "kernel") -> TextRenderer:
     symbols = Symbols.from_kallsyms(kallsyms) if kallsyms else None
     long_size = parse_header_page(dat.header_page).commit_size
     return TextRenderer(parse_printk_formats(printk) if printk else None, symbols if symbols else None,
-                        long_size=long_size, style=style, constants=kernel_constants(None, symbols))
+                        long_size=long_size, style=style, constants=kernel_constants(None, symbols),
+                        escape=escape)

@@ -247,7 +247,8 @@ def test_replay_of_the_kernels_own_text():
     for fid, (system, text) in data["formats"].items():
         formats[int(fid)] = parse_format(text, system=system, long_size=8)
     symbols = Symbols.from_kallsyms(data["kallsyms"])
-    text = TextRenderer(parse_printk_formats(data["printk_formats"]), symbols, constants=data["constants"])
+    text = TextRenderer(parse_printk_formats(data["printk_formats"]), symbols, constants=data["constants"],
+                        escape=False)
     total = matched = 0
     differing = Counter()
     for name, examples in data["events"].items():
@@ -294,7 +295,8 @@ def test_trace_cmd_report_as_second_oracle(tmp_path):
     formats = src.formats()
     layout = src.page_layout(buf)
     decoders = layout.decoders(formats)
-    text = TextRenderer(parse_printk_formats(printk), Symbols.from_kallsyms(kallsyms), style="trace-cmd")
+    text = TextRenderer(parse_printk_formats(printk), Symbols.from_kallsyms(kallsyms), style="trace-cmd",
+                        escape=False)
     compared = 0
     for cpu, pages in data.items():
         ours = [text.line_body(e) for e in iter_pages(layout, pages, cpu, decoders) if isinstance(e, Event)]
@@ -366,3 +368,11 @@ def test_struct_pointer_arithmetic_needs_the_struct_size():
     # The base alone is not enough: adding the pfn to it unscaled would print a wrong address.
     with pytest.raises(Unrenderable, match="size is unknown"):
         renderer(fmt, constants={"vmemmap_base": 0xFFFFEA0000000000})
+
+
+def test_text_is_escaped_for_a_terminal_unless_asked_for_the_kernels_bytes():
+    fmt = make_format("\tfield:char comm[16];\toffset:8;\tsize:16;\tsigned:0;\n", '"comm=%s", REC->comm')
+    ev = event(fmt, comm="a\x1b[2Jb\udcff")
+    assert TextRenderer().line_body(ev) == "ev: comm=a\\x1b[2Jb\\xff"
+    assert TextRenderer().body(ev).isprintable()
+    assert TextRenderer(escape=False).body(ev) == "comm=a\x1b[2Jb\udcff"

@@ -136,7 +136,7 @@ def test_kernel_trace_text_matches_print_fmt_rendering(live_tracefs, tmp_path):
     assert not capture.count_mismatch, capture.count_mismatch
     symbols = Symbols.from_kallsyms(Path("/proc/kallsyms").read_text())
     btf = Path("/sys/kernel/btf/vmlinux")
-    renderer = TextRenderer(parse_printk_formats(capture.printk_formats), symbols,
+    renderer = TextRenderer(parse_printk_formats(capture.printk_formats), symbols, escape=False,
                             constants=kernel_constants(btf.read_bytes() if btf.exists() else None, symbols))
     matched, differing, example = match_rate(capture.pairs, renderer)
     total = len(capture.pairs)
