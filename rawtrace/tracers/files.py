@@ -18,6 +18,7 @@ from collections import deque
 from rawtrace import filepaths as FP
 from rawtrace.errors import NotSupported, TracingBlocked, UsageError
 from rawtrace.fdtable import AT_FDCWD, FILE, FdTables
+from rawtrace.sources import Source
 from rawtrace.tracers.base import Needs, Tool
 
 MAX_ERRNO = 4095
@@ -206,6 +207,7 @@ Overhead: two events per file syscall plus one uprobe hit per libc call.
         self._under = [self._clean_dir(d) for d in args.under]
         self._dirs = [self._clean_dir(d) for d in args.dir]
         self._mount = self._current_mount() if args.current_mount else None
+        self._mounts: list = []
 
     # -- options ---------------------------------------------------------------------------------
     @staticmethod
@@ -215,12 +217,7 @@ Overhead: two events per file syscall plus one uprobe hit per libc call.
         return os.path.normpath(os.path.abspath(text))
 
     def _current_mount(self) -> str:
-        cwd = os.getcwd()
-        best = "/"
-        for _src, mountpoint, _fstype, _opts in (self.host.mounts() if self.host else []):
-            if (cwd == mountpoint or cwd.startswith(mountpoint.rstrip("/") + "/")) and len(mountpoint) > len(best):
-                best = mountpoint
-        return best
+        return _current_mount_of(self.host)
 
     def _mount_of(self, path: str) -> str:
         best = "/"
@@ -759,6 +756,16 @@ Overhead: two events per file syscall plus one uprobe hit per libc call.
         out.note(note)
 
 
+def _current_mount_of(host) -> str:
+    """The mount point of the current directory (fatrace -c)."""
+    cwd = os.getcwd()
+    best = "/"
+    for _src, mountpoint, _fstype, _opts in (host.mounts() if host is not None else []):
+        if (cwd == mountpoint or cwd.startswith(mountpoint.rstrip("/") + "/")) and len(mountpoint) > len(best):
+            best = mountpoint
+    return best
+
+
 def _read_matches(pending, record) -> bool:
     """A waiting open and a fanotify event agree on whether the file was read by the event's read time."""
     from rawtrace.fanotify import FAN_ACCESS
@@ -854,11 +861,12 @@ class _WithFanotify:
             if batch:
                 latest = max(latest, batch[-1].ts)
             extra, self.drained_at = fan.take()
-            if extra and latest:
+            if latest:
                 # tracefs records, then fanotify's, then where the tracefs side is (the batch's last time).
-                batch = list(batch) + extra + [Progress(latest, self.drained_at)]
-            elif batch:
-                batch = list(batch) + [Progress(latest, self.drained_at)]
+                if batch or extra:
+                    batch = list(batch) + extra + [Progress(latest, self.drained_at)]
+            elif extra:
+                batch = list(batch) + extra       # nothing from tracefs yet: no progress to tell
             yield batch
         fan.stop_reader()
         tail = fan.read_available() if fan.fd is not None else []
@@ -877,20 +885,17 @@ class _WithFanotify:
             self._live.close()
 
 
-class FanotifyOnly:
+class FanotifyOnly(Source):
     """fanotify as the stream's only source (no tracefs: locked-down kernels, --source fanotify)."""
 
     kind = "fanotify"
     clock = "mono"
-    ns = True
 
     def __init__(self, host, fanotify) -> None:
-        from rawtrace.sources import SourceSummary
+        super().__init__()
         self.host = host
         self.fanotify = fanotify
-        self.ids: dict = {}
         self.pids: list[int] = []
-        self.summary = SourceSummary()
         self._timer = None
 
     def format(self, system: str, name: str):
@@ -925,12 +930,6 @@ class FanotifyOnly:
         if self._timer is not None:
             self._timer.cancel()
         self.fanotify.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def choose_source(args, host) -> tuple[str, str | None]:
@@ -979,7 +978,8 @@ def run(args, host) -> int:
             raise NotSupported(missing)
         if why:
             out.note(f"tracefs is refused here ({why}): tracing with fanotify alone")
-        source = FanotifyOnly(host, FanotifySource(host, ignore_pids=set(args.exclude_pid)))
+        mounts = [_current_mount_of(host)] if args.current_mount else None
+        source = FanotifyOnly(host, FanotifySource(host, mounts=mounts, ignore_pids=set(args.exclude_pid)))
     else:
         source = make_source(args, host, Files)
         if not args.input and not args.no_fanotify and fanotify_available(host) is None:
