@@ -329,3 +329,14 @@ def test_sendfile_reads_one_file_and_writes_the_other_chmod_is_an_attribute_chan
     files.finish()
     assert files.ctx.out.out.getvalue().splitlines()[2:] == [
         "cp(3): R   /src", "cp(3): W   /dst", "cp(3): W   /dst", "cp(3): A   /dst"]
+
+
+def test_fds_from_pipes_made_during_the_trace_are_hidden_unless_all_fds():
+    for argv, shown in (([], []), (["--all-fds"], [None])):
+        files = tool(argv)
+        files.fds.forked(1, 2)                 # followed since its fork: its table is complete
+        files.on_syscall(call("write", 2, 10, (5, 0, 3), 3))
+        records = output(files)
+        assert [r["path"] for r in records if r["type"] == "file"] == shown, argv
+        summary = next(r for r in records if r["type"] == "summary")
+        assert summary["hidden_anonymous_fd_events"] == (0 if shown else 1)

@@ -488,8 +488,11 @@ Overhead: two events per file syscall plus one uprobe hit per libc call.
                 if self.fds.tracked(pid):
                     # Followed since fork or read at start, and never opened by a traced call: a pipe,
                     # socketpair, eventfd... whose fds the kernel wrote to user memory.
-                    self.hidden_fds += 1
-                    return None
+                    if not self.args.all_fds:
+                        self.hidden_fds += 1
+                        return None
+                    return PathCell(None, FP.SOURCE_UNKNOWN,
+                                    f"fd {fd}: a pipe, socketpair or eventfd made during the trace, gone from /proc")
                 return PathCell(None, FP.SOURCE_UNKNOWN, f"fd {fd} of pid {pid} not known")
             entry = late
         if entry.kind != FILE and not self.args.all_fds:
