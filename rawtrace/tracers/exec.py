@@ -89,6 +89,9 @@ examples:
   rawtrace exec --max-args 400 --max-arg-len 16384 --head-args 2   # wider in-kernel capture
   rawtrace exec --source proc           # proc connector + /proc/PID/cmdline (lockdown-proof)
 
+-n NAME keeps execs whose name before or after the exec is NAME; -t is the thread filter, as in every
+rawtrace tool (bcc's -t timestamp column is --timestamp here).
+
 Columns: PCOMM the caller's name before the exec, COMM the name after it (- when it failed), PID the
 process (after a non-leader thread's exec, the leader's), PPID its parent (the process that forked it),
 RET 0 or the errno name, FILE the file the kernel ran (as resolved by sched_process_exec; for a failed call
