@@ -91,6 +91,8 @@ class SourceSummary:
     stopped_at: float | None = None       # monotonic time recording stopped
     spooler_exit: str | None = None      # how the spooler child ended, if it died early
     undecoded_bytes: int = 0              # recorded but not decoded (the drain after a signal gave up)
+    recorded: float | None = None         # seconds of recording (live), when it was stopped before the end
+    drain: float = 0.0                    # seconds spent decoding what was recorded after recording stopped
 
     def note_lost(self, rec: Lost) -> None:
         if rec.count < 0:
@@ -706,7 +708,11 @@ class LiveSource(Source):
                 yield crosscheck
         finally:
             summary = self.summary
-            summary.duration = time.monotonic() - self._started_at
+            ended = time.monotonic()
+            summary.duration = ended - self._started_at
+            if summary.stopped_at is not None:
+                summary.recorded = summary.stopped_at - self._started_at
+                summary.drain = ended - summary.stopped_at
             summary.spool_peak_bytes = getattr(source, "peak_bytes", 0)
             marks = getattr(source, "marks", None)
             if marks is not None:

@@ -345,7 +345,8 @@ Overhead: two events per syscall, decoded to the number and return value only.""
         ctx = self.ctx
         out = ctx.out
         summary = ctx.source.summary
-        info = {"calls": self.calls, "unpaired_exits": self.unpaired_exits, "in_flight_at_end": self.in_flight_at_end,
+        info = {"calls": self.calls, "recorded": summary.recorded, "drain": round(summary.drain, 3),
+                "unpaired_exits": self.unpaired_exits, "in_flight_at_end": self.in_flight_at_end,
                 "lost": summary.lost, "lost_unknown_pages": summary.lost_unknown_pages,
                 "suspect_pairs_dropped": self.suspect, "duration": round(summary.duration, 6),
                 "kernel_overrun": summary.kernel_overrun}
@@ -371,6 +372,9 @@ def report_run(out, source, what: str, info: dict, extra: list[str] | None = Non
     parts += extra or []
     if source.kind == "live":
         parts.append(f"{summary.duration:.3f} s")
+        if summary.recorded is not None and summary.drain >= 0.5:
+            parts.append(f"recorded for {summary.recorded:.3f} s, then {summary.drain:.1f} s decoding what was "
+                         "recorded")
         if summary.lost or any(summary.kernel_overrun.values()):
             per_cpu = " ".join(f"cpu{cpu}={n}" for cpu, n in sorted(summary.kernel_overrun.items()))
             parts.append(f"kernel per-CPU overrun: {per_cpu}")

@@ -172,7 +172,8 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
                 "duration": round(summary.duration, 6), "pages": summary.pages,
                 "kernel_overrun": summary.kernel_overrun, "spooled": summary.spooled,
                 "spool_peak_bytes": summary.spool_peak_bytes, "max_lag": round(summary.max_lag, 6),
-                "undecoded_bytes": summary.undecoded_bytes}
+                "undecoded_bytes": summary.undecoded_bytes, "recorded": summary.recorded,
+                "drain": round(summary.drain, 3)}
         if joiner is not None:
             info["syscalls"] = dict(joiner.counts)
         report_run(out, ctx.source, f"{self.shown} events", info, quiet_offline=True)
