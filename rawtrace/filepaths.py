@@ -11,11 +11,12 @@ from rawtrace.host import Host
 # path_source values, best first; the summary counts events per source.
 SOURCE_KERNEL = "syscall"        # the syscall event's own __X_val string (6.19+)
 SOURCE_UPROBE = "uprobe"         # a libc uprobe fetched the string in the kernel, joined by tid + pointer
+SOURCE_EPROBE = "eprobe"         # an event probe on the syscall's enter event fetched it (same join)
 SOURCE_FANOTIFY = "fanotify"     # fanotify named the file for the same pid
 SOURCE_FDTABLE = "fdtable"       # an fd mapped through the fd table (its open had one of the above)
 SOURCE_PROC = "proc"             # /proc/PID/fd/N read late (racy)
 SOURCE_UNKNOWN = "unknown"
-SOURCES = (SOURCE_KERNEL, SOURCE_UPROBE, SOURCE_FANOTIFY, SOURCE_FDTABLE, SOURCE_PROC, SOURCE_UNKNOWN)
+SOURCES = (SOURCE_KERNEL, SOURCE_EPROBE, SOURCE_UPROBE, SOURCE_FANOTIFY, SOURCE_FDTABLE, SOURCE_PROC, SOURCE_UNKNOWN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +193,27 @@ _FUNCTION_SYSCALL = {
     "__openat64_2": "openat", "creat64": "creat", "truncate64": "truncate",
     "rename": "-", "renameat": "-", "renameat2": "-",
 }
+
+
+EPROBE_PREFIX = "files_e_"
+
+
+def plan_eprobes(syscalls: Iterable[str]) -> UprobePlan:
+    """Event probes on the syscall enter events (kernels with CONFIG_EPROBE_EVENTS): the string is read
+    in the kernel at syscall entry for every program, libc or not, static or not. Each probe fetches,
+    per path argument, the pointer (to join on, as for uprobes) and the user string behind it."""
+    probes = []
+    for name in syscalls:
+        path_args = PATH_SYSCALLS.get(name)
+        if not path_args:
+            continue
+        args = []
+        for position, arg in enumerate(path_args, 1):
+            args += [f"p{position}={arg.name}:x64", f"s{position}={arg.name}:ustring"]
+        event = f"{EPROBE_PREFIX}{name}"
+        spec = f"{event}=eprobe:syscalls:sys_enter_{name} " + " ".join(args)
+        probes.append(PlannedProbe(name, event, spec, tuple(range(1, len(path_args) + 1))))
+    return UprobePlan("kernel (eprobes on the syscall events)", tuple(probes), ())
 
 
 class Capture:

@@ -184,3 +184,15 @@ def test_fanotify_join_exact_with_progress():
     # An event with nothing to join once the syscall side passed it: reported alone at once.
     j.event(9, "open", "alone", "/b", 70)
     assert j.match(now=10_005, caught_up=80, drained=75)[1] == ["alone"]
+
+
+def test_eprobe_plan_fetches_each_path_argument_of_the_enter_event():
+    plan = P.plan_eprobes(["openat", "renameat2", "read"])
+    specs = {p.function: p.spec for p in plan.probes}
+    assert set(specs) == {"openat", "renameat2"}
+    assert specs["renameat2"] == ("files_e_renameat2=eprobe:syscalls:sys_enter_renameat2 p1=oldname:x64 "
+                                  "s1=oldname:ustring p2=newname:x64 s2=newname:ustring")
+    from rawtrace.probes import parse_spec, resolve
+    resolved = resolve(parse_spec(specs["openat"], arch="x86_64"))
+    assert resolved.definition("rawtrace_1", "files_e_openat") == (
+        "e:rawtrace_1/files_e_openat syscalls.sys_enter_openat p1=$filename:x64 s1=+0($filename):ustring")

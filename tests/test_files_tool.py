@@ -340,3 +340,24 @@ def test_fds_from_pipes_made_during_the_trace_are_hidden_unless_all_fds():
         assert [r["path"] for r in records if r["type"] == "file"] == shown, argv
         summary = next(r for r in records if r["type"] == "summary")
         assert summary["hidden_anonymous_fd_events"] == (0 if shown else 1)
+
+
+def test_needs_prefers_eprobes_where_the_kernel_has_them(tmp_path, monkeypatch):
+    from rawtrace.host import Host
+    source = Source()
+    source.kind = "live"
+    source.host = Host(tmp_path)
+    source.tracefs = tmp_path
+    source.available = lambda system, name: True
+    source.format = lambda system, name: None
+    monkeypatch.setattr(T, "_eprobes_supported", lambda source, host: True)
+    files = T.Files(parse([]), Ctx(True, {}, source))
+    needs = files.needs()
+    assert "files_e_openat=eprobe:syscalls:sys_enter_openat p1=filename:x64 s1=filename:ustring" in needs.probes
+    assert "eprobes" in needs.preflight and "uprobes" not in needs.preflight
+    # A capture from that eprobe names the next openat of the thread, as "eprobe".
+    files.start()
+    files.uprobes.capture(5, 1, "openat", [(0x10, "/etc/fstab")])
+    files.on_syscall(call("openat", 5, 2, (AT_FDCWD, 0x10, 0, 0), 3))
+    (record,) = [r for r in output(files) if r["type"] == "file"]
+    assert (record["path"], record["path_source"]) == ("/etc/fstab", "eprobe")

@@ -125,7 +125,8 @@ Output: `comm(pid): TYPES path`, one event per line, with fatrace's letters R (r
 truncate) O (open, exec) + (create) D (delete) < > (rename from / to) and A (attribute change). Failed
 calls end with their errno. The name is the process's name when the event happened, also for processes
 that have exited since (no `unknown`). JSON keys: ts pid tid comm types syscall path path_to fd flags
-mode bytes ret errno path_source (syscall: the event's own string, 6.19+; uprobe: fetched in the C
+mode bytes ret errno path_source (syscall: the event's own string, 6.19+; eprobe: fetched at syscall
+entry by an event probe, kernels with CONFIG_EPROBE_EVENTS; uprobe: fetched in the C
 library's entry point and joined by thread and pointer; fanotify: named by fanotify for the same pid;
 fdtable: an fd mapped through the fd table kept from open/dup/close/fork/exec; proc: /proc/PID/fd read
 late, racy; unknown, with the reason).
@@ -195,6 +196,7 @@ Overhead: two events per file syscall plus one uprobe hit per libc call.
         self.drained = None         # fanotify was last read empty at this time
         self.kernel_strings: dict[str, set[str]] = {}
         self.plan: FP.UprobePlan | None = None
+        self._probe_source = FP.SOURCE_UPROBE
         self._probe_functions: dict[tuple[str, str], FP.PlannedProbe] = {}
         self._written: set[tuple[int, int]] = set()
         # (pid, fd) → the PathCell of its open, so an fd named later by fanotify names its reads too.
@@ -254,14 +256,22 @@ Overhead: two events per file syscall plus one uprobe hit per libc call.
             covered = {name for name, args in self.kernel_strings.items()
                        if {a.name for a in FP.PATH_SYSCALLS.get(name, ())} <= args}
             from rawtrace import doctor
-            try:
-                doctor.preflight(self.host, {"uprobes"})
-                self.plan = FP.plan_uprobes(self.host, skip_syscalls=covered)
-            except (NotSupported, TracingBlocked) as exc:
-                self.plan = FP.UprobePlan(None, (), (), exc.message)
+            if _eprobes_supported(source, self.host):
+                # Best after 6.19's own strings: the kernel reads every program's path at syscall entry.
+                wanted = [name for name in FP.PATH_SYSCALLS if name not in covered
+                          and source.available("syscalls", f"sys_enter_{name}")]
+                self.plan = FP.plan_eprobes(wanted)
+            else:
+                try:
+                    doctor.preflight(self.host, {"uprobes"})
+                    self.plan = FP.plan_uprobes(self.host, skip_syscalls=covered)
+                except (NotSupported, TracingBlocked) as exc:
+                    self.plan = FP.UprobePlan(None, (), (), exc.message)
             probes = [p.spec for p in self.plan.probes]
             if probes:
-                preflight.add("uprobes")
+                eprobes = probes[0].startswith(FP.EPROBE_PREFIX)
+                self._probe_source = FP.SOURCE_EPROBE if eprobes else FP.SOURCE_UPROBE
+                preflight.add("eprobes" if eprobes else "uprobes")
         self.preflight_needs = preflight
         return Needs(events=events, optional_events=optional, probes=probes, syscalls=True,
                      preflight=preflight)
@@ -290,7 +300,7 @@ Overhead: two events per file syscall plus one uprobe hit per libc call.
         self._fan_reads = mask is None or bool(mask & FAN_ACCESS)
         self.use_fanotify = self.fan_source is not None and not self.fanotify_only
         sources = ["fanotify"] if self.fanotify_only else (
-            ["syscall events"] + (["uprobes in " + self.plan.library] if self.plan and self.plan.probes else [])
+            ["syscall events"] + ([_plan_text(self.plan)] if self.plan and self.plan.probes else [])
             + (["fanotify"] if self.use_fanotify else []))
         out.meta("files", kind, ctx.clock, path_sources=sources)
         if kind in ("live", "fanotify"):
@@ -389,7 +399,7 @@ Overhead: two events per file syscall plus one uprobe hit per libc call.
             joined = self.uprobes.join(call.tid, call.ts or 0, pointers)
             for index, text in enumerate(joined):
                 if out[index][0] is None and text is not None:
-                    out[index] = (text, FP.SOURCE_UPROBE)
+                    out[index] = (text, self._probe_source)
         return out
 
     def _absolute(self, call, arg: FP.PathArg, text: str | None, source: str) -> PathCell:
@@ -757,6 +767,24 @@ Overhead: two events per file syscall plus one uprobe hit per libc call.
         if summary is not None:
             note += f"; {summary.lost} lost"
         out.note(note)
+
+
+def _eprobes_supported(source, host) -> bool:
+    """Whether this kernel has event probes for certain (the README alone does not tell)."""
+    tracefs = getattr(source, "tracefs", None)
+    if tracefs is None:
+        return False
+    from rawtrace import doctor
+    try:
+        return doctor.probe_support(tracefs, host, {"eprobes"})["eprobes"].supported is True
+    except Exception:  # noqa: BLE001 - when in doubt, uprobes (which this code has seen work)
+        return False
+
+
+def _plan_text(plan: FP.UprobePlan) -> str:
+    if plan.probes and plan.probes[0].event.startswith(FP.EPROBE_PREFIX):
+        return "eprobes on the syscall enter events"
+    return f"uprobes in {plan.library}"
 
 
 def _current_mount_of(host) -> str:
