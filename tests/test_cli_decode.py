@@ -134,9 +134,12 @@ def test_pointers_hex_and_strings_escaped(tmp_path: Path, capsys) -> None:
     tracefs = fake_tracefs(tmp_path)
     payload = common("little", 701, 5) + b"ev\x1bil\xff\0\0\0\0\0\0\0\0\0\0" + struct.pack("<Q", 0x7FFC1234)
     (tmp_path / "cpu3").write_bytes(PageBuilder().event(payload).build(2_500_000_000))
-    code, out, _ = run(capsys, "--tracefs", str(tracefs), str(tmp_path / "cpu3"))
+    code, out, _ = run(capsys, "--tracefs", str(tracefs), "--raw", str(tmp_path / "cpu3"))
     assert code == 0
     assert out == "           <...>-5       [003] 2.500000: test:named: comm=ev\\x1bil\\xff filename=0x7ffc1234\n"
+    # By default the event's print fmt renders it (escaped the same way).
+    code, out, _ = run(capsys, "--tracefs", str(tracefs), str(tmp_path / "cpu3"))
+    assert code == 0 and "ev\\x1bil\\xff" in out
     code, out, _ = run(capsys, "--tracefs", str(tracefs), "--json", "--cpu", "7", str(tmp_path / "cpu3"))
     row = json.loads(out.splitlines()[1])
     assert row["cpu"] == 7 and row["fields"] == {"comm": "ev\x1bil\\xff", "filename": 0x7FFC1234}

@@ -51,6 +51,9 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
         parser.add_argument("--no-pair", action="store_true", help="show syscall enter and exit events separately")
         parser.add_argument("--show-helpers", action="store_true",
                             help="also show the fork/exec/rename/exit events used to track process names")
+        parser.add_argument("--raw", action="store_true",
+                            help="show event fields as name=value (like trace-cmd report -R), not as the "
+                                 "event's print fmt renders them")
 
     def __init__(self, args, ctx) -> None:
         super().__init__(args, ctx)
@@ -62,6 +65,7 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
         self.json = ctx.out.json
         self.tasks = ctx.tasks
         self._prefixes: dict[tuple, str] = {}
+        self.text = None                 # rawtrace.printfmt.TextRenderer, made in start() unless --raw
 
     def patterns(self) -> list[str]:
         return list(self.args.events)
@@ -109,8 +113,8 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
                 self._prefixes.clear()
             prefix = self._prefixes[key] = f"{safe(comm) if comm else '<...>':>16}-{rec.pid:<7} [{rec.cpu:03d}] "
         fmt = rec.format
-        return (f"{prefix}{text_timestamp(rec.ts, self.ctx.ns)}: {safe(fmt.system)}:{safe(fmt.name)}: "
-                f"{fields_text(rec.fields, fmt)}\n")
+        body = self.text.body(rec) if self.text is not None else fields_text(rec.fields, fmt)   # escaped
+        return f"{prefix}{text_timestamp(rec.ts, self.ctx.ns)}: {safe(fmt.system)}:{safe(fmt.name)}: {body}\n"
 
     def on_syscall(self, call) -> None:
         if self.done:
@@ -144,6 +148,16 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
         ctx = self.ctx
         source = ctx.source
         out = ctx.out
+        if not self.json and not getattr(self.args, "raw", False):
+            from rawtrace import printfmt
+            if source.kind == "trace.dat":
+                self.text = printfmt.renderer_for_tracedat(source.dat)
+            elif ctx.live:
+                self.text = printfmt.renderer_for_host(source.host, source.tracefs)
+            else:
+                # Raw pages from another machine: its printk_formats if the tracefs copy has them, but
+                # not this machine's kallsyms or BTF.
+                self.text = printfmt.TextRenderer()
         events = [f"{s}:{n}" for s, n in source.selected if (s, n) in self.selected or not self.selected]
         out.meta(self.name, source.kind, ctx.clock, events=events if self.selected else "all",
                  **({"instance": source.instance.name} if ctx.live else {}))
@@ -177,10 +191,22 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
         if joiner is not None:
             info["syscalls"] = dict(joiner.counts)
         report_run(out, ctx.source, f"{self.shown} events", info, quiet_offline=True)
+        if self.text is not None and self.text.fallbacks:
+            shown = ", ".join(f"{name} x{n} ({self.text.reasons.get(name, '?')})"
+                              for name, n in self.text.fallbacks.most_common(5))
+            out.note(f"note: {self.text.fallback_count()} events shown as raw fields (print fmt not "
+                     f"evaluated): {shown}")
         decoders = getattr(ctx.source, "decoders", None)
         if decoders is not None:
             for event_id, reason in sorted(decoders.broken.items()):
                 out.note(f"note: event ID {event_id} shown undecoded: {reason}")
+            malformed = getattr(decoders, "malformed", {})
+            for event_id, count in sorted(malformed.items()):
+                reason = getattr(decoders, "malformed_reasons", {}).get(event_id, "")
+                out.note(f"note: {count} records of event ID {event_id} did not fit their format and are shown "
+                         f"undecoded{': ' + reason if reason else ''}")
+            for problem in getattr(getattr(ctx.source, "dat", None), "format_errors", ()) or ():
+                out.note(f"note: a format in the recording could not be read: {problem}")
             unknown = {i: n for i, n in decoders.unknown.items() if i not in decoders.broken}
             if unknown:
                 ids = ", ".join(f"{i} ({n})" for i, n in sorted(unknown.items()))
@@ -229,6 +255,9 @@ examples:
                             help="stop after N events")
         parser.add_argument("--no-pair", action="store_true", help="show syscall enter and exit events separately")
         parser.add_argument("--show-helpers", action="store_true", help=argparse.SUPPRESS)
+        parser.add_argument("--raw", action="store_true",
+                            help="show event fields as name=value (like trace-cmd report -R), not as the "
+                                 "event's print fmt renders them")
 
 
 TOOL = Trace
