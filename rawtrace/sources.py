@@ -293,7 +293,8 @@ class TraceDatSource(_PagesBase):
         self.dat = dat
         self.layout = dat.page_layout(buffer)
         self.byteorder = dat.byteorder
-        self.clock = buffer.clock or dat.clock or "local"
+        # v6 files keep the clock only in their TRACECLOCK option (their buffer record has none).
+        self.clock = (dat.clock if dat.version == 6 else buffer.clock) or buffer.clock or dat.clock or "local"
         self.saved_comms = parse_saved_cmdlines(dat.cmdlines or "")
         self._index(dat.formats())
         # The recording machine's `uname` (option 5, "Linux host release machine"), when trace-cmd saved it.
@@ -824,25 +825,9 @@ def file_cpu(path: str, position: int) -> int:
 
 
 def read_input(path: str):
-    """The bytes of an input FILE ('-' = stdin), mapped when it is a regular file."""
-    try:
-        from rawtrace.inputs import read_input as safe_read
-    except ImportError:
-        safe_read = None
-    if safe_read is not None:
-        return safe_read(path)
-    import sys
-    if path == "-":
-        return sys.stdin.buffer.read()
-    try:
-        with open(path, "rb") as f:
-            try:
-                import mmap
-                return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-            except (ValueError, OSError):
-                return f.read()
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    """The bytes of an input FILE ('-' = stdin, bounded): regular files only, mapped, never blocking."""
+    from rawtrace.inputs import read_input as safe_read
+    return safe_read(path)
 
 
 def open_input(paths: list[str], host=None, *, cpu: int | None = None, byteorder: str | None = None) -> Source:
@@ -864,8 +849,8 @@ def open_input(paths: list[str], host=None, *, cpu: int | None = None, byteorder
     if tracedat:
         if len(inputs) > 1:
             raise UsageError(f"{tracedat[0]} is a trace.dat file: read it on its own")
-        data = inputs[0][1]
-        source: Source = TraceDatSource(tracedat[0], None if tracedat[0] != "-" else bytes(data))
+        # By name, so that its messages name the file; stdin's bytes as they were read.
+        source: Source = TraceDatSource(tracedat[0], inputs[0][1] if tracedat[0] == "-" else None)
     else:
         files = [(path, cpu if cpu is not None else file_cpu(path, n), data) for n, (path, data) in enumerate(inputs)]
         source = PagesSource(files, _tracefs_dir(host), byteorder or sys.byteorder)

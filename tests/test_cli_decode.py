@@ -206,7 +206,9 @@ def test_tracedat_input(tmp_path: Path, capsys) -> None:
     path.write_bytes(build_v6([pages(0, 2), pages(1, 1)], TINY))
     code, out, _ = run(capsys, "--json", str(path))
     assert code == 0
-    rows = [json.loads(line) for line in out.splitlines()][1:-1]
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert lines[0]["clock"] == "global"        # a v6 file's clock is in its TRACECLOCK option
+    rows = lines[1:-1]
     # pages(cpu, n): page k holds one event a=k, b=cpu, pid 10+cpu, at 1000*k + 1 ns
     assert [(r["ts"], r["cpu"], r["pid"], r["comm"], r["fields"]) for r in rows] == [
         (1e-9, 0, 10, "bash", {"a": 0, "b": 0}), (1e-9, 1, 11, "cat", {"a": 0, "b": 1}),
