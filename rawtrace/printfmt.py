@@ -1358,7 +1358,6 @@ class TextRenderer:
         print_kprobe_event: 0x... for user addresses, sym+off/size for kernel ones; a return probe as
         "(return address <- function)", the print fmt has them the other way round), then the arguments
         as the print fmt says."""
-        import dataclasses
         text = fmt.print_fmt_string or ""
         ret = fmt.fields[0].name == "__probe_func"
         head = "(%lx <- %lx)" if ret else "(%lx)"
@@ -1366,7 +1365,7 @@ class TextRenderer:
             return None
         skip = 2 if ret else 1
         try:
-            rest = renderer(dataclasses.replace(fmt, print_fmt_string=text[len(head):],
+            rest = renderer(fmt._replace(print_fmt_string=text[len(head):],
                                                 print_fmt_args=fmt.print_fmt_args[skip:]),
                             self.printk_formats, self.symbols, self.long_size, self.constants, self.style)
         except (Unrenderable, RecursionError, SyntaxError, ValueError) as exc:

@@ -110,7 +110,7 @@ def project(fmt, keep: set[str] | None):
     common = tuple(f for f in fmt.common_fields if f.name in ("common_type", "common_pid", "common_flags",
                                                                 "common_preempt_count") or f.name in keep)
     fields = tuple(f for f in fmt.fields if f.name in keep)
-    return dataclasses.replace(fmt, common_fields=common, fields=fields)
+    return fmt._replace(common_fields=common, fields=fields)
 
 
 class _Formats:

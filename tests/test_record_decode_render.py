@@ -119,7 +119,7 @@ def test_json_lines_match_item_json() -> None:
 
 def with_print_fmt(fmt, string: str, *args: str):
     from dataclasses import replace
-    return replace(fmt, print_fmt_string=string, print_fmt_args=args)
+    return fmt._replace(print_fmt_string=string, print_fmt_args=args)
 
 
 def test_print_fmt_hex_hints() -> None:

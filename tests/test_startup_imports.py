@@ -52,8 +52,7 @@ def tree(tmp_path_factory):
     (["list-syscalls"], ()),
     (["list-syscalls", "open*", "--arch", "arm64"], ()),
     (["doctor"], ("ctypes",)),                  # capget/mount for the privilege and securityfs checks
-    # The format parser (rawtrace/parse) is built on dataclasses; the rest of the path stays lean.
-    (["format", "sys_enter_openat"], ("dataclasses", "inspect")),
+    (["format", "sys_enter_openat"], ()),
 ])
 def test_common_commands_start_lean(tree, argv, allowed):
     code, loaded = _loaded(["--root", str(tree), *argv])

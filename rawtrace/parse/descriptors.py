@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections import namedtuple
+
+# Named tuples rather than frozen dataclasses: as immutable, and importing dataclasses (with inspect)
+# or typing would cost `rawtrace format` a third of its start-up. `replace()` is `._replace()`.
 
 
 class FieldKind:
@@ -25,32 +28,27 @@ class FieldKind:
     DYNAMIC = (DATA_LOC_STRING, DATA_LOC_ARRAY, REL_LOC_STRING, REL_LOC_ARRAY)
 
 
-@dataclass(frozen=True, slots=True)
-class Field:
-    name: str
-    type: str                  # the C type as the kernel wrote it, without the name ("char[16]", "__data_loc char[]")
-    offset: int                # from the start of the record payload (where common_type is)
-    size: int                  # bytes, as `size:` says (trusted over the type text)
-    signed: bool
-    common: bool               # part of struct trace_entry (before the blank line)
-    kind: str                  # one of FieldKind
-    element_type: str | None = None   # arrays and dynamic fields: the element's C type
-    element_size: int | None = None   # arrays and dynamic fields: bytes per element
-    count: int | None = None          # fixed arrays: number of elements (size // element_size)
-    notes: tuple[str, ...] = ()       # anomalies tolerated and flagged: "count disagrees with size", "overlaps x"
+class Field(namedtuple("Field", "name type offset size signed common kind element_type element_size count notes",
+                       defaults=(None, None, None, ()))):
+    """One field of an event format.
+
+    name; type: the C type as the kernel wrote it, without the name ("char[16]", "__data_loc char[]");
+    offset: from the start of the record payload (where common_type is); size: bytes, as `size:` says
+    (trusted over the type text); signed; common: part of struct trace_entry (before the blank line);
+    kind: one of FieldKind; element_type / element_size: of arrays and dynamic fields; count: elements of
+    a fixed array (size // element_size); notes: anomalies tolerated and flagged ("count disagrees with
+    size", "overlaps x")."""
+
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True)
-class EventFormat:
-    system: str
-    name: str
-    id: int
-    common_fields: tuple[Field, ...]
-    fields: tuple[Field, ...]
-    print_fmt: str                     # verbatim
-    print_fmt_string: str | None = None  # the quoted format string, unescaped as C would
-    print_fmt_args: tuple[str, ...] = ()  # the argument expressions, split at top-level commas
-    notes: tuple[str, ...] = ()
+class EventFormat(namedtuple("EventFormat", "system name id common_fields fields print_fmt print_fmt_string "
+                                            "print_fmt_args notes", defaults=(None, (), ()))):
+    """One event's format: system, name, id, common_fields and fields (tuples of Field), print_fmt
+    (verbatim), print_fmt_string (the quoted format string, unescaped as C would), print_fmt_args (the
+    argument expressions, split at top-level commas), notes."""
+
+    __slots__ = ()
 
     @property
     def all_fields(self) -> tuple[Field, ...]:
@@ -67,31 +65,22 @@ class EventFormat:
         return None
 
 
-@dataclass(frozen=True, slots=True)
-class HeaderPage:
-    """Layout of one ring-buffer sub-buffer, from events/header_page."""
+class HeaderPage(namedtuple("HeaderPage", "timestamp_offset timestamp_size commit_offset commit_size data_offset "
+                                          "data_size")):
+    """Layout of one ring-buffer sub-buffer, from events/header_page (commit_size is the kernel's long
+    size, 8 or 4; data_size the usable data bytes per sub-buffer)."""
 
-    timestamp_offset: int
-    timestamp_size: int
-    commit_offset: int
-    commit_size: int           # the kernel's long size (8 or 4)
-    data_offset: int
-    data_size: int             # usable data bytes per sub-buffer
+    __slots__ = ()
 
     @property
     def subbuf_size(self) -> int:
         return self.data_offset + self.data_size
 
 
-@dataclass(frozen=True, slots=True)
-class HeaderEvent:
-    """The compressed entry header, from events/header_event."""
+class HeaderEvent(namedtuple("HeaderEvent", "type_len_bits time_delta_bits array_bits padding_type time_extend_type "
+                                            "time_stamp_type data_max_type_len extra",
+                             defaults=(5, 27, 32, 29, 30, 31, 28, ()))):
+    """The compressed entry header, from events/header_event (the ring buffer's fixed ABI values by
+    default); `extra`: other `name : type == N` lines, as (name, value) pairs."""
 
-    type_len_bits: int = 5
-    time_delta_bits: int = 27
-    array_bits: int = 32
-    padding_type: int = 29
-    time_extend_type: int = 30
-    time_stamp_type: int = 31
-    data_max_type_len: int = 28
-    extra: dict = field(default_factory=dict, compare=False)
+    __slots__ = ()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 
 from rawtrace.errors import ParseError
 from rawtrace.parse.descriptors import EventFormat, Field, FieldKind, HeaderEvent, HeaderPage
@@ -432,7 +431,7 @@ def parse_format(text: str, *, system: str | None = None, source: str | None = N
         # No blank line at all: the kernel always prints one, so everything is one list. Split off the
         # leading common_* fields so that decoders still see the event's own fields.
         split = next((i for i, f in enumerate(common_fields) if not f.name.startswith("common_")), 0)
-        fields = [replace(f, common=False) for f in common_fields[split:]]
+        fields = [f._replace(common=False) for f in common_fields[split:]]
         common_fields = common_fields[:split]
         notes.append("no blank line after the common fields; split at the first non-common_ name")
     if print_fmt is None:
@@ -498,7 +497,7 @@ def _flag_field_problems(common_fields: list[Field], fields: list[Field],
         if end > reach_end:
             reach_end, reach_index = end, index
     if extra:
-        all_fields = [replace(f, notes=f.notes + tuple(extra[i])) if i in extra else f
+        all_fields = [f._replace(notes=f.notes + tuple(extra[i])) if i in extra else f
                       for i, f in enumerate(all_fields)]
     split = len(common_fields)
     return tuple(all_fields[:split]), tuple(all_fields[split:])
@@ -640,5 +639,5 @@ def parse_header_event(text: str, source: str | None = None) -> HeaderEvent:
         time_extend_type=types.get("time_extend", defaults.time_extend_type),
         time_stamp_type=types.get("time_stamp", defaults.time_stamp_type),
         data_max_type_len=int(max_match.group("value")) if max_match else defaults.data_max_type_len,
-        extra=extra,
+        extra=tuple(sorted(extra.items())),
     )
