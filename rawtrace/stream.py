@@ -262,6 +262,31 @@ class Stream:
         self._halted = False
         all_events = self.all_events
         drain = self.ctx.out.drain
+
+        def other(rec) -> None:
+            """Lost markers, undecoded records and the records of other sources."""
+            if isinstance(rec, Lost):
+                if joiner is not None:
+                    joiner.lost(rec.cpu, rec.count)
+                tool.on_lost(rec)
+            elif rec.__class__ is UnknownEvent:
+                if all_events or rec.id in source.ids or getattr(rec, "reason", None):
+                    tool.on_unknown(rec)
+            else:
+                tool.on_record(rec)
+
+        def deliver(rec) -> None:
+            """One record, as the loop below handles it (for a tool's own batch loop)."""
+            if rec.__class__ is Event:
+                handler = get(rec.id)
+                if handler is None:
+                    handler = self._late_handler(rec)
+                handler(rec)
+            else:
+                other(rec)
+        # A tool may take whole batches (its hot loop without a call per record); what it does not
+        # handle itself it hands back to deliver().
+        fast = tool.batch_handler(deliver) if self._user_filter is None else None
         show_status = live and self.ctx.out.wants_status(getattr(tool, "summary_tool", False))
         next_status = time.monotonic() + 1.0
         for batch in source.batches():
@@ -282,22 +307,17 @@ class Stream:
                 batch = [rec for rec in batch if rec.ts <= end_ts]
                 self._stopped = self._halted = True
             records += len(batch)
-            for rec in batch:
-                cls = rec.__class__
-                if cls is Event:
-                    handler = get(rec.id)
-                    if handler is None:
-                        handler = self._late_handler(rec)
-                    handler(rec)
-                elif isinstance(rec, Lost):
-                    if joiner is not None:
-                        joiner.lost(rec.cpu, rec.count)
-                    tool.on_lost(rec)
-                elif cls is UnknownEvent:
-                    if all_events or rec.id in source.ids or getattr(rec, "reason", None):
-                        tool.on_unknown(rec)
-                else:
-                    tool.on_record(rec)
+            if fast is not None:
+                fast(batch)
+            else:
+                for rec in batch:
+                    if rec.__class__ is Event:
+                        handler = get(rec.id)
+                        if handler is None:
+                            handler = self._late_handler(rec)
+                        handler(rec)
+                    else:
+                        other(rec)
             if next_tick is not None and batch and batch[-1].ts >= next_tick:
                 next_tick = self._tick(batch[-1].ts, next_tick, interval_ns)
             drain()

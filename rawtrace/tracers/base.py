@@ -73,6 +73,12 @@ class Tool:
         """(system, event) → fn(record) for decoded events (record: rawtrace.parse.record.Event)."""
         return {}
 
+    def batch_handler(self, deliver: Callable) -> Callable | None:
+        """Optionally, fn(records) to take whole time-ordered batches (a tool's hot loop without a
+        function call per record); records it does not handle it passes to `deliver(rec)`. Only used
+        when no -p/-t/-n filtering is left to user space."""
+        return None
+
     def on_syscall(self, call) -> None:
         """A finished (or given-up) syscall, when needs().syscalls is set."""
 

@@ -183,8 +183,7 @@ Overhead: two events per syscall, decoded to the number and return value only.""
             return exit_
         rows = self.rows
         new_row = _Row
-        unpaired = [0]
-        self._unpaired_fast = unpaired
+        unpaired = self._unpaired_fast = getattr(self, "_unpaired_fast", [0])
         same_exec = self._same_exec
 
         def exit_fast(rec) -> None:
@@ -227,6 +226,73 @@ Overhead: two events per syscall, decoded to the number and return value only.""
         execs = ("execve", "execveat")
         return self.name_of(started[1], started[2] or self.native_abi) in execs and \
             self.name_of(nr, now or self.native_abi) in execs
+
+    def batch_handler(self, deliver):
+        """The common case (no -P, -x, -e, --syscall, -L) as one loop over each batch: the pairing and
+        counting of _enter/_exit inlined, no call per record. Other records go to `deliver`."""
+        args = self.args
+        if args.process or args.failures or self._errno_filter is not None or self._only is not None \
+                or args.latency:
+            return None
+        ids = {pair: event_id for event_id, pair in self.ctx.source.ids.items()}
+        enter_id, exit_id = ids.get(("raw_syscalls", "sys_enter")), ids.get(("raw_syscalls", "sys_exit"))
+        if enter_id is None or exit_id is None:
+            return None
+        from rawtrace.parse.record import Event
+        enter = self._enter()
+        pending = self.pending
+        pop = pending.pop
+        rows = self.rows
+        get_row = rows.get
+        new_row = _Row
+        unpaired = self._unpaired_fast = getattr(self, "_unpaired_fast", [0])
+        abis = self.ctx.tasks.abis
+        no_return = self._no_return_nrs
+        same_exec = self._same_exec
+        low = -MAX_ERRNO
+
+        def batch(records) -> None:
+            for rec in records:
+                if rec.__class__ is not Event:
+                    deliver(rec)
+                    continue
+                event_id = rec.id
+                if event_id == exit_id:
+                    fields = rec.fields
+                    nr = fields["id"]
+                    started = pop(rec.pid, None)
+                    if started is not None and (started[1] == nr or (abis and same_exec(started, nr, rec.pid))):
+                        nr = started[1]
+                        key = nr if started[2] is None else (nr, started[2])
+                        row = get_row(key)
+                        if row is None:
+                            row = rows[key] = new_row()
+                        duration = rec.ts - started[0]
+                        row.timed += 1
+                        row.total += duration
+                        if duration > row.max:
+                            row.max = duration
+                        if row.min < 0 or duration < row.min:
+                            row.min = duration
+                    else:
+                        unpaired[0] += 1
+                        abi = abis.get(rec.pid) if abis else None
+                        key = nr if abi is None else (nr, abi)
+                        row = get_row(key)
+                        if row is None:
+                            row = rows[key] = new_row()
+                    row.count += 1
+                    if low <= fields["ret"] < 0:
+                        row.errors += 1
+                elif event_id == enter_id:
+                    nr = rec.fields["id"]
+                    if abis or nr in no_return:
+                        enter(rec)               # compat tasks, exit/exit_group: the general way
+                    else:
+                        pending[rec.pid] = (rec.ts, nr, None)
+                else:
+                    deliver(rec)
+        return batch
 
     def _count(self, tid: int, nr: int, ret: int, duration: int | None, abi: str | None) -> None:
         failed = -MAX_ERRNO <= ret < 0
