@@ -243,20 +243,25 @@ class Emitter:
         # Signature per syscall, and the entry keeps it alive so its id is not reused.
         pieces = self._signature_json.get(id(sig))
         if pieces is None or pieces[2] is not sig:
-            if len(self._signature_json) > 65536:
-                self._signature_json.clear()
-            names = [p[0] for p in sig.params]
-            template = None
-            if all(n.isidentifier() and n.isascii() for n in names):
-                template = ',"args":{' + ",".join(f'"{n}":%d' for n in names) + "}"
-            pieces = self._signature_json[id(sig)] = (
-                ',"syscall":' + json_str(sig.name) + ',"nr":' + ("null" if sig.nr is None else str(sig.nr)),
-                template, sig)
+            pieces = self._signature_pieces(sig)
+        values = call.values
+        ret = call.ret
+        comm = comm_json or self.comm_json(call.comm)
+        if pieces[3] is not None and call.status == "complete" and 0 <= ret and self.ns and not call.strings \
+                and not call.note:
+            # The common case as one % operation: a finished call with integer arguments that did
+            # not fail.
+            ts = call.ts
+            try:
+                return pieces[3] % (*divmod(ts, 1_000_000_000), call.cpu, call.pid, call.tid, comm, *values, ret,
+                                    *divmod(call.exit_ts - ts, 1_000_000_000),
+                                    json_str(call.text(formatter)))
+            except TypeError:               # a string or other non-integer value: the general way
+                pass
         cpu = call.cpu if call.cpu is not None else call.exit_cpu
         ts = call.ts if call.ts is not None else call.exit_ts
         parts = [f'{{"type":"syscall","ts":{seconds_json(ts) if self.ns else ts},"cpu":{cpu},'
-                 f'"pid":{call.pid},"tid":{call.tid},"comm":', comm_json or self.comm_json(call.comm), pieces[0]]
-        values = call.values
+                 f'"pid":{call.pid},"tid":{call.tid},"comm":', comm, pieces[0]]
         if values is not None:
             text = None
             if pieces[1] is not None:
@@ -265,7 +270,6 @@ class Emitter:
                 except TypeError:           # a string or other non-integer value: the general way
                     text = None
             parts.append(text if text is not None else ',"args":' + _args_json(sig.params, values))
-        ret = call.ret
         if ret is not None:
             parts.append(f',"ret":{ret}')
             if -4095 <= ret < 0:
@@ -281,6 +285,21 @@ class Emitter:
             parts.append(',"strings":' + dumps(json_value(call.strings)))
         parts.append(',"text":' + json_str(call.text(formatter)) + "}")
         return "".join(parts)
+
+    def _signature_pieces(self, sig) -> tuple:
+        """(syscall+nr text, args % template, the signature, whole-record % template) for one signature."""
+        if len(self._signature_json) > 65536:
+            self._signature_json.clear()
+        names = [p[0] for p in sig.params]
+        head = ',"syscall":' + json_str(sig.name) + ',"nr":' + ("null" if sig.nr is None else str(sig.nr))
+        template = whole = None
+        if all(n.isidentifier() and n.isascii() for n in names):
+            template = ',"args":{' + ",".join(f'"{n}":%d' for n in names) + "}"
+            whole = ('{"type":"syscall","ts":%d.%09d,"cpu":%d,"pid":%d,"tid":%d,"comm":%s'
+                     + head.replace("%", "%%") + template + ',"ret":%d,"duration":%d.%09d,"status":"complete",'
+                     '"text":%s}')
+        pieces = self._signature_json[id(sig)] = (head, template, sig, whole)
+        return pieces
 
     def syscall_line(self, call, formatter) -> str:
         """`comm-tid [cpu] seconds: openat(...) = 3 <0.000012>` (strace -f -tt -T like)."""

@@ -248,7 +248,20 @@ class SyscallJoiner:
         values = fields.get("args")
         if values is not None:
             values = values[:len(signature.params)]
-        self._enter(self._pending["raw_syscalls"], tid, rec, nr, signature, values)
+        pending = self._pending["raw_syscalls"]
+        if pending.get(tid) is not None or signature.name in self._no_return or self._strings:
+            self._enter(pending, tid, rec, nr, signature, values)
+            return
+        # The common case inline: nothing in flight for the thread, no strings waiting, a call that returns.
+        tasks = self.tasks
+        pid = tasks.tgids.get(tid)
+        comm = tasks.names.get(tid)
+        if pid is None or comm is None:
+            pid, comm = tasks.pid(tid), tasks.comm(tid)
+        pending[tid] = (rec.ts, rec.cpu, nr, signature, values, pid, comm, None, self._epoch)
+        if len(pending) > self.max_pending:
+            oldest = next(iter(pending))
+            self._unfinished(oldest, pending.pop(oldest), pairing.NOTE_EVICTED)
 
     def raw_exit(self, rec) -> None:
         fields = rec.fields
