@@ -104,6 +104,7 @@ def workload(tmp_path: Path) -> tuple[Path, Path]:
     page0 = cpu0.build(1_000_000_000)
     cpu1 = PageBuilder()
     cpu1.event(exit_(300, NR["read"], 1), delta=1)              # its enter came before the trace
+    cpu1.event(exit_(301, -1, 0), delta=1)                      # a new task's return from fork: no call
     cpu1.event(enter(101, NR["close"], 3), delta=300).event(exit_(101, NR["close"], 0), delta=4)
     cpu1.event(enter(101, NR["read"], 4, 0, 1), delta=10)
     page1 = cpu1.build(1_000_000_000)
@@ -146,6 +147,7 @@ def test_syscount_offline_exact_counts(tmp_path: Path, capsys) -> None:
     assert by_name["read"]["timed"] == 2 and by_name["read"]["total_ns"] == 14
     assert by_name["exit_group"]["timed"] == 0
     assert summary["unpaired_exits"] == 2 and summary["lost"] == 7 and summary["suspect_pairs_dropped"] == 1
+    assert summary["fork_returns"] == 1 and not [r for r in rows if r["nr"] < 0]
     assert rows[0]["syscall"] == "read"          # sorted by count
 
 
@@ -199,6 +201,7 @@ def test_trace_offline_pairs_with_the_same_schema(tmp_path: Path, capsys) -> Non
     assert opens[0]["pid"] == 100 and opens[0]["tid"] == 100 and opens[0]["comm"] == "worker"
     assert opens[0]["duration"] == pytest.approx(5e-9) and opens[0]["status"] == "complete"
     assert [r["status"] for r in calls if r["tid"] == 101] == ["complete", "unfinished", "resumed"]
+    assert not [r for r in calls if r["tid"] == 301]                # a fork return is no call
     assert any(r["type"] == "lost" and r["count"] == 7 for r in lines)
     close = next(r for r in calls if r["syscall"] == "close")
     assert close["pid"] == 100 and close["tid"] == 101          # a thread of process 100

@@ -153,6 +153,7 @@ class SyscallJoiner:
         self._named: dict[str, Signature] = {}
         self._strings: dict[int, dict] = {}
         self.counts = {COMPLETE: 0, UNFINISHED: 0, RESUMED: 0, NORETURN: 0}
+        self.fork_returns = 0
 
     # -- what the stream calls ------------------------------------------------------------------
     def handlers(self, events: Sequence[tuple[str, str]], formats: Callable[[str, str], Any]) -> dict:
@@ -265,7 +266,13 @@ class SyscallJoiner:
 
     def raw_exit(self, rec) -> None:
         fields = rec.fields
-        self._exit(self._pending["raw_syscalls"], rec, fields["id"], fields.get("ret"))
+        nr = fields["id"]
+        if nr < 0 and rec.pid not in self._pending["raw_syscalls"]:
+            # A new task's first return to user space (from fork/clone) carries no syscall number: it
+            # is no call of its own (strace does not show one either).
+            self.fork_returns += 1
+            return
+        self._exit(self._pending["raw_syscalls"], rec, nr, fields.get("ret"))
 
     def _enter(self, pending: dict, tid: int, rec, key, signature: Signature, values) -> None:
         tasks = self.tasks

@@ -85,6 +85,7 @@ Overhead: two events per syscall, decoded to the number and return value only.""
         self._errno_filter = self._parse_errno(args.errno) if args.errno else None
         self._only = self._parse_syscalls(args.syscall) if args.syscall else None
         self._no_return_by_abi: dict[str, set] = {}
+        self._no_number = [0]                # exits with syscall number -1 (new tasks returning from fork)
         self._no_return_nrs = self._no_return_of(self.native_abi)
 
     # -- options ---------------------------------------------------------------------------------
@@ -177,6 +178,8 @@ Overhead: two events per syscall, decoded to the number and return value only.""
                 started = pending.pop(tid, None)
                 if started is not None and (started[1] == nr or self._same_exec(started, nr, tid)):
                     count(tid, started[1], fields["ret"], rec.ts - started[0], started[2])
+                elif nr < 0:
+                    self._no_number[0] += 1          # a new task returning from fork: no call
                 else:
                     self.unpaired_exits += 1
                     count(tid, nr, fields["ret"], None, abis.get(tid) if abis else None)
@@ -205,6 +208,9 @@ Overhead: two events per syscall, decoded to the number and return value only.""
                 if row.min < 0 or duration < row.min:
                     row.min = duration
             else:
+                if nr < 0:
+                    self._no_number[0] += 1          # a new task returning from fork: no call
+                    return
                 unpaired[0] += 1
                 abi = abis.get(rec.pid) if abis else None
                 key = nr if abi is None else (nr, abi)
@@ -246,6 +252,7 @@ Overhead: two events per syscall, decoded to the number and return value only.""
         get_row = rows.get
         new_row = _Row
         unpaired = self._unpaired_fast = getattr(self, "_unpaired_fast", [0])
+        no_number = self._no_number
         abis = self.ctx.tasks.abis
         no_return = self._no_return_nrs
         same_exec = self._same_exec
@@ -275,6 +282,11 @@ Overhead: two events per syscall, decoded to the number and return value only.""
                         if row.min < 0 or duration < row.min:
                             row.min = duration
                     else:
+                        if nr < 0:
+                            # A new task's first return to user space (from fork/clone) has no
+                            # syscall number: not a call of its own.
+                            no_number[0] += 1
+                            continue
                         unpaired[0] += 1
                         abi = abis.get(rec.pid) if abis else None
                         key = nr if abi is None else (nr, abi)
@@ -413,6 +425,7 @@ Overhead: two events per syscall, decoded to the number and return value only.""
         summary = ctx.source.summary
         info = {"calls": self.calls, "recorded": summary.recorded, "drain": round(summary.drain, 3),
                 "unpaired_exits": self.unpaired_exits, "in_flight_at_end": self.in_flight_at_end,
+                "fork_returns": self._no_number[0],
                 "lost": summary.lost, "lost_unknown_pages": summary.lost_unknown_pages,
                 "suspect_pairs_dropped": self.suspect, "duration": round(summary.duration, 6),
                 "kernel_overrun": summary.kernel_overrun}
