@@ -22,7 +22,8 @@ import os
 import sys
 from typing import Any
 
-from rawtrace.output import escape, json_text
+from rawtrace.output import json_text
+from rawtrace.render_event import safe_text as safe  # noqa: F401 - the one escaping of traced text
 from rawtrace.syscalls.constants import errno_name
 
 _encode_basestring = None
@@ -65,16 +66,6 @@ def dumps(obj: Any) -> str:
         import json
         _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
     return _dumps(obj)
-
-
-def safe(text: str) -> str:
-    """Text a traced process controls, made safe for a terminal (control characters, bad UTF-8)."""
-    if text.isprintable() and "\\" not in text:
-        return text
-    text = escape(text)
-    if any("\udc80" <= ch <= "\udcff" for ch in text):
-        text = "".join(f"\\x{ord(ch) - 0xDC00:02x}" if "\udc80" <= ch <= "\udcff" else ch for ch in text)
-    return text
 
 
 def text_timestamp(ts: int, ns: bool) -> str:

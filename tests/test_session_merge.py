@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from rawtrace.comm import CommTracker, exec_comm
+from rawtrace.comm import parse_saved_cmdlines
+from rawtrace.tasks import TaskTable, exec_comm
 from rawtrace.errors import UsageError
 from rawtrace.session import cgroup_pids, filter_identifiers
 from rawtrace.tracefs.reader import Merger
@@ -77,40 +78,43 @@ def test_merge_equal_timestamps_keep_arrival_order():
     assert [r.cpu for r in merger.ready()] == [0, 1, 2, 10]
 
 
-def test_comm_tracker_replays_fork_exec_rename(tmp_path):
+def _rec(tid: int, **fields):
+    from rawtrace.parse.record import Event
+    return Event(0, 0, tid, 0, None, fields)
+
+
+def test_task_table_replays_fork_exec_rename(tmp_path):
     proc = tmp_path / "proc"
     (proc / "100").mkdir(parents=True)
     (proc / "100" / "comm").write_text("bash\n")
-    names = CommTracker(proc)
+    names = TaskTable(proc)
     assert names.comm(100) == "bash"
-    names.observe("sched_process_fork", {"parent_comm": "bash", "parent_pid": 100,
-                                         "child_comm": "bash", "child_pid": 101}, 100)
-    assert names.comm(101) == "bash"
-    names.observe("sched_process_exec", {"filename": "/tmp/x/rtcomm-very-long-name-here", "pid": 101,
-                                         "old_pid": 101}, 101)
+    names.on_fork(_rec(100, parent_comm="bash", parent_pid=100, child_comm="bash", child_pid=101))
+    assert names.comm(101) == "bash" and names.pid(101) == 101
+    names.on_exec(_rec(101, filename="/tmp/x/rtcomm-very-long-name-here", pid=101, old_pid=101))
     assert names.comm(101) == "rtcomm-very-lon"      # TASK_COMM_LEN - 1 bytes, as the kernel cuts it
-    names.observe("task_rename", {"pid": 101, "oldcomm": "rtcomm-very-lon", "newcomm": "worker"}, 101)
+    names.on_rename(_rec(101, pid=101, oldcomm="rtcomm-very-lon", newcomm="worker"))
     assert names.comm(101) == "worker"
     assert names.comm(999) == "<...>"                # gone, not in saved_cmdlines
 
 
-def test_comm_tracker_saved_cmdlines_and_prime(tmp_path):
-    saved = tmp_path / "saved_cmdlines"
-    saved.write_text("42 kworker/0:1\n43 sshd\n")
-    names = CommTracker(tmp_path / "noproc", saved)
+def test_task_table_saved_cmdlines_and_fork_parent(tmp_path):
+    names = TaskTable(tmp_path / "noproc", parse_saved_cmdlines("42 kworker/0:1\n43 sshd\n"))
     assert names.comm(43) == "sshd"
-    names.prime("sched_process_fork", {"parent_comm": "make", "parent_pid": 50, "child_pid": 51}, 50)
-    assert names.comm(50) == "make"
+    names.on_fork(_rec(50, parent_comm="make", parent_pid=50, child_comm="make", child_pid=51))
+    assert names.comm(50) == "make" and names.comm(51) == "make"
 
 
-def test_comm_tracker_snapshot(tmp_path):
+def test_task_table_snapshot(tmp_path):
     for pid, name in ((1, "init"), (7, "sh")):
-        (tmp_path / str(pid)).mkdir()
-        (tmp_path / str(pid) / "comm").write_text(name + "\n")
-    names = CommTracker(tmp_path)
-    assert names.snapshot() == 2
-    (tmp_path / "7" / "comm").write_text("exec-later\n")
-    assert names.comm(7) == "sh"
+        (tmp_path / str(pid) / "task" / str(pid)).mkdir(parents=True)
+        (tmp_path / str(pid) / "task" / str(pid) / "comm").write_text(name + "\n")
+    (tmp_path / "7" / "task" / "8").mkdir()
+    (tmp_path / "7" / "task" / "8" / "comm").write_text("sh-thread\n")
+    names = TaskTable(tmp_path)
+    assert names.snapshot() == 3
+    (tmp_path / "7" / "task" / "7" / "comm").write_text("exec-later\n")
+    assert names.comm(7) == "sh" and names.pid(8) == 7 and names.comm(8) == "sh-thread"
 
 
 def test_exec_comm():
