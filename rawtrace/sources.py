@@ -722,8 +722,7 @@ class LiveSource(Source):
     def _note_lag(self, ready: list) -> None:
         if self._clock_id is not None and self.ns:
             lag = (time.clock_gettime_ns(self._clock_id) - ready[-1].ts) / 1e9
-            if lag > self.summary.max_lag:
-                self.summary.max_lag = lag
+            self.summary.max_lag = max(self.summary.max_lag, lag)
 
     def _check_spooler(self) -> None:
         """Say so if the spooler child died while recording (its pages are then read directly, and

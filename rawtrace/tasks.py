@@ -38,11 +38,7 @@ def exec_comm(filename: str) -> str:
     return base.encode("utf-8", "surrogateescape")[:TASK_COMM_LEN - 1].decode("utf-8", "surrogateescape")
 
 
-def ascii_int(text: str) -> int | None:
-    """`text` as a non-negative decimal integer of ASCII digits only ("²".isdigit() is True), else None."""
-    if text and text.isascii() and text.isdigit():
-        return int(text)
-    return None
+from rawtrace.asciinum import ascii_int
 
 
 class TaskTable:

@@ -247,7 +247,7 @@ def test_joiner_strings_and_signature_from_tracepoint() -> None:
             self.name, self.type = name, type_
 
     class Fmt:
-        fields = [Field("__syscall_nr", "int"), Field("fd", "unsigned int"), Field("statbuf", "struct stat *")]
+        fields = (Field("__syscall_nr", "int"), Field("fd", "unsigned int"), Field("statbuf", "struct stat *"))
 
     def formats(system, name):
         asked.append((system, name))

@@ -89,7 +89,7 @@ def test_signal_during_start_up_is_quiet(live_tracefs):
         proc = _cli("trace", "sched:sched_switch")
         time.sleep(delay)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        _out, err = proc.communicate(timeout=30)
         # Before any rawtrace code runs, the interpreter's own start-up (its site module) may be
         # interrupted: that is Python's, reported as "init_import_site". Nothing of rawtrace's.
         interpreter = "init_import_site" in err and "rawtrace" not in err
@@ -108,7 +108,7 @@ def test_a_dying_spooler_is_reported(live_tracefs, tmp_path):
         os.kill(children[0], signal.SIGKILL)
         time.sleep(0.5)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "spooler process died (killed by signal 9)" in err, err
     assert not (live_tracefs / "instances" / instance_name(proc.pid)).exists()

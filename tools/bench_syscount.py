@@ -27,7 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
-from bench_overhead import build_workload, loop_times, run_plain  # noqa: E402
+from bench_overhead import build_workload, run_plain
 
 LOST: list[int] = []
 

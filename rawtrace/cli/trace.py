@@ -1,5 +1,5 @@
 """`rawtrace trace`: trace events live (or over -i FILE) through the event pipeline (rawtrace.tracers.trace)."""
 
-from rawtrace.tracers.trace import Trace as TOOL  # noqa: N811 - the CLI looks for TOOL
+from rawtrace.tracers.trace import Trace as TOOL
 
 HELP = TOOL.help

@@ -37,8 +37,21 @@ class Syscall:
     """One syscall of one thread. `ts`/`exit_ts` are trace-clock units (ns for the usual clocks);
     `values` the raw argument values in `signature.params` order (None for a resumed call)."""
 
-    __slots__ = ("status", "ts", "exit_ts", "cpu", "exit_cpu", "tid", "pid", "comm", "signature", "values",
-                 "ret", "note", "strings")
+    __slots__ = (
+        "comm",
+        "cpu",
+        "exit_cpu",
+        "exit_ts",
+        "note",
+        "pid",
+        "ret",
+        "signature",
+        "status",
+        "strings",
+        "tid",
+        "ts",
+        "values",
+    )
 
     def __init__(self, status: str, ts: int | None, exit_ts: int | None, cpu: int | None, exit_cpu: int | None,
                  tid: int, pid: int, comm: str, signature: Signature, values: tuple | None, ret: int | None,

@@ -15,11 +15,11 @@ PREFIX = "rawtrace-"
 GROUP_PREFIX = "rawtrace_"
 # The owner tag is `<pid>-<starttime>-ns<pid namespace inode>`; tags written before the namespace was
 # recorded are `<pid>-<starttime>` (instances, spools) or just `<pid>` (probe groups).
-_TAG = r"(\d+)-(\d+)(?:-ns(\d+))?"
+_TAG = r"([0-9]+)-([0-9]+)(?:-ns([0-9]+))?"       # ASCII digits only (\d takes other scripts)
 # rawtrace-<tag>, plus -<n> for a second session in the same process.
-_NAME_RE = re.compile(rf"^rawtrace-{_TAG}(?:-\d+)?$")
+_NAME_RE = re.compile(rf"^rawtrace-{_TAG}(?:-[0-9]+)?$")
 _SPOOL_TAG_RE = re.compile(rf"^{_TAG}-")
-_GROUP_RE = re.compile(r"^rawtrace_(\d+)(?:_(\d+)(?:_ns(\d+))?)?$")
+_GROUP_RE = re.compile(r"^rawtrace_([0-9]+)(?:_([0-9]+)(?:_ns([0-9]+))?)?$")
 # The initial pid namespace's inode number (PROC_PID_INIT_INO in include/linux/proc_ns.h): a process in
 # it sees every process of the machine.
 INIT_PID_NAMESPACE = 0xEFFFFFFC

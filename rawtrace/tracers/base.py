@@ -18,8 +18,9 @@ Where bcc tools disagree (bcc's `-p` is a process everywhere; `-t` is a thread i
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass

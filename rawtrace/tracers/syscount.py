@@ -18,7 +18,7 @@ NO_RETURN = ("exit", "exit_group")
 
 
 class _Row:
-    __slots__ = ("count", "errors", "total", "max", "min", "timed", "errnos")
+    __slots__ = ("count", "errnos", "errors", "max", "min", "timed", "total")
 
     def __init__(self) -> None:
         self.count = 0
@@ -203,8 +203,7 @@ Overhead: two events per syscall, decoded to the number and return value only.""
                 duration = rec.ts - started[0]
                 row.timed += 1
                 row.total += duration
-                if duration > row.max:
-                    row.max = duration
+                row.max = max(row.max, duration)
                 if row.min < 0 or duration < row.min:
                     row.min = duration
             else:
@@ -277,8 +276,7 @@ Overhead: two events per syscall, decoded to the number and return value only.""
                         duration = rec.ts - started[0]
                         row.timed += 1
                         row.total += duration
-                        if duration > row.max:
-                            row.max = duration
+                        row.max = max(row.max, duration)
                         if row.min < 0 or duration < row.min:
                             row.min = duration
                     else:
@@ -328,8 +326,7 @@ Overhead: two events per syscall, decoded to the number and return value only.""
         if duration is not None:
             row.timed += 1
             row.total += duration
-            if duration > row.max:
-                row.max = duration
+            row.max = max(row.max, duration)
             if row.min < 0 or duration < row.min:
                 row.min = duration
 
