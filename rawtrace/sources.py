@@ -30,6 +30,7 @@ from rawtrace.parse.record import NS_CLOCKS, DecoderSet, Lost
 # Pseudo fields every event accepts in a kernel filter.
 _FILTER_SPECIAL = {"comm", "COMM", "cpu", "CPU", "common_cpu", "common_comm", "common_timestamp"}
 _FILTER_IDENT_RE = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|\b([A-Za-z_][A-Za-z0-9_]*)\b')
+_QUOTED_RE = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'')
 TASK_COMM_LEN = 16
 
 
@@ -551,8 +552,9 @@ class LiveSource(Source):
         if not options.filter and comm_expr is None:
             return
         names = filter_identifiers(options.filter) if options.filter else set()
-        if options.filter and any(not name.isascii() for name in names):
-            raise UsageError(f"filter {options.filter!r} has a non-ASCII field name")
+        if options.filter and not _QUOTED_RE.sub("", options.filter).isascii():
+            raise UsageError(f"filter {options.filter!r} has non-ASCII characters outside quotes "
+                             "(field names and operators are ASCII)")
         applied = 0
         comm_everywhere = comm_expr is not None
         for system, name in selected:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from rawtrace.session import LostEvents, Session, TraceEvent
-from rawtrace.tracefs.instance import instance_name, process_starttime
+from rawtrace.tracefs.instance import instance_name, pid_namespace, process_starttime
 
 pytestmark = pytest.mark.live
 
@@ -177,7 +177,7 @@ def test_comm_of_short_lived_exec(live_tracefs, tmp_path):
             child.wait()
     execs = [e for e in items if e.event == "sys_enter_execve"]
     exits = [e for e in items if e.event == "sys_enter_exit_group"]
-    assert [e.comm for e in execs] == ["python3", "sh"], [(e.comm, e.syscall) for e in execs]
+    assert [e.comm for e in execs] == [Path(sys.executable).name[:15], "sh"], [(e.comm, e.syscall) for e in execs]
     assert [e.comm for e in exits] == ["rtcommXq7"]
 
 
@@ -220,7 +220,8 @@ def test_pid_includes_children_forked_later(live_tracefs, tmp_path):
             child.wait()
     marked = [e for e in items if isinstance(e, TraceEvent) and e.fields.get("dfd") == MARK_FD]
     assert len(marked) == 7 and {e.pid for e in marked} == {grandchild}
-    assert all(e.comm == "python3" for e in marked)
+    # The interpreter's name: python3, or python in a virtualenv (the name it was started by).
+    assert all(e.comm == Path(sys.executable).name[:15] for e in marked)
 
 
 def _start_cli(*args: str) -> tuple[subprocess.Popen, str]:
@@ -287,7 +288,8 @@ def test_reset_removes_dead_owners_instance_only(live_tracefs):
     dead = subprocess.Popen(["true"])
     dead.wait()
     dead_name = f"rawtrace-{dead.pid}-12345"
-    live_name = instance_name() + "9"            # our pid, a start time that is not ours: a reused pid
+    # Our pid and pid namespace, but a start time that is not ours: a reused pid.
+    live_name = f"rawtrace-{os.getpid()}-{process_starttime(os.getpid())}9-ns{pid_namespace()}"
     mine = instance_name()                       # really ours: must be kept
     made = []
     try:
