@@ -839,6 +839,8 @@ def open_input(paths: list[str], host=None, *, cpu: int | None = None, byteorder
     from rawtrace.parse.tracedat import MAGIC
     if not paths:
         raise UsageError("name an input FILE")
+    if any(not path for path in paths):
+        raise UsageError("an input FILE name must not be empty")
     if cpu is not None:
         if len(paths) > 1:
             raise UsageError("--cpu names the CPU of a single FILE",

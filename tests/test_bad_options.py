@@ -36,6 +36,9 @@ def assert_usage_error(done: subprocess.CompletedProcess, *words: str) -> None:
     (["trace", "sched:sched_switch", "--nice", "-5"], ["never raises"]),
     (["syscount", "-T", "x"], ["not a number"]),
     (["decode", "--cpu", "-1", "x.raw"], []),
+    (["syscount", "-i", "x.dat", "-e", ""], ["-e ERRNO"]),
+    (["syscount", "-i", ""], ["must not be empty"]),
+    (["decode", ""], ["must not be empty"]),
 ])
 def test_bad_numbers(args, words):
     assert_usage_error(rawtrace(*args), *words)

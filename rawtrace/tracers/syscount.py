@@ -17,6 +17,14 @@ MAX_ERRNO = 4095
 NO_RETURN = ("exit", "exit_group")
 
 
+def _errno_text(text: str) -> str:
+    """-e ERRNO as argparse checks it (before anything is set up); the name is looked up later."""
+    if not text.strip():
+        import argparse
+        raise argparse.ArgumentTypeError("-e ERRNO must not be empty (a name like ENOENT, or a number)")
+    return text
+
+
 class _Row:
     __slots__ = ("count", "errnos", "errors", "max", "min", "timed", "total")
 
@@ -59,7 +67,7 @@ Overhead: two events per syscall, decoded to the number and return value only.""
         parser.add_argument("-P", "--process", action="store_true", help="count per process (pid and name)")
         parser.add_argument("-L", "--latency", action="store_true", help="also min latency and errno names")
         parser.add_argument("-x", "--failures", action="store_true", help="only calls that failed")
-        parser.add_argument("-e", "--errno", metavar="ERRNO", help="only calls that failed with this errno "
+        parser.add_argument("-e", "--errno", metavar="ERRNO", type=_errno_text, help="only calls that failed with this errno "
                                                                    "(name like ENOENT, or number)")
         parser.add_argument("--syscall", action="append", default=[], metavar="NAME",
                             help="only these syscalls (repeatable; names or numbers)")
@@ -82,7 +90,7 @@ Overhead: two events per syscall, decoded to the number and return value only.""
         self.intervals = 0
         self.calls = 0
         self._names: dict[tuple[int, str], str] = {}
-        self._errno_filter = self._parse_errno(args.errno) if args.errno else None
+        self._errno_filter = self._parse_errno(args.errno) if args.errno is not None else None
         self._only = self._parse_syscalls(args.syscall) if args.syscall else None
         self._no_return_by_abi: dict[str, set] = {}
         self._no_number = [0]                # exits with syscall number -1 (new tasks returning from fork)
@@ -92,6 +100,8 @@ Overhead: two events per syscall, decoded to the number and return value only.""
     def _parse_errno(self, text: str) -> int:
         from rawtrace.errors import UsageError
         from rawtrace.syscalls import constants as C
+        if not text:
+            raise UsageError("-e ERRNO must not be empty (a name like ENOENT, or a number)")
         if text.isascii() and text.isdigit():
             return int(text)
         number = C.errno_number(self.ctx.arch, text.upper()) if hasattr(C, "errno_number") else None
