@@ -113,3 +113,26 @@ def test_a_dying_spooler_is_reported(live_tracefs, tmp_path):
     assert "spooler process died (killed by signal 9)" in err, err
     assert not (live_tracefs / "instances" / instance_name(proc.pid)).exists()
     assert not _spool_dirs(proc.pid)
+
+
+def test_a_second_ctrl_c_ends_at_once_and_says_so(live_tracefs, tmp_path):
+    proc = _cli("trace", "raw_syscalls:*", "--json")
+    flood = None
+    with _killed_on_failure(proc):
+        first = proc.stderr.readline()
+        assert first.startswith("Tracing"), first
+        flood = _flood(tmp_path, 300000)
+        time.sleep(1.5)                  # a backlog to drain: the first SIGINT alone would take a while
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        signalled = time.monotonic()
+        _out, err = proc.communicate(timeout=60)
+        took = time.monotonic() - signalled
+    flood.kill()
+    flood.wait()
+    assert took < 5, took
+    assert "second signal: ending now" in err, err
+    assert proc.returncode == 130, (proc.returncode, err)
+    assert not (live_tracefs / "instances" / instance_name(proc.pid)).exists()
+    assert not _spool_dirs(proc.pid)
