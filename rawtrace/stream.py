@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from rawtrace.errors import UsageError
@@ -368,6 +367,3 @@ def _chain(fns: list[Callable]) -> Callable:
             fn(rec)
     return call_all
 
-
-def proc_path(host) -> Path:
-    return host.path("/proc")

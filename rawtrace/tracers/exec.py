@@ -479,7 +479,7 @@ them; their successful execs are reported from sched_process_exec, argv from /pr
     def finish(self) -> None:
         if self.joiner is not None:
             self._emit_all(self.joiner.flush(0))
-        from rawtrace.tracers.syscount import report_run
+        from rawtrace.tracers.base import report_run
         sources = ", ".join(f"{n} {s}" for s, n in sorted(self.by_source.items()))
         info = {"attempts": self.attempts, "shown": self.shown, "failed_hidden": self.failed_hidden,
                 "argv_sources": self.by_source,

@@ -462,7 +462,7 @@ class SchedTool(Tool):
     def finish(self) -> None:
         if not self.args.interval:
             self._report(None)
-        from rawtrace.tracers.syscount import report_run
+        from rawtrace.tracers.base import report_run
         machine = self.machine
         info = {"waits": machine.waits, "counted": self.summary.counted, "below_threshold": self.summary.below,
                 "filtered_out": self.filtered_out, "invalidated_by_lost": machine.invalidated,

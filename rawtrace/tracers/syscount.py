@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from rawtrace.tracers.base import Needs, Tool
+from rawtrace.tracers.base import Needs, Tool, report_run
 
 MAX_ERRNO = 4095
 NO_RETURN = ("exit", "exit_group")
@@ -438,49 +438,6 @@ Overhead: two events per syscall, decoded to the number and return value only.""
                 "kernel_overrun": summary.kernel_overrun}
         report_run(out, ctx.source, f"{self.calls} calls", info,
                    extra=[f"{self.unpaired_exits} without a seen entry"] if self.unpaired_exits else [])
-
-
-def report_run(out, source, what: str, info: dict, extra: list[str] | None = None,
-               quiet_offline: bool = False) -> None:
-    """The closing summary every tool prints: NDJSON `summary` record, and one stderr line (with losses
-    and decode problems said out loud; offline with `quiet_offline` only when there were some)."""
-    summary = source.summary
-    if out.json:
-        out.record("summary", info)
-    if quiet_offline and source.kind != "live" and not summary.lost and not summary.lost_unknown_pages:
-        _decode_problems(out, summary)
-        return
-    parts = [what]
-    lost = f"{summary.lost} lost"
-    if summary.lost_unknown_pages:
-        lost += f" (+{summary.lost_unknown_pages} pages with an unknown count)"
-    parts.append(lost)
-    parts += extra or []
-    if source.kind == "live":
-        parts.append(f"{summary.duration:.3f} s")
-        if summary.recorded is not None and summary.drain >= 0.5:
-            parts.append(f"recorded for {summary.recorded:.3f} s, then {summary.drain:.1f} s decoding what was "
-                         "recorded")
-        if summary.lost or any(summary.kernel_overrun.values()):
-            per_cpu = " ".join(f"cpu{cpu}={n}" for cpu, n in sorted(summary.kernel_overrun.items()))
-            parts.append(f"kernel per-CPU overrun: {per_cpu}")
-        if summary.spooled and summary.max_lag >= 0.5:
-            parts.append(f"decoding lagged up to {summary.max_lag:.1f} s behind the trace")
-    out.note(", ".join(parts), prefix=False)
-    if summary.undecoded_bytes:
-        out.note(f"warning: the drain after the signal was cut short: {summary.undecoded_bytes / 2**20:.1f} MiB "
-                 f"of recorded sub-buffers were not decoded")
-    if summary.spooler_exit:
-        out.note(f"warning: the spooler process died ({summary.spooler_exit}); pages were read directly "
-                 "after that, and what the kernel overwrote meanwhile is counted as lost")
-    _decode_problems(out, summary)
-
-
-def _decode_problems(out, summary) -> None:
-    errors = summary.decode_errors
-    if errors:
-        more = f" (and {len(errors) - 1} more sub-buffers)" if len(errors) > 1 else ""
-        out.note(f"{errors[0]}{more}")
 
 
 TOOL = Syscount

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from rawtrace.tracers.base import Needs, Tool
-from rawtrace.tracers.syscount import report_run
+from rawtrace.tracers.base import Needs, Tool, report_run
 
 
 class Trace(Tool):
