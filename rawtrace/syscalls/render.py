@@ -182,6 +182,7 @@ def _is_pointer(ctype: str) -> bool:
 
 # ---------------------------------------------------------------------------------------------
 # Argument formatters: fn(formatter, raw slot value, {arg name: raw value}) -> text.
+# Those in _PURE (below) look at their own value only.
 
 Formatter = Callable[["SyscallFormatter", int, dict], str]
 
@@ -217,12 +218,17 @@ def _fmt_octal(f: SyscallFormatter, raw: int, call: dict) -> str:
 def _width_formatter(bits: int, signed: bool) -> Formatter:
     def fmt(f: SyscallFormatter, raw: int, call: dict) -> str:
         return str(_truncate(raw, bits or f._word_bits, signed))
+    fmt.pure = True
     return fmt
 
 
 def _fmt_dirfd(f: SyscallFormatter, raw: int, call: dict) -> str:
     fd = _truncate(raw, 32, True)
     return "AT_FDCWD" if fd == C.AT_FDCWD else str(fd)
+
+
+# Formatters that need nothing but their own value (no other argument of the call).
+_PURE = frozenset((_fmt_hex, _fmt_pointer, _fmt_int, _fmt_uint, _fmt_long, _fmt_ulong, _fmt_octal, _fmt_dirfd))
 
 
 def _fmt_signal(f: SyscallFormatter, raw: int, call: dict) -> str:
@@ -666,13 +672,20 @@ class SyscallFormatter:
     # -- structured calls (rawtrace.syscalls.calls.Syscall) --------------------------------------
 
     def _signature_plan(self, name: str, params: tuple) -> tuple:
-        """(names, shown, string fields) for a call signature; cached per params tuple (the joiner keeps
-        one per syscall, so identity is enough and no key has to be built per call)."""
+        """(names, shown, string fields, simple) for a call signature; cached per params tuple (the joiner
+        keeps one per syscall, so identity is enough and no key has to be built per call). `simple` lists
+        (index, formatter) when every shown argument is always shown and formatted from its own value
+        alone: then no per-call dict of the arguments is needed."""
         entry = self._signature_plans.get(id(params))
         if entry is not None and entry[0] is params and entry[1] == name:
             return entry[2]
         args = [(p[0], p[1], None) for p in params]
-        plan = (tuple(p[0] for p in params),) + self._plan(name, args)
+        shown, string_fields = self._plan(name, args)
+        simple = None
+        if not string_fields and all(shown_if is None and (fmt in _PURE or getattr(fmt, "pure", False))
+                                     for _index, _arg, fmt, shown_if in shown):
+            simple = tuple((index, fmt) for index, _arg, fmt, _shown_if in shown)
+        plan = (tuple(p[0] for p in params), shown, string_fields, simple)
         if len(self._signature_plans) > 65536:
             self._signature_plans.clear()
         self._signature_plans[id(params)] = (params, name, plan)
@@ -681,7 +694,12 @@ class SyscallFormatter:
     def call_args_text(self, name: str, params: tuple, values: Sequence, strings: Mapping[str, object] | None,
                        all_args: bool = False) -> list[str]:
         """The rendered arguments of one call, from its signature's params and raw values."""
-        names, shown, string_fields = self._signature_plan(name, params)
+        names, shown, string_fields, simple = self._signature_plan(name, params)
+        if simple is not None and not strings:
+            try:
+                return [fmt(self, values[index], None) for index, fmt in simple]
+            except Exception:  # noqa: BLE001 - a formatter failed: the careful way below says how
+                pass
         call = dict(zip(names, values))
         texts = None
         if string_fields or strings:
