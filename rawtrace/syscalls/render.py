@@ -698,7 +698,7 @@ class SyscallFormatter:
         if simple is not None and not strings:
             try:
                 return [fmt(self, values[index], None) for index, fmt in simple]
-            except Exception:  # noqa: BLE001 - a formatter failed: the careful way below says how
+            except Exception:  # noqa: BLE001, S110 - a formatter failed: the careful way below says how
                 pass
         call = dict(zip(names, values))
         texts = None
