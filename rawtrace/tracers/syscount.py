@@ -272,21 +272,22 @@ Overhead: two events per syscall, decoded to the number and return value only.""
                 if rec.__class__ is not Event:
                     deliver(rec)
                     continue
-                event_id = rec.id
+                # One unpacking instead of an attribute lookup per field (the record is a named tuple).
+                ts, _cpu, tid, event_id, _fmt, fields, _flags, _preempt = rec
                 if event_id == exit_id:
-                    fields = rec.fields
                     nr = fields["id"]
-                    started = pop(rec.pid, None)
-                    if started is not None and (started[1] == nr or (abis and same_exec(started, nr, rec.pid))):
+                    started = pop(tid, None)
+                    if started is not None and (started[1] == nr or (abis and same_exec(started, nr, tid))):
                         nr = started[1]
                         key = nr if started[2] is None else (nr, started[2])
                         row = get_row(key)
                         if row is None:
                             row = rows[key] = new_row()
-                        duration = rec.ts - started[0]
+                        duration = ts - started[0]
                         row.timed += 1
                         row.total += duration
-                        row.max = max(row.max, duration)
+                        if duration > row.max:
+                            row.max = duration
                         if row.min < 0 or duration < row.min:
                             row.min = duration
                     else:
@@ -296,7 +297,7 @@ Overhead: two events per syscall, decoded to the number and return value only.""
                             no_number[0] += 1
                             continue
                         unpaired[0] += 1
-                        abi = abis.get(rec.pid) if abis else None
+                        abi = abis.get(tid) if abis else None
                         key = nr if abi is None else (nr, abi)
                         row = get_row(key)
                         if row is None:
@@ -305,11 +306,11 @@ Overhead: two events per syscall, decoded to the number and return value only.""
                     if low <= fields["ret"] < 0:
                         row.errors += 1
                 elif event_id == enter_id:
-                    nr = rec.fields["id"]
+                    nr = fields["id"]
                     if abis or nr in no_return:
                         enter(rec)               # compat tasks, exit/exit_group: the general way
                     else:
-                        pending[rec.pid] = (rec.ts, nr, None)
+                        pending[tid] = (ts, nr, None)
                 else:
                     deliver(rec)
         return batch
