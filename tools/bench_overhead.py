@@ -53,6 +53,32 @@ def build_workload(tmp: Path) -> list[str]:
     return [sys.executable, str(script)]
 
 
+def workload_command(tmp: Path, iterations: int) -> list[str]:
+    """The `open` workload (N x openat+read+close of a file in `tmp`), built there."""
+    target = tmp / "target"
+    target.write_text("hello\n")
+    cmd = build_workload(tmp) + [str(target), str(iterations)]
+    if not cmd[0].endswith(".py"):
+        cmd.insert(1, "open")
+    return cmd
+
+
+def interleaved(modes: list, runs: int, errors: tuple = (RuntimeError,)) -> tuple[dict, dict]:
+    """Run every (name, fn) mode once per round, `runs` rounds, so load from other processes hits them all
+    alike. Returns ({name: loop times}, {name: why it was skipped})."""
+    times: dict[str, list[float]] = {name: [] for name, _ in modes}
+    skipped: dict[str, str] = {}
+    for _ in range(runs):
+        for name, run in modes:
+            if name in skipped:
+                continue
+            try:
+                times[name] += run()
+            except errors as exc:
+                skipped[name] = str(exc)[:200]
+    return times, skipped
+
+
 def loop_times(output: str) -> list[float]:
     out = []
     for line in output.splitlines():
@@ -142,11 +168,7 @@ def main() -> int:
         return 2
     with tempfile.TemporaryDirectory(prefix="rtbench-") as tmpdir:
         tmp = Path(tmpdir)
-        target = tmp / "target"
-        target.write_text("hello\n")
-        cmd = build_workload(tmp) + [str(target), str(args.iterations)]
-        if not cmd[0].endswith(".py"):
-            cmd.insert(1, "open")
+        cmd = workload_command(tmp, args.iterations)
         # Modes are interleaved round by round so that load from other processes hits them all alike.
         modes: list[tuple[str, object]] = [
             ("untraced", lambda: run_plain(cmd, 1)),
@@ -159,20 +181,9 @@ def main() -> int:
             modes.append(("strace -f", lambda: run_plain(cmd, 1, ["strace", "-f", "-o", "/dev/null"])))
         if shutil.which("bpftrace") and "bpftrace" not in args.skip:
             modes.append(("bpftrace (count)", lambda: run_under_bpftrace(cmd, 1)))
-        times: dict[str, list[float]] = {name: [] for name, _ in modes}
-        skipped: dict[str, str] = {}
         print(f"workload: {args.iterations} x (openat+read+close), {Path(cmd[0]).name}; "
               f"median of {args.runs} interleaved rounds")
-        for _ in range(args.runs):
-            for name, run in modes:
-                if name in skipped:
-                    continue
-                try:
-                    got = run()
-                except RuntimeError as exc:
-                    skipped[name] = str(exc)
-                    continue
-                times[name] += got
+        times, skipped = interleaved(modes, args.runs)
         base = statistics.median(times["untraced"])
         for name, _ in modes:
             if name in skipped:

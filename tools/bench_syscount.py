@@ -27,7 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
-from bench_overhead import build_workload, run_plain
+from bench_overhead import interleaved, run_plain, workload_command
 
 LOST: list[int] = []
 
@@ -79,12 +79,7 @@ def main() -> int:
         print("needs root", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="rtbench-") as tmpdir:
-        tmp = Path(tmpdir)
-        target = tmp / "target"
-        target.write_text("hello\n")
-        cmd = build_workload(tmp) + [str(target), str(args.iterations)]
-        if not cmd[0].endswith(".py"):
-            cmd.insert(1, "open")
+        cmd = workload_command(Path(tmpdir), args.iterations)
         modes = [("untraced", lambda: run_plain(cmd, 1)), ("rawtrace syscount", lambda: under_rawtrace(cmd))]
         if shutil.which("bpftrace") and "bpftrace" not in args.skip:
             modes.append(("bpftrace syscount.bt", lambda: under_bpftrace(cmd)))
@@ -92,16 +87,7 @@ def main() -> int:
             modes.append(("perf trace -s", lambda: run_plain(cmd, 1, ["perf", "trace", "-s", "-o", "/dev/null", "--"])))
         if shutil.which("strace") and "strace" not in args.skip:
             modes.append(("strace -c -f", lambda: run_plain(cmd, 1, ["strace", "-c", "-f", "-o", "/dev/null"])))
-        times: dict[str, list[float]] = {name: [] for name, _ in modes}
-        skipped: dict[str, str] = {}
-        for _ in range(args.runs):
-            for name, run in modes:
-                if name in skipped:
-                    continue
-                try:
-                    times[name] += run()
-                except (RuntimeError, subprocess.CalledProcessError) as exc:
-                    skipped[name] = str(exc)[:200]
+        times, skipped = interleaved(modes, args.runs, (RuntimeError, subprocess.CalledProcessError))
         print(f"workload: {args.iterations} x (openat+read+close); median of {args.runs} interleaved rounds")
         base = statistics.median(times["untraced"])
         ours = statistics.median(times["rawtrace syscount"])
