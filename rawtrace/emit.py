@@ -23,6 +23,7 @@ import sys
 from typing import Any
 
 from rawtrace.output import json_text
+from rawtrace.render_event import compile_fields_json, json_value
 from rawtrace.render_event import safe_text as safe
 from rawtrace.syscalls.constants import errno_name
 
@@ -38,22 +39,6 @@ def json_str(text: str) -> str:
     if not text.isascii():
         text = json_text(text)
     return _encode_basestring(text)
-
-
-def json_value(value: Any) -> Any:
-    """A value as JSON can hold it (strings cleaned, bytes as hex, tuples as lists)."""
-    cls = value.__class__
-    if cls is int or value is None or cls is float or cls is bool:
-        return value
-    if cls is str:
-        return json_text(value)
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value).hex()
-    if isinstance(value, (tuple, list)):
-        return [json_value(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): json_value(v) for k, v in value.items()}
-    return str(value)
 
 
 _dumps = None
@@ -99,45 +84,8 @@ class _FieldsJson:
         if found is None:
             if len(self._cache) > 4096:
                 self._cache.clear()
-            found = self._cache[key] = _compile_fields_json(fmt)
+            found = self._cache[key] = compile_fields_json(fmt)
         return found
-
-
-def _compile_fields_json(fmt):
-    from rawtrace.parse.descriptors import FieldKind
-    from rawtrace.parse.record import STANDARD_COMMON
-    shown = [f for f in fmt.all_fields if not (f.common and f.name in STANDARD_COMMON)]
-    names = [f.name for f in shown]
-    if not all(n.isidentifier() and n.isascii() for n in names) or len(set(names)) != len(names):
-        return lambda fields: dumps(json_value(fields))
-    namespace: dict = {"_str": json_str, "_json": lambda v: dumps(json_value(v))}
-    pieces = []
-    for field in shown:
-        slot = f'f["{field.name}"]'
-        kind = field.kind
-        if kind in (FieldKind.INTEGER, FieldKind.POINTER) and field.size in (1, 2, 4, 8):
-            expr = f"{{{slot}}}"
-        elif kind in (FieldKind.STRING, FieldKind.FLEX_STRING, FieldKind.DATA_LOC_STRING, FieldKind.REL_LOC_STRING):
-            expr = f"{{_str({slot})}}"
-        elif kind == FieldKind.ARRAY and field.count and field.element_size in (1, 2, 4, 8) \
-                and field.count * field.element_size == field.size:
-            name = f"_array{len(namespace)}"
-            namespace[name] = "[" + ",".join(["%d"] * field.count) + "]"
-            expr = f"{{{name} % {slot}}}"
-        else:
-            expr = f"{{_json({slot})}}"
-        pieces.append(f'"{field.name}":{expr}')
-    source = "def render(f):\n    return f'''{{" + ",".join(pieces) + "}}'''\n"
-    # Generated from field names (checked identifiers) and kinds only; nothing else of the format runs.
-    exec(compile(source, "<fields json>", "exec"), namespace)  # noqa: S102
-    render = namespace["render"]
-
-    def safe_render(fields):
-        try:
-            return render(fields)
-        except (KeyError, TypeError, ValueError):
-            return dumps(json_value(fields))
-    return safe_render
 
 
 class Emitter:

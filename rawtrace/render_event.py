@@ -301,14 +301,22 @@ def unknown_text(item: UnknownEvent, clock: str = "local") -> str:
 
 
 def json_value(value: Any) -> Any:
-    """A field value as JSON can hold it (strings cleaned, bytes as hex, tuples as lists)."""
-    if isinstance(value, str):
+    """A value as JSON can hold it: strings cleaned (bytes that were not UTF-8 as \\xNN), bytes as hex,
+    tuples and lists as lists, dicts recursively; numbers, booleans and None as they are."""
+    cls = value.__class__
+    if cls is int or value is None or cls is float or cls is bool:
+        return value
+    if cls is str:
         return json_text(value)
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value).hex()
-    if isinstance(value, tuple):
+    if isinstance(value, (tuple, list)):
         return [json_value(v) for v in value]
-    return value
+    if isinstance(value, dict):
+        return {str(k): json_value(v) for k, v in value.items()}
+    if isinstance(value, str):
+        return json_text(value)
+    return str(value)
 
 
 def event_json(event: Event, comm: str | None = None) -> dict:
@@ -363,13 +371,16 @@ def _json_string(text: str) -> str:
     return encode_basestring(json_text(text))
 
 
-def _compile_json_renderer(fmt: EventFormat):
-    """line(ts, cpu, pid, comm_json, fields) -> the JSON text event_json() would give, or None."""
+def compile_fields_json(fmt: EventFormat):
+    """fields dict -> the JSON object text of json_value(fields), compiled once per event format (the
+    `fields` of every NDJSON event line). Fields that do not match the format take the general path."""
+    dumps = _json_encoder()
     shown = [f for f in fmt.all_fields if not (f.common and f.name in STANDARD_COMMON)]
-    if len(shown) > _MAX_COMPILED_FIELDS or not all(f.name.isidentifier() for f in shown):
-        return None
-    namespace: dict = {"_str": _json_string, "_json": _json_encoder(), "_value": json_value,
-                       "_event": _json_string(f"{fmt.system}:{fmt.name}")}
+    names = [f.name for f in shown]
+    if len(shown) > _MAX_COMPILED_FIELDS or not all(n.isidentifier() and n.isascii() for n in names) \
+            or len(set(names)) != len(names):
+        return lambda fields: dumps(json_value(fields))
+    namespace: dict = {"_str": _json_string, "_json": lambda v: dumps(json_value(v))}
     pieces = []
     for field in shown:
         slot = f'f["{field.name}"]'
@@ -384,14 +395,29 @@ def _compile_json_renderer(fmt: EventFormat):
             namespace[name] = "[" + ",".join(["%d"] * field.count) + "]"
             expr = f"{{{name} % {slot}}}"
         else:
-            expr = f"{{_json(_value({slot}))}}"
+            expr = f"{{_json({slot})}}"
         pieces.append(f'"{field.name}":{expr}')
-    source = ("def line(ts, cpu, pid, comm, f):\n"
-              "    return f'''{{\"ts\":{ts},\"cpu\":{cpu},\"pid\":{pid},\"comm\":{comm},\"event\":{_event},"
-              f"\"fields\":{{{{{','.join(pieces)}}}}}}}}}'''\n")
-    # Generated from field names (identifiers) and kinds only; nothing else of the format is executed.
-    exec(compile(source, _code_name("json renderer", fmt), "exec"), namespace)  # noqa: S102
-    return namespace["line"]
+    source = "def render(f):\n    return f'''{{" + ",".join(pieces) + "}}'''\n"
+    # Generated from field names (checked identifiers) and kinds only; nothing else of the format runs.
+    exec(compile(source, _code_name("fields json", fmt), "exec"), namespace)  # noqa: S102
+    render = namespace["render"]
+
+    def safe_render(fields):
+        try:
+            return render(fields)
+        except (KeyError, TypeError, ValueError):
+            return dumps(json_value(fields))
+    return safe_render
+
+
+def _compile_json_renderer(fmt: EventFormat):
+    """line(ts, cpu, pid, comm_json, fields) -> the JSON text event_json() would give."""
+    fields_json = compile_fields_json(fmt)
+    head = ',"event":' + _json_string(f"{fmt.system}:{fmt.name}") + ',"fields":'
+
+    def line(ts, cpu, pid, comm, fields):
+        return f'{{"ts":{ts},"cpu":{cpu},"pid":{pid},"comm":{comm}{head}{fields_json(fields)}}}'
+    return line
 
 
 def json_lines(items, comms: dict[int, str] | None = None) -> list[str]:
