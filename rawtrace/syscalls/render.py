@@ -631,11 +631,17 @@ class SyscallFormatter:
     def _render_args(self, name: str, args: Sequence[Arg], strings: Mapping[str, object] | None,
                      all_args: bool) -> list[tuple[str, str]]:
         shown, string_fields = self._plan(name, args)
-        call = {a[0]: a[2] for a in args}
+        values = [a[2] for a in args]
+        return self._shown(shown, string_fields, values, {a[0]: a[2] for a in args}, strings, all_args)
+
+    def _shown(self, shown, string_fields, values: Sequence, call: dict, strings: Mapping[str, object] | None,
+               all_args: bool) -> list[tuple[str, str]]:
+        """(argument, text) of the arguments strace would show (all of them with `all_args`): strings that
+        arrived for the call first, then each argument's formatter, hex (or a quoted string) if it fails."""
         limit = self.options.string_limit
         texts: dict[str, str] = {}
         for index, target in string_fields:
-            data = args[index][2]
+            data = values[index]
             if isinstance(data, (bytes, bytearray, str)):
                 texts[target] = kernel_string(bytes(data) if isinstance(data, bytearray) else data, limit)
         if strings:
@@ -654,7 +660,7 @@ class SyscallFormatter:
                     continue
             text = texts.get(arg)
             if text is None:
-                value = args[index][2]
+                value = values[index]
                 try:
                     text = fmt(self, value, call)
                 except Exception:  # noqa: BLE001 - a formatter must never stop a trace
@@ -700,43 +706,8 @@ class SyscallFormatter:
                 return [fmt(self, values[index], None) for index, fmt in simple]
             except Exception:  # noqa: BLE001, S110 - a formatter failed: the careful way below says how
                 pass
-        call = dict(zip(names, values))
-        texts = None
-        if string_fields or strings:
-            limit = self.options.string_limit
-            texts = {}
-            for index, target in string_fields:
-                data = values[index]
-                if isinstance(data, (bytes, bytearray, str)):
-                    texts[target] = kernel_string(bytes(data) if isinstance(data, bytearray) else data, limit)
-            if strings:
-                for target, data in strings.items():
-                    if isinstance(data, (bytes, bytearray, str)):
-                        texts[target] = quote_string(bytes(data) if isinstance(data, bytearray) else data, limit)
-        out = []
-        for index, arg, fmt, shown_if in shown:
-            if shown_if is not None and not all_args:
-                try:
-                    if not shown_if(self, call):
-                        continue
-                except Exception:  # noqa: BLE001 - when in doubt, show the argument
-                    self.errors += 1
-            text = texts.get(arg) if texts else None
-            if text is None:
-                value = values[index]
-                try:
-                    text = fmt(self, value, call)
-                except Exception:  # noqa: BLE001 - a formatter must never stop a trace
-                    self.errors += 1
-                    if isinstance(value, int):
-                        text = _hex(value & self._word_mask)
-                    elif isinstance(value, (bytes, bytearray, str)):
-                        text = quote_string(bytes(value) if isinstance(value, bytearray) else value,
-                                            self.options.string_limit)
-                    else:
-                        text = "?"
-            out.append(text)
-        return out
+        return [text for _arg, text in
+                self._shown(shown, string_fields, values, dict(zip(names, values)), strings, all_args)]
 
     def call_text(self, name: str, params: tuple, values: Sequence | None, ret: int | None, status: str,
                   strings: Mapping[str, object] | None = None) -> str:
