@@ -33,6 +33,8 @@ def assert_usage_error(done: subprocess.CompletedProcess, *words: str) -> None:
     (["trace", "sched:sched_switch", "-d", "nan"], ["must be positive"]),
     (["trace", "sched:sched_switch", "-c", "0"], ["must be positive"]),
     (["trace", "sched:sched_switch", "-p", "\u00b2"], ["not a pid"]),
+    (["trace", "sched:sched_switch", "-d", "\u0663"], ["not a number"]),     # Arabic-Indic 3: float() takes it
+    (["syscount", "\u0663"], ["not a number"]),
     (["trace", "sched:sched_switch", "--nice", "-5"], ["never raises"]),
     (["syscount", "-T", "x"], ["not a number"]),
     (["decode", "--cpu", "-1", "x.raw"], []),

@@ -40,7 +40,14 @@ def _ascii_int(text: str) -> int:
 pid_type = _positive(_ascii_int, "not a pid", "not a pid", limit=2 ** 22)
 positive_int = _positive(_ascii_int, limit=2 ** 62)
 # A year of seconds is more than any trace; inf, 1e308 and NaN are refused, not overflowed.
-seconds_type = _positive(float, limit=366 * 86400.0)
+def _ascii_float(text: str) -> float:
+    # float() takes other scripts' digits ("٣" is 3.0) and "inf"/"nan" spelled any way: ASCII only here.
+    if not text.strip().isascii():
+        raise ValueError(text)
+    return float(text)
+
+
+seconds_type = _positive(_ascii_float, limit=366 * 86400.0)
 
 
 def add_shared_arguments(parser: argparse.ArgumentParser, tool_class) -> None:
