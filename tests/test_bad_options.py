@@ -35,6 +35,10 @@ def assert_usage_error(done: subprocess.CompletedProcess, *words: str) -> None:
     (["trace", "sched:sched_switch", "-p", "\u00b2"], ["not a pid"]),
     (["trace", "sched:sched_switch", "-d", "\u0663"], ["not a number"]),     # Arabic-Indic 3: float() takes it
     (["syscount", "\u0663"], ["not a number"]),
+    (["sched", "--min-ms", "\u0663"], ["not a number"]),
+    (["files", "--settle-ms", "\u0663"], ["not a number"]),
+    (["files", "--settle-ms", "-5"], ["from 0 to 60000"]),
+    (["files", "--settle-ms", "99999999999"], ["from 0 to 60000"]),
     (["trace", "sched:sched_switch", "--nice", "-5"], ["never raises"]),
     (["syscount", "-T", "x"], ["not a number"]),
     (["decode", "--cpu", "-1", "x.raw"], []),

@@ -40,14 +40,27 @@ def _ascii_int(text: str) -> int:
 pid_type = _positive(_ascii_int, "not a pid", "not a pid", limit=2 ** 22)
 positive_int = _positive(_ascii_int, limit=2 ** 62)
 # A year of seconds is more than any trace; inf, 1e308 and NaN are refused, not overflowed.
-def _ascii_float(text: str) -> float:
+def ascii_float(text: str) -> float:
     # float() takes other scripts' digits ("٣" is 3.0) and "inf"/"nan" spelled any way: ASCII only here.
     if not text.strip().isascii():
         raise ValueError(text)
     return float(text)
 
 
-seconds_type = _positive(_ascii_float, limit=366 * 86400.0)
+seconds_type = _positive(ascii_float, limit=366 * 86400.0)
+
+
+def int_between(low: int, high: int):
+    """An argparse type: an ASCII integer from `low` to `high`."""
+    def parse(text: str) -> int:
+        try:
+            value = _ascii_int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}: {text!r}")
+        return value
+    return parse
 
 
 def add_shared_arguments(parser: argparse.ArgumentParser, tool_class) -> None:

@@ -166,7 +166,8 @@ files on /proc, /sys and /dev (not watched) stay unknown.
         parser.add_argument("--all-fds", action="store_true", help="also reads and writes of pipes and sockets")
         parser.add_argument("--no-uprobes", action="store_true", help="no uprobes in the C library")
         parser.add_argument("--no-fanotify", action="store_true", help="no fanotify alongside tracefs")
-        parser.add_argument("--settle-ms", type=int, default=300, metavar="MS",
+        from rawtrace.cli.tool import int_between
+        parser.add_argument("--settle-ms", type=int_between(0, 60000), default=300, metavar="MS",
                             help="how long a path may wait for fanotify (default 300)")
         # A tick drives the fanotify joins and the output queue.
         parser.set_defaults(interval=0.1)

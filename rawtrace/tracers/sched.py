@@ -116,8 +116,9 @@ def _check_args(args) -> None:
 
 
 def _positive_float(text: str) -> float:
+    from rawtrace.cli.tool import ascii_float
     try:
-        value = float(text)
+        value = ascii_float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not 0 < value < 1e9:
