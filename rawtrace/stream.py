@@ -138,9 +138,7 @@ class Stream:
             from rawtrace.syscalls.tables import load_table
             resolve = table_resolver(ctx.arch, source.format)
             native = load_table(ctx.arch).arch.abis[0].name
-            abis = ctx.tasks.abis
-            self.joiner = joiner = SyscallJoiner(ctx.tasks, tool.on_syscall, resolve, native,
-                                                 abi_of=lambda tid: abis.get(tid, native))
+            self.joiner = joiner = SyscallJoiner(ctx.tasks, tool.on_syscall, resolve, native, abis=ctx.tasks.abis)
             ctx.joiner = joiner
             per_event.setdefault(("sched", "sched_process_exit"), []).append(
                 lambda rec: joiner.thread_exit(rec.fields.get("pid", rec.pid)))

@@ -14,13 +14,14 @@ finished or given-up call. Pairing is per thread and survives lost events: an ex
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from rawtrace.syscalls import pairing
 
 COMPLETE, UNFINISHED, RESUMED, NORETURN = "complete", "unfinished", "resumed", "noreturn"
 MAX_ERRNO = 4095
+_new = tuple.__new__
 
 
 class Signature(NamedTuple):
@@ -33,42 +34,24 @@ class Signature(NamedTuple):
     system: str = "raw_syscalls"           # the events it came from: raw_syscalls, or syscalls (sys_enter_X)
 
 
-class Syscall:
+class Syscall(NamedTuple):
     """One syscall of one thread. `ts`/`exit_ts` are trace-clock units (ns for the usual clocks);
-    `values` the raw argument values in `signature.params` order (None for a resumed call)."""
+    `values` the raw argument values in `signature.params` order (None for a resumed call). A named
+    tuple: one is made per call on the hot path, where tuple.__new__ is the cheapest constructor."""
 
-    __slots__ = (
-        "comm",
-        "cpu",
-        "exit_cpu",
-        "exit_ts",
-        "note",
-        "pid",
-        "ret",
-        "signature",
-        "status",
-        "strings",
-        "tid",
-        "ts",
-        "values",
-    )
-
-    def __init__(self, status: str, ts: int | None, exit_ts: int | None, cpu: int | None, exit_cpu: int | None,
-                 tid: int, pid: int, comm: str, signature: Signature, values: tuple | None, ret: int | None,
-                 note: str | None = None, strings: dict | None = None) -> None:
-        self.status = status
-        self.ts = ts
-        self.exit_ts = exit_ts
-        self.cpu = cpu
-        self.exit_cpu = exit_cpu
-        self.tid = tid
-        self.pid = pid
-        self.comm = comm
-        self.signature = signature
-        self.values = values
-        self.ret = ret
-        self.note = note
-        self.strings = strings
+    status: str
+    ts: int | None
+    exit_ts: int | None
+    cpu: int | None
+    exit_cpu: int | None
+    tid: int
+    pid: int
+    comm: str
+    signature: Signature
+    values: tuple | None
+    ret: int | None
+    note: str | None = None
+    strings: dict | None = None
 
     @property
     def name(self) -> str:
@@ -144,17 +127,17 @@ class SyscallJoiner:
     """Pairs enter/exit events per thread into Syscall records and hands each to `emit`.
 
     `tasks` (rawtrace.tasks.TaskTable) gives pid and comm at entry; `resolve(nr, abi)` names raw syscall
-    numbers (→ Signature or None); `abi_of(tid)` says which ABI a thread's raw numbers are in (compat
-    32-bit tasks on a 64-bit kernel use their own table)."""
+    numbers (→ Signature or None); `abis` maps the threads whose raw numbers are in another ABI than
+    `native_abi` to theirs (compat 32-bit tasks on a 64-bit kernel use their own table)."""
 
     def __init__(self, tasks, emit: Callable[[Syscall], None], resolve: Callable[[int, str], Signature | None],
-                 native_abi: str = "", abi_of: Callable[[int], str] | None = None,
+                 native_abi: str = "", abis: Mapping[int, str] | None = None,
                  no_return: Sequence[str] = tuple(pairing.NO_RETURN_NAMES)) -> None:
         self.tasks = tasks
         self.emit = emit
         self.resolve = resolve
         self.native_abi = native_abi
-        self.abi_of = abi_of
+        self.abis = abis if abis is not None else {}
         self._no_return = frozenset(no_return)
         # tid -> (ts, cpu, key, signature, values, pid, comm, strings, loss epoch) of the call in flight;
         # key is the syscall number (raw_syscalls) or name (syscalls:*): an exit pairs only with an
@@ -163,6 +146,7 @@ class SyscallJoiner:
         self._epoch = 0
         self.max_pending = 1 << 16
         self._signatures: dict[tuple[int, str], Signature] = {}
+        self._native: dict[int, Signature] = {}          # the same, for native_abi: the hot path's lookup
         self._named: dict[str, Signature] = {}
         self._strings: dict[int, dict] = {}
         self.counts = {COMPLETE: 0, UNFINISHED: 0, RESUMED: 0, NORETURN: 0}
@@ -251,14 +235,19 @@ class SyscallJoiner:
             found = self.resolve(nr, abi) or Signature(nr, f"syscall_{nr}",
                                                       tuple((f"arg{i}", "unsigned long") for i in range(6)), abi)
             self._signatures[key] = found
+            if abi == self.native_abi:
+                self._native[nr] = found
         return found
 
     def raw_enter(self, rec) -> None:
         tid = rec.pid
         fields = rec.fields
         nr = fields["id"]
-        abi = self.abi_of(tid) if self.abi_of is not None else self.native_abi
-        signature = self._signatures.get((nr, abi)) or self.signature(nr, abi)
+        abis = self.abis
+        if abis and tid in abis:
+            signature = self.signature(nr, abis[tid])
+        else:
+            signature = self._native.get(nr) or self.signature(nr, self.native_abi)
         values = fields.get("args")
         if values is not None:
             values = values[:len(signature.params)]
@@ -280,12 +269,22 @@ class SyscallJoiner:
     def raw_exit(self, rec) -> None:
         fields = rec.fields
         nr = fields["id"]
-        if nr < 0 and rec.pid not in self._pending["raw_syscalls"]:
+        pending = self._pending["raw_syscalls"]
+        tid = rec.pid
+        entry = pending.get(tid)
+        if entry is not None and entry[2] == nr and entry[8] == self._epoch:
+            # The common case inline (as _exit() does it): the enter of the same call is in flight.
+            del pending[tid]
+            self.counts[COMPLETE] += 1
+            self.emit(_new(Syscall, (COMPLETE, entry[0], rec.ts, entry[1], rec.cpu, tid, entry[5], entry[6],
+                                     entry[3], entry[4], fields.get("ret"), None, entry[7])))
+            return
+        if nr < 0 and entry is None:
             # A new task's first return to user space (from fork/clone) carries no syscall number: it
             # is no call of its own (strace does not show one either).
             self.fork_returns += 1
             return
-        self._exit(self._pending["raw_syscalls"], rec, nr, fields.get("ret"))
+        self._exit(pending, rec, nr, fields.get("ret"))
 
     def _enter(self, pending: dict, tid: int, rec, key, signature: Signature, values) -> None:
         tasks = self.tasks
@@ -322,8 +321,7 @@ class SyscallJoiner:
             note = pairing.NOTE_BEFORE_LOSS
         tasks = self.tasks
         if key.__class__ is int:
-            abi = self.abi_of(tid) if self.abi_of is not None else self.native_abi
-            signature = self.signature(key, abi)
+            signature = self.signature(key, self.abis.get(tid, self.native_abi))
         else:
             signature = self._named.get(key) or Signature(None, key, (), self.native_abi, "syscalls")
         self._make(RESUMED, tid, None, rec, ret, note, (tasks.pid(tid), tasks.comm(tid), signature))
