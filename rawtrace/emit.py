@@ -111,6 +111,8 @@ class Emitter:
         self._comm_json: dict[str, str] = {}
         self._event_heads: dict[tuple, str] = {}
         self._signature_json: dict = {}
+        self._prefixes: dict[tuple, str] = {}
+        self._fast_texts: dict[int, tuple] = {}
         self._status_shown = False
         self._tty = hasattr(self.err, "isatty") and self.err.isatty()
 
@@ -181,21 +183,24 @@ class Emitter:
         # By identity: a Signature's hash would walk its params on every call; the joiner keeps one
         # Signature per syscall, and the entry keeps it alive so its id is not reused.
         pieces = self._signature_json.get(id(sig))
-        if pieces is None or pieces[2] is not sig:
-            pieces = self._signature_pieces(sig)
+        if pieces is None or pieces[2] is not sig or pieces[4] is not formatter:
+            pieces = self._signature_pieces(sig, formatter)
         values = call.values
         ret = call.ret
-        comm = comm_json or self.comm_json(call.comm)
-        if pieces[3] is not None and call.status == "complete" and 0 <= ret and self.ns and not call.strings \
+        comm = comm_json or self._comm_json.get(call.comm) or self.comm_json(call.comm)
+        if call.status == "complete" and ret.__class__ is int and 0 <= ret and self.ns and not call.strings \
                 and not call.note:
-            # The common case as one % operation: a finished call with integer arguments that did
-            # not fail.
-            ts = call.ts
+            # The common case: a finished call with integer arguments that did not fail, by one compiled
+            # function (arguments and text together) or one % operation.
             try:
-                return pieces[3] % (*divmod(ts, 1_000_000_000), call.cpu, call.pid, call.tid, comm, *values, ret,
-                                    *divmod(call.exit_ts - ts, 1_000_000_000),
-                                    json_str(call.text(formatter)))
-            except TypeError:               # a string or other non-integer value: the general way
+                if pieces[5] is not None and ret < pieces[6]:
+                    return pieces[5](call, comm)
+                if pieces[3] is not None:
+                    ts = call.ts
+                    return pieces[3] % (*divmod(ts, 1_000_000_000), call.cpu, call.pid, call.tid, comm, *values,
+                                        ret, *divmod(call.exit_ts - ts, 1_000_000_000),
+                                        json_str(self.call_text(call, formatter)))
+            except Exception:  # noqa: BLE001, S110 - a string or other non-integer value: the general way
                 pass
         cpu = call.cpu if call.cpu is not None else call.exit_cpu
         ts = call.ts if call.ts is not None else call.exit_ts
@@ -225,30 +230,86 @@ class Emitter:
         parts.append(',"text":' + json_str(call.text(formatter)) + "}")
         return "".join(parts)
 
-    def _signature_pieces(self, sig) -> tuple:
-        """(syscall+nr text, args % template, the signature, whole-record % template) for one signature."""
+    def _signature_pieces(self, sig, formatter) -> tuple:
+        """(syscall+nr text, args % template, the signature, whole-record % template, the formatter, compiled
+        whole record or None, the plain-return limit) for one signature."""
         if len(self._signature_json) > 65536:
             self._signature_json.clear()
         names = [p[0] for p in sig.params]
         head = ',"syscall":' + json_str(sig.name) + ',"nr":' + ("null" if sig.nr is None else str(sig.nr))
-        template = whole = None
+        template = whole = compiled = None
         if all(n.isidentifier() and n.isascii() for n in names):
             template = ',"args":{' + ",".join(f'"{n}":%d' for n in names) + "}"
             whole = ('{"type":"syscall","ts":%d.%09d,"cpu":%d,"pid":%d,"tid":%d,"comm":%s'
                      + head.replace("%", "%%") + template + ',"ret":%d,"duration":%d.%09d,"status":"complete",'
                      '"text":%s}')
-        pieces = self._signature_json[id(sig)] = (head, template, sig, whole)
+            compiled = self._compile_json(sig, formatter, whole)
+        pieces = self._signature_json[id(sig)] = (head, template, sig, whole, formatter, compiled,
+                                                  formatter.plain_return_limit)
         return pieces
+
+    @staticmethod
+    def _compile_json(sig, formatter, whole: str):
+        """fn(call, comm JSON) -> the record of a complete call with a plain return, by the formatter's
+        compiled text (which needs no JSON escaping); None if the signature's text cannot be compiled."""
+        text = formatter.fast_text(sig.name, sig.params)
+        if text is None or not (sig.name.isascii() and sig.name.replace("_", "a").isalnum()):
+            return None               # (the text holds the name: a recording's may need escaping)
+        env = {"TEMPLATE": whole.replace('"text":%s}', '"text":"%s"}'), "TEXT": text}
+        source = ("def record(call, comm):\n"
+                  "    values = call.values\n    ts = call.ts\n    took = call.exit_ts - ts\n    ret = call.ret\n"
+                  "    return TEMPLATE % (ts // 1000000000, ts % 1000000000, call.cpu, call.pid, call.tid, comm, "
+                  "*values, ret, took // 1000000000, took % 1000000000, TEXT(values, ret))\n")
+        exec(compile(source, "<syscall record>", "exec"), env)  # noqa: S102 - built from our own pieces only
+        return env["record"]
+
+    def call_text(self, call, formatter) -> str:
+        """call.text(formatter), by the formatter's compiled text of the signature where it has one (cached
+        here by signature identity: the common case then costs one lookup and one call)."""
+        ret = call.ret
+        if call.status == "complete" and ret.__class__ is int and 0 <= ret < 4096 and not call.strings \
+                and call.values is not None:
+            sig = call.signature
+            fast = self._fast_texts.get(id(sig))
+            if fast is None or fast[0] is not sig or fast[1] is not formatter:
+                if len(self._fast_texts) > 65536:
+                    self._fast_texts.clear()
+                fast = self._fast_texts[id(sig)] = (sig, formatter, formatter.fast_text(sig.name, sig.params))
+            if fast[2] is not None:
+                try:
+                    return fast[2](call.values, ret)
+                except Exception:  # noqa: BLE001, S110 - a value of another type: the general way says how
+                    pass
+        return call.text(formatter)
+
+    def line_prefix(self, comm: str | None, tid: int, cpu: int) -> str:
+        """`            comm-tid     [cpu] ` as the kernel's trace file starts a line (comm escaped)."""
+        key = (comm, tid, cpu)
+        prefix = self._prefixes.get(key)
+        if prefix is None:
+            if len(self._prefixes) > 65536:
+                self._prefixes.clear()
+            prefix = self._prefixes[key] = f"{safe(comm) if comm else '<...>':>16}-{tid:<7} [{cpu:03d}] "
+        return prefix
 
     def syscall_line(self, call, formatter) -> str:
         """`comm-tid [cpu] seconds: openat(...) = 3 <0.000012>` (strace -f -tt -T like)."""
-        tail = ""
-        duration = call.duration_ns
-        if duration is not None:
-            tail = f" <{duration / 1e9:.6f}>" if self.ns else f" <{duration}>"
-        cpu = call.cpu if call.cpu is not None else call.exit_cpu
-        return (f"{safe(call.comm) if call.comm else '<...>':>16}-{call.tid:<7} [{cpu:03d}] "
-                f"{text_timestamp(call.time, self.ns)}: {safe(call.text(formatter))}{tail}")
+        ts = call.ts
+        exit_ts = call.exit_ts
+        if ts is None:
+            ts, cpu = exit_ts, call.exit_cpu
+        else:
+            cpu = call.cpu
+        key = (call.comm, call.tid, cpu)
+        prefix = self._prefixes.get(key) or self.line_prefix(*key)
+        text = safe(self.call_text(call, formatter))
+        if not self.ns:
+            tail = f" <{exit_ts - ts}>" if exit_ts is not None and call.ts is not None else ""
+            return f"{prefix}{ts}: {text}{tail}"
+        stamp = "%d.%06d" % divmod((ts + 500) // 1000, 1_000_000) if ts >= 0 else text_timestamp(ts, True)  # noqa: UP031
+        if exit_ts is not None and call.ts is not None:
+            return f"{prefix}{stamp}: {text} <{(exit_ts - ts) / 1e9:.6f}>"
+        return f"{prefix}{stamp}: {text}"
 
     # -- stderr ---------------------------------------------------------------------------------
     def note(self, text: str, prefix: bool = True) -> None:

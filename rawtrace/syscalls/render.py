@@ -187,6 +187,14 @@ def _is_pointer(ctype: str) -> bool:
 Formatter = Callable[["SyscallFormatter", int, dict], str]
 
 
+def _symbolic(fmt: Formatter) -> Formatter:
+    """Marks a formatter that reads its own value only (pure) and whose text is made of table names,
+    digits and `|<-` only: compiled renderers use it without a per-call dict or escaping."""
+    fmt.pure = True
+    fmt.symbolic = True
+    return fmt
+
+
 def _fmt_hex(f: SyscallFormatter, raw: int, call: dict) -> str:
     return _hex(raw & f._word_mask)
 
@@ -219,9 +227,11 @@ def _width_formatter(bits: int, signed: bool) -> Formatter:
     def fmt(f: SyscallFormatter, raw: int, call: dict) -> str:
         return str(_truncate(raw, bits or f._word_bits, signed))
     fmt.pure = True
+    fmt.width = (bits, signed)
     return fmt
 
 
+@_symbolic
 def _fmt_dirfd(f: SyscallFormatter, raw: int, call: dict) -> str:
     fd = _truncate(raw, 32, True)
     return "AT_FDCWD" if fd == C.AT_FDCWD else str(fd)
@@ -231,6 +241,7 @@ def _fmt_dirfd(f: SyscallFormatter, raw: int, call: dict) -> str:
 _PURE = frozenset((_fmt_hex, _fmt_pointer, _fmt_int, _fmt_uint, _fmt_long, _fmt_ulong, _fmt_octal, _fmt_dirfd))
 
 
+@_symbolic
 def _fmt_signal(f: SyscallFormatter, raw: int, call: dict) -> str:
     sig = _truncate(raw, 32, True)
     if sig == 0:
@@ -245,7 +256,7 @@ def _flags_formatter(table_of_arch: Callable[[str], C.FlagTable | None], bits: i
         value = raw & ((1 << bits) - 1 if bits else f._word_mask)
         table = table_of_arch(f.arch)
         return _hex(value) if table is None else render_flags(value, table, zero)
-    return fmt
+    return _symbolic(fmt)
 
 
 def _static_flags(table: C.FlagTable, bits: int = 32, zero: str = "0") -> Formatter:
@@ -260,13 +271,14 @@ def _value_formatter(table_of_arch: Callable[[str], Mapping[int, str] | None],
         if table is None:
             return _hex(value & 0xffffffff)
         return render_value(value, table)
-    return fmt
+    return _symbolic(fmt)
 
 
 def _static_value(table: Mapping[int, str], signed: bool = True) -> Formatter:
     return _value_formatter(lambda arch: table, signed)
 
 
+@_symbolic
 def _fmt_open_flags(f: SyscallFormatter, raw: int, call: dict) -> str:
     value = raw & 0xffffffff
     table = C.open_flags(f.arch)
@@ -286,10 +298,23 @@ def _open_needs_mode(f: SyscallFormatter, call: dict) -> bool:
     return bool(flags & bits)
 
 
+@_symbolic
+def _open_needs_mode_compiled(f: SyscallFormatter, index_of: Mapping[str, int]) -> str:
+    """_open_needs_mode as a Python expression over `values` (for SyscallFormatter.fast_text)."""
+    bits = C.open_mode_bits(f.arch)
+    if bits is None or "flags" not in index_of:
+        return "True"
+    return f"values[{index_of['flags']}] & {bits:#x}"     # a flags value that is no int: the general way
+
+
+_open_needs_mode.compiled = _open_needs_mode_compiled
+
+
 def _fmt_access_mode(f: SyscallFormatter, raw: int, call: dict) -> str:
     return render_flags(raw & 0xffffffff, C.ACCESS_MODE_FLAGS, zero="F_OK")
 
 
+@_symbolic
 def _fmt_mknod_mode(f: SyscallFormatter, raw: int, call: dict) -> str:
     mode = raw & 0xffffffff
     kind = C.FILE_TYPES.get(mode & C.S_IFMT)
@@ -299,6 +324,7 @@ def _fmt_mknod_mode(f: SyscallFormatter, raw: int, call: dict) -> str:
     return kind if perms == 0 else f"{kind}|{_octal(perms)}"
 
 
+@_symbolic
 def _fmt_mmap_flags(f: SyscallFormatter, raw: int, call: dict) -> str:
     value = raw & 0xffffffff
     table = C.mmap_flags(f.arch)
@@ -318,12 +344,14 @@ def _fmt_mmap_flags(f: SyscallFormatter, raw: int, call: dict) -> str:
     return "|".join(parts)
 
 
+@_symbolic
 def _fmt_prot(f: SyscallFormatter, raw: int, call: dict) -> str:
     value = raw & 0xffffffff
     table = C.mmap_prot(f.arch)
     return _hex(value) if table is None else render_flags(value, table, zero="PROT_NONE")
 
 
+@_symbolic
 def _fmt_clone_flags(f: SyscallFormatter, raw: int, call: dict) -> str:
     value = raw & f._word_mask
     signo = value & C.CLONE_SIGNAL_MASK
@@ -335,10 +363,12 @@ def _fmt_clone_flags(f: SyscallFormatter, raw: int, call: dict) -> str:
     return "|".join(parts) if parts else "0"
 
 
+@_symbolic
 def _fmt_socket_family(f: SyscallFormatter, raw: int, call: dict) -> str:
     return render_value(_truncate(raw, 32, True), C.ADDRESS_FAMILIES)
 
 
+@_symbolic
 def _fmt_socket_type(f: SyscallFormatter, raw: int, call: dict) -> str:
     value = raw & 0xffffffff
     types = C.socket_types(f.arch)
@@ -352,6 +382,7 @@ def _fmt_socket_type(f: SyscallFormatter, raw: int, call: dict) -> str:
     return "|".join(parts)
 
 
+@_symbolic
 def _fmt_socket_flags(f: SyscallFormatter, raw: int, call: dict) -> str:
     table = C.socket_type_flags(f.arch)
     value = raw & 0xffffffff
@@ -366,6 +397,7 @@ def _fmt_socket_protocol(f: SyscallFormatter, raw: int, call: dict) -> str:
     return str(value)
 
 
+@_symbolic
 def _fmt_fcntl_cmd(f: SyscallFormatter, raw: int, call: dict) -> str:
     return _value_formatter(C.fcntl_commands)(f, raw, call)
 
@@ -397,6 +429,7 @@ def _fcntl_has_arg(f: SyscallFormatter, call: dict) -> bool:
     return _fcntl_cmd_name(f, call) not in C.FCNTL_NO_ARG
 
 
+@_symbolic
 def _fmt_futex_op(f: SyscallFormatter, raw: int, call: dict) -> str:
     value = raw & 0xffffffff
     parts = [render_value(value & C.FUTEX_CMD_MASK, C.FUTEX_OPS, _hex)]
@@ -406,6 +439,7 @@ def _fmt_futex_op(f: SyscallFormatter, raw: int, call: dict) -> str:
     return "|".join(parts)
 
 
+@_symbolic
 def _fmt_arch_prctl(f: SyscallFormatter, raw: int, call: dict) -> str:
     value = raw & 0xffffffff
     if f.arch in ("x86_64", "i386"):
@@ -413,11 +447,13 @@ def _fmt_arch_prctl(f: SyscallFormatter, raw: int, call: dict) -> str:
     return _hex(value)
 
 
+@_symbolic
 def _fmt_ioctl_request(f: SyscallFormatter, raw: int, call: dict) -> str:
     value = raw & 0xffffffff
     return render_value(value, C.ioctl_requests(f.arch), _hex)
 
 
+@_symbolic
 def _fmt_offset(f: SyscallFormatter, raw: int, call: dict) -> str:
     return _hex(raw & f._word_mask)
 
@@ -604,6 +640,7 @@ class SyscallFormatter:
         self.errors = 0
         self._resolved: dict[int, tuple[str, Sequence[tuple[str, str]]] | None] = {}
         self._signature_plans: dict[int, tuple] = {}
+        self._fast_texts: dict[int, tuple] = {}
 
     # -- planning ----------------------------------------------------------------------------
 
@@ -709,9 +746,94 @@ class SyscallFormatter:
         return [text for _arg, text in
                 self._shown(shown, string_fields, values, dict(zip(names, values)), strings, all_args)]
 
+    def fast_text(self, name: str, params: tuple) -> Callable | None:
+        """A compiled `(values, ret) -> text` for complete calls of this signature whose return is plain
+        (0 <= ret < plain_return_limit, shown as `= ret`); None where that cannot be compiled (see
+        _fast_args). Its text needs no escaping, in a terminal or in JSON, and equals call_text's general
+        way. Cached per params tuple like _signature_plan."""
+        entry = self._fast_texts.get(id(params))
+        if entry is not None and entry[0] is params and entry[1] == name:
+            return entry[2]
+        fast = None
+        parts = self._fast_args(name, params)
+        if parts is not None:
+            pieces, env = parts
+            body = []
+            for expr, condition in pieces:
+                if condition is None:
+                    body.append(("" if not body else ", ") + "{" + expr + "}")
+                else:                     # only the last arguments are optional (checked in _fast_args)
+                    body.append("{(', ' + str(" + expr + ")) if " + condition + " else ''}")
+            env["NAME"] = name        # a name from a recording is data, never part of the source
+            source = f'def text(values, ret):\n    return f"{{NAME}}({"".join(body)}) = {{ret}}"\n'
+            exec(compile(source, "<syscall text>", "exec"), env)  # noqa: S102 - built from our own pieces only
+            fast = env["text"]
+        if len(self._fast_texts) > 65536:
+            self._fast_texts.clear()
+        self._fast_texts[id(params)] = (params, name, fast)
+        return fast
+
+    def _fast_args(self, name: str, params: tuple) -> tuple[list[tuple[str, str | None]], dict] | None:
+        """Per shown argument a Python expression over `values[i]` giving its text, and the condition under
+        which it is shown (None: always); with the names they use. None unless each argument is rendered
+        from its own value by a formatter whose text is table names and digits only (_symbolic), optional
+        arguments have a compiled condition and come last, no strings are expected for the call, and its
+        plain return is shown as `= ret`."""
+        shown, string_fields = self._plan(name, [(p[0], p[1], None) for p in params])
+        if string_fields or not shown or name in _POINTER_RETURNS or name in ("fcntl", "fcntl64", "umask"):
+            return None
+        index_of = {p[0]: i for i, p in enumerate(params)}
+        mask = self._word_mask
+        env: dict[str, object] = {"_hex": _hex, "_pointer": _pointer, "_octal": _octal, "f": self}
+        pieces: list[tuple[str, str | None]] = []
+        for k, (index, _arg, fmt, shown_if) in enumerate(shown):
+            value = f"values[{index}]"
+            bits, signed = getattr(fmt, "width", (None, None))
+            if fmt is _fmt_ulong or fmt is _fmt_uint or (bits is not None and not signed):
+                width_mask = 0xffffffff if fmt is _fmt_uint else (1 << bits) - 1 if bits else mask
+                expr = f"{value} & {width_mask:#x}"
+            elif fmt is _fmt_int or fmt is _fmt_long or bits is not None:
+                width = 32 if fmt is _fmt_int else self._word_bits if fmt is _fmt_long or not bits else bits
+                # Sign extension of the low `width` bits: (x ^ top) - top.
+                expr = f"(({value} & {(1 << width) - 1:#x}) ^ {1 << (width - 1):#x}) - {1 << (width - 1):#x}"
+            elif fmt is _fmt_hex:
+                expr = f"_hex({value} & {mask:#x})"
+            elif fmt is _fmt_pointer:
+                expr = f"_pointer({value} & {mask:#x})"
+            elif fmt is _fmt_octal:
+                expr = f"_octal({value} & 0xffffffff)"
+            elif getattr(fmt, "symbolic", False):
+                env[f"F{k}"] = fmt
+                expr = f"F{k}(f, {value}, None)"
+            else:
+                return None
+            condition = None
+            if shown_if is not None:
+                compiled = getattr(shown_if, "compiled", None)
+                condition = compiled(self, index_of) if compiled is not None else None
+                if condition is None or not pieces:
+                    return None
+            elif pieces and pieces[-1][1] is not None:
+                return None               # an always-shown argument after an optional one
+            pieces.append((expr, condition))
+        return pieces, env
+
+    @property
+    def plain_return_limit(self) -> int:
+        """Returns from 0 up to this (exclusive) are shown as the number itself, for fast_text's calls."""
+        return 1 << (self._word_bits - 1)
+
     def call_text(self, name: str, params: tuple, values: Sequence | None, ret: int | None, status: str,
                   strings: Mapping[str, object] | None = None) -> str:
         """The strace line body of a structured call: complete, unfinished, resumed or noreturn."""
+        if status == "complete" and ret.__class__ is int and 0 <= ret < 1 << (self._word_bits - 1) \
+                and not strings and values is not None:
+            fast = self.fast_text(name, params)
+            if fast is not None:
+                try:
+                    return fast(values, ret)
+                except Exception:  # noqa: BLE001, S110 - a value of another type: the general way says how
+                    pass
         if status == "resumed" or values is None:
             return self.format_resumed(name, ret)
         body = f"{name}({', '.join(self.call_args_text(name, params, values, strings))}"

@@ -118,13 +118,10 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
     def on_syscall(self, call) -> None:
         if self.done:
             return
-        out = self.out
-        formatter = self.ctx.formatter
-        if self.json:
-            self.write(out.syscall_json(call, formatter) + "\n")
-        else:
-            self.write(out.syscall_line(call, formatter) + "\n")
-        self._count()
+        self.write((self.out.syscall_json if self.json else self.out.syscall_line)(call, self.ctx.formatter) + "\n")
+        self.shown += 1
+        if self.max_events is not None and self.shown >= self.max_events:
+            self._enough()
 
     def on_lost(self, lost) -> None:
         if self.done:
@@ -138,9 +135,13 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
     def _count(self) -> None:
         self.shown += 1
         if self.max_events is not None and self.shown >= self.max_events:
-            self.max_events = None
-            self.done = True
-            self.ctx.stop(now=True)
+            self._enough()
+
+    def _enough(self) -> None:
+        """-c N reached: nothing more is shown, and the trace stops."""
+        self.max_events = None
+        self.done = True
+        self.ctx.stop(now=True)
 
     # -- start and end ----------------------------------------------------------------------------
     def start(self) -> None:

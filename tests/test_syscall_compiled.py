@@ -1,0 +1,127 @@
+"""Compiled syscall renderers (SyscallFormatter.fast_text, Emitter's compiled `syscall` records) give exactly
+the text and JSON of the general way, for every argument formatter rawtrace knows and hostile values."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from collections import defaultdict
+
+import pytest
+
+from rawtrace.emit import Emitter
+from rawtrace.syscalls import render as R
+from rawtrace.syscalls.calls import Signature, Syscall
+from rawtrace.syscalls.render import SyscallFormatter
+
+C_TYPES = ["int", "unsigned int", "long", "unsigned long", "size_t", "umode_t", "const char *", "pid_t",
+           "loff_t", "u64", "short", "unsigned char", "struct stat *", "key_t", "enum foo"]
+
+
+def _signatures() -> list[tuple[str, tuple]]:
+    """Every syscall with argument-specific formatters (their arguments in table order, several C
+    types), the generic raw_syscalls form, and open/openat with their optional mode."""
+    by_call: dict[str, list[str]] = defaultdict(list)
+    for name, arg in R._BY_SYSCALL_ARG:
+        by_call[name].append(arg)
+    out = []
+    rng = random.Random(7)
+    for name, args in sorted(by_call.items()):
+        for _ in range(3):
+            params = tuple((arg, rng.choice(C_TYPES)) for arg in ["fd", *args, "count"])
+            out.append((name, params))
+    out.append(("newfstatat", tuple((f"arg{i}", "unsigned long") for i in range(6))))
+    out.append(("openat", (("dfd", "int"), ("filename", "const char *"), ("flags", "int"), ("mode", "umode_t"))))
+    out.append(("open", (("filename", "const char *"), ("flags", "int"), ("mode", "umode_t"))))
+    out.append(("read", (("fd", "unsigned int"), ("buf", "char *"), ("count", "size_t"))))
+    return out
+
+
+def _values(rng: random.Random, n: int) -> tuple:
+    pool = [0, 1, 2, 3, 7, 0o100, 0o644, 0o2000000, 0x241, 0x80000, 0x410000, 0xffffff9c, 0xffffffffffffff9c,
+            (1 << 64) - 1, 1 << 63, 1 << 31, 0x7ffd12345678, 17, 65, 0x8000_0000_0000_0001]
+    return tuple(rng.choice(pool) if rng.random() < 0.7 else rng.getrandbits(rng.choice((8, 32, 64)))
+                 for _ in range(n))
+
+
+def _general(f: SyscallFormatter, name: str, params: tuple, values: tuple, ret: int) -> str:
+    return f"{name}({', '.join(f.call_args_text(name, params, values, None))}) = {ret}"
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "aarch64", "i386", "mips", "nonesuch"])
+def test_fast_text_equals_the_general_way(arch):
+    f = SyscallFormatter(arch)
+    rng = random.Random(arch)
+    compiled = 0
+    for name, params in _signatures():
+        fast = f.fast_text(name, params)
+        if fast is None:
+            continue
+        compiled += 1
+        for _ in range(40):
+            values = _values(rng, len(params))
+            ret = rng.choice((0, 1, 3, 4096, 1 << 40))
+            assert fast(values, ret) == _general(f, name, params, values, ret), (name, params, values)
+    assert compiled >= 20        # the common signatures do compile
+
+
+def test_open_mode_is_shown_only_with_o_creat_as_in_the_general_way():
+    f = SyscallFormatter("x86_64")
+    params = (("dfd", "int"), ("filename", "const char *"), ("flags", "int"), ("mode", "umode_t"))
+    fast = f.fast_text("openat", params)
+    assert fast is not None
+    assert fast((0xffffff9c, 0x1000, 0o101, 0o644), 3) == "openat(AT_FDCWD, 0x1000, O_WRONLY|O_CREAT, 0644) = 3"
+    assert fast((0xffffff9c, 0x1000, 0o2000000, 0o644), 3) == "openat(AT_FDCWD, 0x1000, O_RDONLY|O_CLOEXEC) = 3"
+
+
+def test_signatures_that_need_more_than_their_values_are_not_compiled():
+    f = SyscallFormatter("x86_64")
+    assert f.fast_text("fcntl", (("fd", "unsigned int"), ("cmd", "unsigned int"), ("arg", "unsigned long"))) \
+        is None                                   # its arg and return depend on cmd
+    assert f.fast_text("mmap", (("addr", "unsigned long"),)) is None        # returns an address
+    assert f.fast_text("openat", (("dfd", "int"), ("__filename_val", "char[]"), ("flags", "int"))) is None
+
+
+def test_a_value_of_another_type_falls_back_to_the_general_way():
+    f = SyscallFormatter("x86_64")
+    params = (("fd", "unsigned int"), ("buf", "char *"), ("count", "size_t"))
+    sig = Signature(0, "read", params, "64")
+    text = f.call_text("read", params, (3, "oops", 5), 5, "complete")
+    assert text == _general(f, "read", params, (3, "oops", 5), 5)
+    out = Emitter(json=True, out=io.StringIO())
+    call = Syscall("complete", 10, 20, 0, 0, 7, 7, "x", sig, (3, "oops", 5), 5)
+    record = json.loads(out.syscall_json(call, f))
+    assert record["args"]["buf"] == "oops" and record["text"] == text
+
+
+@pytest.mark.parametrize("name", ["read", "newfstatat", "openat"])
+def test_compiled_json_record_equals_the_general_record(name):
+    f = SyscallFormatter("x86_64")
+    params = dict(_signatures()[-4:][i] for i in range(4))[name]
+    sig = Signature(5, name, params, "64")
+    rng = random.Random(name)
+    compiled = Emitter(json=True, out=io.StringIO())
+    for _ in range(200):
+        values = _values(rng, len(params))
+        call = Syscall("complete", rng.getrandbits(50), 0, 1, 1, 42, 41, 'c"\x1b', sig, values, rng.choice((0, 9)))
+        call = call._replace(exit_ts=call.ts + rng.getrandbits(20))
+        fast = compiled.syscall_json(call, f)
+        # The general way: the same emitter with the compiled record taken out of its signature's pieces.
+        general = Emitter(json=True, out=io.StringIO())
+        general._signature_pieces(sig, f)
+        general._signature_json[id(sig)] = general._signature_json[id(sig)][:5] + (None, 0)
+        assert fast == general.syscall_json(call, f)
+        assert json.loads(fast)["text"] == _general(f, name, params, values, call.ret)
+
+
+def test_the_syscall_name_is_data_never_source():
+    f = SyscallFormatter("x86_64")
+    params = (("fd", "unsigned int"),)
+    for name in ('x"); import os; ("', "a{b}c", "a\\nb", "%d%s"):
+        fast = f.fast_text(name, params)
+        assert fast is not None and fast((3,), 0) == f"{name}(3) = 0"
+        sig = Signature(1, name, params, "64")
+        record = Emitter(json=True, out=io.StringIO()).syscall_json(
+            Syscall("complete", 1, 2, 0, 0, 1, 1, "c", sig, (3,), 0), f)
+        assert json.loads(record)["syscall"] == name and json.loads(record)["text"] == f"{name}(3) = 0"
