@@ -273,9 +273,8 @@ class _PagesBase(Source):
                 continue
             summary.pages += 1
             if items:
-                for item in items:
-                    if item.__class__ is Lost:
-                        summary.note_lost(item)
+                if items[0].__class__ is Lost:       # decode_page puts a page's Lost marker first, if any
+                    summary.note_lost(items[0])
                 yield items
 
 

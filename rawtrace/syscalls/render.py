@@ -641,6 +641,7 @@ class SyscallFormatter:
         self._resolved: dict[int, tuple[str, Sequence[tuple[str, str]]] | None] = {}
         self._signature_plans: dict[int, tuple] = {}
         self._fast_texts: dict[int, tuple] = {}
+        self._memos: dict[Formatter, Callable[[int], str]] = {}
 
     # -- planning ----------------------------------------------------------------------------
 
@@ -803,8 +804,9 @@ class SyscallFormatter:
             elif fmt is _fmt_octal:
                 expr = f"_octal({value} & 0xffffffff)"
             elif getattr(fmt, "symbolic", False):
-                env[f"F{k}"] = fmt
-                expr = f"F{k}(f, {value}, None)"
+                # Flag and name tables: the same few values again and again, so remembered per value.
+                env[f"F{k}"] = self._memoized(fmt)
+                expr = f"F{k}({value})"
             else:
                 return None
             condition = None
@@ -817,6 +819,24 @@ class SyscallFormatter:
                 return None               # an always-shown argument after an optional one
             pieces.append((expr, condition))
         return pieces, env
+
+    def _memoized(self, fmt: Formatter) -> Callable[[int], str]:
+        """fmt(self, value, None) remembered per value (for _symbolic formatters: pure), up to 4096 values
+        per formatter; one cache per formatter function, shared by the signatures using it."""
+        found = self._memos.get(fmt)
+        if found is None:
+            cache: dict = {}
+            get = cache.get
+
+            def render(value: int) -> str:
+                text = get(value)
+                if text is None:
+                    text = fmt(self, value, None)
+                    if len(cache) < 4096 and value.__class__ is int:
+                        cache[value] = text
+                return text
+            found = self._memos[fmt] = render
+        return found
 
     @property
     def plain_return_limit(self) -> int:

@@ -64,6 +64,7 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
         self.json = ctx.out.json
         self.tasks = ctx.tasks
         self._prefixes: dict[tuple, str] = {}
+        self._formatter = None           # ctx.formatter, taken at the first syscall
         self.text = None                 # rawtrace.printfmt.TextRenderer, made in start() unless --raw
 
     def patterns(self) -> list[str]:
@@ -118,7 +119,10 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
     def on_syscall(self, call) -> None:
         if self.done:
             return
-        self.write((self.out.syscall_json if self.json else self.out.syscall_line)(call, self.ctx.formatter) + "\n")
+        formatter = self._formatter
+        if formatter is None:
+            formatter = self._formatter = self.ctx.formatter
+        self.write(self._call_line(call, formatter) + "\n")
         self.shown += 1
         if self.max_events is not None and self.shown >= self.max_events:
             self._enough()
@@ -148,6 +152,7 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
         ctx = self.ctx
         source = ctx.source
         out = ctx.out
+        self._call_line = out.syscall_json if self.json else out.syscall_line
         if not self.json and not getattr(self.args, "raw", False):
             from rawtrace import printfmt
             if source.kind == "trace.dat":
