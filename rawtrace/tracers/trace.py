@@ -105,15 +105,89 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
     def _event_text(self, rec, comm: str) -> str:
         from rawtrace.emit import safe, text_timestamp
         from rawtrace.render_event import fields_text
-        key = (comm, rec.pid, rec.cpu)
-        prefix = self._prefixes.get(key)
-        if prefix is None:
-            if len(self._prefixes) > 65536:
-                self._prefixes.clear()
-            prefix = self._prefixes[key] = f"{safe(comm) if comm else '<...>':>16}-{rec.pid:<7} [{rec.cpu:03d}] "
+        prefix = self._prefixes.get((comm, rec.pid, rec.cpu)) or self._prefix(comm, rec.pid, rec.cpu)
         fmt = rec.format
         body = self.text.body(rec) if self.text is not None else fields_text(rec.fields, fmt)   # escaped
         return f"{prefix}{text_timestamp(rec.ts, self.ctx.ns)}: {safe(fmt.system)}:{safe(fmt.name)}: {body}\n"
+
+    def _prefix(self, comm: str, tid: int, cpu: int) -> str:
+        """`comm-tid [cpu] `, kept per (comm, tid, cpu): it repeats for every event of a task."""
+        from rawtrace.emit import safe
+        if len(self._prefixes) > 65536:
+            self._prefixes.clear()
+        prefix = self._prefixes[(comm, tid, cpu)] = f"{safe(comm) if comm else '<...>':>16}-{tid:<7} [{cpu:03d}] "
+        return prefix
+
+    def batch_handler(self, deliver):
+        """Text lines of whole batches in one loop: for each event shown by on_event alone (no task
+        table, joiner or filter step), one compiled function per format makes the whole line
+        (render_event.compile_line); what it cannot render goes the general way (_event_text, which
+        counts the fallback). Other records go to `deliver`."""
+        if self.json:
+            return None
+        from rawtrace.parse.record import Event
+        from rawtrace.printfmt import RENDER_ERRORS
+        from rawtrace.render_event import compile_line, fields_body_code
+        stream = self.ctx.stream
+        ns = self.ctx.ns
+        names = self.tasks.names.get
+        comm_of = self.tasks.comm
+        prefixes = self._prefixes.get
+        make_prefix = self._prefix
+        write = self.write
+        event_text = self._event_text
+        on_event = self.on_event
+        text = self.text
+        lines: dict[int, tuple] = {}         # event ID -> (format, its line function or None: deliver)
+
+        def line_of(rec) -> tuple:
+            fmt = rec.format
+            line = None
+            if stream.handler_of(rec) == on_event:
+                body = text.body_code(fmt) if text is not None else fields_body_code(fmt)
+                try:
+                    line = compile_line(fmt, body, ns)
+                except (SyntaxError, ValueError, RecursionError):
+                    line = None              # on_event's way
+            found = lines[rec.id] = (fmt, line)
+            return found
+
+        def batch(records) -> None:
+            if self.done:
+                return
+            shown = self.shown
+            left = -1 if self.max_events is None else self.max_events - shown
+            for rec in records:
+                if rec.__class__ is Event:
+                    found = lines.get(rec.id)
+                    if found is None or found[0] is not rec.format:
+                        found = line_of(rec)
+                    line = found[1]
+                    if line is not None:
+                        tid = rec.pid
+                        comm = names(tid)
+                        if comm is None:
+                            comm = comm_of(tid)
+                        prefix = prefixes((comm, tid, rec.cpu)) or make_prefix(comm, tid, rec.cpu)
+                        try:
+                            write(line(prefix, rec))
+                        except RENDER_ERRORS:
+                            write(event_text(rec, comm))
+                        shown += 1
+                        left -= 1
+                        if left == 0:
+                            self.shown = shown - 1
+                            self._count()
+                            return
+                        continue
+                self.shown = shown
+                deliver(rec)
+                if self.done:
+                    return
+                shown = self.shown
+                left = -1 if self.max_events is None else self.max_events - shown
+            self.shown = shown
+        return batch
 
     def on_syscall(self, call) -> None:
         if self.done:
