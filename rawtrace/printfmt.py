@@ -417,9 +417,17 @@ def format_string(text: str, spec: Spec, width=None, precision=None) -> str:
 # Symbols and printk formats
 
 class Symbols:
-    """Kernel address -> symbol, from /proc/kallsyms text (sizes as the distance to the next symbol)."""
+    """Kernel address -> symbol, from /proc/kallsyms text (sizes as the distance to the next symbol).
+
+    from_kallsyms() reads the text on first lookup: a kallsyms has some 100k lines, and most print fmts
+    never look one up. Whether it has any symbol and the address of one name are answered from the
+    few lines that can tell."""
 
     def __init__(self, entries: list[tuple[int, str, str | None]]) -> None:
+        self._kallsyms: str | None = None
+        self._load(entries)
+
+    def _load(self, entries: list[tuple[int, str, str | None]]) -> None:
         entries = sorted((e for e in entries if e[0]), key=lambda e: e[0])
         self._by_name: dict[str, int] = {}
         for addr, name, _module in entries:
@@ -435,8 +443,14 @@ class Symbols:
     @classmethod
     def from_kallsyms(cls, text: str) -> Symbols:
         """Symbols of /proc/kallsyms text (all zero addresses, as an unprivileged read gives: none)."""
+        symbols = cls.__new__(cls)
+        symbols._kallsyms = text
+        return symbols
+
+    @staticmethod
+    def _entries(lines) -> list[tuple[int, str, str | None]]:
         entries = []
-        for line in text.splitlines():
+        for line in lines:
             parts = line.split()
             if len(parts) < 3:
                 continue
@@ -446,16 +460,32 @@ class Symbols:
                 continue
             module = parts[3][1:-1] if len(parts) > 3 and parts[3].startswith("[") else None
             entries.append((addr, parts[2], module))
-        return cls(entries)
+        return entries
+
+    def _parsed(self) -> Symbols:
+        if self._kallsyms is not None:
+            self._load(self._entries(self._kallsyms.splitlines()))
+            self._kallsyms = None
+        return self
 
     def __len__(self) -> int:
-        return len(self._addrs)
+        return len(self._parsed()._addrs)
+
+    def __bool__(self) -> bool:
+        if self._kallsyms is None:
+            return bool(self._addrs)
+        return any(entry[0] for line in self._kallsyms.splitlines() for entry in self._entries((line,)))
 
     def address_of(self, name: str) -> int | None:
+        if self._kallsyms is not None:
+            # The lowest address of the name, as the whole table keeps it.
+            lines = [line for line in self._kallsyms.splitlines() if name in line]
+            return min((a for a, n, _m in self._entries(lines) if a and n == name), default=None)
         return self._by_name.get(name)
 
     def lookup(self, addr: int) -> tuple[str, int, int, str | None] | None:
         """(name, offset, size, module) of the symbol holding addr, or None."""
+        self._parsed()
         i = bisect.bisect_right(self._addrs, addr) - 1
         if i < 0 or i + 1 >= len(self._addrs):
             return None
