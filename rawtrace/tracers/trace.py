@@ -4,6 +4,7 @@ syscalls), live or over a recording, through the one pipeline and the one NDJSON
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 from rawtrace.tracers.base import Needs, Tool, report_run
 
@@ -138,9 +139,10 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
         event_text = self._event_text
         on_event = self.on_event
         text = self.text
-        lines: dict[int, tuple] = {}         # event ID -> (format, its line function or None: deliver)
+        lines: dict[int, Callable | None] = {}   # event ID -> its line function, or None: deliver()
+        lines_get = lines.get
 
-        def line_of(rec) -> tuple:
+        def line_of(rec) -> Callable | None:
             fmt = rec.format
             line = None
             if stream.handler_of(rec) == on_event:
@@ -149,33 +151,31 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
                     line = compile_line(fmt, body, ns)
                 except (SyntaxError, ValueError, RecursionError):
                     line = None              # on_event's way
-            found = lines[rec.id] = (fmt, line)
-            return found
+            lines[rec.id] = line
+            return line
 
         def batch(records) -> None:
             if self.done:
                 return
             shown = self.shown
-            left = -1 if self.max_events is None else self.max_events - shown
+            limit = -1 if self.max_events is None else self.max_events
             for rec in records:
                 if rec.__class__ is Event:
-                    found = lines.get(rec.id)
-                    if found is None or found[0] is not rec.format:
-                        found = line_of(rec)
-                    line = found[1]
+                    _ts, cpu, tid, event_id, _fmt, _fields, _flags, _preempt = rec
+                    line = lines_get(event_id, rec)
+                    if line is rec:
+                        line = line_of(rec)
                     if line is not None:
-                        tid = rec.pid
                         comm = names(tid)
                         if comm is None:
                             comm = comm_of(tid)
-                        prefix = prefixes((comm, tid, rec.cpu)) or make_prefix(comm, tid, rec.cpu)
+                        prefix = prefixes((comm, tid, cpu)) or make_prefix(comm, tid, cpu)
                         try:
                             write(line(prefix, rec))
                         except RENDER_ERRORS:
                             write(event_text(rec, comm))
                         shown += 1
-                        left -= 1
-                        if left == 0:
+                        if shown == limit:
                             self.shown = shown - 1
                             self._count()
                             return
@@ -185,7 +185,7 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
                 if self.done:
                     return
                 shown = self.shown
-                left = -1 if self.max_events is None else self.max_events - shown
+                limit = -1 if self.max_events is None else self.max_events
             self.shown = shown
         return batch
 
