@@ -139,20 +139,24 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
         event_text = self._event_text
         on_event = self.on_event
         text = self.text
-        lines: dict[int, Callable | None] = {}   # event ID -> its line function, or None: deliver()
+        lines: dict[int, Callable] = {}       # event ID -> its line function (on_event's events)
+        handlers: dict[int, Callable] = {}    # event ID -> the stream's handler (all the other events)
         lines_get = lines.get
+        handlers_get = handlers.get
 
         def line_of(rec) -> Callable | None:
+            """The line function of the record's event; None (its handler noted) when it is not one."""
             fmt = rec.format
-            line = None
-            if stream.handler_of(rec) == on_event:
+            handler = stream.handler_of(rec)
+            if handler == on_event:
                 body = text.body_code(fmt) if text is not None else fields_body_code(fmt)
                 try:
-                    line = compile_line(fmt, body, ns)
+                    line = lines[rec.id] = compile_line(fmt, body, ns)
+                    return line
                 except (SyntaxError, ValueError, RecursionError):
-                    line = None              # on_event's way
-            lines[rec.id] = line
-            return line
+                    pass                     # on_event's way
+            handlers[rec.id] = handler
+            return None
 
         def batch(records) -> None:
             if self.done:
@@ -160,32 +164,39 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
             shown = self.shown
             limit = -1 if self.max_events is None else self.max_events
             for rec in records:
-                if rec.__class__ is Event:
-                    _ts, cpu, tid, event_id, _fmt, _fields, _flags, _preempt = rec
-                    line = lines_get(event_id, rec)
-                    if line is rec:
+                if rec.__class__ is not Event:
+                    self.shown = shown
+                    deliver(rec)
+                    if self.done:
+                        return
+                    shown = self.shown
+                    continue
+                _ts, cpu, tid, event_id, _fmt, _fields, _flags, _preempt = rec
+                line = lines_get(event_id)
+                if line is None:
+                    handler = handlers_get(event_id)
+                    if handler is None:
                         line = line_of(rec)
-                    if line is not None:
-                        comm = names(tid)
-                        if comm is None:
-                            comm = comm_of(tid)
-                        prefix = prefixes((comm, tid, cpu)) or make_prefix(comm, tid, cpu)
-                        try:
-                            write(line(prefix, rec))
-                        except RENDER_ERRORS:
-                            write(event_text(rec, comm))
-                        shown += 1
-                        if shown == limit:
-                            self.shown = shown - 1
-                            self._count()
+                    if line is None:
+                        self.shown = shown
+                        (handler or handlers[event_id])(rec)
+                        if self.done:
                             return
+                        shown = self.shown
                         continue
-                self.shown = shown
-                deliver(rec)
-                if self.done:
+                comm = names(tid)
+                if comm is None:
+                    comm = comm_of(tid)
+                prefix = prefixes((comm, tid, cpu)) or make_prefix(comm, tid, cpu)
+                try:
+                    write(line(prefix, rec))
+                except RENDER_ERRORS:
+                    write(event_text(rec, comm))
+                shown += 1
+                if shown == limit:
+                    self.shown = shown - 1
+                    self._count()
                     return
-                shown = self.shown
-                limit = -1 if self.max_events is None else self.max_events
             self.shown = shown
         return batch
 
