@@ -380,8 +380,8 @@ def test_text_is_escaped_for_a_terminal_unless_asked_for_the_kernels_bytes():
 
 @pytest.mark.parametrize("text", [
     "ffffffff81000000 T _text\nffffffff81000100 T f\n",
-    "0000000000000000 A fixed_percpu_data\n0000000000000000 T _text\nffffffff81000200 t _text\n"
-    "ffffffff81000100 T _text_end\nffffffff81000000 T x_text [mod]\nffffffff810000ff T _text\tnote\n",
+    ("0000000000000000 A fixed_percpu_data\n0000000000000000 T _text\nffffffff81000200 t _text\n"
+     "ffffffff81000100 T _text_end\nffffffff81000000 T x_text [mod]\nffffffff810000ff T _text\tnote\n"),
     "0000000000000000 T _text\n0000000000000000 T f\n",            # kptr_restrict: no symbols at all
     "garbage\nzz T _text\n\nffffffff81000000 T\n1 T _text\r00ff T g [m]\n",
     "",

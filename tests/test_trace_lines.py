@@ -156,7 +156,7 @@ def recording(path: Path, seed: int = 3, count: int = 1500) -> Path:
 
 
 @pytest.mark.parametrize("argv", [["--no-pair"], ["--no-pair", "--raw"], ["--no-pair", "--show-helpers"],
-                                  ["--no-pair", "-c", "999"], [], ["--no-pair", "-e", "raw_syscalls:*"]])
+                                  ["--no-pair", "-c", "999"], ["-c", "321"], [], ["--no-pair", "-e", "raw_syscalls:*"]])
 def test_decode_lines_equal_the_per_record_path(tmp_path, capsys, monkeypatch, argv):
     from rawtrace.tracers.trace import Trace
     path = recording(tmp_path / "t.dat")

@@ -139,51 +139,47 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
         event_text = self._event_text
         on_event = self.on_event
         text = self.text
-        lines: dict[int, Callable] = {}       # event ID -> its line function (on_event's events)
-        handlers: dict[int, Callable] = {}    # event ID -> the stream's handler (all the other events)
-        lines_get = lines.get
-        handlers_get = handlers.get
+        # event ID -> (its line function, None) for on_event's events, (None, the stream's handler) else
+        table: dict[int, tuple[Callable | None, Callable | None]] = {}
+        table_get = table.get
 
-        def line_of(rec) -> Callable | None:
-            """The line function of the record's event; None (its handler noted) when it is not one."""
+        def entry_of(rec) -> tuple[Callable | None, Callable | None]:
             fmt = rec.format
             handler = stream.handler_of(rec)
+            entry = (None, handler)
             if handler == on_event:
                 body = text.body_code(fmt) if text is not None else fields_body_code(fmt)
                 try:
-                    line = lines[rec.id] = compile_line(fmt, body, ns)
-                    return line
+                    entry = (compile_line(fmt, body, ns), None)
                 except (SyntaxError, ValueError, RecursionError):
                     pass                     # on_event's way
-            handlers[rec.id] = handler
-            return None
+            table[rec.id] = entry
+            return entry
 
         def batch(records) -> None:
             if self.done:
                 return
-            shown = self.shown
-            limit = -1 if self.max_events is None else self.max_events
+            # Lines made here are counted in `made`; with -c, self.shown is brought up to date before a
+            # handler that may count too. Other records (lost, undecoded) never count.
+            room = -1 if self.max_events is None else self.max_events - self.shown
+            made = 0
             for rec in records:
                 if rec.__class__ is not Event:
-                    self.shown = shown
                     deliver(rec)
-                    if self.done:
-                        return
-                    shown = self.shown
                     continue
                 _ts, cpu, tid, event_id, _fmt, _fields, _flags, _preempt = rec
-                line = lines_get(event_id)
+                line, handler = table_get(event_id) or entry_of(rec)
                 if line is None:
-                    handler = handlers_get(event_id)
-                    if handler is None:
-                        line = line_of(rec)
-                    if line is None:
-                        self.shown = shown
-                        (handler or handlers[event_id])(rec)
-                        if self.done:
-                            return
-                        shown = self.shown
+                    if room < 0:
+                        handler(rec)
                         continue
+                    self.shown += made
+                    made = 0
+                    handler(rec)
+                    if self.done:
+                        return
+                    room = self.max_events - self.shown
+                    continue
                 comm = names(tid)
                 if comm is None:
                     comm = comm_of(tid)
@@ -192,12 +188,12 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
                     write(line(prefix, rec))
                 except RENDER_ERRORS:
                     write(event_text(rec, comm))
-                shown += 1
-                if shown == limit:
-                    self.shown = shown - 1
+                made += 1
+                if made == room:
+                    self.shown += made - 1
                     self._count()
                     return
-            self.shown = shown
+            self.shown += made
         return batch
 
     def on_syscall(self, call) -> None:
