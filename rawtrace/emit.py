@@ -23,6 +23,7 @@ import sys
 from typing import Any
 
 from rawtrace.output import json_text
+from rawtrace.parse.record import TIMESTAMP_TEMPLATE
 from rawtrace.render_event import compile_fields_json, json_value
 from rawtrace.render_event import safe_text as safe
 from rawtrace.syscalls.constants import errno_name
@@ -58,10 +59,7 @@ def text_timestamp(ts: int, ns: bool) -> str:
     trace-cmd report print it; the raw count for counter clocks."""
     if not ns:
         return str(ts)
-    stamp = str((ts + 500) // 1000)
-    if len(stamp) < 7:
-        stamp = stamp.rjust(7, "0")
-    return f"{stamp[:-6]}.{stamp[-6:]}"
+    return TIMESTAMP_TEMPLATE % divmod((ts + 500) // 1000, 1000000)
 
 
 def seconds_json(ns: int) -> str:

@@ -36,6 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rawtrace.parse.descriptors import EventFormat, FieldKind
+from rawtrace.render_event import BodyCode, fields_text, safe_text
 
 MASK64 = (1 << 64) - 1
 
@@ -416,9 +417,17 @@ def format_string(text: str, spec: Spec, width=None, precision=None) -> str:
 # Symbols and printk formats
 
 class Symbols:
-    """Kernel address -> symbol, from /proc/kallsyms text (sizes as the distance to the next symbol)."""
+    """Kernel address -> symbol, from /proc/kallsyms text (sizes as the distance to the next symbol).
+
+    from_kallsyms() reads the text on first lookup: a kallsyms has some 100k lines, and most print fmts
+    never look one up. Whether it has any symbol and the address of one name are answered from the
+    few lines that can tell."""
 
     def __init__(self, entries: list[tuple[int, str, str | None]]) -> None:
+        self._kallsyms: str | None = None
+        self._load(entries)
+
+    def _load(self, entries: list[tuple[int, str, str | None]]) -> None:
         entries = sorted((e for e in entries if e[0]), key=lambda e: e[0])
         self._by_name: dict[str, int] = {}
         for addr, name, _module in entries:
@@ -434,8 +443,14 @@ class Symbols:
     @classmethod
     def from_kallsyms(cls, text: str) -> Symbols:
         """Symbols of /proc/kallsyms text (all zero addresses, as an unprivileged read gives: none)."""
+        symbols = cls.__new__(cls)
+        symbols._kallsyms = text
+        return symbols
+
+    @staticmethod
+    def _entries(lines) -> list[tuple[int, str, str | None]]:
         entries = []
-        for line in text.splitlines():
+        for line in lines:
             parts = line.split()
             if len(parts) < 3:
                 continue
@@ -445,16 +460,32 @@ class Symbols:
                 continue
             module = parts[3][1:-1] if len(parts) > 3 and parts[3].startswith("[") else None
             entries.append((addr, parts[2], module))
-        return cls(entries)
+        return entries
+
+    def _parsed(self) -> Symbols:
+        if self._kallsyms is not None:
+            self._load(self._entries(self._kallsyms.splitlines()))
+            self._kallsyms = None
+        return self
 
     def __len__(self) -> int:
-        return len(self._addrs)
+        return len(self._parsed()._addrs)
+
+    def __bool__(self) -> bool:
+        if self._kallsyms is None:
+            return bool(self._addrs)
+        return any(entry[0] for line in self._kallsyms.splitlines() for entry in self._entries((line,)))
 
     def address_of(self, name: str) -> int | None:
+        if self._kallsyms is not None:
+            # The lowest address of the name, as the whole table keeps it.
+            lines = [line for line in self._kallsyms.splitlines() if name in line]
+            return min((a for a, n, _m in self._entries(lines) if a and n == name), default=None)
         return self._by_name.get(name)
 
     def lookup(self, addr: int) -> tuple[str, int, int, str | None] | None:
         """(name, offset, size, module) of the symbol holding addr, or None."""
+        self._parsed()
         i = bisect.bisect_right(self._addrs, addr) - 1
         if i < 0 or i + 1 >= len(self._addrs):
             return None
@@ -1071,17 +1102,22 @@ def _string_arg(printk: dict | None):
     return string
 
 
-def _percent_format(pieces: list, arg_codes: list[tuple[str, Any]], namespace: dict, long_size: int,
-                    exact: dict) -> str | None:
-    """The whole format as one Python `%` operation, when every conversion means the same there (no `*`
-    widths, no `%#o`); integer values masked or sign-extended to the conversion's width unless the
-    field already is exactly that. None when it cannot be done."""
+def _percent_parts(pieces: list, arg_codes: list[tuple[str, Any]], namespace: dict, long_size: int,
+                   exact: dict, escaped: bool = False) -> tuple[str, list[str]] | None:
+    """The whole format as one Python `%` template and its value expressions, when every conversion means
+    the same there (no `*` widths, no `%#o`); integer values masked or sign-extended to the conversion's
+    width unless the field already is exactly that. None when it cannot be done.
+
+    `escaped`: the template gives the text render_event.safe_text makes of it. Escaping works character
+    by character, so escaping the pieces is escaping the whole: literals are escaped here, string and
+    pointer values when formatted (`_safe_value`); integer conversions print nothing to escape. None
+    also where a piece's escape would move its padding or cut (a %c, a %s with width or precision)."""
     parts: list[str] = []
     values: list[str] = []
     args = list(arg_codes)
     for piece in pieces:
         if isinstance(piece, str):
-            parts.append(piece.replace("%", "%%"))
+            parts.append((safe_text(piece) if escaped else piece).replace("%", "%%"))
             continue
         conv = piece.conv
         if piece.width == "*" or piece.precision == "*" or conv == "n" or not args:
@@ -1090,16 +1126,20 @@ def _percent_format(pieces: list, arg_codes: list[tuple[str, Any]], namespace: d
         width = "" if piece.width is None else str(piece.width)
         precision = "" if piece.precision is None else f".{piece.precision}"
         if conv == "s":
+            if escaped and (width or precision):
+                return None
             flags = "-" if "-" in piece.flags else ""
             parts.append(f"%{flags}{width}{precision}s")
-            values.append(code if kind == "str" else f"_string({code})")
+            value = code if kind == "str" else f"_string({code})"
+            values.append(f"_safe_value({value})" if escaped else value)
         elif conv == "p":
             spec_name = f"_s{len(namespace)}"
             namespace[spec_name] = piece
             parts.append("%s")
-            values.append(f"_ptr({code}, {spec_name}, _symbols, {long_size}, None, None)")
+            value = f"_ptr({code}, {spec_name}, _symbols, {long_size}, None, None)"
+            values.append(f"_safe_value({value})" if escaped else value)
         elif conv == "c":
-            if kind != "int":
+            if kind != "int" or escaped:
                 return None
             parts.append(f"%{'-' if '-' in piece.flags else ''}{width}c")
             values.append(f"(({code}) & 255)")
@@ -1122,10 +1162,20 @@ def _percent_format(pieces: list, arg_codes: list[tuple[str, Any]], namespace: d
             return None
     if args:
         return None
+    return "".join(parts), values
+
+
+def _percent_format(pieces: list, arg_codes: list[tuple[str, Any]], namespace: dict, long_size: int,
+                    exact: dict) -> str | None:
+    """_percent_parts as one Python expression; None when it cannot be done."""
+    found = _percent_parts(pieces, arg_codes, namespace, long_size, exact)
+    if found is None:
+        return None
+    template, values = found
     if not values:
-        return repr("".join(parts).replace("%%", "%"))
+        return repr(template.replace("%%", "%"))
     name = f"_pct{len(namespace)}"
-    namespace[name] = "".join(parts)
+    namespace[name] = template
     return f"{name} % ({', '.join(values)},)"
 
 
@@ -1193,12 +1243,9 @@ def _intarg(value) -> int:
     raise Unrenderable("a string where a number was expected")
 
 
-def renderer(fmt: EventFormat, printk_formats: dict | None = None, symbols: Symbols | None = None,
-             long_size: int = 8, constants: dict | None = None, style: str = "kernel") -> Callable:
-    """fn(event) -> the text the event's print fmt produces. Raises Unrenderable if it cannot be compiled.
-
-    `constants` resolves names the kernel left unexpanded in print fmts (enum constants: see
-    rawtrace.btf_enums). `style` "trace-cmd" prints %p as libtraceevent does."""
+def _compiled_args(fmt: EventFormat, printk_formats: dict | None, symbols: Symbols | None, long_size: int,
+                   constants: dict | None, style: str) -> tuple[dict, list[tuple[str, Any]], dict]:
+    """(namespace, [(code, kind)] of the print fmt's arguments, exact-width reads) of one format."""
     if fmt.print_fmt_string is None:
         raise Unrenderable("the format has no print fmt")
     namespace: dict = dict(_HELPERS)
@@ -1210,14 +1257,44 @@ def renderer(fmt: EventFormat, printk_formats: dict | None = None, symbols: Symb
     arg_codes = []
     for arg in fmt.print_fmt_args:
         arg_codes.append(compiler.expr(parse_expression(arg)))
-    body = compile_format(fmt.print_fmt_string, arg_codes, namespace, long_size, symbols, printk_formats,
-                          compiler.exact)
+    return namespace, arg_codes, compiler.exact
+
+
+def renderer(fmt: EventFormat, printk_formats: dict | None = None, symbols: Symbols | None = None,
+             long_size: int = 8, constants: dict | None = None, style: str = "kernel") -> Callable:
+    """fn(event) -> the text the event's print fmt produces. Raises Unrenderable if it cannot be compiled.
+
+    `constants` resolves names the kernel left unexpanded in print fmts (enum constants: see
+    rawtrace.btf_enums). `style` "trace-cmd" prints %p as libtraceevent does."""
+    namespace, arg_codes, exact = _compiled_args(fmt, printk_formats, symbols, long_size, constants, style)
+    body = compile_format(fmt.print_fmt_string, arg_codes, namespace, long_size, symbols, printk_formats, exact)
     source = f"def render(e):\n    f = e.fields\n    return {body}\n"
     # Generated from the parsed expression tree: literals go in through repr(), field names only as
     # dict keys; none of the format's own text is executed.
     code = compile(source, f"<print fmt {fmt.system}:{fmt.name}>", "exec")
     exec(code, namespace)  # noqa: S102
     return namespace["render"]
+
+
+def escaped_template(fmt: EventFormat, printk_formats: dict | None = None, symbols: Symbols | None = None,
+                     long_size: int = 8, constants: dict | None = None,
+                     style: str = "kernel") -> BodyCode | None:
+    """What safe_text(renderer(fmt, ...)(event)) gives, as a `%` template and its value expressions over
+    `e` and `f` (render_event.BodyCode), for code that builds a whole line in one operation. None when
+    the print fmt is not one `%` operation or its pieces cannot be escaped apart (see _percent_parts).
+    Evaluating it raises where the renderer raises. Raises Unrenderable as renderer() does."""
+    namespace, arg_codes, exact = _compiled_args(fmt, printk_formats, symbols, long_size, constants, style)
+    found = _percent_parts(parse_format_string(fmt.print_fmt_string), arg_codes, namespace, long_size, exact,
+                           escaped=True)
+    if found is None:
+        return None
+    namespace["_safe_value"] = _safe_value
+    return BodyCode(found[0], tuple(found[1]), namespace)
+
+
+def _safe_value(value) -> str:
+    """A %s value escaped as it prints (`%s` takes str() of what is not a string)."""
+    return safe_text(value if value.__class__ is str else str(value))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -1282,8 +1359,11 @@ def bprint_text(fmt_string: str, data: bytes, symbols: Symbols | None = None, lo
 # The event text as the kernel's trace file shows it
 
 def _raw_fields(event) -> str:
-    from rawtrace.render_event import fields_text
     return fields_text(event.fields, event.format)
+
+
+# What a compiled renderer raises for one event it cannot render (the event falls back to raw fields).
+RENDER_ERRORS = (Unrenderable, KeyError, TypeError, ValueError, IndexError, OverflowError)
 
 
 class TextRenderer:
@@ -1302,25 +1382,26 @@ class TextRenderer:
         self.style = style
         self.constants = constants
         self.escape = escape                   # False: the kernel's bytes as they are (oracle comparisons)
-        from rawtrace.render_event import safe_text
         self._safe = safe_text
         self.fallbacks: Counter = Counter()
         self.reasons: dict[str, str] = {}
-        self._cache: dict[int, tuple[EventFormat, Callable]] = {}
+        # id -> (format, its renderer or None, True when that is not the print fmt's own renderer)
+        self._cache: dict[int, tuple[EventFormat, Callable | None, bool]] = {}
         self._nameless: set[int] = set()
 
-    def _compile(self, fmt: EventFormat) -> Callable:
+    def _compile(self, fmt: EventFormat) -> tuple[Callable | None, bool]:
         name = fmt.full_name
         special = self._special(fmt)
         if special is not None:
             if fmt.system == "syscalls":
                 self._nameless.add(fmt.id)     # the kernel prints these without the event name
-            return special
+            return special, True
         try:
-            return renderer(fmt, self.printk_formats, self.symbols, self.long_size, self.constants, self.style)
+            return renderer(fmt, self.printk_formats, self.symbols, self.long_size, self.constants,
+                            self.style), False
         except (Unrenderable, RecursionError, SyntaxError, ValueError) as exc:
             self.reasons[name] = str(exc)
-            return None
+            return None, False
 
     def _special(self, fmt: EventFormat) -> Callable | None:
         """The events whose `trace` text comes from C code in the kernel rather than from their print fmt."""
@@ -1421,12 +1502,15 @@ class TextRenderer:
             raise Unrenderable(f"no printk format at {addr & MASK64:#x}")
         return text
 
-    def _renderer_for(self, fmt: EventFormat) -> Callable | None:
+    def _cached(self, fmt: EventFormat) -> tuple[EventFormat, Callable | None, bool]:
         cached = self._cache.get(fmt.id)
         if cached is None or cached[0] is not fmt:
-            cached = (fmt, self._compile(fmt))
+            cached = (fmt, *self._compile(fmt))
             self._cache[fmt.id] = cached
-        return cached[1]
+        return cached
+
+    def _renderer_for(self, fmt: EventFormat) -> Callable | None:
+        return self._cached(fmt)[1]
 
     def _text(self, event) -> tuple[str, bool]:
         """(text, True) from the print fmt, unescaped; (raw fields, False), already escaped."""
@@ -1434,7 +1518,7 @@ class TextRenderer:
         if render is not None:
             try:
                 return render(event), True
-            except (Unrenderable, KeyError, TypeError, ValueError, IndexError, OverflowError) as exc:
+            except RENDER_ERRORS as exc:
                 self.reasons.setdefault(event.format.full_name, str(exc) or type(exc).__name__)
         self.fallbacks[event.format.full_name] += 1
         return _raw_fields(event), False
@@ -1445,6 +1529,22 @@ class TextRenderer:
         (render_event.safe_text): strings in events come from traced programs."""
         text, rendered = self._text(event)
         return self._safe(text) if rendered and self.escape else text
+
+    def body_code(self, fmt: EventFormat) -> BodyCode:
+        """body() of this format's events as render_event.BodyCode, for code that builds whole lines in
+        one operation: the print fmt's own `%` template where it gives the escaped text as it is (see
+        escaped_template), else a call of body(). Evaluating it raises RENDER_ERRORS for an event that
+        body() shows as raw fields: the caller then calls body(), which counts the fallback."""
+        _fmt, render, special = self._cached(fmt)
+        if self.escape and render is not None and not special:
+            try:
+                found = escaped_template(fmt, self.printk_formats, self.symbols, self.long_size, self.constants,
+                                         self.style)
+            except (Unrenderable, RecursionError, SyntaxError, ValueError):
+                found = None
+            if found is not None:
+                return found
+        return BodyCode("%s", ("_body(e)",), {"_body": self.body})
 
     def line_body(self, event) -> str:
         """What the kernel's `trace` file shows after the time stamp: `name: text` (syscall events and the

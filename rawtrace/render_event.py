@@ -24,11 +24,20 @@ Text and JSON renderers are compiled once per event format (from field names and
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from rawtrace.output import escape, json_text
 from rawtrace.parse.descriptors import EventFormat, FieldKind
-from rawtrace.parse.record import NS_CLOCKS, STANDARD_COMMON, Event, Lost, UnknownEvent, format_timestamp
+from rawtrace.parse.record import (
+    NS_CLOCKS,
+    STANDARD_COMMON,
+    TIMESTAMP_TEMPLATE,
+    Event,
+    Lost,
+    UnknownEvent,
+    format_timestamp,
+)
 
 # How a field's value is shown in text.
 _DECIMAL, _HEX, _TEXT, _ARRAY_DEC, _ARRAY_HEX, _BYTES = range(6)
@@ -208,6 +217,38 @@ def fields_text(fields: dict, fmt: EventFormat | None = None) -> str:
     except (KeyError, TypeError, ValueError):
         # A fields dict that does not match its format (edited, or partial): render it generically.
         return _fields_text_generic(fields, styles)
+
+
+class BodyCode(NamedTuple):
+    """An event format's escaped body text as one `%` template, the Python expressions that fill it (over
+    `e`, the Event, and `f`, its fields) and the names those use: what compile_line() builds lines from."""
+
+    template: str
+    values: tuple[str, ...]
+    namespace: dict
+
+
+def fields_body_code(fmt: EventFormat) -> BodyCode:
+    """fields_text() of this format's events as BodyCode: its compiled renderer, which raises (KeyError,
+    TypeError, ValueError) where fields_text() falls back to the generic form."""
+    return BodyCode("%s", ("_fields(f)",), {"_fields": _renderer(fmt)[2]})
+
+
+def compile_line(fmt: EventFormat, body: BodyCode, ns: bool = True) -> Callable[[str, Event], str]:
+    """fn(prefix, event) -> `prefix` + time stamp + ": system:name: " + body + newline, in one `%`
+    operation: the line event_line() makes, time stamp as format_timestamp() prints it (`ns`: a
+    nanosecond clock). Raises what the body's expressions raise."""
+    head = f"%s{TIMESTAMP_TEMPLATE if ns else '%d'}: {_event_name(fmt).replace('%', '%%')}: "
+    namespace = dict(body.namespace)
+    namespace["_line_template"] = head + body.template + "\n"
+    stamp = "u // 1000000, u % 1000000" if ns else "e[0]"
+    values = "".join(f", {value}" for value in body.values)
+    # e[0] and e[5] are e.ts and e.fields (an index is cheaper than a named tuple's attribute).
+    source = ("def line(p, e):\n    f = e[5]\n" + ("    u = (e[0] + 500) // 1000\n" if ns else "") +
+              f"    return _line_template % (p, {stamp}{values})\n")
+    # Generated from BodyCode expressions (made from parsed formats, literals as repr()) only.
+    exec(compile(source, _code_name("line", fmt), "exec"), namespace)  # noqa: S102
+    return namespace["line"]
 
 
 def event_line(comm: str | None, pid: int, cpu: int, timestamp: str, name: str, body: str) -> str:

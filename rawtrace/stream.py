@@ -170,6 +170,14 @@ class Stream:
             return _ignore
         return fns[0] if len(fns) == 1 else _chain(fns)
 
+    def handler_of(self, rec) -> Callable:
+        """The one function that handles every record of `rec`'s event (set up on first sight when the
+        events were not known in advance)."""
+        handler = self.dispatch.get(rec.id)
+        if handler is None:
+            handler = self._late_handler(rec)
+        return handler
+
     def _late_handler(self, rec) -> Callable:
         """A record of an event not set up in advance (decoding every event of a recording)."""
         fmt = rec.format
@@ -275,10 +283,7 @@ class Stream:
         def deliver(rec) -> None:
             """One record, as the loop below handles it (for a tool's own batch loop)."""
             if rec.__class__ is Event:
-                handler = get(rec.id)
-                if handler is None:
-                    handler = self._late_handler(rec)
-                handler(rec)
+                self.handler_of(rec)(rec)
             else:
                 other(rec)
         # A tool may take whole batches (its hot loop without a call per record); what it does not

@@ -376,3 +376,23 @@ def test_text_is_escaped_for_a_terminal_unless_asked_for_the_kernels_bytes():
     assert TextRenderer().line_body(ev) == "ev: comm=a\\x1b[2Jb\\xff"
     assert TextRenderer().body(ev).isprintable()
     assert TextRenderer(escape=False).body(ev) == "comm=a\x1b[2Jb\udcff"
+
+
+@pytest.mark.parametrize("text", [
+    "ffffffff81000000 T _text\nffffffff81000100 T f\n",
+    ("0000000000000000 A fixed_percpu_data\n0000000000000000 T _text\nffffffff81000200 t _text\n"
+     "ffffffff81000100 T _text_end\nffffffff81000000 T x_text [mod]\nffffffff810000ff T _text\tnote\n"),
+    "0000000000000000 T _text\n0000000000000000 T f\n",            # kptr_restrict: no symbols at all
+    "garbage\nzz T _text\n\nffffffff81000000 T\n1 T _text\r00ff T g [m]\n",
+    "",
+])
+def test_symbols_read_on_first_lookup_answer_as_the_whole_table(text):
+    lazy, eager = Symbols.from_kallsyms(text), Symbols(Symbols._entries(text.splitlines()))
+    assert bool(lazy) == bool(eager)
+    assert [lazy.address_of(n) for n in ("_text", "f", "g", "x_text", "_text_end", "none")] == \
+        [eager.address_of(n) for n in ("_text", "f", "g", "x_text", "_text_end", "none")]
+    assert len(lazy) == len(eager)
+    assert [lazy.lookup(a) for a in (1, 0xFF, 0x100, 0xFFFFFFFF81000001, 0xFFFFFFFF810000FF)] == \
+        [eager.lookup(a) for a in (1, 0xFF, 0x100, 0xFFFFFFFF81000001, 0xFFFFFFFF810000FF)]
+    fresh = Symbols.from_kallsyms(text)
+    assert fresh.text(0xFFFFFFFF81000010, True) == eager.text(0xFFFFFFFF81000010, True)

@@ -7,8 +7,9 @@ its loop time. Each recorder records raw_syscalls for that command only (rawtrac
 event pid filter with event-fork; trace-cmd: `-F -c -- CMD`). Printed per mode: the median loop time and
 the slowdown against the untraced run; for each recorder the events in its file (counted by rawtrace's
 reader), the events the file marks lost (page flags) and the file size. Then, over the trace-cmd file:
-`trace-cmd report` to /dev/null against rawtrace's decoding plus print fmt rendering (rawtrace.printfmt,
-in this process) and `rawtrace decode` (raw field form), as events per second.
+`trace-cmd report` to /dev/null against `rawtrace decode --no-pair` (the same lines: every event with
+its print fmt), `rawtrace decode` (syscalls paired) and rawtrace's decoding plus print fmt rendering in
+this process (rawtrace.printfmt), as events per second, with the speed ratios to trace-cmd report.
 
 Run as root:  flock /tmp/rawtrace-live-tests.lock python3 tools/bench_record.py [--iterations 100000]"""
 
@@ -76,8 +77,17 @@ def run_trace_cmd(cmd: list[str], out: Path) -> float:
     return times[0]
 
 
+def _timed(cmd: list[str], **kw) -> float:
+    """Seconds of one command run to /dev/null."""
+    start = time.perf_counter()
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, **kw)
+    return time.perf_counter() - start
+
+
 def decode_speed(path: Path) -> dict[str, float]:
-    """Events per second: trace-cmd report, rawtrace decode (fields), rawtrace print fmt rendering."""
+    """Events per second: trace-cmd report, `rawtrace decode` (syscalls paired), `rawtrace decode
+    --no-pair` (every event with its print fmt, the same lines as trace-cmd report shows), and rawtrace's
+    decoding plus print fmt rendering in this process."""
     from rawtrace.parse.record import Event
     from rawtrace.parse.ringbuf import iter_pages
     from rawtrace.parse.tracedat import read_tracedat
@@ -85,14 +95,10 @@ def decode_speed(path: Path) -> dict[str, float]:
     from rawtrace.printfmt import Symbols, TextRenderer, parse_printk_formats
     events, _lost, _size = file_figures(path)
     out = {"events": events}
-    start = time.perf_counter()
-    subprocess.run(["trace-cmd", "report", "-i", str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   check=True)
-    out["trace-cmd report"] = events / (time.perf_counter() - start)
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "rawtrace", "decode", str(path)], cwd=ROOT, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, check=True)
-    out["rawtrace decode (fields)"] = events / (time.perf_counter() - start)
+    rawtrace = [sys.executable, "-m", "rawtrace", "decode"]
+    out["trace-cmd report"] = events / _timed(["trace-cmd", "report", "-i", str(path)])
+    out["rawtrace decode (paired)"] = events / _timed([*rawtrace, str(path)], cwd=ROOT)
+    out["rawtrace decode --no-pair"] = events / _timed([*rawtrace, "--no-pair", str(path)], cwd=ROOT)
     start = time.perf_counter()
     dat = read_tracedat(path)
     buf = dat.buffer()
@@ -108,6 +114,16 @@ def decode_speed(path: Path) -> dict[str, float]:
             sink.write("\n".join(lines))
     out["rawtrace print fmt (in process)"] = events / (time.perf_counter() - start)
     return out
+
+
+def print_decode_speed(speed: dict[str, float]) -> None:
+    """decode_speed()'s figures, and the speed ratios against trace-cmd report."""
+    speed = dict(speed)
+    print(f"decode of the trace-cmd file ({speed.pop('events')} events), events per second:")
+    for name, rate in speed.items():
+        print(f"  {name:<34} {rate:>10.0f}/s")
+    for name in ("rawtrace decode --no-pair", "rawtrace print fmt (in process)"):
+        print(f"{name} / trace-cmd report speed ratio: {speed[name] / speed['trace-cmd report']:.2f}")
 
 
 def main() -> int:
@@ -160,12 +176,7 @@ def main() -> int:
             for name in ("rawtrace record", "rawtrace record --no-spool"):
                 ratio = statistics.median(times[name]) / statistics.median(times["trace-cmd record"])
                 print(f"{name} / trace-cmd record slowdown ratio: {ratio:.2f}")
-            speed = decode_speed(files["trace-cmd record"])
-            print(f"decode of the trace-cmd file ({speed.pop('events')} events), events per second:")
-            for name, rate in speed.items():
-                print(f"  {name:<34} {rate:>10.0f}/s")
-            ratio = speed["rawtrace print fmt (in process)"] / speed["trace-cmd report"]
-            print(f"rawtrace print fmt / trace-cmd report speed ratio: {ratio:.2f}")
+            print_decode_speed(decode_speed(files["trace-cmd record"]))
     return 0
 
 

@@ -98,14 +98,17 @@ def ts_seconds(ts: int) -> float:
     return ts / 1e9
 
 
+# seconds.microseconds of a nanosecond time stamp: applied to divmod((ts + 500) // 1000, 1000000).
+TIMESTAMP_TEMPLATE = "%d.%06d"
+
+
 def format_timestamp(ts: int, clock: str = "local") -> str:
     """A time stamp the way ftrace prints it: seconds.microseconds for ns clocks, else the raw count.
 
     Rounded to the nearest microsecond, as the kernel (ns2usecs() adds 500 ns) and trace-cmd report do."""
     if clock not in NS_CLOCKS:
         return str(ts)
-    usecs = (ts + 500) // 1000
-    return f"{usecs // 1000000}.{usecs % 1000000:06d}"
+    return TIMESTAMP_TEMPLATE % divmod((ts + 500) // 1000, 1000000)
 
 
 class RecordTooShort(ValueError):

@@ -152,6 +152,8 @@ class SyscallJoiner:
         self._strings: dict[int, dict] = {}
         self.counts = {COMPLETE: 0, UNFINISHED: 0, RESUMED: 0, NORETURN: 0}
         self.fork_returns = 0
+        # fn(record) per raw_syscalls event (instance attributes: closures over the tables above).
+        self.raw_enter, self.raw_exit = self._raw_handlers()
 
     # -- what the stream calls ------------------------------------------------------------------
     def handlers(self, events: Sequence[tuple[str, str]], formats: Callable[[str, str], Any]) -> dict:
@@ -240,30 +242,36 @@ class SyscallJoiner:
                 self._native[nr] = found
         return found
 
-    def raw_enter(self, rec) -> None:
-        self._raw((rec,), rec.id, -1, None)
-
-    def raw_exit(self, rec) -> None:
-        self._raw((rec,), -1, rec.id, None)
-
     def batch_handler(self, dispatch: Mapping[int, Callable], deliver: Callable) -> Callable | None:
-        """fn(records) pairing a whole batch of raw_syscalls records in one loop (no call per record in
-        the common case), other records handed to `deliver`; None unless raw_syscalls' enter and exit
-        are both dispatched to this joiner and to nothing else."""
+        """fn(records) pairing a whole batch of raw_syscalls records in one loop, other records handed
+        to `deliver`; None unless raw_syscalls' enter and exit are both dispatched to this joiner (its
+        raw_enter and raw_exit) and to nothing else."""
         enter_id = exit_id = None
         for event_id, handler in dispatch.items():
-            if handler == self.raw_enter:
+            if handler is self.raw_enter:
                 enter_id = event_id
-            elif handler == self.raw_exit:
+            elif handler is self.raw_exit:
                 exit_id = event_id
         if enter_id is None or exit_id is None:
             return None
-        raw = self._raw
-        return lambda records: raw(records, enter_id, exit_id, deliver)
+        enter, exit_ = self.raw_enter, self.raw_exit
 
-    def _raw(self, records, enter_id: int, exit_id: int, deliver: Callable | None) -> None:
-        """raw_syscalls records in time order: enters (ID enter_id) and exits (exit_id) paired, the common
-        case of each inline; anything else goes to `deliver`."""
+        def batch(records) -> None:
+            for rec in records:
+                if rec.__class__ is Event:
+                    event_id = rec.id
+                    if event_id == exit_id:
+                        exit_(rec)
+                        continue
+                    if event_id == enter_id:
+                        enter(rec)
+                        continue
+                deliver(rec)
+        return batch
+
+    def _raw_handlers(self) -> tuple[Callable, Callable]:
+        """(raw_enter, raw_exit): fn(record) for raw_syscalls:sys_enter and sys_exit, made once with the
+        tables they use bound (the common case of each inline: no further call, no attribute lookup)."""
         pending = self._pending["raw_syscalls"]
         pending_get = pending.get
         abis = self.abis
@@ -274,54 +282,50 @@ class SyscallJoiner:
         tgids_get = tasks.tgids.get
         names_get = tasks.names.get
         counts = self.counts
-        emit = self.emit
-        for rec in records:
-            if deliver is not None and rec.__class__ is not Event:
-                deliver(rec)
-                continue
-            event_id = rec.id
-            if event_id == exit_id:
-                tid = rec.pid
-                fields = rec.fields
-                nr = fields["id"]
-                entry = pending_get(tid)
-                if entry is not None and entry[2] == nr and entry[8] == self._epoch:
-                    # The common case: the enter of the same call is in flight (as _exit() does it).
-                    del pending[tid]
-                    counts[COMPLETE] += 1
-                    emit(_new(Syscall, (COMPLETE, entry[0], rec.ts, entry[1], rec.cpu, tid, entry[5], entry[6],
-                                        entry[3], entry[4], fields.get("ret"), None, entry[7])))
-                elif nr < 0 and entry is None:
-                    # A new task's first return to user space (from fork/clone) carries no syscall
-                    # number: it is no call of its own (strace does not show one either).
-                    self.fork_returns += 1
-                else:
-                    self._exit(pending, rec, nr, fields.get("ret"))
-            elif event_id == enter_id:
-                tid = rec.pid
-                fields = rec.fields
-                nr = fields["id"]
-                if abis and tid in abis:
-                    signature = self.signature(nr, abis[tid])
-                else:
-                    signature = native_get(nr) or self.signature(nr, native_abi)
-                values = fields.get("args")
-                if values is not None:
-                    values = values[:len(signature.params)]
-                if tid in pending or signature.name in no_return or self._strings:
-                    self._enter(pending, tid, rec, nr, signature, values)
-                    continue
-                # The common case: nothing in flight for the thread, no strings waiting, a call that returns.
-                pid = tgids_get(tid)
-                comm = names_get(tid)
-                if pid is None or comm is None:
-                    pid, comm = tasks.pid(tid), tasks.comm(tid)
-                pending[tid] = (rec.ts, rec.cpu, nr, signature, values, pid, comm, None, self._epoch)
-                if len(pending) > self.max_pending:
-                    oldest = next(iter(pending))
-                    self._unfinished(oldest, pending.pop(oldest), pairing.NOTE_EVICTED)
+        joiner = self
+
+        def raw_exit(rec) -> None:
+            tid = rec.pid
+            fields = rec.fields
+            nr = fields["id"]
+            entry = pending_get(tid)
+            if entry is not None and entry[2] == nr and entry[8] == joiner._epoch:
+                # The common case: the enter of the same call is in flight (as _exit() does it).
+                del pending[tid]
+                counts[COMPLETE] += 1
+                joiner.emit(_new(Syscall, (COMPLETE, entry[0], rec.ts, entry[1], rec.cpu, tid, entry[5], entry[6],
+                                           entry[3], entry[4], fields.get("ret"), None, entry[7])))
+            elif nr < 0 and entry is None:
+                # A new task's first return to user space (from fork/clone) carries no syscall number: it
+                # is no call of its own (strace does not show one either).
+                joiner.fork_returns += 1
             else:
-                deliver(rec)
+                joiner._exit(pending, rec, nr, fields.get("ret"))
+
+        def raw_enter(rec) -> None:
+            tid = rec.pid
+            fields = rec.fields
+            nr = fields["id"]
+            if abis and tid in abis:
+                signature = joiner.signature(nr, abis[tid])
+            else:
+                signature = native_get(nr) or joiner.signature(nr, native_abi)
+            values = fields.get("args")
+            if values is not None:
+                values = values[:len(signature.params)]
+            if tid in pending or signature.name in no_return or joiner._strings:
+                joiner._enter(pending, tid, rec, nr, signature, values)
+                return
+            # The common case: nothing in flight for the thread, no strings waiting, a call that returns.
+            pid = tgids_get(tid)
+            comm = names_get(tid)
+            if pid is None or comm is None:
+                pid, comm = tasks.pid(tid), tasks.comm(tid)
+            pending[tid] = (rec.ts, rec.cpu, nr, signature, values, pid, comm, None, joiner._epoch)
+            if len(pending) > joiner.max_pending:
+                oldest = next(iter(pending))
+                joiner._unfinished(oldest, pending.pop(oldest), pairing.NOTE_EVICTED)
+        return raw_enter, raw_exit
 
     def _enter(self, pending: dict, tid: int, rec, key, signature: Signature, values) -> None:
         tasks = self.tasks

@@ -4,6 +4,7 @@ syscalls), live or over a recording, through the one pipeline and the one NDJSON
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 from rawtrace.tracers.base import Needs, Tool, report_run
 
@@ -106,15 +107,95 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
     def _event_text(self, rec, comm: str) -> str:
         from rawtrace.emit import safe, text_timestamp
         from rawtrace.render_event import fields_text
-        key = (comm, rec.pid, rec.cpu)
-        prefix = self._prefixes.get(key)
-        if prefix is None:
-            if len(self._prefixes) > 65536:
-                self._prefixes.clear()
-            prefix = self._prefixes[key] = f"{safe(comm) if comm else '<...>':>16}-{rec.pid:<7} [{rec.cpu:03d}] "
+        prefix = self._prefixes.get((comm, rec.pid, rec.cpu)) or self._prefix(comm, rec.pid, rec.cpu)
         fmt = rec.format
         body = self.text.body(rec) if self.text is not None else fields_text(rec.fields, fmt)   # escaped
         return f"{prefix}{text_timestamp(rec.ts, self.ctx.ns)}: {safe(fmt.system)}:{safe(fmt.name)}: {body}\n"
+
+    def _prefix(self, comm: str, tid: int, cpu: int) -> str:
+        """`comm-tid [cpu] `, kept per (comm, tid, cpu): it repeats for every event of a task."""
+        from rawtrace.emit import safe
+        if len(self._prefixes) > 65536:
+            self._prefixes.clear()
+        prefix = self._prefixes[(comm, tid, cpu)] = f"{safe(comm) if comm else '<...>':>16}-{tid:<7} [{cpu:03d}] "
+        return prefix
+
+    def batch_handler(self, deliver):
+        """Text lines of whole batches in one loop: for each event shown by on_event alone (no task
+        table, joiner or filter step), one compiled function per format makes the whole line
+        (render_event.compile_line); what it cannot render goes the general way (_event_text, which
+        counts the fallback). Other records go to `deliver`."""
+        if self.json:
+            return None
+        from rawtrace.parse.record import Event
+        from rawtrace.printfmt import RENDER_ERRORS
+        from rawtrace.render_event import compile_line, fields_body_code
+        stream = self.ctx.stream
+        ns = self.ctx.ns
+        names = self.tasks.names.get
+        comm_of = self.tasks.comm
+        prefixes = self._prefixes.get
+        make_prefix = self._prefix
+        write = self.write
+        event_text = self._event_text
+        on_event = self.on_event
+        text = self.text
+        # event ID -> (its line function, None) for on_event's events, (None, the stream's handler) else
+        table: dict[int, tuple[Callable | None, Callable | None]] = {}
+        table_get = table.get
+
+        def entry_of(rec) -> tuple[Callable | None, Callable | None]:
+            fmt = rec.format
+            handler = stream.handler_of(rec)
+            entry = (None, handler)
+            if handler == on_event:
+                body = text.body_code(fmt) if text is not None else fields_body_code(fmt)
+                try:
+                    entry = (compile_line(fmt, body, ns), None)
+                except (SyntaxError, ValueError, RecursionError):
+                    pass                     # on_event's way
+            table[rec.id] = entry
+            return entry
+
+        def batch(records) -> None:
+            if self.done:
+                return
+            # Lines made here are counted in `made`; with -c, self.shown is brought up to date before a
+            # handler that may count too. Other records (lost, undecoded) never count.
+            room = -1 if self.max_events is None else self.max_events - self.shown
+            made = 0
+            for rec in records:
+                if rec.__class__ is not Event:
+                    deliver(rec)
+                    continue
+                _ts, cpu, tid, event_id, _fmt, _fields, _flags, _preempt = rec
+                line, handler = table_get(event_id) or entry_of(rec)
+                if line is None:
+                    if room < 0:
+                        handler(rec)
+                        continue
+                    self.shown += made
+                    made = 0
+                    handler(rec)
+                    if self.done:
+                        return
+                    room = self.max_events - self.shown
+                    continue
+                comm = names(tid)
+                if comm is None:
+                    comm = comm_of(tid)
+                prefix = prefixes((comm, tid, cpu)) or make_prefix(comm, tid, cpu)
+                try:
+                    write(line(prefix, rec))
+                except RENDER_ERRORS:
+                    write(event_text(rec, comm))
+                made += 1
+                if made == room:
+                    self.shown += made - 1
+                    self._count()
+                    return
+            self.shown += made
+        return batch
 
     def on_syscall(self, call) -> None:
         if self.done:

@@ -1,0 +1,171 @@
+"""Whole text lines in one operation (render_event.compile_line, TextRenderer.body_code, the trace tool's
+batch loop) give exactly what the general path gives: the event's escaped body after the line's
+prefix and time stamp, raw fields where the print fmt cannot be evaluated, the same fallback counts."""
+
+from __future__ import annotations
+
+import random
+import struct
+from pathlib import Path
+
+import pytest
+from test_ringbuf_support import PageBuilder, common
+
+from rawtrace.cli import main
+from rawtrace.emit import safe, text_timestamp
+from rawtrace.parse.descriptors import FieldKind
+from rawtrace.parse.format import parse_format
+from rawtrace.parse.record import Event, compile_decoder
+from rawtrace.parse.tracedat_write import TraceDatContent, write_tracedat
+from rawtrace.printfmt import RENDER_ERRORS, TextRenderer, escaped_template
+from rawtrace.render_event import compile_line, fields_body_code, fields_text
+
+EVENTS = Path(__file__).parent / "fixtures" / "formats" / "6.18.44-fc-v769" / "events"
+KALLSYMS = "ffffffff81000000 T _text\nffffffff81000100 T f\tmod\x1b\n"
+PRINTK = '0xffffffff81000100 : "hello %d\\n"\n'
+# Strings a traced program controls: escapes, bytes that are not UTF-8, backslashes, format characters.
+STRINGS = ["bash", "a\x1b[2Jb", "caf\u00e9", "x\udcffy", "back\\slash", "tab\tnl\n", "", "zw\u200bsp", "%d%s",
+           "long-name-exceeding-sixteen"]
+HELPERS = {("task", "task_rename"), ("sched", "sched_process_exec"), ("sched", "sched_process_fork"),
+           ("task", "task_newtask"), ("sched", "sched_process_exit")}
+
+
+def fixture_formats() -> list:
+    out = []
+    for path in sorted(EVENTS.glob("*/*/format")):
+        out.append((path.parent.parent.name, path.read_text()))
+    return out
+
+
+def payload(rng: random.Random, fmt, pid: int) -> bytes:
+    """A record of `fmt` with random values: integers of every class, strings from STRINGS, locations."""
+    fixed = max([f.offset + f.size for f in fmt.all_fields] + [8])
+    out = bytearray(common("little", fmt.id, pid, rng.randrange(256), rng.randrange(256)) + bytes(fixed - 8))
+    tail = bytearray()
+    for f in fmt.fields:
+        if f.kind in (FieldKind.INTEGER, FieldKind.POINTER) and f.size in (1, 2, 4, 8):
+            top = (1 << (8 * f.size)) - 1
+            value = rng.choice([0, 1, 7, 255, rng.randrange(top + 1), top, 0xFFFFFFFF81000100 & top, rng.randrange(64)])
+            out[f.offset:f.offset + f.size] = value.to_bytes(f.size, "little")
+        elif f.kind == FieldKind.STRING and f.size:
+            text = rng.choice(STRINGS).encode("utf-8", "surrogateescape")[:f.size]
+            out[f.offset:f.offset + len(text)] = text
+        elif f.kind in FieldKind.DYNAMIC:
+            if f.kind in (FieldKind.DATA_LOC_STRING, FieldKind.REL_LOC_STRING):
+                data = rng.choice(STRINGS).encode("utf-8", "surrogateescape") + b"\0"
+            else:
+                data = bytes(rng.randrange(256) for _ in range(rng.randrange(17)))
+            base = f.offset + 4 if f.kind in (FieldKind.REL_LOC_STRING, FieldKind.REL_LOC_ARRAY) else 0
+            struct.pack_into("<I", out, f.offset, (len(data) << 16) | (fixed + len(tail) - base))
+            tail += data
+        elif f.kind == FieldKind.FLEX_STRING:
+            tail += rng.choice(STRINGS).encode("utf-8", "surrogateescape") + b"\0"
+        elif f.size:
+            out[f.offset:f.offset + f.size] = bytes(rng.randrange(256) for _ in range(f.size))
+    return bytes(out + tail)
+
+
+def general_line(text: TextRenderer | None, prefix: str, event: Event, ns: bool = True) -> str:
+    """The trace tool's line the general way (Trace._event_text)."""
+    fmt = event.format
+    body = text.body(event) if text is not None else fields_text(event.fields, fmt)
+    return f"{prefix}{text_timestamp(event.ts, ns)}: {safe(fmt.system)}:{safe(fmt.name)}: {body}\n"
+
+
+@pytest.mark.parametrize("raw", [False, True])
+@pytest.mark.parametrize("ns", [True, False])
+def test_compiled_lines_equal_the_general_path_on_every_fixture_format(raw, ns):
+    from rawtrace.printfmt import Symbols, parse_printk_formats
+    rng = random.Random(7)
+    fused = TextRenderer(parse_printk_formats(PRINTK), Symbols.from_kallsyms(KALLSYMS))
+    general = TextRenderer(parse_printk_formats(PRINTK), Symbols.from_kallsyms(KALLSYMS))
+    templates = 0
+    for system, text in fixture_formats():
+        fmt = parse_format(text, system=system, long_size=8)
+        decode = compile_decoder(fmt)
+        body = fields_body_code(fmt) if raw else fused.body_code(fmt)
+        templates += body.values != ("_body(e)",) and not raw
+        line = compile_line(fmt, body, ns)
+        for n in range(60):
+            data = payload(rng, fmt, rng.choice([0, 1, 300]))
+            event = decode(data, 0, len(data), rng.choice([0, 499, 500, 10**9 + 123456789, 2**63]), 1)
+            prefix = f"{safe(rng.choice(STRINGS)):>16}-{n:<7} [001] "
+            try:
+                mine = line(prefix, event)
+            except RENDER_ERRORS:
+                mine = general_line(None if raw else fused, prefix, event, ns)    # the tool's fallback
+            assert mine == general_line(None if raw else general, prefix, event, ns), (fmt.full_name, event)
+            assert mine.isprintable() or mine[:-1].isprintable()
+    assert fused.fallbacks == general.fallbacks
+    if not raw:
+        assert templates >= 20 and fused.fallbacks       # most print fmts become one template
+
+
+def test_escaped_templates_escape_strings_and_literals_but_never_move_padding():
+    fields = ("\tfield:char comm[16];\toffset:8;\tsize:16;\tsigned:0;\n"
+              "\tfield:int n;\toffset:24;\tsize:4;\tsigned:1;\n")
+
+    def fmt(print_fmt: str):
+        text = (f"name: ev\nID: 900\nformat:\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n"
+                f"\n{fields}\nprint fmt: {print_fmt}\n")
+        return parse_format(text, system="test", long_size=8)
+
+    found = escaped_template(fmt('"a\\tb %s %d%%", REC->comm, REC->n'))
+    assert found.template == "a\\tb %s %d%%" and found.values[0].startswith("_safe_value(")
+    line = compile_line(fmt('"a\\tb %s %d%%", REC->comm, REC->n'), found)
+    ev = Event(1_500_000_000, 0, 5, 900, fmt('"x"'), {"comm": "e\x1bvil\udcfe", "n": -3})
+    assert line("P ", ev) == "P 1.500000: test:ev: a\\tb e\\x1bvil\\xfe -3%\n"
+    # Escaping a padded or cut string before padding it would print another width: no template.
+    assert escaped_template(fmt('"%10s", REC->comm')) is None
+    assert escaped_template(fmt('"%.3s", REC->comm')) is None
+    assert escaped_template(fmt('"%c", REC->n')) is None
+    text = TextRenderer()
+    assert text.body_code(fmt('"%10s", REC->comm')).values == ("_body(e)",)
+    assert TextRenderer(escape=False).body_code(fmt('"%d", REC->n')).values == ("_body(e)",)
+
+
+def recording(path: Path, seed: int = 3, count: int = 1500) -> Path:
+    """A two-CPU trace.dat of raw_syscalls, syscalls, ftrace:print and the task-name helper events
+    (renames and execs change comms mid-stream), with hostile strings and saved comms."""
+    rng = random.Random(seed)
+    wanted = HELPERS | {("raw_syscalls", "sys_enter"), ("raw_syscalls", "sys_exit"), ("ftrace", "print"),
+                        ("syscalls", "sys_enter_openat"), ("syscalls", "sys_exit_openat"), ("kmem", "kmalloc"),
+                        ("timer", "hrtimer_start"), ("sched", "sched_switch")}
+    texts = [(s, t) for s, t in fixture_formats()
+             if (s, parse_format(t, system=s, long_size=8).name) in wanted]
+    fmts = [parse_format(t, system=s, long_size=8) for s, t in texts]
+    data = {}
+    for cpu in (0, 1):
+        pages, builder, ts = [], PageBuilder(), 10**9 * (cpu + 1)
+        start = ts
+        for _ in range(count):
+            record = payload(rng, rng.choice(fmts), rng.choice([0, 1, 7, 300, 301]))
+            if len(builder.data) + len(record) + 32 > 4096 - 16:
+                pages.append(builder.build(start))
+                builder, start = PageBuilder(), ts
+            delta = rng.choice([1, 499, 500, 1000, 123456])
+            ts += delta
+            builder.event(record, delta=delta)
+        pages.append(builder.build(start))
+        data[cpu] = b"".join(pages)
+    write_tracedat(path, TraceDatContent(
+        header_page=(EVENTS / "header_page").read_text(), header_event=(EVENTS / "header_event").read_text(),
+        ftrace_formats=[t for s, t in texts if s == "ftrace"], event_formats=[(s, t) for s, t in texts if s != "ftrace"],
+        cmdlines="300 app\n301 e\x1bvil\n", kallsyms=KALLSYMS, printk_formats=PRINTK, cpu_data=data))
+    return path
+
+
+@pytest.mark.parametrize("argv", [["--no-pair"], ["--no-pair", "--raw"], ["--no-pair", "--show-helpers"],
+                                  ["--no-pair", "-c", "999"], ["-c", "321"], [], ["--no-pair", "-e", "raw_syscalls:*"]])
+def test_decode_lines_equal_the_per_record_path(tmp_path, capsys, monkeypatch, argv):
+    from rawtrace.tracers.trace import Trace
+    path = recording(tmp_path / "t.dat")
+    assert main(["decode", *argv, str(path)]) == 0
+    fast = capsys.readouterr()
+    monkeypatch.setattr(Trace, "batch_handler", lambda self, deliver: None)
+    assert main(["decode", *argv, str(path)]) == 0
+    slow = capsys.readouterr()
+    assert fast.out == slow.out and fast.err == slow.err
+    assert "e\\x1bvil-301" in fast.out and "\x1b" not in fast.out
+    if "--raw" not in argv and "-e" not in argv:
+        assert "events shown as raw fields" in fast.err        # hrtimer_start's enum names: fallback
