@@ -12,8 +12,8 @@ def _quiet_exit(signum, _frame):
 for _sig in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP):
     _signal.signal(_sig, _quiet_exit)
 
-import os  # noqa: E402 - after the handlers, on purpose
-import sys  # noqa: E402
+import os
+import sys
 
 # Commands that only read and print. Once one returns, all interpreter teardown would do is free objects
 # one by one (2-3 ms, a sixth of list-syscalls' own cost), so these leave with os._exit after flushing

@@ -118,7 +118,6 @@ def test_json_lines_match_item_json() -> None:
 
 
 def with_print_fmt(fmt, string: str, *args: str):
-    from dataclasses import replace
     return fmt._replace(print_fmt_string=string, print_fmt_args=args)
 
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import pytest
 
 from rawtrace.comm import parse_saved_cmdlines
-from rawtrace.tasks import TaskTable, exec_comm
 from rawtrace.errors import UsageError
 from rawtrace.session import cgroup_pids, filter_identifiers
+from rawtrace.tasks import TaskTable, exec_comm
 from rawtrace.tracefs.reader import Merger
 
 
