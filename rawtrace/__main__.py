@@ -1,6 +1,11 @@
 """`python -m rawtrace` and the `rawtrace` console script: run the CLI, then exit."""
 
-import signal as _signal
+try:
+    # The C module itself: `signal` would first import enum, long enough for an early Ctrl-C to land in it
+    # and end in a traceback from inside that import.
+    import _signal
+except ImportError:  # pragma: no cover - not CPython
+    import signal as _signal
 
 
 def _quiet_exit(signum, _frame):

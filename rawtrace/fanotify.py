@@ -6,6 +6,7 @@ import errno
 import os
 import select
 import struct
+import sys
 import time
 from collections.abc import Callable, Iterator
 
@@ -461,6 +462,11 @@ class FanotifySource:
                     poller.poll(poll_ms)
                 except (InterruptedError, OSError, ValueError):
                     pass
+        # A woken reader waits for the GIL until the decoding thread hands it over: every switch interval
+        # (5 ms by default), long enough for fanotify to merge a process's next identical event (a
+        # re-exec'd program's loader opens) into one still queued. 0.5 ms while the reader runs.
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(self._switch_interval, 0.0005))
         self._reader = threading.Thread(target=loop, name="rawtrace-fanotify", daemon=True)
         self._reader.start()
 
@@ -476,6 +482,7 @@ class FanotifySource:
             self._reader_stop.set()
             reader.join(timeout=2)
             self._reader = None
+            sys.setswitchinterval(self._switch_interval)
 
     def read_available(self) -> list:
         """Read and translate everything queued now (non-blocking)."""
