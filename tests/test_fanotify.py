@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import struct
+import sys
 
 import pytest
 
@@ -104,3 +106,19 @@ def test_late_fork_keeps_the_childs_newer_name_but_a_reused_pid_is_renamed():
     names.exited(5)
     names.forked(1, 5)                                     # pid 5 reused by a new child
     assert names.name(5) == "python3"
+
+
+def test_reader_thread_gets_the_gil_promptly_while_it_runs_and_restores_the_switch_interval():
+    source = F.FanotifySource()
+    read_end, write_end = os.pipe2(os.O_NONBLOCK)   # an empty queue stands in for the group's fd
+    source.fd = read_end
+    before = sys.getswitchinterval()
+    try:
+        source.start_reader()
+        assert sys.getswitchinterval() <= 0.0005
+        source.stop_reader()
+        assert sys.getswitchinterval() == before
+    finally:
+        source.fd = None
+        os.close(read_end)
+        os.close(write_end)
