@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 
 # Annotations only (they stay strings): typing costs ~2 ms of every command's start-up to import.
@@ -93,3 +95,20 @@ def json_dump(obj: Any, out=None) -> None:
 def json_line(obj: Any, out=None) -> None:
     import json
     (out or sys.stdout).write(json.dumps(obj, separators=(",", ":"), ensure_ascii=False) + "\n")
+
+
+@contextlib.contextmanager
+def replacing_file(path, mode: str = "wb", **kwargs: Any):
+    """Open `path`.partial for writing; on success it replaces `path` at once, on any failure (Ctrl-C
+    included) it is removed: a reader never sees half a file, and nothing is left behind."""
+    tmp = f"{os.fspath(path)}.partial"
+    try:
+        with open(tmp, mode, **kwargs) as f:
+            yield f
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

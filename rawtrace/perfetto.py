@@ -154,21 +154,13 @@ class Timeline:
     def write(self, path: str | os.PathLike) -> int:
         """Write the JSON document; returns the number of trace events written."""
         document = self.document()
-        tmp = f"{os.fspath(path)}.partial"
-        try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write('{"traceEvents": [\n')
-                events = document["traceEvents"]
-                for i, event in enumerate(events):
-                    f.write(json.dumps(event, ensure_ascii=True, separators=(",", ":")))
-                    f.write(",\n" if i + 1 < len(events) else "\n")
-                f.write("],\n")
-                f.write(f'"displayTimeUnit": "ns", "otherData": {json.dumps(document["otherData"])}}}\n')
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        from rawtrace.output import replacing_file
+        with replacing_file(path, "w", encoding="utf-8") as f:
+            f.write('{"traceEvents": [\n')
+            events = document["traceEvents"]
+            for i, event in enumerate(events):
+                f.write(json.dumps(event, ensure_ascii=True, separators=(",", ":")))
+                f.write(",\n" if i + 1 < len(events) else "\n")
+            f.write("],\n")
+            f.write(f'"displayTimeUnit": "ns", "otherData": {json.dumps(document["otherData"])}}}\n')
         return len(document["traceEvents"])

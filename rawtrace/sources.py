@@ -286,7 +286,7 @@ class TraceDatSource(_PagesBase):
     def __init__(self, path: str, data=None) -> None:
         super().__init__()
         from rawtrace.comm import parse_saved_cmdlines
-        from rawtrace.parse.tracedat import read_tracedat
+        from rawtrace.parse.tracedat import OPTION_UNAME, read_tracedat
         self.path = path
         dat = read_tracedat(data if data is not None else path)
         buffer = dat.buffer()
@@ -310,9 +310,6 @@ class TraceDatSource(_PagesBase):
         from rawtrace.syscalls.arches import arch_for_machine
         found = arch_for_machine(self.machine) if self.machine else None
         return found.name if found is not None else super().arch()
-
-
-OPTION_UNAME = 5
 
 
 class PagesSource(_PagesBase):

@@ -30,27 +30,28 @@ import tempfile
 from dataclasses import dataclass, field
 
 from rawtrace.errors import DecodeError, NotSupported, UsageError
-
-MAGIC = b"\x17\x08\x44tracing"
-
-OPTION_DONE = 0
-OPTION_CPUSTAT = 2
-OPTION_BUFFER = 3
-OPTION_TRACECLOCK = 4
-OPTION_UNAME = 5
-OPTION_CPUCOUNT = 8
-OPTION_VERSION = 9
-OPTION_TRACEID = 11
-OPTION_HEADER_INFO = 16
-OPTION_FTRACE_EVENTS = 17
-OPTION_EVENT_FORMATS = 18
-OPTION_KALLSYMS = 19
-OPTION_PRINTK = 20
-OPTION_CMDLINES = 21
+from rawtrace.output import replacing_file
+from rawtrace.parse.tracedat import (
+    MAGIC,
+    OPTION_BUFFER,
+    OPTION_CMDLINES,
+    OPTION_CPUCOUNT,
+    OPTION_CPUSTAT,
+    OPTION_DONE,
+    OPTION_EVENT_FORMATS,
+    OPTION_FTRACE_EVENTS,
+    OPTION_HEADER_INFO,
+    OPTION_KALLSYMS,
+    OPTION_PRINTK,
+    OPTION_TRACECLOCK,
+    OPTION_TRACEID,
+    OPTION_UNAME,
+    OPTION_VERSION,
+    SECTION_COMPRESSED,
+)
 
 _COPY_CHUNK = 1 << 20
 CHUNK_PAGES = 10            # pages per compressed chunk, as trace-cmd writes them (PAGES_IN_CHUNK)
-SECTION_COMPRESSED = 1
 
 
 class _Zstd:
@@ -237,24 +238,15 @@ def write_tracedat(path: str | os.PathLike, content: TraceDatContent, version: i
         raise UsageError(f"a version 6 file cannot hold {content.buffer_page_size}-byte sub-buffers "
                          f"(page size {content.page_size}); write version 7")
     ncpus = _check(content)
-    tmp = f"{os.fspath(path)}.partial"
-    try:
-        with open(tmp, "wb") as f:
-            out = _Out(f, content.byteorder)
-            out.write(MAGIC + f"{version}\0".encode() + bytes([0 if content.byteorder == "little" else 1,
-                                                               content.long_size]))
-            out.write(out.u32(content.page_size))
-            if version == 6:
-                _write_v6(out, content, ncpus)
-            else:
-                _write_v7(out, content, ncpus, zstd)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with replacing_file(path) as f:
+        out = _Out(f, content.byteorder)
+        out.write(MAGIC + f"{version}\0".encode() + bytes([0 if content.byteorder == "little" else 1,
+                                                           content.long_size]))
+        out.write(out.u32(content.page_size))
+        if version == 6:
+            _write_v6(out, content, ncpus)
+        else:
+            _write_v7(out, content, ncpus, zstd)
     return version
 
 
