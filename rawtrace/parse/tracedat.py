@@ -83,6 +83,9 @@ class TraceDat:
     buffers: list = field(default_factory=list)
     clock: str = "local"
     format_errors: list = field(default_factory=list)
+    # v6: option id (OPTION_KALLSYMS, OPTION_PRINTK) -> (offset, size) of that text in the file, kept by
+    # the reader as it passes them (read only when asked: kallsyms is megabytes).
+    text_spans: dict = field(default_factory=dict)
     _data: bytes = field(default=b"", repr=False)
 
     def buffer(self, name: str | None = None) -> Buffer:
@@ -127,6 +130,19 @@ class TraceDat:
                 continue
             found[fmt.id] = fmt
         return found
+
+    def saved_text(self, opt_id: int) -> str:
+        """The kallsyms (OPTION_KALLSYMS) or printk_formats (OPTION_PRINTK) text the file carries, or ""."""
+        if self.version >= 7:
+            offset = next((struct.unpack(("<" if self.byteorder == "little" else ">") + "Q", payload[:8])[0]
+                           for oid, payload in self.options if oid == opt_id and len(payload) >= 8), None)
+            if offset is None:
+                return ""
+            body = _section(self, offset, opt_id)
+            size = _Reader(body, self.byteorder, self.source).u32() if len(body) >= 4 else 0
+            return body[4:4 + size].decode("utf-8", "replace")
+        start, size = self.text_spans.get(opt_id, (0, 0))
+        return self._data[start:start + size].decode("utf-8", "replace")
 
     def cpu_data(self, buffer: Buffer, cpu: int) -> bytes:
         """The raw sub-buffers of one CPU, decompressed: a multiple of buffer.page_size bytes."""
@@ -370,8 +386,10 @@ def _read_v6(dat: TraceDat, reader: _Reader) -> None:
     _read_header_info(dat, reader)
     _read_ftrace_formats(dat, reader)
     _read_event_formats(dat, reader)
-    reader.take(reader.u32())                 # kallsyms
-    reader.take(reader.u32())                 # printk formats
+    for opt_id in (OPTION_KALLSYMS, OPTION_PRINTK):
+        size = reader.u32()
+        dat.text_spans[opt_id] = (reader.pos, size)
+        reader.take(size)
     dat.cmdlines = reader.text(reader.u64())
     ncpus = reader.u32()
     top = Buffer("", "local", dat.page_size)
