@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import struct
-import zlib
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_ringbuf_support import TINY, PageBuilder, tiny_payload
+from tracedat_builder import tracedat_v6, tracedat_v7
 
 from rawtrace.errors import DecodeError, NotSupported, RawtraceError
 from rawtrace.parse.record import DecoderSet
@@ -36,81 +35,13 @@ def pages(cpu: int, count: int) -> bytes:
     return out
 
 
-def sized(data: bytes, width: str = "Q") -> bytes:
-    return struct.pack("<" + width, len(data)) + data
-
-
-def header_info() -> bytes:
-    return b"header_page\0" + sized(HEADER_PAGE.encode()) + b"header_event\0" + sized(HEADER_EVENT.encode())
-
-
-def event_formats(text: str = TINY_FORMAT) -> bytes:
-    return struct.pack("<I", 1) + b"test\0" + struct.pack("<I", 1) + sized(text.encode())
-
-
 def build_v6(cpu_pages: list[bytes], format_text: str = TINY_FORMAT) -> bytes:
-    head = b"\x17\x08\x44tracing6\0" + bytes([0, 8]) + struct.pack("<I", 4096)
-    head += header_info() + struct.pack("<I", 0) + event_formats(format_text)
-    head += struct.pack("<I", 0) + struct.pack("<I", 0) + sized(CMDLINES.encode())
-    head += struct.pack("<I", len(cpu_pages))
-    clock = b"local [global] counter\0"
-    head += b"options  \0" + struct.pack("<HI", 4, len(clock)) + clock + struct.pack("<H", 0)
-    head += b"flyrecord\0"
-    offset = -(-(len(head) + 16 * len(cpu_pages)) // 4096) * 4096
-    table, body = b"", b""
-    for data in cpu_pages:
-        table += struct.pack("<QQ", offset + len(body), len(data))
-        body += data + bytes(-len(data) % 4096)
-    out = head + table
-    return out + bytes(offset - len(out)) + body
+    return tracedat_v6(HEADER_PAGE, HEADER_EVENT, [("test", format_text)], CMDLINES, cpu_pages)
 
 
 def build_v7(cpu_pages: list[bytes], compress: bool) -> bytes:
     """A v7 file: first OPTIONS section pointing at the others; data sections compressed with zlib."""
-    method = b"zlib\0" + b"1.2\0" if compress else b"none\0\0"
-    head = b"\x17\x08\x44tracing7\0" + bytes([0, 8]) + struct.pack("<I", 4096) + method
-    out = bytearray(head + bytes(8))              # the first-options offset is patched in below
-    strings = bytearray(b"\0")
-
-    def section(section_id: int, content: bytes, may_compress: bool = True) -> int:
-        at = len(out)
-        flags = 0
-        if compress and may_compress:
-            packed = zlib.compress(content)
-            content = struct.pack("<II", len(packed), len(content)) + packed
-            flags = 1
-        out.extend(struct.pack("<HHIQ", section_id, flags, len(strings), len(content)) + content)
-        strings.extend(b"section\0")
-        return at
-
-    sections = {16: section(16, header_info()), 18: section(18, event_formats()),
-                21: section(21, sized(CMDLINES.encode()))}
-    # Flyrecord data: page aligned; compressed as {u32 chunks, {u32 csize, u32 usize, bytes}}.
-    cpus = []
-    for cpu, data in enumerate(cpu_pages):
-        out.extend(bytes(-len(out) % 4096))
-        at = len(out)
-        if compress:
-            chunks = [data[i:i + 8192] for i in range(0, len(data), 8192)]
-            blob = struct.pack("<I", len(chunks))
-            for chunk in chunks:
-                packed = zlib.compress(chunk)
-                blob += struct.pack("<II", len(packed), len(chunk)) + packed
-            out.extend(blob)
-            cpus.append((cpu, at, len(blob)))
-        else:
-            out.extend(data)
-            cpus.append((cpu, at, len(data)))
-    buffer = struct.pack("<Q", 0) + b"\0" + b"local\0" + struct.pack("<II", 4096, len(cpus))
-    for cpu, at, size in cpus:
-        buffer += struct.pack("<IQQ", cpu, at, size)
-    options = b"".join(struct.pack("<HIQ", sid, 8, at) for sid, at in sections.items())
-    clock = b"[local] global\0"
-    options += struct.pack("<HI", 4, len(clock)) + clock + struct.pack("<HI", 3, len(buffer)) + buffer
-    options += struct.pack("<HIQ", 0, 8, 0)
-    first = section(0, options, may_compress=False)
-    out[len(head):len(head) + 8] = struct.pack("<Q", first)
-    return bytes(out)
+    return tracedat_v7(HEADER_PAGE, HEADER_EVENT, [("test", TINY_FORMAT)], CMDLINES, cpu_pages, compress)
 
 
 def check_file(dat, cpu_pages: list[bytes]) -> None:
