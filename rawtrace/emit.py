@@ -24,7 +24,7 @@ from typing import Any
 
 from rawtrace.output import json_text
 from rawtrace.parse.record import TIMESTAMP_TEMPLATE
-from rawtrace.render_event import compile_fields_json, json_value
+from rawtrace.render_event import compile_fields_json, json_value, line_prefix, prefixes
 from rawtrace.render_event import safe_text as safe
 from rawtrace.syscalls.constants import errno_name
 
@@ -109,7 +109,6 @@ class Emitter:
         self._comm_json: dict[str, str] = {}
         self._event_heads: dict[tuple, str] = {}
         self._signature_json: dict = {}
-        self._prefixes: dict[tuple, str] = {}
         self._fast_texts: dict[int, tuple] = {}
         self._status_shown = False
         self._tty = hasattr(self.err, "isatty") and self.err.isatty()
@@ -265,30 +264,21 @@ class Emitter:
         """call.text(formatter), by the formatter's compiled text of the signature where it has one (cached
         here by signature identity: the common case then costs one lookup and one call)."""
         ret = call.ret
-        if call.status == "complete" and ret.__class__ is int and 0 <= ret < 4096 and not call.strings \
+        if call.status == "complete" and ret.__class__ is int and 0 <= ret and not call.strings \
                 and call.values is not None:
             sig = call.signature
             fast = self._fast_texts.get(id(sig))
             if fast is None or fast[0] is not sig or fast[1] is not formatter:
                 if len(self._fast_texts) > 65536:
                     self._fast_texts.clear()
-                fast = self._fast_texts[id(sig)] = (sig, formatter, formatter.fast_text(sig.name, sig.params))
-            if fast[2] is not None:
+                fast = self._fast_texts[id(sig)] = (sig, formatter, formatter.fast_text(sig.name, sig.params),
+                                                    formatter.plain_return_limit)
+            if fast[2] is not None and ret < fast[3]:
                 try:
                     return fast[2](call.values, ret)
                 except Exception:  # noqa: BLE001, S110 - a value of another type: the general way says how
                     pass
         return call.text(formatter)
-
-    def line_prefix(self, comm: str | None, tid: int, cpu: int) -> str:
-        """`            comm-tid     [cpu] ` as the kernel's trace file starts a line (comm escaped)."""
-        key = (comm, tid, cpu)
-        prefix = self._prefixes.get(key)
-        if prefix is None:
-            if len(self._prefixes) > 65536:
-                self._prefixes.clear()
-            prefix = self._prefixes[key] = f"{safe(comm) if comm else '<...>':>16}-{tid:<7} [{cpu:03d}] "
-        return prefix
 
     def syscall_line(self, call, formatter) -> str:
         """`comm-tid [cpu] seconds: openat(...) = 3 <0.000012>` (strace -f -tt -T like)."""
@@ -299,12 +289,12 @@ class Emitter:
         else:
             cpu = call.cpu
         key = (call.comm, call.tid, cpu)
-        prefix = self._prefixes.get(key) or self.line_prefix(*key)
+        prefix = prefixes.get(key) or line_prefix(*key)
         text = safe(self.call_text(call, formatter))
         if not self.ns:
             tail = f" <{exit_ts - ts}>" if exit_ts is not None and call.ts is not None else ""
             return f"{prefix}{ts}: {text}{tail}"
-        stamp = "%d.%06d" % divmod((ts + 500) // 1000, 1_000_000) if ts >= 0 else text_timestamp(ts, True)  # noqa: UP031
+        stamp = TIMESTAMP_TEMPLATE % divmod((ts + 500) // 1000, 1_000_000)     # text_timestamp's, inline
         if exit_ts is not None and call.ts is not None:
             return f"{prefix}{stamp}: {text} <{(exit_ts - ts) / 1e9:.6f}>"
         return f"{prefix}{stamp}: {text}"

@@ -257,15 +257,17 @@ def event_line(comm: str | None, pid: int, cpu: int, timestamp: str, name: str, 
     return f"{shown:>16}-{pid:<7} [{cpu:03d}] {timestamp}: {name}: {body}"
 
 
-_prefixes: dict[tuple, str] = {}
+# (comm, tid, cpu) -> line_prefix(): every text line of decode, trace and the syscall lines starts so.
+prefixes: dict[tuple, str] = {}
 
 
-def _prefix(comm: str | None, pid: int, cpu: int) -> str:
-    """`comm-pid [cpu] `: it repeats for every event of a task, so it is formatted once and kept."""
-    if len(_prefixes) > 65536:
-        _prefixes.clear()
+def line_prefix(comm: str | None, tid: int, cpu: int) -> str:
+    """`            comm-tid     [cpu] ` as the kernel's trace file starts a line (comm escaped, None shown
+    as <...>): it repeats for every event of a task, so it is formatted once and kept in `prefixes`."""
+    if len(prefixes) > 65536:
+        prefixes.clear()
     shown = safe_text(comm) if comm else "<...>"
-    prefix = _prefixes[(comm, pid, cpu)] = f"{shown:>16}-{pid:<7} [{cpu:03d}] "
+    prefix = prefixes[(comm, tid, cpu)] = f"{shown:>16}-{tid:<7} [{cpu:03d}] "
     return prefix
 
 
@@ -280,7 +282,7 @@ def text_lines(items, comms: dict[int, str] | None = None, clock: str = "local")
     append = out.append
     ns = clock in NS_CLOCKS
     renderers = _renderers
-    prefixes = _prefixes
+    prefix_of = prefixes.get
     get_comm = comms.get if comms else {}.get
     for item in items:
         if item.__class__ is not Event:
@@ -292,7 +294,7 @@ def text_lines(items, comms: dict[int, str] | None = None, clock: str = "local")
             entry = _renderer(fmt)
         comm = get_comm(pid)
         try:
-            prefix = prefixes.get((comm, pid, cpu)) or _prefix(comm, pid, cpu)
+            prefix = prefix_of((comm, pid, cpu)) or line_prefix(comm, pid, cpu)
             if ns:
                 # Rounded to the nearest microsecond, as the kernel's trace file (ns2usecs() adds 500)
                 # and trace-cmd report (print_event_time() adds div / 2) print it.
@@ -311,7 +313,7 @@ def _fallback_line(event: Event, entry: tuple, get_comm, ns: bool) -> str:
     """The line of an event whose fields do not match their format (edited, partial): fields rendered
     generically; an Event whose attributes are not what a decoder makes: everything from str()."""
     try:
-        prefix = _prefix(get_comm(event.pid), event.pid, event.cpu)
+        prefix = line_prefix(get_comm(event.pid), event.pid, event.cpu)
         stamp = format_timestamp(event.ts, "local" if ns else "counter")
         return f"{prefix}{stamp}: {entry[1]}: {_fields_text_generic(event.fields, entry[3])}"
     except (KeyError, TypeError, ValueError, AttributeError):

@@ -64,7 +64,6 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
         self.write = ctx.out.write
         self.json = ctx.out.json
         self.tasks = ctx.tasks
-        self._prefixes: dict[tuple, str] = {}
         self._formatter = None           # ctx.formatter, taken at the first syscall
         self.text = None                 # rawtrace.printfmt.TextRenderer, made in start() unless --raw
 
@@ -106,19 +105,11 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
 
     def _event_text(self, rec, comm: str) -> str:
         from rawtrace.emit import safe, text_timestamp
-        from rawtrace.render_event import fields_text
-        prefix = self._prefixes.get((comm, rec.pid, rec.cpu)) or self._prefix(comm, rec.pid, rec.cpu)
+        from rawtrace.render_event import fields_text, line_prefix, prefixes
+        prefix = prefixes.get((comm, rec.pid, rec.cpu)) or line_prefix(comm, rec.pid, rec.cpu)
         fmt = rec.format
         body = self.text.body(rec) if self.text is not None else fields_text(rec.fields, fmt)   # escaped
         return f"{prefix}{text_timestamp(rec.ts, self.ctx.ns)}: {safe(fmt.system)}:{safe(fmt.name)}: {body}\n"
-
-    def _prefix(self, comm: str, tid: int, cpu: int) -> str:
-        """`comm-tid [cpu] `, kept per (comm, tid, cpu): it repeats for every event of a task."""
-        from rawtrace.emit import safe
-        if len(self._prefixes) > 65536:
-            self._prefixes.clear()
-        prefix = self._prefixes[(comm, tid, cpu)] = f"{safe(comm) if comm else '<...>':>16}-{tid:<7} [{cpu:03d}] "
-        return prefix
 
     def batch_handler(self, deliver):
         """Text lines of whole batches in one loop: for each event shown by on_event alone (no task
@@ -134,8 +125,9 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
         ns = self.ctx.ns
         names = self.tasks.names.get
         comm_of = self.tasks.comm
-        prefixes = self._prefixes.get
-        make_prefix = self._prefix
+        from rawtrace.render_event import line_prefix as make_prefix
+        from rawtrace.render_event import prefixes as known_prefixes
+        prefixes = known_prefixes.get
         write = self.write
         event_text = self._event_text
         on_event = self.on_event
