@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 
@@ -97,18 +96,34 @@ def json_line(obj: Any, out=None) -> None:
     (out or sys.stdout).write(json.dumps(obj, separators=(",", ":"), ensure_ascii=False) + "\n")
 
 
-@contextlib.contextmanager
-def replacing_file(path, mode: str = "wb", **kwargs: Any):
-    """Open `path`.partial for writing; on success it replaces `path` at once, on any failure (Ctrl-C
-    included) it is removed: a reader never sees half a file, and nothing is left behind."""
-    tmp = f"{os.fspath(path)}.partial"
-    try:
-        with open(tmp, mode, **kwargs) as f:
-            yield f
-        os.replace(tmp, path)
-    except BaseException:
+class replacing_file:  # used like open()
+    """`with replacing_file(path) as f:` writes `path`.partial; on success it replaces `path` at once, on any
+    failure (Ctrl-C included) it is removed: a reader never sees half a file, and nothing is left behind.
+    (A class, not contextlib: that import would cost every command's start-up.)"""
+
+    def __init__(self, path, mode: str = "wb", **kwargs: Any) -> None:
+        self.path = path
+        self.tmp = f"{os.fspath(path)}.partial"
+        self.mode, self.kwargs = mode, kwargs
+        self.file = None
+
+    def __enter__(self):
+        self.file = open(self.tmp, self.mode, **self.kwargs)
+        return self.file
+
+    def __exit__(self, exc_type, exc, tb) -> None:
         try:
-            os.unlink(tmp)
+            self.file.close()
+            if exc_type is None:
+                os.replace(self.tmp, self.path)
+                return
+        except BaseException:
+            self._remove()
+            raise
+        self._remove()
+
+    def _remove(self) -> None:
+        try:
+            os.unlink(self.tmp)
         except OSError:
             pass
-        raise

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tabulate import tabulate
 
-from rawtrace.output import _simple_table, escape, table_text
+from rawtrace.output import _simple_table, escape, replacing_file, table_text
 
 cell = st.text(alphabet=string.ascii_letters + string.digits + "_-./:*()|, ", max_size=12).map(str.strip)
 
@@ -33,3 +33,18 @@ def test_escape_control_characters():
     assert escape("a\nb\x1b[31m") == "a\\nb\\x1b[31m"
     assert escape("tab\there\\") == "tab\\there\\\\"
     assert escape("\x7f") == "\\x7f"
+
+
+def test_replacing_file_replaces_on_success_and_leaves_the_old_file_on_failure(tmp_path):
+    target = tmp_path / "out.dat"
+    target.write_text("old")
+    try:
+        with replacing_file(target, "w") as f:
+            f.write("half")
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        pass
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["out.dat"]
+    with replacing_file(target, "w") as f:
+        f.write("new")
+    assert target.read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["out.dat"]
