@@ -40,8 +40,8 @@ try {
     list.sort((a, b) => a.ts - b.ts || b.dur - a.dur);
     const ends = [];
     for (const e of list) {
-      while (ends.length && ends[ends.length - 1] <= e.ts + 1e-6) ends.pop();
-      if (ends.length && e.ts + e.dur > ends[ends.length - 1] + 1e-6) throw "overlap on " + k;
+      while (ends.length && ends[ends.length - 1] <= e.ts + 5e-4) ends.pop();
+      if (ends.length && e.ts + e.dur > ends[ends.length - 1] + 5e-4) throw "overlap on " + k;
       ends.push(e.ts + e.dur);
       const r = document.createElementNS("http://www.w3.org/2000/svg", "rect");
       r.setAttribute("x", 800 * (e.ts - t0) / (t1 - t0 || 1)); r.setAttribute("y", 20 * row + 20 * ends.length);
