@@ -1544,7 +1544,7 @@ class TextRenderer:
                 found = None
             if found is not None:
                 return found
-        return BodyCode("%s", ("_body(e)",), {"_body": self.body})
+        return BodyCode("%s", ("_body(e)",), {"_body": self.body}, pure=False)
 
     def line_body(self, event) -> str:
         """What the kernel's `trace` file shows after the time stamp: `name: text` (syscall events and the

@@ -226,6 +226,9 @@ class BodyCode(NamedTuple):
     template: str
     values: tuple[str, ...]
     namespace: dict
+    # False when the values call a general renderer that keeps state of its own (counts what it could
+    # not evaluate): then every event must be rendered anew, not its text remembered.
+    pure: bool = True
 
 
 def fields_body_code(fmt: EventFormat) -> BodyCode:
@@ -238,9 +241,8 @@ def compile_line(fmt: EventFormat, body: BodyCode, ns: bool = True) -> Callable[
     """fn(prefix, event) -> `prefix` + time stamp + ": system:name: " + body + newline, in one `%`
     operation: the line event_line() makes, time stamp as format_timestamp() prints it (`ns`: a
     nanosecond clock). Raises what the body's expressions raise."""
-    head = f"%s{TIMESTAMP_TEMPLATE if ns else '%d'}: {_event_name(fmt).replace('%', '%%')}: "
     namespace = dict(body.namespace)
-    namespace["_line_template"] = head + body.template + "\n"
+    namespace["_line_template"] = f"%s{TIMESTAMP_TEMPLATE if ns else '%d'}: " + text_template(fmt, body)
     stamp = "u // 1000000, u % 1000000" if ns else "e[0]"
     values = "".join(f", {value}" for value in body.values)
     # e[0] and e[5] are e.ts and e.fields (an index is cheaper than a named tuple's attribute).
@@ -249,6 +251,11 @@ def compile_line(fmt: EventFormat, body: BodyCode, ns: bool = True) -> Callable[
     # Generated from BodyCode expressions (made from parsed formats, literals as repr()) only.
     exec(compile(source, _code_name("line", fmt), "exec"), namespace)  # noqa: S102
     return namespace["line"]
+
+
+def text_template(fmt: EventFormat, body: BodyCode) -> str:
+    """The `%` template of what follows a line's time stamp: `system:name: ` + body + newline."""
+    return f"{_event_name(fmt).replace('%', '%%')}: {body.template}\n"
 
 
 def event_line(comm: str | None, pid: int, cpu: int, timestamp: str, name: str, body: str) -> str:

@@ -138,8 +138,15 @@ def recording(path: Path, seed: int = 3, count: int = 1500) -> Path:
     for cpu in (0, 1):
         pages, builder, ts = [], PageBuilder(), 10**9 * (cpu + 1)
         start = ts
+        made: list[bytes] = []
         for _ in range(count):
-            record = payload(rng, rng.choice(fmts), rng.choice([0, 1, 7, 300, 301]))
+            # Half the records repeat an earlier one byte for byte, as a loop's calls do (the text
+            # decoders' memo finds those).
+            if made and rng.random() < 0.5:
+                record = rng.choice(made[-50:])
+            else:
+                record = payload(rng, rng.choice(fmts), rng.choice([0, 1, 7, 300, 301]))
+                made.append(record)
             if len(builder.data) + len(record) + 32 > 4096 - 16:
                 pages.append(builder.build(start))
                 builder, start = PageBuilder(), ts
@@ -158,10 +165,21 @@ def recording(path: Path, seed: int = 3, count: int = 1500) -> Path:
 @pytest.mark.parametrize("argv", [["--no-pair"], ["--no-pair", "--raw"], ["--no-pair", "--show-helpers"],
                                   ["--no-pair", "-c", "999"], ["-c", "321"], [], ["--no-pair", "-e", "raw_syscalls:*"]])
 def test_decode_lines_equal_the_per_record_path(tmp_path, capsys, monkeypatch, argv):
+    from rawtrace.parse.record import DecoderSet
     from rawtrace.tracers.trace import Trace
     path = recording(tmp_path / "t.dat")
+    installed = []
+    install = DecoderSet.install_text
+    monkeypatch.setattr(DecoderSet, "install_text", lambda self, *a, **k: installed.append(install(self, *a, **k)))
     assert main(["decode", *argv, str(path)]) == 0
     fast = capsys.readouterr()
+    # Text decoders serve the events that are only printed (none in --json; with pairing, not the
+    # syscall events; the task-name events only with --show-helpers).
+    # With --raw, all 8 events shown by on_event alone (the helpers also feed the task table); by print
+    # fmt, the 4 whose print fmt is one template (ftrace:print, the syscalls:*openat pair and
+    # hrtimer_start go the general way); paired, kmalloc and sched_switch.
+    expected = 2 if "-e" in argv or "--no-pair" not in argv else (8 if "--raw" in argv else 4)
+    assert installed == [True] * expected
     monkeypatch.setattr(Trace, "batch_handler", lambda self, deliver: None)
     assert main(["decode", *argv, str(path)]) == 0
     slow = capsys.readouterr()
@@ -169,3 +187,113 @@ def test_decode_lines_equal_the_per_record_path(tmp_path, capsys, monkeypatch, a
     assert "e\\x1bvil-301" in fast.out and "\x1b" not in fast.out
     if "--raw" not in argv and "-e" not in argv:
         assert "events shown as raw fields" in fast.err        # hrtimer_start's enum names: fallback
+
+
+@pytest.mark.parametrize("raw", [False, True])
+def test_text_decoders_give_the_compiled_lines_text_first_time_and_from_the_memo(raw):
+    """Every fixture format: a text decoder's Rendered text is what compile_line() puts after the time
+    stamp, for a record seen first and for the same bytes again (the memo), with the record's pid."""
+    from rawtrace.parse.record import Rendered, compile_text_decoder
+    from rawtrace.printfmt import Symbols, parse_printk_formats
+    from rawtrace.render_event import text_template
+    rng = random.Random(11)
+    renderer = TextRenderer(parse_printk_formats(PRINTK), Symbols.from_kallsyms(KALLSYMS))
+    checked = hits = 0
+    for system, text in fixture_formats():
+        fmt = parse_format(text, system=system, long_size=8)
+        body = fields_body_code(fmt) if raw else renderer.body_code(fmt)
+        if not body.pure:
+            continue
+        memo: dict = {}
+        decode = compile_decoder(fmt)
+        fused = compile_text_decoder(fmt, text_template(fmt, body), body.values, body.namespace, RENDER_ERRORS,
+                                     memo=memo)
+        plain = compile_text_decoder(fmt, text_template(fmt, body), body.values, body.namespace, RENDER_ERRORS)
+        line = compile_line(fmt, body)
+        for _ in range(20):
+            data = payload(rng, fmt, rng.choice([0, 1, 300]))
+            event = decode(data, 0, len(data), 10**9, 1)
+            try:
+                expected = line("", event).split(": ", 1)[1]
+            except RENDER_ERRORS:
+                expected = None
+            for ts, cpu in ((10**9, 1), (5, 0)):          # the second time from the memo, at another time
+                size = len(memo)
+                for fn in (fused, plain):
+                    got = fn(data, 0, len(data), ts, cpu)
+                    if expected is None:
+                        assert got.__class__ is Event and got == event._replace(ts=ts, cpu=cpu)
+                        continue
+                    assert got == Rendered(ts, cpu, event.pid, fmt.id, expected), fmt.full_name
+                hits += expected is not None and ts == 5 and len(memo) == size
+            checked += 1
+    assert checked > 500 and hits > 400
+
+
+def test_a_text_decoders_memo_keys_on_the_bytes_fields_are_read_from():
+    """The memo's key: every payload byte a field is read from (common_flags and pid included), not the
+    alignment padding after the last fixed field; the whole record when a field points into it."""
+    from rawtrace.parse.record import compile_text_decoder
+    fixed = parse_format("name: e\nID: 9\nformat:\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n"
+                         "\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;\n"
+                         "\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;\n"
+                         "\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\n"
+                         "\tfield:int n;\toffset:8;\tsize:4;\tsigned:1;\n\nprint fmt: \"n=%d\", REC->n\n",
+                         system="s", long_size=8)
+    body = TextRenderer().body_code(fixed)
+    memo: dict = {}
+    decode = compile_text_decoder(fixed, "%d %d %d\n", ("f['n']", "e.pid", "e.flags"), body.namespace,
+                                  RENDER_ERRORS, memo=memo)
+    record = common("little", 9, 77, 1, 0) + struct.pack("<i", 5)
+    assert decode(record + b"\xaa" * 4, 0, 16, 1, 0).text == "5 77 1\n"
+    assert decode(record + b"\xbb" * 4, 0, 16, 2, 0).text == "5 77 1\n" and len(memo) == 1   # padding: a hit
+    assert decode(common("little", 9, 78, 1, 0) + struct.pack("<i", 5), 0, 12, 3, 0).text == "5 78 1\n"
+    assert decode(common("little", 9, 77, 3, 0) + struct.pack("<i", 5), 0, 12, 3, 0).text == "5 77 3\n"
+    assert len(memo) == 3
+    loc = parse_format("name: d\nID: 10\nformat:\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n"
+                       "\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\n"
+                       "\tfield:__data_loc char[] s;\toffset:8;\tsize:4;\tsigned:0;\n\nprint fmt: \"%s\", __get_str(s)\n",
+                       system="s", long_size=8)
+    body = TextRenderer().body_code(loc)
+    assert body.pure
+    decode = compile_text_decoder(loc, text_template_of(loc, body), body.values, body.namespace, RENDER_ERRORS,
+                                  memo={})
+    head = common("little", 10, 1, 0, 0) + struct.pack("<I", (4 << 16) | 12)
+    assert decode(head + b"abc\0", 0, 16, 1, 0).text.endswith(": abc\n")
+    assert decode(head + b"xyz\0", 0, 16, 1, 0).text.endswith(": xyz\n")       # the string is in the key
+
+
+def text_template_of(fmt, body):
+    from rawtrace.render_event import text_template
+    return text_template(fmt, body)
+
+
+def test_a_text_decoder_drops_its_memo_when_it_does_not_pay_and_tries_again_later(monkeypatch):
+    """Records that never repeat: after _MEMO_CHECK misses with few hits the plain text decoder takes
+    over, for _MEMO_PAUSE records, then the memo is tried again; the texts never change."""
+    from rawtrace.parse import record
+    from rawtrace.parse.record import DecoderSet, Rendered
+    monkeypatch.setattr(record, "_MEMO_CHECK", 8)
+    monkeypatch.setattr(record, "_MEMO_PAUSE", 5)
+    fmt = parse_format("name: e\nID: 9\nformat:\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n"
+                       "\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\n"
+                       "\tfield:int n;\toffset:8;\tsize:4;\tsigned:1;\n\nprint fmt: \"n=%d\", REC->n\n",
+                       system="s", long_size=8)
+    decoders = DecoderSet({9: fmt})
+    body = TextRenderer().body_code(fmt)
+    assert decoders.install_text(9, text_template_of(fmt, body), body.values, body.namespace, RENDER_ERRORS)
+    memoized = decoders.cache[9]
+
+    def run(n):
+        data = common("little", 9, 1, 0, 0) + struct.pack("<i", n)
+        return decoders.decoder(9)(data, 0, 12, n, 0)
+    assert [run(n).text for n in range(8)] == [f"s:e: n={n}\n" for n in range(8)]
+    assert decoders.memo_dropped == {9: 1} and decoders.cache[9] is not memoized
+    assert all(run(n) == Rendered(n, 0, 1, 9, f"s:e: n={n}\n") for n in range(8, 12))
+    assert decoders.cache[9] is not memoized
+    assert run(12).text == "s:e: n=12\n" and decoders.cache[9] is memoized       # the 5th: tried again
+    # Repeats pay: 8 misses with 8 hits keep the memo.
+    for n in range(100, 108):
+        run(n), run(n)
+    assert decoders.cache[9] is memoized and decoders.memo_dropped == {9: 1}
+    assert not decoders.install_text(10, "%s", ("f['n']",), {}, RENDER_ERRORS)    # no such event

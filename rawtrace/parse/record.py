@@ -15,8 +15,12 @@ Public API (pure: bytes in, objects out):
   whose format failed to parse or compile, or is broken (``format_problem``), to the reason (its records
   come out as UnknownEvent); ``malformed`` counts records per ID that did not fit their format (shorter
   than its fixed fields; the page decoder gives them as UnknownEvent with a ``reason`` and goes on) and
-  ``malformed_reasons`` keeps the first reason per ID.
-* ``compile_decoder(fmt, byteorder)``: the decoder ``fn(buf, start, length, ts, cpu) -> Event`` itself.
+  ``malformed_reasons`` keeps the first reason per ID. ``install_text(id, ...)`` makes an ID's records come
+  out as ``Rendered`` texts (see compile_text_decoder), for a consumer that only prints them.
+* ``Rendered``: such a record: ``ts``, ``cpu``, ``pid`` (common_pid), ``id``, ``text``.
+* ``compile_decoder(fmt, byteorder)``: the decoder ``fn(buf, start, length, ts, cpu) -> Event`` itself;
+  ``compile_text_decoder(fmt, template, values, ...)`` one giving Rendered texts, with a memo of texts per
+  record payload (records repeating earlier ones skip decoding) that it drops when it does not pay.
 * ``format_problem(fmt)``: why a parsed format cannot be decoded (NUL in its name, an array common
   field, a name repeated with another type), or None.
 * ``ts_seconds(ts)`` and ``format_timestamp(ts, clock)`` convert trace-clock units for display.
@@ -31,6 +35,7 @@ first NUL. Strings are decoded as UTF-8 with ``errors="surrogateescape"``: lossl
 
 from __future__ import annotations
 
+import re
 import struct
 import sys
 from collections.abc import Callable, Mapping
@@ -109,6 +114,17 @@ def format_timestamp(ts: int, clock: str = "local") -> str:
     if clock not in NS_CLOCKS:
         return str(ts)
     return TIMESTAMP_TEMPLATE % divmod((ts + 500) // 1000, 1000000)
+
+
+class Rendered(NamedTuple):
+    """A record a text decoder (compile_text_decoder) turned straight into its text: for a consumer that
+    only prints the event, so no Event or fields dict is built. `pid` is common_pid (the thread)."""
+
+    ts: int
+    cpu: int
+    pid: int
+    id: int
+    text: str
 
 
 class RecordTooShort(ValueError):
@@ -212,11 +228,133 @@ def format_problem(fmt: EventFormat) -> str | None:
     return None
 
 
+class _DecoderCode(NamedTuple):
+    """The pieces of a generated decoder: `lines` check the length and read the fixed fields into
+    locals (of a function with the parameters buf, start, length, ts, cpu); `pid`, `flags`, `preempt`
+    and `fields` (a dict display) are expressions over those; `namespace` holds the names they use."""
+
+    namespace: dict
+    lines: list
+    pid: str
+    flags: str
+    preempt: str
+    fields: str
+    min_length: int
+
+
 def compile_decoder(fmt: EventFormat, byteorder: str = sys.byteorder) -> Callable:
     """Build the decoder `fn(buf, start, length, ts, cpu) -> Event` for one event format.
 
     `buf[start:start+length]` is the record payload (starting with common_type). A format that
     format_problem() rejects raises DecodeError with the reason."""
+    code = _decoder_code(fmt, byteorder)
+    source = "\n".join(["def decode(buf, start, length, ts, cpu):", *code.lines,
+                        f"    return _new(Event, (ts, cpu, {code.pid}, ID, FMT, {code.fields}, {code.flags}, "
+                        f"{code.preempt}))"]) + "\n"
+    decode = _define(source, "decoder", fmt, code.namespace, "decode")
+    decode.min_length = code.min_length      # payload bytes the fixed fields need
+    decode.source = source
+    return decode
+
+
+# A text decoder's memo (see compile_text_decoder): checked every _MEMO_CHECK misses, it is given up
+# when fewer than a quarter of the lookups since the last check found their text (a miss costs about a
+# third of what a hit saves), tried again after _MEMO_PAUSE records, and emptied past _MEMO_LIMIT texts.
+_MEMO_CHECK = 2048
+_MEMO_PAUSE = 65536
+_MEMO_LIMIT = 32768
+
+
+def compile_text_decoder(fmt: EventFormat, template: str, values: tuple[str, ...], namespace: dict,
+                         errors: tuple, byteorder: str = sys.byteorder, *, memo: dict | None = None,
+                         give_up: Callable[[], None] | None = None,
+                         resume: Callable[[], None] | None = None) -> Callable:
+    """A decoder `fn(buf, start, length, ts, cpu)` that gives each record as Rendered, its text `template
+    % (values)` made from the record's fields, for a consumer that only prints them.
+
+    `values` are Python expressions over `f` (the fields dict a decoder makes) and `e` (the Event, built
+    only when an expression names it), with the names in `namespace`; they must depend on nothing but
+    the record (not its time stamp or CPU). A record whose text raises one of `errors` comes out as the
+    Event the plain decoder makes, for the consumer's general way.
+
+    With `memo` (a dict), texts are remembered per record payload (every byte but common_type, which
+    the ID fixes; for a format without dynamic fields only the bytes its fields occupy), so a record
+    repeating an earlier one (a loop making the same call) is not decoded again. The memo is emptied
+    past _MEMO_LIMIT texts, and `give_up()` is called when it stops paying (see _MEMO_CHECK). Without a
+    memo, `resume()` is called every _MEMO_PAUSE records (to try one again)."""
+    code = _decoder_code(fmt, byteorder)
+    ns = dict(namespace)
+    ns.update(code.namespace)
+    ns.update({"Rendered": Rendered, "_template": template, "_errors": errors})
+    uses_event = any(re.search(r"\be\b", value) for value in values)
+    event = f"_new(Event, (ts, cpu, {code.pid}, ID, FMT, f, {code.flags}, {code.preempt}))"
+    text = f"_template % ({''.join(value + ', ' for value in values)})"
+    indent = "        " if memo is not None else "    "
+    body = [*(("    " + line) if memo is not None else line for line in code.lines),
+            f"{indent}f = {code.fields}"]
+    if uses_event:
+        body += [f"{indent}e = {event}"]
+        event = "e"
+    body += [f"{indent}try:", f"{indent}    text = {text}", f"{indent}except _errors:",
+             f"{indent}    return {event}"]
+    if memo is None:
+        if resume is None:
+            lines = ["def decode(buf, start, length, ts, cpu):", *body,
+                     f"    return _new(Rendered, (ts, cpu, {code.pid}, ID, text))"]
+            return _define("\n".join(lines) + "\n", "text decoder", fmt, ns, "decode")
+        ns.update({"_resume": resume, "_MEMO_PAUSE": _MEMO_PAUSE})
+        lines = ["def make():", "    count = 0", "    def decode(buf, start, length, ts, cpu):",
+                 "        nonlocal count", "        count += 1", "        if count == _MEMO_PAUSE:",
+                 "            count = 0", "            _resume()",
+                 *("    " + line for line in body),
+                 f"        return _new(Rendered, (ts, cpu, {code.pid}, ID, text))", "    return decode"]
+        return _define("\n".join(lines) + "\n", "text decoder", fmt, ns, "make")()
+    # The bytes the fields are read from: up to the end of the last fixed field, or the whole record
+    # when a field points into the rest of it (__data_loc, a flexible array).
+    dynamic = any(field.kind in FieldKind.DYNAMIC or field.kind in (FieldKind.FLEX_ARRAY, FieldKind.FLEX_STRING)
+                  for field in fmt.all_fields)
+    extent = max([2] + [field.offset + max(field.size, 0) for field in fmt.all_fields])
+    end = "start + length" if dynamic else f"start + {extent}"
+    ns.update({"_memo": memo, "_give_up": give_up or (lambda: None), "_MEMO_CHECK": _MEMO_CHECK,
+               "_MEMO_LIMIT": _MEMO_LIMIT})
+    lines = ["def make():",
+             "    hits = misses = 0",
+             "    get = _memo.get",
+             "    def decode(buf, start, length, ts, cpu):",
+             "        nonlocal hits, misses",
+             *(["        if length < %d:" % code.min_length,
+                "            raise RecordTooShort(length, %d)" % code.min_length] if code.min_length > 2 else []),
+             f"        key = buf[start + 2:{end}]",
+             "        found = get(key)",
+             "        if found is not None:",
+             "            hits += 1",
+             "            return _new(Rendered, (ts, cpu, found[0], ID, found[1]))",
+             *body,
+             "        misses += 1",
+             "        if misses == _MEMO_CHECK:",
+             "            if hits * 3 < misses:",
+             "                _give_up()",
+             "            hits = misses = 0",
+             "            if len(_memo) > _MEMO_LIMIT:",
+             "                _memo.clear()",
+             f"        _memo[key] = ({code.pid}, text)",
+             f"        return _new(Rendered, (ts, cpu, {code.pid}, ID, text))",
+             "    return decode"]
+    decode = _define("\n".join(lines) + "\n", "text decoder", fmt, ns, "make")()
+    return decode
+
+
+def _define(source: str, what: str, fmt: EventFormat, namespace: dict, name: str) -> Callable:
+    # Generated code: the source is built from field offsets and sizes only (names go in as repr()
+    # literals), and from what the caller passes in as code of its own; nothing of the format text is
+    # executed. The file name is printable ASCII (compile() refuses a NUL in it).
+    filename = f"<{what} {ascii(fmt.system)[1:-1]}:{ascii(fmt.name)[1:-1]}>"
+    exec(compile(source, filename, "exec"), namespace)  # noqa: S102
+    return namespace[name]
+
+
+def _decoder_code(fmt: EventFormat, byteorder: str) -> _DecoderCode:
+    """What compile_decoder() and compile_text_decoder() generate their functions from."""
     problem = format_problem(fmt)
     if problem is not None:
         from rawtrace.errors import DecodeError
@@ -336,10 +474,6 @@ def compile_decoder(fmt: EventFormat, byteorder: str = sys.byteorder) -> Callabl
         else:
             field_items.append(f"{name!r}: {expr}")
 
-    pid = standard.get("common_pid", "-1")
-    flags = standard.get("common_flags", "0")
-    preempt = standard.get("common_preempt_count", "0")
-    lines.append("def decode(buf, start, length, ts, cpu):")
     if main.size > 2:
         # The page buffer runs on past the record, so a short record would not fail by itself.
         lines.append(f"    if length < {main.size}:")
@@ -348,16 +482,8 @@ def compile_decoder(fmt: EventFormat, byteorder: str = sys.byteorder) -> Callabl
         lines.append("    " + "".join(f"_v{k}, " for k in range(index)) + "= _main(buf, start)")
     elif index:
         lines.append("    v = _main(buf, start)")
-    lines.append(f"    return _new(Event, (ts, cpu, {pid}, ID, FMT, {{{', '.join(field_items)}}}, {flags}, {preempt}))")
-    source = "\n".join(lines) + "\n"
-    # Generated code: the source is built above from field offsets and sizes only (names go in as
-    # repr() literals), so nothing from the format text is executed.
-    name = f"<decoder {ascii(fmt.system)[1:-1]}:{ascii(fmt.name)[1:-1]}>"   # printable ASCII for compile()
-    exec(compile(source, name, "exec"), namespace)  # noqa: S102
-    decode = namespace["decode"]
-    decode.min_length = main.size        # payload bytes the fixed fields need
-    decode.source = source
-    return decode
+    return _DecoderCode(namespace, lines, standard.get("common_pid", "-1"), standard.get("common_flags", "0"),
+                        standard.get("common_preempt_count", "0"), "{" + ", ".join(field_items) + "}", main.size)
 
 
 class DecoderSet:
@@ -377,6 +503,7 @@ class DecoderSet:
         self.broken: dict[int, str] = {}
         self.malformed: dict[int, int] = {}
         self.malformed_reasons: dict[int, str] = {}
+        self.memo_dropped: dict[int, int] = {}
 
     def decoder(self, event_id: int) -> Callable:
         """The decoder for `event_id` (an UnknownEvent maker if no format is known)."""
@@ -385,6 +512,36 @@ class DecoderSet:
             found = self._build(event_id)
             self.cache[event_id] = found
         return found
+
+    def install_text(self, event_id: int, template: str, values: tuple[str, ...], namespace: dict,
+                     errors: tuple, memo: bool = True) -> bool:
+        """Decode `event_id`'s records as Rendered texts from now on (see compile_text_decoder), with a
+        memo unless `memo` is false. Where the memo does not pay, the plain text decoder takes over for
+        a while (`memo_dropped` counts how often, per ID). False, and nothing changed, when the event
+        has no format that decodes or the code does not compile."""
+        from rawtrace.errors import RawtraceError
+        fmt = self.format(event_id)
+        if fmt is None or event_id in self.broken:
+            return False
+        cache = self.cache
+        chosen: list[Callable] = []
+
+        def give_up() -> None:
+            self.memo_dropped[event_id] = self.memo_dropped.get(event_id, 0) + 1
+            cache[event_id] = chosen[1]
+
+        def resume() -> None:
+            cache[event_id] = chosen[0]
+        try:
+            if memo:
+                chosen.append(compile_text_decoder(fmt, template, values, namespace, errors, self.byteorder,
+                                                   memo={}, give_up=give_up))
+            chosen.append(compile_text_decoder(fmt, template, values, namespace, errors, self.byteorder,
+                                               resume=resume if memo else None))
+        except (RawtraceError, struct.error, ValueError, SyntaxError, RecursionError):
+            return False
+        cache[event_id] = chosen[0]
+        return True
 
     def format(self, event_id: int) -> EventFormat | None:
         try:

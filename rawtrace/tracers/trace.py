@@ -118,7 +118,7 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
         counts the fallback). Other records go to `deliver`."""
         if self.json:
             return None
-        from rawtrace.parse.record import Event
+        from rawtrace.parse.record import Event, Rendered
         from rawtrace.printfmt import RENDER_ERRORS
         from rawtrace.render_event import compile_line, fields_body_code
         stream = self.ctx.stream
@@ -149,6 +149,8 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
             table[rec.id] = entry
             return entry
 
+        self._install_text_decoders(RENDER_ERRORS)
+
         def batch(records) -> None:
             if self.done:
                 return
@@ -157,6 +159,27 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
             room = -1 if self.max_events is None else self.max_events - self.shown
             made = 0
             for rec in records:
+                if rec.__class__ is Rendered:
+                    # Decoded straight to its text (_install_text_decoders): only the line's start is left.
+                    ts, cpu, tid, _id, body = rec
+                    comm = names(tid)
+                    if comm is None:
+                        comm = comm_of(tid)
+                    prefix = prefixes((comm, tid, cpu)) or make_prefix(comm, tid, cpu)
+                    if ns:
+                        # Seconds and microseconds, rounded (format_timestamp), by slicing the digits.
+                        digits = str(ts + 500)
+                        if len(digits) < 10:
+                            digits = digits.rjust(10, "0")
+                        write(f"{prefix}{digits[:-9]}.{digits[-9:-3]}: {body}")
+                    else:
+                        write(f"{prefix}{ts}: {body}")
+                    made += 1
+                    if made == room:
+                        self.shown += made - 1
+                        self._count()
+                        return
+                    continue
                 if rec.__class__ is not Event:
                     deliver(rec)
                     continue
@@ -188,6 +211,23 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
                     return
             self.shown += made
         return batch
+
+    def _install_text_decoders(self, errors: tuple) -> None:
+        """Have the source decode the records of each event that on_event alone shows (the condition
+        batch()'s compiled lines have) straight to their text, remembered per payload: no Event or
+        fields dict is built for them, and a record repeating an earlier one is not decoded again."""
+        from rawtrace.render_event import fields_body_code, text_template
+        decoders = getattr(self.ctx.source, "decoders", None)
+        stream = self.ctx.stream
+        if decoders is None or not hasattr(decoders, "install_text"):
+            return
+        for event_id, handler in list(stream.dispatch.items()):
+            fmt = decoders.format(event_id) if handler == self.on_event else None
+            if fmt is None:
+                continue
+            body = self.text.body_code(fmt) if self.text is not None else fields_body_code(fmt)
+            if body.pure:
+                decoders.install_text(event_id, text_template(fmt, body), body.values, body.namespace, errors)
 
     def on_syscall(self, call) -> None:
         if self.done:
