@@ -102,10 +102,15 @@ def test_compiled_json_record_equals_the_general_record(name):
     sig = Signature(5, name, params, "64")
     rng = random.Random(name)
     compiled = Emitter(json=True, out=io.StringIO())
-    for _ in range(200):
-        values = _values(rng, len(params))
-        call = Syscall("complete", rng.getrandbits(50), 0, 1, 1, 42, 41, 'c"\x1b', sig, values, rng.choice((0, 9)))
-        call = call._replace(exit_ts=call.ts + rng.getrandbits(20))
+    seen: list[tuple] = []
+    for _ in range(400):
+        # Half the calls repeat earlier arguments (the compiled record's memo) at other times, CPUs, tasks.
+        values = rng.choice(seen) if seen and rng.random() < 0.5 else _values(rng, len(params))
+        seen.append(values)
+        ts = rng.choice([0, 5, 999_999_999, 10**9, rng.getrandbits(50), rng.getrandbits(50)])
+        call = Syscall("complete", ts, 0, rng.randrange(4), 1, rng.choice((42, 43)), 41, 'c"\x1b', sig, values,
+                       rng.choice((0, 9)))
+        call = call._replace(exit_ts=call.ts + rng.choice([0, 1, 10**9 + 7, rng.getrandbits(20)]))
         fast = compiled.syscall_json(call, f)
         # The general way: the same emitter with the compiled record taken out of its signature's pieces.
         general = Emitter(json=True, out=io.StringIO())
@@ -125,3 +130,18 @@ def test_the_syscall_name_is_data_never_source():
         record = Emitter(json=True, out=io.StringIO()).syscall_json(
             Syscall("complete", 1, 2, 0, 0, 1, 1, "c", sig, (3,), 0), f)
         assert json.loads(record)["syscall"] == name and json.loads(record)["text"] == f"{name}(3) = 0"
+
+
+def test_syscall_lines_round_time_stamps_as_text_timestamp_and_remember_texts_per_arguments():
+    from rawtrace.emit import text_timestamp
+    from rawtrace.render_event import line_prefix
+    f = SyscallFormatter("x86_64")
+    params = (("fd", "unsigned int"), ("buf", "char *"), ("count", "size_t"))
+    sig = Signature(0, "read", params, "64")
+    out = Emitter(json=False, out=io.StringIO())
+    for ts in (0, 5, 499, 500, 999_999_499, 999_999_500, 10**9, 123_456_789_012_345_678):
+        for values, ret in (((3, 0x7ffd0, 64), 64), ((3, 0x7ffd0, 64), 0), ((4, 0x7ffd0, 64), 64)) * 2:
+            call = Syscall("complete", ts, ts + 1500, 1, 1, 42, 41, "c", sig, values, ret)
+            text = _general(f, "read", params, values, ret)
+            assert out.syscall_line(call, f) == f"{line_prefix('c', 42, 1)}{text_timestamp(ts, True)}: {text} " \
+                                                f"<0.000002>"
