@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from rawtrace.output import json_text
@@ -191,7 +192,7 @@ class Emitter:
             # function (arguments and text together) or one % operation.
             try:
                 if pieces[5] is not None and ret < pieces[6]:
-                    return pieces[5](call, comm)
+                    return pieces[5][0](call, comm)
                 if pieces[3] is not None:
                     ts = call.ts
                     return pieces[3] % (*divmod(ts, 1_000_000_000), call.cpu, call.pid, call.tid, comm, *values,
@@ -228,8 +229,8 @@ class Emitter:
         return "".join(parts)
 
     def _signature_pieces(self, sig, formatter) -> tuple:
-        """(syscall+nr text, args % template, the signature, whole-record % template, the formatter, compiled
-        whole record or None, the plain-return limit) for one signature."""
+        """(syscall+nr text, args % template, the signature, whole-record % template, the formatter, the
+        compiled (record, line) functions or None, the plain-return limit) for one signature."""
         if len(self._signature_json) > 65536:
             self._signature_json.clear()
         names = [p[0] for p in sig.params]
@@ -247,25 +248,83 @@ class Emitter:
 
     @staticmethod
     def _compile_json(sig, formatter, head: str, args: str):
-        """fn(call, comm JSON) -> the record of a complete call with a plain return, by the formatter's
-        compiled text (which needs no JSON escaping); None if the signature's text cannot be compiled.
-        (Remembering the arguments' part per (values, ret) did not pay: buffer and path pointers make
-        most calls of a loop differ.)"""
+        """(fn(call, comm JSON) -> the record, fn(ts, exit_ts, cpu, pid, tid, comm JSON, values, ret) -> the
+        record and a newline) of a complete call with a plain return, by the formatter's compiled text
+        (which needs no JSON escaping); None if the signature's text cannot be compiled. (Remembering the
+        arguments' part per (values, ret) did not pay: buffer and path pointers make most calls of a loop
+        differ.)"""
         text = formatter.fast_text(sig.name, sig.params)
         if text is None or not (sig.name.isascii() and sig.name.replace("_", "a").isalnum()):
             return None               # (the text holds the name: a recording's may need escaping)
-        env = {"RECORD": ('{"type":"syscall","ts":%s.%s,"cpu":%d,"pid":%d,"tid":%d,"comm":%s'
-                          + head.replace("%", "%%") + args + ',"ret":%d,"duration":%d.%09d,"status":"complete",'
-                          '"text":"%s"}'),
+        env = {"LINE": ('{"type":"syscall","ts":%s.%s,"cpu":%d,"pid":%d,"tid":%d,"comm":%s'
+                        + head.replace("%", "%%") + args + ',"ret":%d,"duration":%d.%09d,"status":"complete",'
+                        '"text":"%s"}\n'),
                "TEXT": text}
-        source = ("def record(call, comm):\n"
-                  "    values = call.values\n    ts = call.ts\n    took = call.exit_ts - ts\n    ret = call.ret\n"
+        source = ("def line(ts, exit_ts, cpu, pid, tid, comm, values, ret):\n"
+                  "    took = exit_ts - ts\n"
                   # The time stamp's seconds and nanoseconds by slicing its digits (cheaper than divmod).
                   "    digits = str(ts)\n    if len(digits) < 10:\n        digits = digits.rjust(10, '0')\n"
-                  "    return RECORD % (digits[:-9], digits[-9:], call.cpu, call.pid, call.tid, comm, *values, ret, "
-                  "took // 1000000000, took % 1000000000, TEXT(values, ret))\n")
+                  "    return LINE % (digits[:-9], digits[-9:], cpu, pid, tid, comm, *values, ret, "
+                  "took // 1000000000, took % 1000000000, TEXT(values, ret))\n"
+                  "def record(call, comm):\n"
+                  "    return line(call.ts, call.exit_ts, call.cpu, call.pid, call.tid, comm, call.values, "
+                  "call.ret)[:-1]\n")
         exec(compile(source, "<syscall record>", "exec"), env)  # noqa: S102 - built from our own pieces only
-        return env["record"]
+        return env["record"], env["line"]
+
+    def syscall_lines(self, formatter) -> Callable:
+        """fn(call) -> the call's line and a newline: syscall_json() in JSON, else syscall_line(). The
+        common case (a complete call with a plain return, a nanosecond clock, a compiled text) is made
+        here from the unpacked record, without the general functions' attribute lookups and checks."""
+        general = self.syscall_json if self.json else self.syscall_line
+
+        def general_line(call) -> str:
+            return general(call, formatter) + "\n"
+        if not self.ns:
+            return general_line
+        if self.json:
+            pieces_get = self._signature_json.get
+            pieces_of = self._signature_pieces
+            comms = self._comm_json.get
+            comm_json = self.comm_json
+
+            def json_line(call) -> str:
+                status, ts, exit_ts, cpu, _exit_cpu, tid, pid, comm, sig, values, ret, note, strings = call
+                if status == "complete" and ret.__class__ is int and ret >= 0 and not strings and not note:
+                    pieces = pieces_get(id(sig))
+                    if pieces is None or pieces[2] is not sig or pieces[4] is not formatter:
+                        pieces = pieces_of(sig, formatter)
+                    if pieces[5] is not None and ret < pieces[6]:
+                        try:
+                            return pieces[5][1](ts, exit_ts, cpu, pid, tid, comms(comm) or comm_json(comm), values,
+                                                ret)
+                        except Exception:  # noqa: BLE001, S110 - a string or other value: the general way
+                            pass
+                return general(call, formatter) + "\n"
+            return json_line
+        texts_get = self._fast_texts.get
+        known_prefix = prefixes.get
+
+        def text_line(call) -> str:
+            status, ts, exit_ts, cpu, _exit_cpu, tid, pid, comm, sig, values, ret, note, strings = call
+            if status == "complete" and ret.__class__ is int and ret >= 0 and not strings and values is not None \
+                    and ts is not None and exit_ts is not None:
+                fast = texts_get(id(sig))
+                if fast is not None and fast[0] is sig and fast[1] is formatter and fast[2] is not None \
+                        and ret < fast[3]:
+                    try:
+                        text = fast[2](values, ret)
+                    except Exception:  # noqa: BLE001 - a value of another type: the general way says how
+                        return general(call, formatter) + "\n"
+                    if not text.isprintable() or "\\" in text:
+                        text = safe(text)            # (a recording's syscall name)
+                    prefix = known_prefix((comm, tid, cpu)) or line_prefix(comm, tid, cpu)
+                    digits = str(ts + 500)           # syscall_line's time stamp
+                    if len(digits) < 10:
+                        digits = digits.rjust(10, "0")
+                    return f"{prefix}{digits[:-9]}.{digits[-9:-3]}: {text} <{(exit_ts - ts) / 1e9:.6f}>\n"
+            return general(call, formatter) + "\n"
+        return text_line
 
     def call_text(self, call, formatter) -> str:
         """call.text(formatter), by the formatter's compiled text of the signature where it has one (cached

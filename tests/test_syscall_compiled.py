@@ -145,3 +145,38 @@ def test_syscall_lines_round_time_stamps_as_text_timestamp_and_remember_texts_pe
             text = _general(f, "read", params, values, ret)
             assert out.syscall_line(call, f) == f"{line_prefix('c', 42, 1)}{text_timestamp(ts, True)}: {text} " \
                                                 f"<0.000002>"
+
+
+@pytest.mark.parametrize("json_mode", [True, False])
+@pytest.mark.parametrize("ns", [True, False])
+def test_syscall_lines_equal_the_general_functions_for_every_kind_of_call(json_mode, ns):
+    """Emitter.syscall_lines (the trace tool's per-call path) gives the general record or line and a
+    newline: complete calls with plain, large and failed returns, unfinished and resumed calls, calls
+    with strings or a note, values of another type, hostile comms, every signature of _signatures()."""
+    f = SyscallFormatter("x86_64")
+    rng = random.Random(f"{json_mode}{ns}")
+    fast_out = Emitter(json=json_mode, out=io.StringIO(), ns=ns)
+    general_out = Emitter(json=json_mode, out=io.StringIO(), ns=ns)
+    lines = fast_out.syscall_lines(f)
+    general = general_out.syscall_json if json_mode else general_out.syscall_line
+    fast_paths = 0
+    for name, params in _signatures():
+        sig = Signature(rng.choice([None, 5]), name, params, "64")
+        for _ in range(12):
+            values = _values(rng, len(params))
+            ts = rng.choice([0, 5, 999_999_500, 10**9, rng.getrandbits(50)])
+            ret = rng.choice([0, 3, 9, 1 << 40, -2, -4095, None])
+            status = rng.choice(["complete"] * 4 + ["unfinished", "resumed"])
+            call = Syscall(status, ts, ts + rng.choice([0, 1500, 10**9 + 7]), rng.randrange(4), 1,
+                           rng.choice((42, 43)), 41, rng.choice(["c", 'c"\x1b', "caf\u00e9"]), sig, values, ret,
+                           rng.choice([None, None, "note"]), rng.choice([None, None, {"filename": "/x"}]))
+            if status == "unfinished":
+                call = call._replace(exit_ts=None, exit_cpu=None, ret=None)
+            elif status == "resumed":
+                call = call._replace(ts=None, cpu=None, values=None)
+            if rng.random() < 0.1 and call.values:
+                call = call._replace(values=("oops", *call.values[1:]))
+            got = lines(call)
+            assert got == general(call, f) + "\n", call
+            fast_paths += status == "complete" and isinstance(ret, int) and ret >= 0 and not call.strings
+    assert fast_paths > 100

@@ -64,7 +64,6 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
         self.write = ctx.out.write
         self.json = ctx.out.json
         self.tasks = ctx.tasks
-        self._formatter = None           # ctx.formatter, taken at the first syscall
         self.text = None                 # rawtrace.printfmt.TextRenderer, made in start() unless --raw
 
     def patterns(self) -> list[str]:
@@ -232,10 +231,10 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
     def on_syscall(self, call) -> None:
         if self.done:
             return
-        formatter = self._formatter
-        if formatter is None:
-            formatter = self._formatter = self.ctx.formatter
-        self.write(self._call_line(call, formatter) + "\n")
+        line = self._call_line
+        if line is None:
+            line = self._call_line = self.ctx.out.syscall_lines(self.ctx.formatter)
+        self.write(line(call))
         self.shown += 1
         if self.max_events is not None and self.shown >= self.max_events:
             self._enough()
@@ -265,7 +264,7 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
         ctx = self.ctx
         source = ctx.source
         out = ctx.out
-        self._call_line = out.syscall_json if self.json else out.syscall_line
+        self._call_line = None           # out.syscall_lines(), made at the first syscall
         if not self.json and not getattr(self.args, "raw", False):
             from rawtrace import printfmt
             if source.kind == "trace.dat":
