@@ -797,16 +797,18 @@ class SyscallFormatter:
                 width = 32 if fmt is _fmt_int else self._word_bits if fmt is _fmt_long or not bits else bits
                 # Sign extension of the low `width` bits: (x ^ top) - top.
                 expr = f"(({value} & {(1 << width) - 1:#x}) ^ {1 << (width - 1):#x}) - {1 << (width - 1):#x}"
-            elif fmt is _fmt_hex:
-                expr = f"_hex({value} & {mask:#x})"
-            elif fmt is _fmt_pointer:
-                expr = f"_pointer({value} & {mask:#x})"
+            elif fmt is _fmt_hex or fmt is _fmt_pointer:
+                # _hex() and _pointer() inline (a call costs more than the formatting)
+                word = f"({value} & {mask:#x})"
+                expr = f"(f'{{{word}:#x}}' if {word} else {'0' if fmt is _fmt_hex else 'NULL'!r})"
             elif fmt is _fmt_octal:
                 expr = f"_octal({value} & 0xffffffff)"
             elif getattr(fmt, "symbolic", False):
                 # Flag and name tables: the same few values again and again, so remembered per value.
-                env[f"F{k}"] = self._memoized(fmt)
-                expr = f"F{k}({value})"
+                # The remembered text by a dict lookup; the formatter (which remembers it) on a miss.
+                env[f"F{k}"] = render = self._memoized(fmt)
+                env[f"G{k}"] = render.known
+                expr = f"(G{k}({value}) or F{k}({value}))"
             else:
                 return None
             condition = None
@@ -835,6 +837,7 @@ class SyscallFormatter:
                     if len(cache) < 4096 and value.__class__ is int:
                         cache[value] = text
                 return text
+            render.known = get
             found = self._memos[fmt] = render
         return found
 
