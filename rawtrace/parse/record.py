@@ -288,27 +288,34 @@ def compile_text_decoder(fmt: EventFormat, template: str, values: tuple[str, ...
     ns.update({"Rendered": Rendered, "_template": template, "_errors": errors})
     uses_event = any(re.search(r"\be\b", value) for value in values)
     event = f"_new(Event, (ts, cpu, {code.pid}, ID, FMT, f, {code.flags}, {code.preempt}))"
-    text = f"_template % ({''.join(value + ', ' for value in values)})"
-    indent = "        " if memo is not None else "    "
-    body = [*(("    " + line) if memo is not None else line for line in code.lines),
-            f"{indent}f = {code.fields}"]
+    compute = [*code.lines, f"    f = {code.fields}"]
     if uses_event:
-        body += [f"{indent}e = {event}"]
+        compute += [f"    e = {event}"]
         event = "e"
-    body += [f"{indent}try:", f"{indent}    text = {text}", f"{indent}except _errors:",
-             f"{indent}    return {event}"]
+    compute += ["    try:", f"        text = _template % ({''.join(value + ', ' for value in values)})",
+                "    except _errors:", f"        return {event}"]
+    return _memo_decoder(fmt, code, ns, "text decoder", compute, f"({code.pid}, text)",
+                         "_new(Rendered, (ts, cpu, found[0], ID, found[1]))", memo, give_up, resume)
+
+
+def _memo_decoder(fmt: EventFormat, code: _DecoderCode, ns: dict, what: str, compute: list[str], found: str,
+                  result: str, memo: dict | None, give_up: Callable[[], None] | None,
+                  resume: Callable[[], None] | None) -> Callable:
+    """A decoder that runs `compute` (lines of a function over buf, start, length, ts, cpu), sets `found =`
+    the `found` expression and returns `result` (an expression over `found`, ts and cpu): with `memo`, the
+    found value is remembered per record payload (see compile_text_decoder); without, `resume` (if any)
+    is called every _MEMO_PAUSE records."""
+    body = [*compute, f"    found = {found}"]
     if memo is None:
         if resume is None:
-            lines = ["def decode(buf, start, length, ts, cpu):", *body,
-                     f"    return _new(Rendered, (ts, cpu, {code.pid}, ID, text))"]
-            return _define("\n".join(lines) + "\n", "text decoder", fmt, ns, "decode")
+            lines = ["def decode(buf, start, length, ts, cpu):", *body, f"    return {result}"]
+            return _define("\n".join(lines) + "\n", what, fmt, ns, "decode")
         ns.update({"_resume": resume, "_MEMO_PAUSE": _MEMO_PAUSE})
         lines = ["def make():", "    count = 0", "    def decode(buf, start, length, ts, cpu):",
                  "        nonlocal count", "        count += 1", "        if count == _MEMO_PAUSE:",
                  "            count = 0", "            _resume()",
-                 *("    " + line for line in body),
-                 f"        return _new(Rendered, (ts, cpu, {code.pid}, ID, text))", "    return decode"]
-        return _define("\n".join(lines) + "\n", "text decoder", fmt, ns, "make")()
+                 *("    " + line for line in body), f"        return {result}", "    return decode"]
+        return _define("\n".join(lines) + "\n", what, fmt, ns, "make")()
     # The bytes the fields are read from: up to the end of the last fixed field, or the whole record
     # when a field points into the rest of it (__data_loc, a flexible array).
     dynamic = any(field.kind in FieldKind.DYNAMIC or field.kind in (FieldKind.FLEX_ARRAY, FieldKind.FLEX_STRING)
@@ -328,8 +335,8 @@ def compile_text_decoder(fmt: EventFormat, template: str, values: tuple[str, ...
              "        found = get(key)",
              "        if found is not None:",
              "            hits += 1",
-             "            return _new(Rendered, (ts, cpu, found[0], ID, found[1]))",
-             *body,
+             f"            return {result}",
+             *("    " + line for line in body),
              "        misses += 1",
              "        if misses == _MEMO_CHECK:",
              "            if hits * 3 < misses:",
@@ -337,11 +344,10 @@ def compile_text_decoder(fmt: EventFormat, template: str, values: tuple[str, ...
              "            hits = misses = 0",
              "            if len(_memo) > _MEMO_LIMIT:",
              "                _memo.clear()",
-             f"        _memo[key] = ({code.pid}, text)",
-             f"        return _new(Rendered, (ts, cpu, {code.pid}, ID, text))",
+             "        _memo[key] = found",
+             f"        return {result}",
              "    return decode"]
-    decode = _define("\n".join(lines) + "\n", "text decoder", fmt, ns, "make")()
-    return decode
+    return _define("\n".join(lines) + "\n", what, fmt, ns, "make")()
 
 
 def _define(source: str, what: str, fmt: EventFormat, namespace: dict, name: str) -> Callable:
@@ -519,6 +525,10 @@ class DecoderSet:
         memo unless `memo` is false. Where the memo does not pay, the plain text decoder takes over for
         a while (`memo_dropped` counts how often, per ID). False, and nothing changed, when the event
         has no format that decodes or the code does not compile."""
+        return self._install(event_id, lambda fmt, **memo_args: compile_text_decoder(
+            fmt, template, values, namespace, errors, self.byteorder, **memo_args), memo)
+
+    def _install(self, event_id: int, make: Callable, memo: bool) -> bool:
         from rawtrace.errors import RawtraceError
         fmt = self.format(event_id)
         if fmt is None or event_id in self.broken:
@@ -534,10 +544,8 @@ class DecoderSet:
             cache[event_id] = chosen[0]
         try:
             if memo:
-                chosen.append(compile_text_decoder(fmt, template, values, namespace, errors, self.byteorder,
-                                                   memo={}, give_up=give_up))
-            chosen.append(compile_text_decoder(fmt, template, values, namespace, errors, self.byteorder,
-                                               resume=resume if memo else None))
+                chosen.append(make(fmt, memo={}, give_up=give_up))
+            chosen.append(make(fmt, resume=resume if memo else None))
         except (RawtraceError, struct.error, ValueError, SyntaxError, RecursionError):
             return False
         cache[event_id] = chosen[0]
