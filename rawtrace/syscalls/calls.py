@@ -148,6 +148,8 @@ class SyscallJoiner:
         self.max_pending = 1 << 16
         self._signatures: dict[tuple[int, str], Signature] = {}
         self._native: dict[int, Signature] = {}          # the same, for native_abi: the hot path's lookup
+        # nr -> (Signature, its argument count) of native calls that return: raw_enter's common case
+        self._native_returning: dict[int, tuple[Signature, int]] = {}
         self._named: dict[str, Signature] = {}
         self._strings: dict[int, dict] = {}
         self.counts = {COMPLETE: 0, UNFINISHED: 0, RESUMED: 0, NORETURN: 0}
@@ -240,6 +242,8 @@ class SyscallJoiner:
             self._signatures[key] = found
             if abi == self.native_abi:
                 self._native[nr] = found
+                if found.name not in self._no_return:
+                    self._native_returning[nr] = (found, len(found.params))
         return found
 
     def batch_handler(self, dispatch: Mapping[int, Callable], deliver: Callable) -> Callable | None:
@@ -282,18 +286,19 @@ class SyscallJoiner:
         tgids_get = tasks.tgids.get
         names_get = tasks.names.get
         counts = self.counts
+        returning_get = self._native_returning.get
+        strings = self._strings
         joiner = self
 
         def raw_exit(rec) -> None:
-            tid = rec.pid
-            fields = rec.fields
+            ts, cpu, tid, _id, _fmt, fields, _flags, _preempt = rec
             nr = fields["id"]
             entry = pending_get(tid)
             if entry is not None and entry[2] == nr and entry[8] == joiner._epoch:
                 # The common case: the enter of the same call is in flight (as _exit() does it).
                 del pending[tid]
                 counts[COMPLETE] += 1
-                joiner.emit(_new(Syscall, (COMPLETE, entry[0], rec.ts, entry[1], rec.cpu, tid, entry[5], entry[6],
+                joiner.emit(_new(Syscall, (COMPLETE, entry[0], ts, entry[1], cpu, tid, entry[5], entry[6],
                                            entry[3], entry[4], fields.get("ret"), None, entry[7])))
             elif nr < 0 and entry is None:
                 # A new task's first return to user space (from fork/clone) carries no syscall number: it
@@ -303,17 +308,21 @@ class SyscallJoiner:
                 joiner._exit(pending, rec, nr, fields.get("ret"))
 
         def raw_enter(rec) -> None:
-            tid = rec.pid
-            fields = rec.fields
+            ts, cpu, tid, _id, _fmt, fields, _flags, _preempt = rec
             nr = fields["id"]
-            if abis and tid in abis:
-                signature = joiner.signature(nr, abis[tid])
+            known = None if abis and tid in abis else returning_get(nr)
+            if known is None:
+                if abis and tid in abis:
+                    signature = joiner.signature(nr, abis[tid])
+                else:
+                    signature = native_get(nr) or joiner.signature(nr, native_abi)
+                count = len(signature.params)
             else:
-                signature = native_get(nr) or joiner.signature(nr, native_abi)
+                signature, count = known
             values = fields.get("args")
             if values is not None:
-                values = values[:len(signature.params)]
-            if tid in pending or signature.name in no_return or joiner._strings:
+                values = values[:count]
+            if tid in pending or strings or (known is None and signature.name in no_return):
                 joiner._enter(pending, tid, rec, nr, signature, values)
                 return
             # The common case: nothing in flight for the thread, no strings waiting, a call that returns.
@@ -321,7 +330,7 @@ class SyscallJoiner:
             comm = names_get(tid)
             if pid is None or comm is None:
                 pid, comm = tasks.pid(tid), tasks.comm(tid)
-            pending[tid] = (rec.ts, rec.cpu, nr, signature, values, pid, comm, None, joiner._epoch)
+            pending[tid] = (ts, cpu, nr, signature, values, pid, comm, None, joiner._epoch)
             if len(pending) > joiner.max_pending:
                 oldest = next(iter(pending))
                 joiner._unfinished(oldest, pending.pop(oldest), pairing.NOTE_EVICTED)
