@@ -124,13 +124,15 @@ def test_escaped_templates_escape_strings_and_literals_but_never_move_padding():
     assert TextRenderer(escape=False).body_code(fmt('"%d", REC->n')).values == ("_body(e)",)
 
 
-def recording(path: Path, seed: int = 3, count: int = 1500) -> Path:
-    """A two-CPU trace.dat of raw_syscalls, syscalls, ftrace:print and the task-name helper events
-    (renames and execs change comms mid-stream), with hostile strings and saved comms."""
+def recording(path: Path, seed: int = 3, count: int = 1500, helpers: bool = True, lost: bool = False) -> Path:
+    """A two-CPU trace.dat of raw_syscalls, syscalls, ftrace:print and (`helpers`) the task-name helper
+    events (renames and execs change comms mid-stream), with hostile strings and saved comms; with
+    `lost`, every fifth page says events were lost before it."""
     rng = random.Random(seed)
-    wanted = HELPERS | {("raw_syscalls", "sys_enter"), ("raw_syscalls", "sys_exit"), ("ftrace", "print"),
-                        ("syscalls", "sys_enter_openat"), ("syscalls", "sys_exit_openat"), ("kmem", "kmalloc"),
-                        ("timer", "hrtimer_start"), ("sched", "sched_switch")}
+    wanted = (HELPERS if helpers else set()) | {
+        ("raw_syscalls", "sys_enter"), ("raw_syscalls", "sys_exit"), ("ftrace", "print"),
+        ("syscalls", "sys_enter_openat"), ("syscalls", "sys_exit_openat"), ("kmem", "kmalloc"),
+        ("timer", "hrtimer_start"), ("sched", "sched_switch")}
     texts = [(s, t) for s, t in fixture_formats()
              if (s, parse_format(t, system=s, long_size=8).name) in wanted]
     fmts = [parse_format(t, system=s, long_size=8) for s, t in texts]
@@ -148,7 +150,7 @@ def recording(path: Path, seed: int = 3, count: int = 1500) -> Path:
                 record = payload(rng, rng.choice(fmts), rng.choice([0, 1, 7, 300, 301]))
                 made.append(record)
             if len(builder.data) + len(record) + 32 > 4096 - 16:
-                pages.append(builder.build(start))
+                pages.append(builder.build(start, missed=lost and len(pages) % 5 == 4))
                 builder, start = PageBuilder(), ts
             delta = rng.choice([1, 499, 500, 1000, 123456])
             ts += delta
@@ -160,6 +162,30 @@ def recording(path: Path, seed: int = 3, count: int = 1500) -> Path:
         ftrace_formats=[t for s, t in texts if s == "ftrace"], event_formats=[(s, t) for s, t in texts if s != "ftrace"],
         cmdlines="300 app\n301 e\x1bvil\n", kallsyms=KALLSYMS, printk_formats=PRINTK, cpu_data=data))
     return path
+
+
+@pytest.mark.parametrize("lost", [False, True])
+@pytest.mark.parametrize("argv", [["--no-pair"], ["--no-pair", "--raw"], ["--no-pair", "-c", "999"], [],
+                                  ["--no-pair", "-e", "raw_syscalls:*"], ["--no-pair", "-e", "kmem:*"]])
+def test_whole_lines_from_the_decoders_equal_the_per_record_path(tmp_path, capsys, monkeypatch, argv, lost):
+    """A recording without the task-name events: names cannot change, and the text decoders make whole
+    lines (batches of them joined at once); with lost-event markers and other records in between."""
+    from rawtrace.parse.record import DecoderSet
+    from rawtrace.tracers.trace import Trace
+    path = recording(tmp_path / "t.dat", seed=5, helpers=False, lost=lost)
+    prefixed = []
+    install = DecoderSet.install_text
+    monkeypatch.setattr(DecoderSet, "install_text",
+                        lambda self, *a, **k: prefixed.append(k.get("prefix") is not None) or install(self, *a, **k))
+    assert main(["decode", *argv, str(path)]) == 0
+    fast = capsys.readouterr()
+    assert prefixed and all(prefixed)
+    monkeypatch.setattr(Trace, "batch_handler", lambda self, deliver: None)
+    assert main(["decode", *argv, str(path)]) == 0
+    slow = capsys.readouterr()
+    assert fast.out == slow.out and fast.err == slow.err
+    assert "e\\x1bvil-301" in fast.out and "\x1b" not in fast.out
+    assert ("LOST" in fast.out) == lost
 
 
 @pytest.mark.parametrize("argv", [["--no-pair"], ["--no-pair", "--raw"], ["--no-pair", "--show-helpers"],

@@ -268,9 +268,13 @@ _MEMO_LIMIT = 32768
 def compile_text_decoder(fmt: EventFormat, template: str, values: tuple[str, ...], namespace: dict,
                          errors: tuple, byteorder: str = sys.byteorder, *, memo: dict | None = None,
                          give_up: Callable[[], None] | None = None,
-                         resume: Callable[[], None] | None = None) -> Callable:
+                         resume: Callable[[], None] | None = None,
+                         prefix: Callable[[int, int], str] | None = None, ns: bool = True) -> Callable:
     """A decoder `fn(buf, start, length, ts, cpu)` that gives each record as Rendered, its text `template
     % (values)` made from the record's fields, for a consumer that only prints them.
+
+    With `prefix` (fn(pid, cpu) -> the start of a line, pure), the text is the whole line: that prefix,
+    the time stamp as format_timestamp() shows it (`ns`: of a nanosecond clock), ": " and the text.
 
     `values` are Python expressions over `f` (the fields dict a decoder makes) and `e` (the Event, built
     only when an expression names it), with the names in `namespace`; they must depend on nothing but
@@ -283,9 +287,9 @@ def compile_text_decoder(fmt: EventFormat, template: str, values: tuple[str, ...
     past _MEMO_LIMIT texts, and `give_up()` is called when it stops paying (see _MEMO_CHECK). Without a
     memo, `resume()` is called every _MEMO_PAUSE records (to try one again)."""
     code = _decoder_code(fmt, byteorder)
-    ns = dict(namespace)
-    ns.update(code.namespace)
-    ns.update({"Rendered": Rendered, "_template": template, "_errors": errors})
+    names = dict(namespace)
+    names.update(code.namespace)
+    names.update({"Rendered": Rendered, "_template": template, "_errors": errors})
     uses_event = any(re.search(r"\be\b", value) for value in values)
     event = f"_new(Event, (ts, cpu, {code.pid}, ID, FMT, f, {code.flags}, {code.preempt}))"
     compute = [*code.lines, f"    f = {code.fields}"]
@@ -294,27 +298,42 @@ def compile_text_decoder(fmt: EventFormat, template: str, values: tuple[str, ...
         event = "e"
     compute += ["    try:", f"        text = _template % ({''.join(value + ', ' for value in values)})",
                 "    except _errors:", f"        return {event}"]
-    return _memo_decoder(fmt, code, ns, "text decoder", compute, f"({code.pid}, text)",
-                         "_new(Rendered, (ts, cpu, found[0], ID, found[1]))", memo, give_up, resume)
+    result = ["    return _new(Rendered, (ts, cpu, found[0], ID, found[1]))"]
+    if prefix is not None:
+        prefixes: dict = {}
+        names.update({"_prefix_get": prefixes.get, "_prefixes": prefixes, "_prefix": prefix})
+        result = ["    head = _prefix_get((found[0], cpu))",
+                  "    if head is None:",
+                  "        head = _prefixes[found[0], cpu] = _prefix(found[0], cpu)"]
+        if ns:
+            # Seconds and microseconds, rounded, by slicing the digits (format_timestamp's text).
+            result += ["    digits = str(ts + 500)", "    if len(digits) < 10:",
+                       "        digits = digits.rjust(10, '0')",
+                       "    return _new(Rendered, (ts, cpu, found[0], ID, "
+                       "f'{head}{digits[:-9]}.{digits[-9:-3]}: {found[1]}'))"]
+        else:
+            result += ["    return _new(Rendered, (ts, cpu, found[0], ID, f'{head}{ts}: {found[1]}'))"]
+    return _memo_decoder(fmt, code, names, "text decoder", compute, f"({code.pid}, text)", result, memo,
+                         give_up, resume)
 
 
 def _memo_decoder(fmt: EventFormat, code: _DecoderCode, ns: dict, what: str, compute: list[str], found: str,
-                  result: str, memo: dict | None, give_up: Callable[[], None] | None,
+                  result: list[str], memo: dict | None, give_up: Callable[[], None] | None,
                   resume: Callable[[], None] | None) -> Callable:
     """A decoder that runs `compute` (lines of a function over buf, start, length, ts, cpu), sets `found =`
-    the `found` expression and returns `result` (an expression over `found`, ts and cpu): with `memo`, the
-    found value is remembered per record payload (see compile_text_decoder); without, `resume` (if any)
-    is called every _MEMO_PAUSE records."""
+    the `found` expression and runs `result` (lines over `found`, ts and cpu, ending in a return): with
+    `memo`, the found value is remembered per record payload (see compile_text_decoder); without,
+    `resume` (if any) is called every _MEMO_PAUSE records."""
     body = [*compute, f"    found = {found}"]
     if memo is None:
         if resume is None:
-            lines = ["def decode(buf, start, length, ts, cpu):", *body, f"    return {result}"]
+            lines = ["def decode(buf, start, length, ts, cpu):", *body, *result]
             return _define("\n".join(lines) + "\n", what, fmt, ns, "decode")
         ns.update({"_resume": resume, "_MEMO_PAUSE": _MEMO_PAUSE})
         lines = ["def make():", "    count = 0", "    def decode(buf, start, length, ts, cpu):",
                  "        nonlocal count", "        count += 1", "        if count == _MEMO_PAUSE:",
                  "            count = 0", "            _resume()",
-                 *("    " + line for line in body), f"        return {result}", "    return decode"]
+                 *("    " + line for line in body), *("    " + line for line in result), "    return decode"]
         return _define("\n".join(lines) + "\n", what, fmt, ns, "make")()
     # The bytes the fields are read from: up to the end of the last fixed field, or the whole record
     # when a field points into the rest of it (__data_loc, a flexible array).
@@ -335,7 +354,7 @@ def _memo_decoder(fmt: EventFormat, code: _DecoderCode, ns: dict, what: str, com
              "        found = get(key)",
              "        if found is not None:",
              "            hits += 1",
-             f"            return {result}",
+             *("        " + line for line in result),
              *("    " + line for line in body),
              "        misses += 1",
              "        if misses == _MEMO_CHECK:",
@@ -345,7 +364,7 @@ def _memo_decoder(fmt: EventFormat, code: _DecoderCode, ns: dict, what: str, com
              "            if len(_memo) > _MEMO_LIMIT:",
              "                _memo.clear()",
              "        _memo[key] = found",
-             f"        return {result}",
+             *("    " + line for line in result),
              "    return decode"]
     return _define("\n".join(lines) + "\n", what, fmt, ns, "make")()
 
@@ -520,13 +539,14 @@ class DecoderSet:
         return found
 
     def install_text(self, event_id: int, template: str, values: tuple[str, ...], namespace: dict,
-                     errors: tuple, memo: bool = True) -> bool:
-        """Decode `event_id`'s records as Rendered texts from now on (see compile_text_decoder), with a
-        memo unless `memo` is false. Where the memo does not pay, the plain text decoder takes over for
-        a while (`memo_dropped` counts how often, per ID). False, and nothing changed, when the event
-        has no format that decodes or the code does not compile."""
+                     errors: tuple, memo: bool = True, prefix: Callable[[int, int], str] | None = None,
+                     ns: bool = True) -> bool:
+        """Decode `event_id`'s records as Rendered texts from now on (see compile_text_decoder, also for
+        `prefix` and `ns`), with a memo unless `memo` is false. Where the memo does not pay, the plain
+        text decoder takes over for a while (`memo_dropped` counts how often, per ID). False, and
+        nothing changed, when the event has no format that decodes or the code does not compile."""
         return self._install(event_id, lambda fmt, **memo_args: compile_text_decoder(
-            fmt, template, values, namespace, errors, self.byteorder, **memo_args), memo)
+            fmt, template, values, namespace, errors, self.byteorder, prefix=prefix, ns=ns, **memo_args), memo)
 
     def _install(self, event_id: int, make: Callable, memo: bool) -> bool:
         from rawtrace.errors import RawtraceError

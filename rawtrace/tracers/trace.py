@@ -117,6 +117,8 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
         counts the fallback). Other records go to `deliver`."""
         if self.json:
             return None
+        from operator import attrgetter
+
         from rawtrace.parse.record import Event, Rendered
         from rawtrace.printfmt import RENDER_ERRORS
         from rawtrace.render_event import compile_line, fields_body_code
@@ -148,7 +150,9 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
             table[rec.id] = entry
             return entry
 
-        self._install_text_decoders(RENDER_ERRORS)
+        full_lines = self._install_text_decoders(RENDER_ERRORS, names, comm_of)
+        text_of = attrgetter("text")
+        joins = [0]            # batches since a batch was not all whole lines (then joining is not tried)
 
         def batch(records) -> None:
             if self.done:
@@ -157,8 +161,25 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
             # handler that may count too. Other records (lost, undecoded) never count.
             room = -1 if self.max_events is None else self.max_events - self.shown
             made = 0
+            if full_lines and room < 0 and joins[0] >= 0:
+                # A batch of whole lines only (the usual one when every event has a text decoder): one join.
+                try:
+                    write("".join(map(text_of, records)))
+                    self.shown += len(records)
+                    return
+                except AttributeError:        # a record of another kind: the loop below
+                    joins[0] = -16
+            joins[0] += 1
             for rec in records:
                 if rec.__class__ is Rendered:
+                    if full_lines:
+                        write(rec.text)
+                        made += 1
+                        if made == room:
+                            self.shown += made - 1
+                            self._count()
+                            return
+                        continue
                     # Decoded straight to its text (_install_text_decoders): only the line's start is left.
                     ts, cpu, tid, _id, body = rec
                     comm = names(tid)
@@ -211,22 +232,36 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
             self.shown += made
         return batch
 
-    def _install_text_decoders(self, errors: tuple) -> None:
+    def _install_text_decoders(self, errors: tuple, names: Callable, comm_of: Callable) -> bool:
         """Have the source decode the records of each event that on_event alone shows (the condition
         batch()'s compiled lines have) straight to their text, remembered per payload: no Event or
-        fields dict is built for them, and a record repeating an earlier one is not decoded again."""
-        from rawtrace.render_event import fields_body_code, text_template
-        decoders = getattr(self.ctx.source, "decoders", None)
-        stream = self.ctx.stream
+        fields dict is built for them, and a record repeating an earlier one is not decoded again.
+
+        When no event can change a task's name during the run (a recording without the task-name
+        events), the decoders make whole lines, the line's start included: True then."""
+        from rawtrace.render_event import fields_body_code, line_prefix, prefixes, text_template
+        from rawtrace.tasks import HELPER_EVENTS
+        ctx = self.ctx
+        decoders = getattr(ctx.source, "decoders", None)
+        stream = ctx.stream
         if decoders is None or not hasattr(decoders, "install_text"):
-            return
+            return False
+        prefix = None
+        if not ctx.live and not set(HELPER_EVENTS) & set(ctx.source.ids.values()):
+            def prefix(tid: int, cpu: int) -> str:
+                comm = names(tid)
+                if comm is None:
+                    comm = comm_of(tid)
+                return prefixes.get((comm, tid, cpu)) or line_prefix(comm, tid, cpu)
         for event_id, handler in list(stream.dispatch.items()):
             fmt = decoders.format(event_id) if handler == self.on_event else None
             if fmt is None:
                 continue
             body = self.text.body_code(fmt) if self.text is not None else fields_body_code(fmt)
             if body.pure:
-                decoders.install_text(event_id, text_template(fmt, body), body.values, body.namespace, errors)
+                decoders.install_text(event_id, text_template(fmt, body), body.values, body.namespace, errors,
+                                      prefix=prefix, ns=ctx.ns)
+        return prefix is not None
 
     def on_syscall(self, call) -> None:
         if self.done:
