@@ -172,28 +172,24 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
             joins[0] += 1
             for rec in records:
                 if rec.__class__ is Rendered:
+                    # Decoded straight to its text (_install_text_decoders): a whole line, or all but the
+                    # line's start.
                     if full_lines:
                         write(rec.text)
-                        made += 1
-                        if made == room:
-                            self.shown += made - 1
-                            self._count()
-                            return
-                        continue
-                    # Decoded straight to its text (_install_text_decoders): only the line's start is left.
-                    ts, cpu, tid, _id, body = rec
-                    comm = names(tid)
-                    if comm is None:
-                        comm = comm_of(tid)
-                    prefix = prefixes((comm, tid, cpu)) or make_prefix(comm, tid, cpu)
-                    if ns:
-                        # Seconds and microseconds, rounded (format_timestamp), by slicing the digits.
-                        digits = str(ts + 500)
-                        if len(digits) < 10:
-                            digits = digits.rjust(10, "0")
-                        write(f"{prefix}{digits[:-9]}.{digits[-9:-3]}: {body}")
                     else:
-                        write(f"{prefix}{ts}: {body}")
+                        ts, cpu, tid, _id, body = rec
+                        comm = names(tid)
+                        if comm is None:
+                            comm = comm_of(tid)
+                        prefix = prefixes((comm, tid, cpu)) or make_prefix(comm, tid, cpu)
+                        if ns:
+                            # Seconds and microseconds, rounded (format_timestamp), by slicing the digits.
+                            digits = str(ts + 500)
+                            if len(digits) < 10:
+                                digits = digits.rjust(10, "0")
+                            write(f"{prefix}{digits[:-9]}.{digits[-9:-3]}: {body}")
+                        else:
+                            write(f"{prefix}{ts}: {body}")
                     made += 1
                     if made == room:
                         self.shown += made - 1
