@@ -7,7 +7,7 @@ tracer traces raw_syscalls system-wide, as `trace-cmd record -e raw_syscalls` do
 loop time per mode and the slowdown against the untraced run; for rawtrace also the events it emitted,
 the events it reported lost (never hidden: LOST lines plus the kernel's per-CPU overrun), the time it
 needed after the workload to finish decoding (the spool lets it lag), and its CPU time per emitted event
-(spooler child included). rawtrace modes: the default (spooler child, decoder at nice 19) and --no-spool
+(spooler child included; rawtrace runs with .pyc files, as an installed copy does). rawtrace modes: the default (spooler child, decoder at nice 19) and --no-spool
 (direct reads, nice 19). Missing peers are skipped.
 
 Run as root:  flock /tmp/rawtrace-live-tests.lock python3 tools/bench_overhead.py [--iterations 200000]"""
@@ -98,11 +98,14 @@ def run_plain(cmd: list[str], runs: int, prefix: list[str] | None = None) -> lis
 
 
 RAWTRACE_FIGURES: dict[str, list[dict]] = {}
+# rawtrace runs with .pyc files, as an installed copy has them (pip compiles them): without the variable that
+# stops Python from writing them, the first run writes them and the others use them.
+RAWTRACE_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
 def run_under_rawtrace(cmd: list[str], runs: int, extra: list[str], mode: str) -> list[float]:
     tracer = subprocess.Popen([sys.executable, "-m", "rawtrace", "trace", "raw_syscalls:*", "--json", *extra],
-                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=RAWTRACE_ENV)
     first = tracer.stderr.readline()
     if not first.startswith("Tracing"):
         tracer.kill()
