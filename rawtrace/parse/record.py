@@ -229,11 +229,13 @@ def format_problem(fmt: EventFormat) -> str | None:
 
 
 class _DecoderCode(NamedTuple):
-    """The pieces of a generated decoder: `lines` check the length and read the fixed fields into
-    locals (of a function with the parameters buf, start, length, ts, cpu); `pid`, `flags`, `preempt`
+    """The pieces of a generated decoder: `check` raises RecordTooShort for a record shorter than the
+    fixed fields, `lines` read them into locals (of a function with the parameters buf, start, length,
+    ts, cpu); `pid`, `flags`, `preempt`
     and `fields` (a dict display) are expressions over those; `namespace` holds the names they use."""
 
     namespace: dict
+    check: list
     lines: list
     pid: str
     flags: str
@@ -248,7 +250,7 @@ def compile_decoder(fmt: EventFormat, byteorder: str = sys.byteorder) -> Callabl
     `buf[start:start+length]` is the record payload (starting with common_type). A format that
     format_problem() rejects raises DecodeError with the reason."""
     code = _decoder_code(fmt, byteorder)
-    source = "\n".join(["def decode(buf, start, length, ts, cpu):", *code.lines,
+    source = "\n".join(["def decode(buf, start, length, ts, cpu):", *code.check, *code.lines,
                         f"    return _new(Event, (ts, cpu, {code.pid}, ID, FMT, {code.fields}, {code.flags}, "
                         f"{code.preempt}))"]) + "\n"
     decode = _define(source, "decoder", fmt, code.namespace, "decode")
@@ -304,6 +306,8 @@ def compile_text_decoder(fmt: EventFormat, template: str, values: tuple[str, ...
         names.update({"_prefix_get": prefixes.get, "_prefixes": prefixes, "_prefix": prefix})
         result = ["    head = _prefix_get((found[0], cpu))",
                   "    if head is None:",
+                  "        if len(_prefixes) > 65536:",          # bounded, as render_event.prefixes is
+                  "            _prefixes.clear()",
                   "        head = _prefixes[found[0], cpu] = _prefix(found[0], cpu)"]
         if ns:
             # Seconds and microseconds, rounded, by slicing the digits (format_timestamp's text).
@@ -326,6 +330,7 @@ def _memo_decoder(fmt: EventFormat, code: _DecoderCode, ns: dict, what: str, com
     `resume` (if any) is called every _MEMO_PAUSE records."""
     body = [*compute, f"    found = {found}"]
     if memo is None:
+        body = [*code.check, *body]
         if resume is None:
             lines = ["def decode(buf, start, length, ts, cpu):", *body, *result]
             return _define("\n".join(lines) + "\n", what, fmt, ns, "decode")
@@ -348,8 +353,7 @@ def _memo_decoder(fmt: EventFormat, code: _DecoderCode, ns: dict, what: str, com
              "    get = _memo.get",
              "    def decode(buf, start, length, ts, cpu):",
              "        nonlocal hits, misses",
-             *(["        if length < %d:" % code.min_length,
-                "            raise RecordTooShort(length, %d)" % code.min_length] if code.min_length > 2 else []),
+             *("    " + line for line in code.check),
              f"        key = buf[start + 2:{end}]",
              "        found = get(key)",
              "        if found is not None:",
@@ -499,15 +503,15 @@ def _decoder_code(fmt: EventFormat, byteorder: str) -> _DecoderCode:
         else:
             field_items.append(f"{name!r}: {expr}")
 
+    check = []
     if main.size > 2:
         # The page buffer runs on past the record, so a short record would not fail by itself.
-        lines.append(f"    if length < {main.size}:")
-        lines.append(f"        raise RecordTooShort(length, {main.size})")
+        check = [f"    if length < {main.size}:", f"        raise RecordTooShort(length, {main.size})"]
     if index and as_locals:
         lines.append("    " + "".join(f"_v{k}, " for k in range(index)) + "= _main(buf, start)")
     elif index:
         lines.append("    v = _main(buf, start)")
-    return _DecoderCode(namespace, lines, standard.get("common_pid", "-1"), standard.get("common_flags", "0"),
+    return _DecoderCode(namespace, check, lines, standard.get("common_pid", "-1"), standard.get("common_flags", "0"),
                         standard.get("common_preempt_count", "0"), "{" + ", ".join(field_items) + "}", main.size)
 
 
@@ -545,16 +549,12 @@ class DecoderSet:
         `prefix` and `ns`), with a memo unless `memo` is false. Where the memo does not pay, the plain
         text decoder takes over for a while (`memo_dropped` counts how often, per ID). False, and
         nothing changed, when the event has no format that decodes or the code does not compile."""
-        return self._install(event_id, lambda fmt, **memo_args: compile_text_decoder(
-            fmt, template, values, namespace, errors, self.byteorder, prefix=prefix, ns=ns, **memo_args), memo)
-
-    def _install(self, event_id: int, make: Callable, memo: bool) -> bool:
         from rawtrace.errors import RawtraceError
         fmt = self.format(event_id)
         if fmt is None or event_id in self.broken:
             return False
         cache = self.cache
-        chosen: list[Callable] = []
+        chosen: list[Callable] = []          # [with the memo, without] (or only without)
 
         def give_up() -> None:
             self.memo_dropped[event_id] = self.memo_dropped.get(event_id, 0) + 1
@@ -562,10 +562,11 @@ class DecoderSet:
 
         def resume() -> None:
             cache[event_id] = chosen[0]
+        args = (fmt, template, values, namespace, errors, self.byteorder)
         try:
             if memo:
-                chosen.append(make(fmt, memo={}, give_up=give_up))
-            chosen.append(make(fmt, resume=resume if memo else None))
+                chosen.append(compile_text_decoder(*args, memo={}, give_up=give_up, prefix=prefix, ns=ns))
+            chosen.append(compile_text_decoder(*args, resume=resume if memo else None, prefix=prefix, ns=ns))
         except (RawtraceError, struct.error, ValueError, SyntaxError, RecursionError):
             return False
         cache[event_id] = chosen[0]
