@@ -152,74 +152,71 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
 
         full_lines = self._install_text_decoders(RENDER_ERRORS, names, comm_of)
         text_of = attrgetter("text")
-        joins = [0]            # batches since a batch was not all whole lines (then joining is not tried)
+        skip_joins = 0           # batches left before joining a whole batch is tried again
 
         def batch(records) -> None:
+            nonlocal skip_joins
             if self.done:
                 return
             # Lines made here are counted in `made`; with -c, self.shown is brought up to date before a
             # handler that may count too. Other records (lost, undecoded) never count.
             room = -1 if self.max_events is None else self.max_events - self.shown
             made = 0
-            if full_lines and room < 0 and joins[0] >= 0:
-                # A batch of whole lines only (the usual one when every event has a text decoder): one join.
-                try:
-                    write("".join(map(text_of, records)))
-                    self.shown += len(records)
-                    return
-                except AttributeError:        # a record of another kind: the loop below
-                    joins[0] = -16
-            joins[0] += 1
+            if full_lines and room < 0:
+                if skip_joins:
+                    skip_joins -= 1
+                else:
+                    # Whole lines only (the usual batch when every event has a text decoder): one join.
+                    try:
+                        write("".join(map(text_of, records)))
+                        self.shown += len(records)
+                        return
+                    except AttributeError:        # a record of another kind: the loop below
+                        skip_joins = 16
             for rec in records:
-                if rec.__class__ is Rendered:
-                    # Decoded straight to its text (_install_text_decoders): a whole line, or all but the
-                    # line's start.
-                    if full_lines:
-                        write(rec.text)
-                    else:
+                cls = rec.__class__
+                if cls is Rendered and full_lines:
+                    line_text = rec.text
+                else:
+                    if cls is Rendered:
+                        # Decoded straight to its text (_install_text_decoders) but for the line's start.
                         ts, cpu, tid, _id, body = rec
-                        comm = names(tid)
-                        if comm is None:
-                            comm = comm_of(tid)
-                        prefix = prefixes((comm, tid, cpu)) or make_prefix(comm, tid, cpu)
-                        if ns:
-                            # Seconds and microseconds, rounded (format_timestamp), by slicing the digits.
-                            digits = str(ts + 500)
-                            if len(digits) < 10:
-                                digits = digits.rjust(10, "0")
-                            write(f"{prefix}{digits[:-9]}.{digits[-9:-3]}: {body}")
-                        else:
-                            write(f"{prefix}{ts}: {body}")
-                    made += 1
-                    if made == room:
-                        self.shown += made - 1
-                        self._count()
-                        return
-                    continue
-                if rec.__class__ is not Event:
-                    deliver(rec)
-                    continue
-                _ts, cpu, tid, event_id, _fmt, _fields, _flags, _preempt = rec
-                line, handler = table_get(event_id) or entry_of(rec)
-                if line is None:
-                    if room < 0:
-                        handler(rec)
+                        line = None
+                    elif cls is Event:
+                        ts, cpu, tid, event_id, _fmt, _fields, _flags, _preempt = rec
+                        line, handler = table_get(event_id) or entry_of(rec)
+                        if line is None:
+                            if room < 0:
+                                handler(rec)
+                                continue
+                            self.shown += made
+                            made = 0
+                            handler(rec)
+                            if self.done:
+                                return
+                            room = self.max_events - self.shown
+                            continue
+                    else:
+                        deliver(rec)
                         continue
-                    self.shown += made
-                    made = 0
-                    handler(rec)
-                    if self.done:
-                        return
-                    room = self.max_events - self.shown
-                    continue
-                comm = names(tid)
-                if comm is None:
-                    comm = comm_of(tid)
-                prefix = prefixes((comm, tid, cpu)) or make_prefix(comm, tid, cpu)
-                try:
-                    write(line(prefix, rec))
-                except RENDER_ERRORS:
-                    write(event_text(rec, comm))
+                    comm = names(tid)
+                    if comm is None:
+                        comm = comm_of(tid)
+                    prefix = prefixes((comm, tid, cpu)) or make_prefix(comm, tid, cpu)
+                    if line is not None:
+                        try:
+                            line_text = line(prefix, rec)
+                        except RENDER_ERRORS:
+                            line_text = event_text(rec, comm)
+                    elif ns:
+                        # Seconds and microseconds, rounded (format_timestamp), by slicing the digits.
+                        digits = str(ts + 500)
+                        if len(digits) < 10:
+                            digits = digits.rjust(10, "0")
+                        line_text = f"{prefix}{digits[:-9]}.{digits[-9:-3]}: {body}"
+                    else:
+                        line_text = f"{prefix}{ts}: {body}"
+                write(line_text)
                 made += 1
                 if made == room:
                     self.shown += made - 1
@@ -238,9 +235,9 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
         from rawtrace.render_event import fields_body_code, line_prefix, prefixes, text_template
         from rawtrace.tasks import HELPER_EVENTS
         ctx = self.ctx
-        decoders = getattr(ctx.source, "decoders", None)
+        decoders = getattr(ctx.source, "decoders", None)      # (sources of pages have them)
         stream = ctx.stream
-        if decoders is None or not hasattr(decoders, "install_text"):
+        if decoders is None:
             return False
         prefix = None
         if not ctx.live and not set(HELPER_EVENTS) & set(ctx.source.ids.values()):
@@ -266,9 +263,7 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
         if line is None:
             line = self._call_line = self.ctx.out.syscall_lines(self.ctx.formatter)
         self.write(line(call))
-        self.shown += 1
-        if self.max_events is not None and self.shown >= self.max_events:
-            self._enough()
+        self._count()
 
     def on_lost(self, lost) -> None:
         if self.done:
@@ -282,13 +277,10 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
     def _count(self) -> None:
         self.shown += 1
         if self.max_events is not None and self.shown >= self.max_events:
-            self._enough()
-
-    def _enough(self) -> None:
-        """-c N reached: nothing more is shown, and the trace stops."""
-        self.max_events = None
-        self.done = True
-        self.ctx.stop(now=True)
+            # -c N reached: nothing more is shown, and the trace stops.
+            self.max_events = None
+            self.done = True
+            self.ctx.stop(now=True)
 
     # -- start and end ----------------------------------------------------------------------------
     def start(self) -> None:
