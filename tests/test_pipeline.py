@@ -284,3 +284,23 @@ def test_event_json_is_valid_json_with_odd_values() -> None:
                    "comm": "we\"ird\tname\\x80", "event": "sched:sched_process_exec",
                    "fields": {"filename": "caf\\xe9\x01\n\"x\"", "pid": 42, "old_pid": 41}}
     assert "\ufffd" not in line
+
+
+def test_raw_syscalls_of_a_compat_thread_are_named_through_its_own_abi() -> None:
+    """The joiner's raw_enter: a thread the task table knows as i386 gets its numbers resolved in that
+    ABI (getppid is 64 there, semget on x86_64), the others in the native one; an exit_group that does
+    not return is never paired."""
+    from rawtrace.parse.record import Event
+    from rawtrace.syscalls.calls import SyscallJoiner, table_resolver
+    from rawtrace.tasks import TaskTable
+    got = []
+    tasks = TaskTable()
+    joiner = SyscallJoiner(tasks, got.append, table_resolver("x86_64", lambda s, n: None), "64",
+                           abis={7: "i386"})
+    for tid, nr in ((7, 64), (8, 64), (7, 64), (8, 39)):
+        joiner.raw_enter(Event(1, 0, tid, 21, None, {"id": nr, "args": (1, 2, 3, 4, 5, 6)}))
+        joiner.raw_exit(Event(2, 0, tid, 22, None, {"id": nr, "ret": 0}))
+    assert [(c.tid, c.name) for c in got] == [(7, "getppid"), (8, "semget"),
+                                             (7, "getppid"), (8, "getpid")]
+    joiner.raw_enter(Event(3, 0, 8, 21, None, {"id": 231, "args": (0,) * 6}))   # exit_group
+    assert (got[-1].name, got[-1].status, joiner.pending) == ("exit_group", "noreturn", 0)

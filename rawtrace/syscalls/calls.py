@@ -147,8 +147,7 @@ class SyscallJoiner:
         self._epoch = 0
         self.max_pending = 1 << 16
         self._signatures: dict[tuple[int, str], Signature] = {}
-        self._native: dict[int, Signature] = {}          # the same, for native_abi: the hot path's lookup
-        # nr -> (Signature, its argument count) of native calls that return: raw_enter's common case
+        # nr -> (Signature, its argument count) of native-ABI calls that return: raw_enter's common case
         self._native_returning: dict[int, tuple[Signature, int]] = {}
         self._named: dict[str, Signature] = {}
         self._strings: dict[int, dict] = {}
@@ -240,10 +239,8 @@ class SyscallJoiner:
             found = self.resolve(nr, abi) or Signature(nr, f"syscall_{nr}",
                                                       tuple((f"arg{i}", "unsigned long") for i in range(6)), abi)
             self._signatures[key] = found
-            if abi == self.native_abi:
-                self._native[nr] = found
-                if found.name not in self._no_return:
-                    self._native_returning[nr] = (found, len(found.params))
+            if abi == self.native_abi and found.name not in self._no_return:
+                self._native_returning[nr] = (found, len(found.params))
         return found
 
     def batch_handler(self, dispatch: Mapping[int, Callable], deliver: Callable) -> Callable | None:
@@ -279,7 +276,6 @@ class SyscallJoiner:
         pending = self._pending["raw_syscalls"]
         pending_get = pending.get
         abis = self.abis
-        native_get = self._native.get
         native_abi = self.native_abi
         no_return = self._no_return
         tasks = self.tasks
@@ -310,12 +306,10 @@ class SyscallJoiner:
         def raw_enter(rec) -> None:
             ts, cpu, tid, _id, _fmt, fields, _flags, _preempt = rec
             nr = fields["id"]
-            known = None if abis and tid in abis else returning_get(nr)
+            abi = abis.get(tid, native_abi) if abis else native_abi
+            known = returning_get(nr) if abi == native_abi else None
             if known is None:
-                if abis and tid in abis:
-                    signature = joiner.signature(nr, abis[tid])
-                else:
-                    signature = native_get(nr) or joiner.signature(nr, native_abi)
+                signature = joiner.signature(nr, abi)
                 count = len(signature.params)
             else:
                 signature, count = known
