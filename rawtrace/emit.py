@@ -319,7 +319,7 @@ class Emitter:
                     if not text.isprintable() or "\\" in text:
                         text = safe(text)            # (a recording's syscall name)
                     prefix = known_prefix((comm, tid, cpu)) or line_prefix(comm, tid, cpu)
-                    digits = str(ts + 500)           # syscall_line's time stamp
+                    digits = str(ts + 500)           # text_timestamp(), by slicing the digits
                     if len(digits) < 10:
                         digits = digits.rjust(10, "0")
                     return f"{prefix}{digits[:-9]}.{digits[-9:-3]}: {text} <{(exit_ts - ts) / 1e9:.6f}>\n"
@@ -360,11 +360,7 @@ class Emitter:
         if not self.ns:
             tail = f" <{exit_ts - ts}>" if exit_ts is not None and call.ts is not None else ""
             return f"{prefix}{ts}: {text}{tail}"
-        # text_timestamp's seconds.microseconds, rounded, by slicing the digits (cheaper than divmod)
-        digits = str(ts + 500)
-        if len(digits) < 10:
-            digits = digits.rjust(10, "0")
-        stamp = f"{digits[:-9]}.{digits[-9:-3]}"
+        stamp = text_timestamp(ts, True)
         if exit_ts is not None and call.ts is not None:
             return f"{prefix}{stamp}: {text} <{(exit_ts - ts) / 1e9:.6f}>"
         return f"{prefix}{stamp}: {text}"
