@@ -35,12 +35,24 @@ def _flood(tmp_path: Path, calls: int) -> subprocess.Popen:
     return flood
 
 
+def _started(proc: subprocess.Popen) -> None:
+    """Wait for the tracer's start line (its instance and spooler are up then)."""
+    first = proc.stderr.readline()
+    assert first.startswith("Tracing"), first
+
+
+def _backlog(tmp_path: Path) -> subprocess.Popen:
+    """A flood running for 1.5 s: a backlog for the tracer to drain after a signal."""
+    flood = _flood(tmp_path, 300000)
+    time.sleep(1.5)
+    return flood
+
+
 def test_duration_stops_recording_on_time_whatever_the_lag(live_tracefs, tmp_path):
     proc = _cli("trace", "raw_syscalls:*", "--json", "-d", "1")
     flood = None
     with _killed_on_failure(proc):
-        first = proc.stderr.readline()
-        assert first.startswith("Tracing"), first
+        _started(proc)
         flood = _flood(tmp_path, 400000)
         started = time.monotonic()
         out, err = proc.communicate(timeout=300)
@@ -63,10 +75,8 @@ def test_term_during_a_flood_always_prints_the_summary(live_tracefs, tmp_path, s
     proc = _cli("trace", "raw_syscalls:*", "--json")
     flood = None
     with _killed_on_failure(proc):
-        first = proc.stderr.readline()
-        assert first.startswith("Tracing"), first
-        flood = _flood(tmp_path, 300000)
-        time.sleep(1.5)
+        _started(proc)
+        flood = _backlog(tmp_path)
         proc.send_signal(signum)
         signalled = time.monotonic()
         out, err = proc.communicate(timeout=60)
@@ -105,8 +115,7 @@ def test_signal_during_start_up_is_quiet(live_tracefs):
 def test_a_dying_spooler_is_reported(live_tracefs, tmp_path):
     proc = _cli("trace", "raw_syscalls:*", "--json")
     with _killed_on_failure(proc):
-        first = proc.stderr.readline()
-        assert first.startswith("Tracing"), first
+        _started(proc)
         children = _children(proc.pid)
         assert children, "no spooler child"
         os.kill(children[0], signal.SIGKILL)
@@ -123,10 +132,8 @@ def test_a_second_ctrl_c_ends_at_once_and_says_so(live_tracefs, tmp_path):
     proc = _cli("trace", "raw_syscalls:*", "--json")
     flood = None
     with _killed_on_failure(proc):
-        first = proc.stderr.readline()
-        assert first.startswith("Tracing"), first
-        flood = _flood(tmp_path, 300000)
-        time.sleep(1.5)                  # a backlog to drain: the first SIGINT alone would take a while
+        _started(proc)
+        flood = _backlog(tmp_path)       # the first SIGINT alone would take a while
         proc.send_signal(signal.SIGINT)
         time.sleep(0.2)
         proc.send_signal(signal.SIGINT)
