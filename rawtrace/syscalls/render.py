@@ -182,43 +182,55 @@ def _is_pointer(ctype: str) -> bool:
 
 # ---------------------------------------------------------------------------------------------
 # Argument formatters: fn(formatter, raw slot value, {arg name: raw value}) -> text.
-# Those in _PURE (below) look at their own value only.
+# Those marked `pure` look at their own value only.
 
 Formatter = Callable[["SyscallFormatter", int, dict], str]
 
 
-def _symbolic(fmt: Formatter) -> Formatter:
-    """Marks a formatter that reads its own value only (pure) and whose text is made of table names,
-    digits and `|<-` only: compiled renderers use it without a per-call dict or escaping."""
+def _pure(fmt: Formatter) -> Formatter:
+    """Marks a formatter that reads its own value only (no other argument of the call)."""
     fmt.pure = True
-    fmt.symbolic = True
     return fmt
 
 
+def _symbolic(fmt: Formatter) -> Formatter:
+    """Marks a pure formatter whose text is made of table names, digits and `|<-` only: compiled
+    renderers use it without a per-call dict or escaping."""
+    fmt.symbolic = True
+    return _pure(fmt)
+
+
+@_pure
 def _fmt_hex(f: SyscallFormatter, raw: int, call: dict) -> str:
     return _hex(raw & f._word_mask)
 
 
+@_pure
 def _fmt_pointer(f: SyscallFormatter, raw: int, call: dict) -> str:
     return _pointer(raw & f._word_mask)
 
 
+@_pure
 def _fmt_int(f: SyscallFormatter, raw: int, call: dict) -> str:
     return str(_truncate(raw, 32, True))
 
 
+@_pure
 def _fmt_uint(f: SyscallFormatter, raw: int, call: dict) -> str:
     return str(raw & 0xffffffff)
 
 
+@_pure
 def _fmt_long(f: SyscallFormatter, raw: int, call: dict) -> str:
     return str(_truncate(raw, f._word_bits, True))
 
 
+@_pure
 def _fmt_ulong(f: SyscallFormatter, raw: int, call: dict) -> str:
     return str(raw & f._word_mask)
 
 
+@_pure
 def _fmt_octal(f: SyscallFormatter, raw: int, call: dict) -> str:
     return _octal(raw & 0xffffffff)
 
@@ -226,19 +238,14 @@ def _fmt_octal(f: SyscallFormatter, raw: int, call: dict) -> str:
 def _width_formatter(bits: int, signed: bool) -> Formatter:
     def fmt(f: SyscallFormatter, raw: int, call: dict) -> str:
         return str(_truncate(raw, bits or f._word_bits, signed))
-    fmt.pure = True
     fmt.width = (bits, signed)
-    return fmt
+    return _pure(fmt)
 
 
 @_symbolic
 def _fmt_dirfd(f: SyscallFormatter, raw: int, call: dict) -> str:
     fd = _truncate(raw, 32, True)
     return "AT_FDCWD" if fd == C.AT_FDCWD else str(fd)
-
-
-# Formatters that need nothing but their own value (no other argument of the call).
-_PURE = frozenset((_fmt_hex, _fmt_pointer, _fmt_int, _fmt_uint, _fmt_long, _fmt_ulong, _fmt_octal, _fmt_dirfd))
 
 
 @_symbolic
@@ -298,7 +305,6 @@ def _open_needs_mode(f: SyscallFormatter, call: dict) -> bool:
     return bool(flags & bits)
 
 
-@_symbolic
 def _open_needs_mode_compiled(f: SyscallFormatter, index_of: Mapping[str, int]) -> str:
     """_open_needs_mode as a Python expression over `values` (for SyscallFormatter.fast_text)."""
     bits = C.open_mode_bits(f.arch)
@@ -726,7 +732,7 @@ class SyscallFormatter:
         args = [(p[0], p[1], None) for p in params]
         shown, string_fields = self._plan(name, args)
         simple = None
-        if not string_fields and all(shown_if is None and (fmt in _PURE or getattr(fmt, "pure", False))
+        if not string_fields and all(shown_if is None and getattr(fmt, "pure", False)
                                      for _index, _arg, fmt, shown_if in shown):
             simple = tuple((index, fmt) for index, _arg, fmt, _shown_if in shown)
         plan = (tuple(p[0] for p in params), shown, string_fields, simple)
