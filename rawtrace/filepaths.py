@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import re
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -145,6 +147,7 @@ class UprobePlan:
     probes: tuple[PlannedProbe, ...]
     missing: tuple[str, ...]         # functions this libc does not export
     reason: str | None = None        # why there is no plan at all
+    loader: str | None = None        # the dynamic linker, when its own opens are probed too
 
 
 def probe_spec(library: str, function: LibcFunction) -> str:
@@ -183,7 +186,72 @@ def plan_uprobes(host: Host | None = None, library: str = "libc", skip_syscalls:
         offsets.add(found.file_offset)
         spec = probe_spec(path, function)
         probes.append(PlannedProbe(function.name, spec.split("=", 1)[0], spec, function.path_args))
-    return UprobePlan(path, tuple(probes), tuple(missing))
+    loader = loader_path(host)
+    sites = [site for site in loader_sites(loader, host) if site[1] not in skip] if loader else []
+    for address, syscall, registers in sites:
+        args = " ".join(f"p{n}={reg}:x64 s{n}=+0({reg}):ustring" for n, reg in enumerate(registers, 1))
+        event = f"{EVENT_PREFIX}ldso_{syscall}_{address:x}"
+        probes.append(PlannedProbe(f"ld.so {syscall}", event, f"{event}=uprobe:{loader}:{address:#x} {args}",
+                                   tuple(range(1, len(registers) + 1))))
+    return UprobePlan(path, tuple(probes), tuple(missing), loader=loader if sites else None)
+
+
+# The dynamic linker opens the libraries it loads (and ld.so.cache) with its own copy of open, which no
+# libc entry point sees and which exports no symbol. Its syscall instructions are found by their bytes
+# instead and probed themselves: there the registers hold exactly the syscall's arguments. On x86_64 a
+# glibc inline syscall is `syscall; cmp $-4096 (or -4095),%rax` (8 bytes that pin the instruction
+# boundary), with the number loaded by a `mov $NR,%eax` a few instructions before.
+_X86_64_SYSCALL = re.compile(rb"\x0f\x05\x48\x3d[\x00\x01]\xf0\xff\xff")
+_X86_64_NUMBER = re.compile(rb"\xb8(....)", re.DOTALL)
+_X86_64_SITE_SYSCALLS = {257: ("openat", ("%si",)), 2: ("open", ("%di",))}
+_NUMBER_WINDOW = 16          # bytes before the syscall searched for its number
+
+
+def loader_path(host: Host) -> str | None:
+    """The dynamic linker the system's programs name (PT_INTERP of /bin/sh), or None."""
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
+    try:
+        with open(host.path("/bin/sh"), "rb") as f:
+            for segment in ELFFile(f).iter_segments():
+                if segment["p_type"] == "PT_INTERP":
+                    return segment.get_interp_name()
+    except (OSError, ELFError, ValueError):
+        pass
+    return None
+
+
+def loader_sites(path: str, host: Host) -> list[tuple[int, str, tuple[str, ...]]]:
+    """(virtual address, syscall, registers holding its paths) of the open syscall instructions in the
+    dynamic linker `path` (x86_64 only; none elsewhere or for a file that cannot be read)."""
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
+    if host.machine() != "x86_64":
+        return []
+    try:
+        with open(host.path(path), "rb") as f:
+            data = f.read()
+        segments = [(seg["p_offset"], seg["p_filesz"], seg["p_vaddr"])
+                      for seg in ELFFile(io.BytesIO(data)).iter_segments()
+                      if seg["p_type"] == "PT_LOAD" and seg["p_flags"] & 1]       # PF_X
+    except (OSError, ELFError, ValueError):
+        return []
+    return code_sites(data, segments)
+
+
+def code_sites(data: bytes, segments: Sequence[tuple[int, int, int]]) -> list[tuple[int, str, tuple[str, ...]]]:
+    """loader_sites() over a file's bytes and its executable segments (file offset, size, address)."""
+    out = []
+    for offset, size, vaddr in segments:
+        for match in _X86_64_SYSCALL.finditer(data, offset, offset + size):
+            at = match.start()
+            numbers = list(_X86_64_NUMBER.finditer(data, max(offset, at - _NUMBER_WINDOW), at))
+            if not numbers:
+                continue
+            known = _X86_64_SITE_SYSCALLS.get(int.from_bytes(numbers[-1].group(1), "little"))
+            if known is not None:
+                out.append((at - offset + vaddr, *known))
+    return out
 
 
 # The syscall an entry point's only path would show up in on a 6.19+ kernel; renames keep their probe

@@ -87,6 +87,40 @@ def test_plan_resolves_this_libc_once_per_address():
 def test_plan_without_libc_says_why(tmp_path):
     plan = P.plan_uprobes(Host(tmp_path))
     assert plan.probes == () and "no C library" in plan.reason
+    assert P.loader_path(Host(tmp_path)) is None
+
+
+def test_loader_syscall_sites_are_found_by_their_bytes():
+    openat = (b"\xb8\x01\x01\x00\x00" b"\x48\x89\xfe" b"\xbf\x9c\xff\xff\xff"      # mov $257,%eax; arg moves
+              b"\x0f\x05" b"\x48\x3d\x00\xf0\xff\xff")                           # syscall; cmp $-4096,%rax
+    open_ = b"\xb8\x02\x00\x00\x00\x0f\x05\x48\x3d\x01\xf0\xff\xff"
+    read = b"\xb8\x00\x00\x00\x00\x0f\x05\x48\x3d\x00\xf0\xff\xff"                  # another syscall
+    no_check = b"\xb8\x01\x01\x00\x00\x0f\x05\xc3"                                  # no return check
+    far = b"\xb8\x01\x01\x00\x00" + b"\x90" * 20 + b"\x0f\x05\x48\x3d\x00\xf0\xff\xff"   # number too far
+    pad = b"\xcc" * 16
+    code = pad + openat + pad + open_ + pad + read + pad + no_check + pad + far + pad
+    data = b"\0" * 0x100 + code + openat            # the last copy lies outside the executable segment
+    sites = P.code_sites(data, [(0x100, len(code), 0x5000)])
+    syscall_at = [0x5000 + code.index(openat) + 13, 0x5000 + code.index(open_) + 5]
+    assert sites == [(syscall_at[0], "openat", ("%si",)), (syscall_at[1], "open", ("%di",))]
+    assert P.code_sites(data, []) == []
+
+
+@pytest.mark.skipif(not LIBC.exists(), reason="no x86_64 glibc at the Debian path")
+def test_plan_probes_the_dynamic_linkers_open_syscalls():
+    from rawtrace.probes import parse_spec
+    plan = P.plan_uprobes(Host())
+    loader = [p for p in plan.probes if p.function == "ld.so openat"]
+    assert plan.loader and loader, plan
+    data = Path(plan.loader).read_bytes()
+    for probe in loader:
+        address = int(probe.spec.split()[0].rsplit(":", 1)[1], 16)
+        assert probe.spec.endswith(" p1=%si:x64 s1=+0(%si):ustring")
+        parse_spec(probe.spec, arch="x86_64")
+        # A syscall instruction and its return check (the loader's code maps at address = file offset).
+        assert data[address:address + 4] == b"\x0f\x05\x48\x3d"
+    # A kernel whose openat event carries the path needs none of them.
+    assert not [p for p in P.plan_uprobes(Host(), skip_syscalls={"openat"}).probes if p.function.startswith("ld.so")]
 
 
 def test_uprobe_join_by_thread_and_pointer():

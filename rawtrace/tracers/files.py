@@ -127,13 +127,14 @@ calls end with their errno. The name is the process's name when the event happen
 that have exited since (no `unknown`). JSON keys: ts pid tid comm types syscall path path_to fd flags
 mode bytes ret errno path_source (syscall: the event's own string, 6.19+; eprobe: fetched at syscall
 entry by an event probe, kernels with CONFIG_EPROBE_EVENTS; uprobe: fetched in the C
-library's entry point and joined by thread and pointer; fanotify: named by fanotify for the same pid;
-fdtable: an fd mapped through the fd table kept from open/dup/close/fork/exec; proc: /proc/PID/fd read
-late, racy; unknown, with the reason).
-Sources: tracefs syscall events plus uprobes in the C library plus fanotify (static programs, ld.so and
-direct syscall() callers); `--source fanotify` or a kernel refusing tracefs (confidentiality lockdown)
-uses fanotify alone: opens, reads, writes, closes, creates, deletes and moves with full paths (child
-names included), no flags or sizes; names from a /proc snapshot at start, the proc connector's forks
+library's entry point (or at the dynamic linker's own open syscall, x86_64) and joined by thread and
+pointer; fanotify: named by fanotify for the same pid; fdtable: an fd mapped through the fd table
+kept from open/dup/close/fork/exec; proc: /proc/PID/fd read late, racy; unknown, with the reason).
+Sources: tracefs syscall events plus uprobes in the C library and at the dynamic linker's open syscalls
+(the libraries every program loads) plus fanotify (static programs and direct syscall() callers);
+`--source fanotify` or a kernel refusing tracefs (confidentiality lockdown) uses fanotify alone:
+opens, reads, writes, closes, creates, deletes and moves with full paths (child names included), no
+flags or sizes; names from a /proc snapshot at start, the proc connector's forks
 and the exec events in fanotify's own stream (so exited processes keep theirs).
 Overhead: two events per file syscall, one uprobe hit per libc call, one fanotify event per open.
 The uprobes cost most where programs start often (measured here: 100 x `cat` 1.1x slower untraced with
@@ -789,7 +790,7 @@ def _eprobes_supported(source, host) -> bool:
 def _plan_text(plan: FP.UprobePlan) -> str:
     if plan.probes and plan.probes[0].event.startswith(FP.EPROBE_PREFIX):
         return "eprobes on the syscall enter events"
-    return f"uprobes in {plan.library}"
+    return f"uprobes in {plan.library}" + (f" and {plan.loader}" if plan.loader else "")
 
 
 def _current_mount_of(host) -> str:
