@@ -150,12 +150,20 @@ class UprobePlan:
     loader: str | None = None        # the dynamic linker, when its own opens are probed too
 
 
-def probe_spec(library: str, function: LibcFunction) -> str:
-    """`files_open64=uprobe:LIB:open64 p1=arg1:x64 s1=arg1:ustring`: the pointer to join on and the string."""
-    args = []
+def probe_specs(library: str, function: LibcFunction) -> list[tuple[str, int]]:
+    """(spec, path argument) per path argument: `files_open64=uprobe:LIB:open64 p1=arg1:x64 s1=arg1:ustring`,
+    the pointer to join on and the string. One event per string: the kernel copies a hit's fetched data
+    through one page, and strings that add up to more than that get a WARN_ON_ONCE (a panic where
+    panic_on_warn is set) and a cut record; a single string that does not fit alone (longer than the
+    kernel's 4096-byte MAX_STRING_SIZE) is recorded as empty instead. rename's two paths of 2 KiB each
+    would overflow one event, so a function with two paths gets two events at the same address."""
+    name = function.name.strip("_")
+    out = []
     for position in function.path_args:
-        args += [f"p{position}=arg{position}:x64", f"s{position}=arg{position}:ustring"]
-    return f"{EVENT_PREFIX}{function.name.strip('_')}=uprobe:{library}:{function.name} " + " ".join(args)
+        event = f"{EVENT_PREFIX}{name}" + (f"_{position}" if len(function.path_args) > 1 else "")
+        out.append((f"{event}=uprobe:{library}:{function.name} p{position}=arg{position}:x64 "
+                    f"s{position}=arg{position}:ustring", position))
+    return out
 
 
 def plan_uprobes(host: Host | None = None, library: str = "libc", skip_syscalls: Iterable[str] = (),
@@ -184,8 +192,8 @@ def plan_uprobes(host: Host | None = None, library: str = "libc", skip_syscalls:
         if found.file_offset in offsets:
             continue
         offsets.add(found.file_offset)
-        spec = probe_spec(path, function)
-        probes.append(PlannedProbe(function.name, spec.split("=", 1)[0], spec, function.path_args))
+        for spec, position in probe_specs(path, function):
+            probes.append(PlannedProbe(function.name, spec.split("=", 1)[0], spec, (position,)))
     loader = loader_path(host)
     sites = [site for site in loader_sites(loader, host) if site[1] not in skip] if loader else []
     for address, syscall, registers in sites:

@@ -184,3 +184,22 @@ def test_files_through_fanotify_alone(tmp_path, live_tracefs):
     files = [r for r in records if r.get("type") == "file"]
     assert all(r["path_source"] in ("fanotify", "unknown") for r in files)
     assert "through fanotify" in err
+
+
+def test_a_rename_of_two_long_paths_names_both_and_warns_no_kernel(tmp_path, live_tracefs):
+    """Each path string has an event of its own: two 2 KiB paths in one uprobe event would exceed the
+    page the kernel copies a hit's strings through (a WARN_ON_ONCE and a cut record)."""
+    deep = tmp_path
+    for n in range(10):
+        deep = deep / (f"{n}" * 200)
+    deep.mkdir(parents=True)
+    (deep / "a").write_text("x")
+    old, new = deep / "a", deep / "b"
+    assert len(str(old)) > 2048
+    tainted = Path("/proc/sys/kernel/tainted").read_text().strip()
+    plan = {"work": str(tmp_path), "static": "/bin/true", "chdir": "/bin/true", "script": f"mv {old} {new}"}
+    records, _err = run_files(["-w"], plan, settle=0.5)
+    renames = [r for r in records if r.get("type") == "file" and r["comm"] == "mv" and r["types"] == "<>"]
+    assert [(r["path"], r["path_to"], r["path_source"]) for r in renames] == [(str(old), str(new), "uprobe")]
+    if not int(tainted) & (1 << 9):        # TAINT_WARN: a kernel warning since boot
+        assert not int(Path("/proc/sys/kernel/tainted").read_text()) & (1 << 9)

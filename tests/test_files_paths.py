@@ -60,14 +60,16 @@ def test_619_record_decodes_to_the_path():
     assert P.kernel_string_value(decode(raw, 0, len(raw), 1, 0).fields["__filename_val"]) is None
 
 
-def test_probe_spec_fetches_pointer_and_string_per_path_argument():
-    spec = P.probe_spec("/lib/libc.so.6", P.LibcFunction("renameat2", (2, 4)))
-    assert spec == ("files_renameat2=uprobe:/lib/libc.so.6:renameat2 p2=arg2:x64 s2=arg2:ustring "
-                    "p4=arg4:x64 s4=arg4:ustring")
+def test_probe_specs_fetch_pointer_and_string_one_event_per_path_argument():
+    specs = P.probe_specs("/lib/libc.so.6", P.LibcFunction("renameat2", (2, 4)))
+    assert specs == [("files_renameat2_2=uprobe:/lib/libc.so.6:renameat2 p2=arg2:x64 s2=arg2:ustring", 2),
+                     ("files_renameat2_4=uprobe:/lib/libc.so.6:renameat2 p4=arg4:x64 s4=arg4:ustring", 4)]
+    assert P.probe_specs("/lib/libc.so.6", P.LibcFunction("__open64_2", (1,))) == [
+        ("files_open64_2=uprobe:/lib/libc.so.6:__open64_2 p1=arg1:x64 s1=arg1:ustring", 1)]
     from rawtrace.probes import parse_spec
-    parsed = parse_spec(spec, arch="x86_64")
-    assert [a.render() for a in parsed.args] == ["p2=%si:x64", "s2=+0(%si):ustring", "p4=%cx:x64",
-                                                 "s4=+0(%cx):ustring"]
+    parsed = [parse_spec(spec, arch="x86_64") for spec, _position in specs]
+    assert [[a.render() for a in p.args] for p in parsed] == [["p2=%si:x64", "s2=+0(%si):ustring"],
+                                                              ["p4=%cx:x64", "s4=+0(%cx):ustring"]]
 
 
 @pytest.mark.skipif(not LIBC.exists(), reason="no x86_64 glibc at the Debian path")
@@ -76,8 +78,11 @@ def test_plan_resolves_this_libc_once_per_address():
     assert plan.library and plan.reason is None
     names = {p.function for p in plan.probes}
     assert {"open64", "openat64", "unlink", "renameat2", "__open64_nocancel"} <= names
-    places = [p.spec.split()[0].split(":", 2)[2] for p in plan.probes]
+    # One address per function (aliases share one), one event per path argument.
+    places = [(p.spec.split()[0].split(":", 2)[2], p.path_args) for p in plan.probes]
     assert len(places) == len(set(places))
+    assert all(len(p.path_args) == 1 for p in plan.probes)
+    assert {p.event for p in plan.probes if p.function == "rename"} == {"files_rename_1", "files_rename_2"}
     # On a kernel whose openat event carries the string, open probes are not needed; renames stay.
     fewer = P.plan_uprobes(Host(), skip_syscalls={"openat", "unlinkat"})
     assert "open64" not in {p.function for p in fewer.probes}
