@@ -361,3 +361,20 @@ def test_needs_prefers_eprobes_where_the_kernel_has_them(tmp_path, monkeypatch):
     files.on_syscall(call("openat", 5, 2, (AT_FDCWD, 0x10, 0, 0), 3))
     (record,) = [r for r in output(files) if r["type"] == "file"]
     assert (record["path"], record["path_source"]) == ("/etc/fstab", "eprobe")
+
+
+def test_real_paths_for_the_fanotify_join_are_remembered_per_path(tmp_path):
+    from rawtrace.host import Host
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "f").write_text("x")
+    (tmp_path / "link").symlink_to(tmp_path / "dir")
+    canonical = T._remembered_realpath(Host(), limit=2)
+    assert canonical(f"{tmp_path}/link/f") == f"{tmp_path}/dir/f"
+    (tmp_path / "link").unlink()
+    (tmp_path / "link").symlink_to(tmp_path)
+    # Remembered: the link's change is not seen (only the fanotify join uses it; see the docstring) ...
+    assert canonical(f"{tmp_path}/link/f") == f"{tmp_path}/dir/f"
+    # ... until the table is full and forgotten at once.
+    canonical(f"{tmp_path}/dir")
+    canonical(f"{tmp_path}/dir/f")
+    assert canonical(f"{tmp_path}/link/f") == f"{tmp_path}/f"

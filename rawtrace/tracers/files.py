@@ -188,7 +188,7 @@ files on /proc, /sys and /dev (not watched) stay unknown.
         self.fds = FdTables(host)
         self.uprobes = FP.UprobeJoiner()
         self.settle_ns = args.settle_ms * 1_000_000
-        canonical = (lambda p: os.path.realpath(host.path(p))) if host is not None and host.is_live else None
+        canonical = _remembered_realpath(host) if host is not None and host.is_live else None
         self.fan_joiner = FP.FanotifyJoiner(self.settle_ns, canonical)
         self.use_fanotify = False
         self.queue: deque[FileEvent] = deque()
@@ -785,6 +785,23 @@ def _eprobes_supported(source, host) -> bool:
         return doctor.probe_support(tracefs, host, {"eprobes"})["eprobes"].supported is True
     except Exception:  # noqa: BLE001 - when in doubt, uprobes (which this code has seen work)
         return False
+
+
+def _remembered_realpath(host, limit: int = 4096):
+    """fn(path) -> its real path on `host`, remembered per path (up to `limit` paths, then forgotten at
+    once): a program opening the same files again costs one lookup, not an lstat per component. Only the
+    fanotify join uses it (a named open consumes the fanotify event of its real path); a symlink changed
+    while tracing at worst leaves that event to be shown on its own as well."""
+    known: dict[str, str] = {}
+
+    def canonical(path: str) -> str:
+        found = known.get(path)
+        if found is None:
+            if len(known) >= limit:
+                known.clear()
+            found = known[path] = os.path.realpath(host.path(path))
+        return found
+    return canonical
 
 
 def _plan_text(plan: FP.UprobePlan) -> str:
