@@ -132,13 +132,7 @@ class PlannedProbe:
     function: str
     event: str
     spec: str
-    path_args: tuple[int, ...]
-
-    def pointer_field(self, position: int) -> str:
-        return f"p{position}"
-
-    def string_field(self, position: int) -> str:
-        return f"s{position}"
+    fields: tuple[tuple[str, str], ...]      # (pointer field, string field) per path it records
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,20 +144,21 @@ class UprobePlan:
     loader: str | None = None        # the dynamic linker, when its own opens are probed too
 
 
-def probe_specs(library: str, function: LibcFunction) -> list[tuple[str, int]]:
-    """(spec, path argument) per path argument: `files_open64=uprobe:LIB:open64 p1=arg1:x64 s1=arg1:ustring`,
-    the pointer to join on and the string. One event per string: the kernel copies a hit's fetched data
-    through one page, and strings that add up to more than that get a WARN_ON_ONCE (a panic where
-    panic_on_warn is set) and a cut record; a single string that does not fit alone (longer than the
-    kernel's 4096-byte MAX_STRING_SIZE) is recorded as empty instead. rename's two paths of 2 KiB each
-    would overflow one event, so a function with two paths gets two events at the same address."""
-    name = function.name.strip("_")
-    out = []
-    for position in function.path_args:
-        event = f"{EVENT_PREFIX}{name}" + (f"_{position}" if len(function.path_args) > 1 else "")
-        out.append((f"{event}=uprobe:{library}:{function.name} p{position}=arg{position}:x64 "
-                    f"s{position}=arg{position}:ustring", position))
-    return out
+# Every uprobe of a plan records the same two fields, the pointer to join on and the string, so all are
+# probe points of one event: the kernel enables and disables an event's probes together and waits for
+# one grace period (about 50 ms here) per event, not per probe, when rawtrace ends.
+UPROBE_EVENT = f"{EVENT_PREFIX}path"
+UPROBE_FIELDS = (("p", "s"),)
+
+
+def probe_specs(library: str, function: LibcFunction) -> list[str]:
+    """One probe point per path argument: `files_path=uprobe:LIB:open64 p=arg1:x64 s=arg1:ustring`. One
+    string per hit: the kernel copies a hit's fetched data through one page, and strings that add up to
+    more than that get a WARN_ON_ONCE (a panic where panic_on_warn is set) and a cut record, while a
+    single string too long to fit alone (over the kernel's 4096-byte MAX_STRING_SIZE) is recorded as
+    empty instead. rename's two paths of 2 KiB each would overflow one hit."""
+    return [f"{UPROBE_EVENT}=uprobe:{library}:{function.name} p=arg{n}:x64 s=arg{n}:ustring"
+            for n in function.path_args]
 
 
 def plan_uprobes(host: Host | None = None, library: str = "libc", skip_syscalls: Iterable[str] = (),
@@ -192,15 +187,14 @@ def plan_uprobes(host: Host | None = None, library: str = "libc", skip_syscalls:
         if found.file_offset in offsets:
             continue
         offsets.add(found.file_offset)
-        for spec, position in probe_specs(path, function):
-            probes.append(PlannedProbe(function.name, spec.split("=", 1)[0], spec, (position,)))
+        for spec in probe_specs(path, function):
+            probes.append(PlannedProbe(function.name, UPROBE_EVENT, spec, UPROBE_FIELDS))
     loader = loader_path(host)
     sites = [site for site in loader_sites(loader, host) if site[1] not in skip] if loader else []
     for address, syscall, registers in sites:
-        args = " ".join(f"p{n}={reg}:x64 s{n}=+0({reg}):ustring" for n, reg in enumerate(registers, 1))
-        event = f"{EVENT_PREFIX}ldso_{syscall}_{address:x}"
-        probes.append(PlannedProbe(f"ld.so {syscall}", event, f"{event}=uprobe:{loader}:{address:#x} {args}",
-                                   tuple(range(1, len(registers) + 1))))
+        for reg in registers:
+            spec = f"{UPROBE_EVENT}=uprobe:{loader}:{address:#x} p={reg}:x64 s=+0({reg}):ustring"
+            probes.append(PlannedProbe(f"ld.so {syscall}", UPROBE_EVENT, spec, UPROBE_FIELDS))
     return UprobePlan(path, tuple(probes), tuple(missing), loader=loader if sites else None)
 
 
@@ -288,7 +282,8 @@ def plan_eprobes(syscalls: Iterable[str]) -> UprobePlan:
             args += [f"p{position}={arg.name}:x64", f"s{position}={arg.name}:ustring"]
         event = f"{EPROBE_PREFIX}{name}"
         spec = f"{event}=eprobe:syscalls:sys_enter_{name} " + " ".join(args)
-        probes.append(PlannedProbe(name, event, spec, tuple(range(1, len(path_args) + 1))))
+        fields = tuple((f"p{n}", f"s{n}") for n in range(1, len(path_args) + 1))
+        probes.append(PlannedProbe(name, event, spec, fields))
     return UprobePlan("kernel (eprobes on the syscall events)", tuple(probes), ())
 
 

@@ -297,10 +297,25 @@ def test_doctor_verdict_from_kernel_config_prevents_the_write(tmp_path):
 
 def test_explicit_names_are_not_renamed(fake):
     dyn = events(fake)
-    with pytest.raises(UsageError, match="given to two probes"):
-        dyn.create([probe("x=kprobe:vfs_read"), probe("x=kprobe:vfs_write")])
+    with pytest.raises(UsageError, match="given to two probes with different kinds or arguments"):
+        dyn.create([probe("x=kprobe:vfs_read a=arg1:x64"), probe("x=kprobe:vfs_write b=arg1:x64")])
     assert fake.text("dynamic_events") == ""          # the first was removed again
     assert dyn.created == []
+    with pytest.raises(UsageError, match="given to two probes with different kinds or arguments"):
+        dyn.create([probe("x=kprobe:vfs_read a=arg1:x64"), probe("x=kretprobe:vfs_write a=retval:x64")])
+    assert fake.text("dynamic_events") == ""
+
+
+def test_one_name_with_one_layout_is_one_event_with_several_probe_points(fake):
+    """The kernel's multi-probe events: enabled and disabled as one (one grace period per event)."""
+    dyn = events(fake)
+    made = dyn.create([probe("x=kprobe:vfs_read a=arg1:x64"), probe("x=kprobe:vfs_write a=arg2:x64"),
+                       probe("y=kprobe:vfs_open")], G)
+    assert made == [(G, "x"), (G, "y")] and dyn.created == [(G, "x"), (G, "y")]
+    assert fake.text("dynamic_events").splitlines() == [f"p:{G}/x vfs_read a=%di:x64", f"p:{G}/x vfs_write a=%si:x64",
+                                                        f"p:{G}/y vfs_open"]
+    dyn.remove(G, "x")
+    assert fake.text("dynamic_events").splitlines() == [f"p:{G}/y vfs_open"]
 
 
 def test_unreadable_listing_is_an_error_not_an_empty_list(fake, monkeypatch):

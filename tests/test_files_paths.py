@@ -60,16 +60,14 @@ def test_619_record_decodes_to_the_path():
     assert P.kernel_string_value(decode(raw, 0, len(raw), 1, 0).fields["__filename_val"]) is None
 
 
-def test_probe_specs_fetch_pointer_and_string_one_event_per_path_argument():
+def test_probe_specs_fetch_pointer_and_string_one_probe_point_per_path_argument():
     specs = P.probe_specs("/lib/libc.so.6", P.LibcFunction("renameat2", (2, 4)))
-    assert specs == [("files_renameat2_2=uprobe:/lib/libc.so.6:renameat2 p2=arg2:x64 s2=arg2:ustring", 2),
-                     ("files_renameat2_4=uprobe:/lib/libc.so.6:renameat2 p4=arg4:x64 s4=arg4:ustring", 4)]
-    assert P.probe_specs("/lib/libc.so.6", P.LibcFunction("__open64_2", (1,))) == [
-        ("files_open64_2=uprobe:/lib/libc.so.6:__open64_2 p1=arg1:x64 s1=arg1:ustring", 1)]
+    assert specs == ["files_path=uprobe:/lib/libc.so.6:renameat2 p=arg2:x64 s=arg2:ustring",
+                     "files_path=uprobe:/lib/libc.so.6:renameat2 p=arg4:x64 s=arg4:ustring"]
     from rawtrace.probes import parse_spec
-    parsed = [parse_spec(spec, arch="x86_64") for spec, _position in specs]
-    assert [[a.render() for a in p.args] for p in parsed] == [["p2=%si:x64", "s2=+0(%si):ustring"],
-                                                              ["p4=%cx:x64", "s4=+0(%cx):ustring"]]
+    parsed = [parse_spec(spec, arch="x86_64") for spec in specs]
+    assert [[a.render() for a in p.args] for p in parsed] == [["p=%si:x64", "s=+0(%si):ustring"],
+                                                              ["p=%cx:x64", "s=+0(%cx):ustring"]]
 
 
 @pytest.mark.skipif(not LIBC.exists(), reason="no x86_64 glibc at the Debian path")
@@ -78,11 +76,11 @@ def test_plan_resolves_this_libc_once_per_address():
     assert plan.library and plan.reason is None
     names = {p.function for p in plan.probes}
     assert {"open64", "openat64", "unlink", "renameat2", "__open64_nocancel"} <= names
-    # One address per function (aliases share one), one event per path argument.
-    places = [(p.spec.split()[0].split(":", 2)[2], p.path_args) for p in plan.probes]
+    # One address per function (aliases share one), one probe point per path argument, all in one event.
+    places = [(p.spec.split()[0].split(":", 2)[2], p.spec.split()[1]) for p in plan.probes]
     assert len(places) == len(set(places))
-    assert all(len(p.path_args) == 1 for p in plan.probes)
-    assert {p.event for p in plan.probes if p.function == "rename"} == {"files_rename_1", "files_rename_2"}
+    assert {p.event for p in plan.probes} == {P.UPROBE_EVENT} and {p.fields for p in plan.probes} == {(("p", "s"),)}
+    assert [p.spec.split()[1] for p in plan.probes if p.function == "rename"] == ["p=arg1:x64", "p=arg2:x64"]
     # On a kernel whose openat event carries the string, open probes are not needed; renames stay.
     fewer = P.plan_uprobes(Host(), skip_syscalls={"openat", "unlinkat"})
     assert "open64" not in {p.function for p in fewer.probes}
@@ -120,7 +118,7 @@ def test_plan_probes_the_dynamic_linkers_open_syscalls():
     data = Path(plan.loader).read_bytes()
     for probe in loader:
         address = int(probe.spec.split()[0].rsplit(":", 1)[1], 16)
-        assert probe.spec.endswith(" p1=%si:x64 s1=+0(%si):ustring")
+        assert probe.spec.endswith(" p=%si:x64 s=+0(%si):ustring")
         parse_spec(probe.spec, arch="x86_64")
         # A syscall instruction and its return check (the loader's code maps at address = file offset).
         assert data[address:address + 4] == b"\x0f\x05\x48\x3d"

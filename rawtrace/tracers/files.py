@@ -342,8 +342,8 @@ files on /proc, /sys and /dev (not watched) stay unknown.
 
     def _capture(self, planned: FP.PlannedProbe):
         joiner = self.uprobes
-        fields_of = [(planned.pointer_field(p), planned.string_field(p)) for p in planned.path_args]
-        function = planned.function
+        fields_of = planned.fields
+        function = "eprobe" if planned.event.startswith(FP.EPROBE_PREFIX) else "uprobe"
 
         def capture(rec) -> None:
             fields = rec.fields
