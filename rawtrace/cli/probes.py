@@ -24,7 +24,9 @@ probe specs (for `rawtrace trace --probe SPEC`):
   usdt:TARGET:[PROVIDER:]NAME [ARG...]       a USDT (SystemTap SDT) probe; argN are its arguments
   kprobe:[MODULE:]FUNCTION[+OFFSET] [ARG...] kretprobe:FUNCTION [ARG...]
   eprobe:SYSTEM:EVENT [ARG...]               fprobe:FUNCTION / fretprobe:FUNCTION [ARG...]
-  NAME=KIND:...                              names the event NAME instead of after the symbol
+  NAME=KIND:...                              names the event NAME instead of after the symbol; uprobes
+                                             or kprobes given one NAME and the same argument names and
+                                             types are one event with several probe points
 ARG is [NAME=]FETCH[:TYPE]. FETCH is the kernel's syntax (%si, +0(%si), $retval, $comm, $stack1) or
 argN (the Nth argument: registers of this architecture, or the saved user registers for
 __x64_sys_*/__arm64_sys_* syscall wrappers), retval, comm, or an eprobe's field name. A string TYPE
