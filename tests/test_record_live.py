@@ -128,3 +128,23 @@ def test_every_tool_runs_over_a_recording(live_tracefs, tmp_path):
         shown = rawtrace(*args)
         assert shown.returncode == 0, (tool, shown.stderr)
         assert word in shown.stdout + shown.stderr, (tool, shown.stdout[:500], shown.stderr[:500])
+
+
+def test_raw_syscalls_decode_offline_with_the_signatures_they_have_live(live_tracefs, tmp_path):
+    """A raw_syscalls recording holds the syscalls:sys_enter_* formats (not their records), so its calls
+    render with argument names, flags and pointers offline as they do live, not as six plain numbers."""
+    import re
+    out = tmp_path / "sig.dat"
+    proc = rawtrace("record", "-o", str(out), "raw_syscalls:*", "--", "cat", "/etc/hostname")
+    assert proc.returncode == 0, proc.stderr
+    names = {f.full_name for f in read_tracedat(out).formats().values()}
+    assert "syscalls:sys_enter_openat" in names
+    assert "syscalls:sys_exit_openat" not in names        # (exits all return one long)
+    records = [e for items in decode(out).values() for e in items if isinstance(e, Event)]
+    assert {e.format.system for e in records} <= {"raw_syscalls", "sched", "task"}
+    shown = rawtrace("decode", str(out), "-n", "cat")
+    assert shown.returncode == 0, shown.stderr
+    assert re.search(r"openat\(AT_FDCWD, 0x[0-9a-f]+, O_RDONLY\|O_CLOEXEC\) = \d+ <", shown.stdout), shown.stdout[:800]
+    as_json = [json.loads(line) for line in rawtrace("decode", str(out), "--json", "-n", "cat").stdout.splitlines()]
+    opens = [r for r in as_json if r.get("syscall") == "openat" and r.get("status") == "complete"]
+    assert opens and set(opens[0]["args"]) == {"dfd", "filename", "flags", "mode"}, opens[:1]

@@ -35,7 +35,25 @@ which thread belongs to which process.
 
 With `-- COMMAND [ARG...]`, COMMAND is started, traced from its first instruction (with the children
 it starts) and the recording ends when it exits. Pages are spooled to a directory next to FILE
-while recording; FILE appears only once complete."""
+while recording; FILE appears only once complete. With raw_syscalls:sys_enter the formats of the
+syscalls:sys_enter_* events go in too (not their records): the argument names and types that make
+syscall numbers render as strace-like calls offline as they do live."""
+
+
+def _syscall_signatures(tracefs: Path, recorded: set) -> list[tuple[str, str]]:
+    """The formats of the syscalls:sys_enter_* events not recorded themselves: the argument names and
+    types of each syscall, so that the raw_syscalls numbers of the recording render as strace-like calls
+    offline as they do live (`openat(AT_FDCWD, 0x..., O_RDONLY)`, not six plain numbers). Readers treat
+    them as events that have no records (trace-cmd report does too)."""
+    out = []
+    for path in sorted((tracefs / "events" / "syscalls").glob("sys_enter_*/format")):
+        if ("syscalls", path.parent.name) in recorded:
+            continue
+        try:
+            out.append(("syscalls", path.read_text()))
+        except OSError:
+            pass
+    return out
 
 
 class RecordTool(Tool):
@@ -102,8 +120,11 @@ class Recorder:
         except OSError:
             self.texts["trace_clock"] = None
         formats = []
+        recorded = set(source.ids.values())
         for system, name in source.ids.values():
             formats.append((system, (tracefs / "events" / system / name / "format").read_text()))
+        if ("raw_syscalls", "sys_enter") in recorded:
+            formats += _syscall_signatures(tracefs, recorded)
         self.texts["formats"] = formats
         ftrace = []
         for path in sorted((tracefs / "events" / "ftrace").glob("*/format")):
