@@ -204,7 +204,7 @@ def plan_uprobes(host: Host | None = None, library: str = "libc", skip_syscalls:
 # glibc inline syscall is `syscall; cmp $-4096 (or -4095),%rax` (8 bytes that pin the instruction
 # boundary), with the number loaded by a `mov $NR,%eax` a few instructions before.
 _X86_64_SYSCALL = re.compile(rb"\x0f\x05\x48\x3d[\x00\x01]\xf0\xff\xff")
-_X86_64_NUMBER = re.compile(rb"\xb8(....)", re.DOTALL)
+_X86_64_NUMBER = re.compile(rb"(?=\xb8(....))", re.DOTALL)      # (overlapping: a b8 byte inside another)
 _X86_64_SITE_SYSCALLS = {257: ("openat", ("%si",)), 2: ("open", ("%di",))}
 _NUMBER_WINDOW = 16          # bytes before the syscall searched for its number
 
@@ -234,8 +234,8 @@ def loader_sites(path: str, host: Host) -> list[tuple[int, str, tuple[str, ...]]
         with open(host.path(path), "rb") as f:
             data = f.read()
         segments = [(seg["p_offset"], seg["p_filesz"], seg["p_vaddr"])
-                      for seg in ELFFile(io.BytesIO(data)).iter_segments()
-                      if seg["p_type"] == "PT_LOAD" and seg["p_flags"] & 1]       # PF_X
+                    for seg in ELFFile(io.BytesIO(data)).iter_segments()
+                    if seg["p_type"] == "PT_LOAD" and seg["p_flags"] & 1]       # PF_X
     except (OSError, ELFError, ValueError):
         return []
     return code_sites(data, segments)

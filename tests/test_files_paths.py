@@ -101,11 +101,15 @@ def test_loader_syscall_sites_are_found_by_their_bytes():
     no_check = b"\xb8\x01\x01\x00\x00\x0f\x05\xc3"                                  # no return check
     far = b"\xb8\x01\x01\x00\x00" + b"\x90" * 20 + b"\x0f\x05\x48\x3d\x00\xf0\xff\xff"   # number too far
     pad = b"\xcc" * 16
-    code = pad + openat + pad + open_ + pad + read + pad + no_check + pad + far + pad
+    # A b8 byte just before the real mov (`cmp $0xb8,%al` ends with one) hides nothing.
+    shadowed = b"\x3c\xb8" + open_
+    code = pad + openat + pad + open_ + pad + read + pad + no_check + pad + far + pad + shadowed + pad
     data = b"\0" * 0x100 + code + openat            # the last copy lies outside the executable segment
     sites = P.code_sites(data, [(0x100, len(code), 0x5000)])
-    syscall_at = [0x5000 + code.index(openat) + 13, 0x5000 + code.index(open_) + 5]
-    assert sites == [(syscall_at[0], "openat", ("%si",)), (syscall_at[1], "open", ("%di",))]
+    syscall_at = [0x5000 + code.index(openat) + 13, 0x5000 + code.index(open_) + 5,
+                  0x5000 + code.index(shadowed) + 7]
+    assert sites == [(syscall_at[0], "openat", ("%si",)), (syscall_at[1], "open", ("%di",)),
+                     (syscall_at[2], "open", ("%di",))]
     assert P.code_sites(data, []) == []
 
 
