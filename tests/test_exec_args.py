@@ -356,3 +356,67 @@ def test_null_argv_and_envp_are_empty_not_stale():
         assembler.add(name, 1, 9, fields)
     capture = assembler.take(9, 0)
     assert capture.argv == [] and capture.envp == [] and not capture.truncated
+
+
+def _start_site(limits, gates=True):
+    return [e for e in X.plan("x86_64", limits, X.SITES + (X.START_SITE,), gates=gates) if e.site == X.START_SITE]
+
+
+def test_gated_start_site_events_and_their_gates():
+    limits = X.PlanLimits(start_args=320)
+    events = _start_site(limits)
+    gated = [e for e in events if e.gate is not None]
+    gates = [e for e in events if e.triggers]
+    # Gated events hold only arguments from --max-args on, each one also filtered on argc past its first.
+    assert gated and min(e.gate for e in gated) == limits.max_args
+    assert all(e.filter == f"argc > {e.gate}" and e.slots[0].index == e.gate for e in gated)
+    assert max(s.index for e in gated for s in e.slots) == 319
+    assert all(s.index < limits.max_args for e in events if e.gate is None for s in e.slots)
+    # The two gate events come last (run first), fetch argc only, and switch each gated event on past
+    # its gate and off below it.
+    assert events[-2:] == gates and [g.spec.split()[1:] for g in gates] == [["argc=%si:x64"]] * 2
+    assert {t for g in gates for t in g.triggers} == (
+        {("enable_event", e.name, f"> {e.gate}") for e in gated}
+        | {("disable_event", e.name, f"<= {e.gate}") for e in gated})
+    assert all(len({t[0] for t in g.triggers}) == 1 for g in gates)
+    # Without event triggers the start site reads what the call sites read; so do the call sites with them.
+    plain = _start_site(limits, gates=False)
+    assert all(e.gate is None and not e.triggers for e in plain)
+    assert max(s.index for e in plain for s in e.slots) == limits.max_args - 1
+    calls = [e for e in X.plan("x86_64", limits, gates=True)]
+    assert all(e.gate is None and not e.triggers for e in calls)
+
+
+@pytest.mark.parametrize("argc", [1, 20, 32, 33, 150, 300, 320, 321, 400])
+def test_gated_start_site_reads_argv_as_argc_says(argc):
+    limits = X.PlanLimits(start_args=320)
+    events = _start_site(limits)
+    argv = [f"arg{i}".encode() for i in range(argc)]
+    regs, mem = call(argv, garbage_after_null=40)
+    regs = {"dx": regs["si"], "si": argc}
+    # What records (the gate events never do; a gated event runs past its gate, and its filter agrees).
+    got = hit([e for e in events if not e.triggers], regs, mem, random.Random(argc))
+    by_name = {e.name: e for e in events}
+    assert all(by_name[name].gate is None or argc > by_name[name].gate for name in got)
+    assembler = X.HitAssembler(events, limits.max_args)
+    for name, fields in got.items():
+        assembler.add(name, 1, 5, fields)
+    capture = assembler.take(5, None, X.START_SITE.symbol)
+    assert capture.argv == argv[:320] and not capture.incomplete
+    assert capture.argv_more == (argc > 320)
+
+
+def test_a_missing_gated_event_marks_the_capture_never_shortens_it_silently():
+    limits = X.PlanLimits(start_args=320)
+    events = _start_site(limits)
+    gated = [e for e in events if e.gate is not None]
+    argv = [f"arg{i}".encode() for i in range(300)]
+    regs, mem = call(argv, garbage_after_null=40)
+    got = hit([e for e in events if not e.triggers], {"dx": regs["si"], "si": 300}, mem, random.Random(1))
+    # Switched off by another CPU's exec between its gate and its own turn (or lost).
+    del got[gated[2].name]
+    assembler = X.HitAssembler(events, limits.max_args)
+    for name, fields in got.items():
+        assembler.add(name, 1, 5, fields)
+    capture = assembler.take(5, None, X.START_SITE.symbol)
+    assert capture.incomplete and capture.argv_more and capture.argv == argv[:gated[2].gate]
