@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import struct
 import sys
@@ -112,21 +113,12 @@ class PlannedEvent:
     pointers: tuple[tuple[str, int], ...]       # (vector, index) whose pointer value this event carries
     head: bool
     size: int
-    # Gated (program-start site, arguments past the call sites' plan, from this index): defined but not
-    # enabled; the gate events switch its event on for the execs that have more arguments than the call
-    # sites' plan, off for the others.
+    # Gated (program-start site, arguments past the call sites' plan): defined but not enabled; the gate
+    # events switch it on for execs with more than `gate` arguments, off for the others.
     gate: int | None = None
     # A gate event: (trigger command, target event name, `argc` comparison), written to its trigger file.
     # It fetches argc only, is never enabled and never records: its conditional triggers still run.
     triggers: tuple[tuple[str, str, str], ...] = ()
-    # A probe point of a multi-probe event: the kernel event's name (`name` is `kernel@base`); its
-    # records have the event's shared field names, mapped to this point's slots by HitAssembler.
-    kernel: str | None = None
-
-    @property
-    def event(self) -> str:
-        """The kernel event this is (or is a probe point of)."""
-        return self.kernel or self.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,8 +167,8 @@ def plan(arch: str, limits: PlanLimits, sites: Iterable[ExecSite] = SITES, libra
     """The uprobe events capturing argv (and envp when asked) at every exec site of the C library.
 
     With `gates` (the kernel has event triggers), the program-start site reads up to `limits.start_args`
-    arguments: those past `limits.max_args` in the probe points of one gated event (_wide_points), and
-    two gate events come last (they must run first in a hit: see the exec tool's _set_gates).
+    arguments: its events past `limits.max_args` are gated (see PlannedEvent.gate), and two gate events
+    come last (the kernel runs one address's consumers newest first, so they run before the rest).
 
     Every event's fixed size stays within EVENT_BYTES. Each event after the first carries a guard: the
     pointer of its first string (dropped when NULL: past the end of argv) and, for a continuation chunk,
@@ -189,60 +181,39 @@ def plan(arch: str, limits: PlanLimits, sites: Iterable[ExecSite] = SITES, libra
         raise UsageError(f"exec argument capture is not known for architecture {arch}")
     events: list[PlannedEvent] = []
     for site in sites:
-        events.extend(_plan_site(site, registers, limits, library))
         if gates and site.argc_arg is not None and limits.start_args > limits.max_args:
-            points = _wide_points(site, registers, limits, library)
-            events.extend(points)
-            events.extend(_gate_events(site, registers, library, points[0].kernel, limits.max_args))
+            wide = dataclasses.replace(limits, max_args=limits.start_args)
+            site_events = _plan_site(site, registers, wide, library, split_at=limits.max_args)
+            site_events = [dataclasses.replace(e, gate=e.slots[0].index)
+                           if e.slots and e.slots[0].vector == "argv" and e.slots[0].index >= limits.max_args
+                           else e for e in site_events]
+            events.extend(site_events)
+            events.extend(_gate_events(site, registers, library, [e for e in site_events if e.gate is not None]))
+        else:
+            events.extend(_plan_site(site, registers, limits, library))
     return events
 
 
-def _wide_points(site: ExecSite, registers: tuple[str, ...], limits: PlanLimits,
-                 library: str) -> list[PlannedEvent]:
-    """The start site's arguments from max_args to start_args: probe points of one event (the kernel's
-    multi-probe events: switched on, off and removed as one), each `n` arguments from its `base` (an
-    immediate field), up to tail_len bytes (511 at most: one array) each. They share the event's field
-    names; the assembler maps a record to its point by `base`. Every point records when the event is on
-    (argc past max_args), also past argc: the assembler cuts at argc."""
-    argv_reg, argc_reg = registers[site.argv_arg - 1], registers[site.argc_arg - 1]
-    words = min(_words(limits.tail_len), MAX_ARRAY_WORDS)
-    fixed = 2 * WORD + 4                                  # argv, argc, base
-    per_point = min((EVENT_BYTES - fixed) // (WORD * (words + 1)), (EVENT_ARGS - 3) // 2)
-    kernel = f"{site.symbol}_wide"
-    out = []
-    for base in range(limits.max_args, limits.start_args, per_point):
-        count = per_point
-        args = [f"argv=%{argv_reg}:x64", f"argc=%{argc_reg}:x64", f"base=\\{base}:u32"]
-        slots, pointers = [], []
-        for j in range(count):
-            index = base + j
-            args += [f"p{j}=+{WORD * index}(%{argv_reg}):x64", f"w{j}=+0(+{WORD * index}(%{argv_reg})):u64[{words}]"]
-            slots.append(Slot("argv", index, 0, words))
-            pointers.append(("argv", index))
-        spec = f"{kernel}=uprobe:{library}:{site.symbol} " + " ".join(args)
-        out.append(PlannedEvent(f"{kernel}@{base}", site, spec, f"argc > {limits.max_args}", tuple(slots),
-                                tuple(pointers), False, fixed + count * WORD * (words + 1), gate=base,
-                                kernel=kernel))
-    return out
-
-
-def _gate_events(site: ExecSite, registers: tuple[str, ...], library: str, target: str,
-                 after: int) -> list[PlannedEvent]:
-    """The two gate events of `site`: one switches `target` on for execs with more than `after`
-    arguments, the other off for the others (one trigger per target and command on an event, so two
-    events). Their state is the kernel's, shared by all CPUs: two execs racing on two CPUs can switch it
-    off for the other, whose capture then misses it and is marked incomplete, never shortened silently."""
+def _gate_events(site: ExecSite, registers: tuple[str, ...], library: str,
+                 gated: list[PlannedEvent]) -> list[PlannedEvent]:
+    """The two gate events of `site`: one switches each gated event on (argc > its gate), the other off
+    (one trigger per target and command on an event, so two events). Their state is the kernel's, shared
+    by all CPUs: two execs racing on two CPUs can switch an event off for the other, whose capture then
+    misses it and is marked incomplete (its /proc completion is tried), never wrong."""
+    if not gated:
+        return []
     argc = f"argc=%{registers[site.argc_arg - 1]}:x64"
     out = []
     for suffix, command, op in (("on", "enable_event", ">"), ("off", "disable_event", "<=")):
         name = f"{site.symbol}_{suffix}"
         spec = f"{name}=uprobe:{library}:{site.symbol} {argc}"
-        out.append(PlannedEvent(name, site, spec, None, (), (), False, WORD,
-                                triggers=((command, target, f"{op} {after}"),)))
+        triggers = tuple((command, event.name, f"{op} {event.gate}") for event in gated)
+        out.append(PlannedEvent(name, site, spec, None, (), (), False, WORD, triggers=triggers))
     return out
 
 
-def _plan_site(site: ExecSite, registers: tuple[str, ...], limits: PlanLimits, library: str) -> list[PlannedEvent]:
+def _plan_site(site: ExecSite, registers: tuple[str, ...], limits: PlanLimits, library: str,
+               split_at: int | None = None) -> list[PlannedEvent]:
     argv_reg = registers[site.argv_arg - 1]
     argc_reg = registers[site.argc_arg - 1] if site.argc_arg is not None else ""
     envp_reg = registers[site.envp_arg - 1] if site.envp_arg is not None else ""
@@ -271,7 +242,9 @@ def _plan_site(site: ExecSite, registers: tuple[str, ...], limits: PlanLimits, l
         first = builder.slots[0] if builder.slots else None
         other_string = (not builder.head and first is not None and first.offset > 0
                         and (slot.vector, slot.index) != (first.vector, first.index))
-        if builder.slots and (new_vector or other_string or builder.size + need > EVENT_BYTES
+        # (An event starts at argument split_at: the gated ones hold only arguments from there on.)
+        split = slot.vector == "argv" and slot.index == split_at and slot.offset == 0
+        if builder.slots and (new_vector or other_string or split or builder.size + need > EVENT_BYTES
                               or len(builder.args) + 2 > EVENT_ARGS):
             events.append(builder.build(len(events)))
             builder = _EventBuilder(site, library, head=False, first=slot, register=register, argv_reg=argv_reg,
@@ -403,17 +376,6 @@ class HitAssembler:
         self.by_name = {event.name: event for event in events}
         self.max_args = max_args
         self.max_env = max_env
-        # Probe points of multi-probe events: (kernel event, base) -> the point, and each point's field
-        # names (shared by the event's points) -> its own slots' (p3 -> ap35, w3 -> a35_0 at base 32).
-        self._multi = {event.kernel for event in self.by_name.values() if event.kernel}
-        self._points = {(event.kernel, event.gate): event for event in self.by_name.values() if event.kernel}
-        self._absolute: dict[str, dict[str, str]] = {}
-        for event in self.by_name.values():
-            if event.kernel:
-                names = self._absolute[event.name] = {}
-                for j, slot in enumerate(event.slots):
-                    names[f"p{j}"] = _pointer_name(slot.vector, slot.index)
-                    names[f"w{j}"] = slot.field
         # Arguments planned per site (the program-start site may read more than the call sites).
         self._argv_limit: dict[ExecSite, int] = {}
         for event in self.by_name.values():
@@ -424,9 +386,6 @@ class HitAssembler:
         self._suspect: set[int] = set()
 
     def add(self, name: str, ts: int, tid: int, fields: dict) -> None:
-        point = self._points.get((name, fields.get("base"))) if name in self._multi else None
-        if point is not None:
-            name, fields = point.name, {self._absolute[point.name].get(k, k): v for k, v in fields.items()}
         if name in self.by_name:
             self._bags.setdefault(tid, {})[name] = (ts, fields)
 
@@ -499,9 +458,8 @@ class HitAssembler:
         capture.incomplete = gap
         argc = head_fields.get("argc")
         if isinstance(argc, int) and capture.argv_pointer:
-            # The start site knows the count (argv[argc] is NULL: _vector stopped there). An event missing
-            # although argc says its arguments exist (lost, or switched off by another CPU's exec at that
-            # moment) leaves the capture short: marked.
+            # The start site knows the count: an event missing although argc says its arguments exist
+            # (lost, or switched off by another CPU's exec at that moment) leaves the capture short.
             limit = self._argv_limit.get(head.site, self.max_args)
             capture.argv_more = argc > limit
             if len(capture.argv) < min(argc, limit):

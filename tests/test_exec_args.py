@@ -75,9 +75,6 @@ def hit(events, regs: dict, mem: Memory, stale: random.Random) -> dict[str, dict
             if fetch.startswith("%"):
                 fields[name] = regs[fetch[1:]]
                 continue
-            if fetch.startswith("\\"):          # an immediate value
-                fields[name] = int(fetch[1:], 0)
-                continue
             match = _DEREF.match(fetch)
             base = _address(match.group(2), regs, mem)
             address = None if base is None else base + int(match.group(1))
@@ -365,68 +362,61 @@ def _start_site(limits, gates=True):
     return [e for e in X.plan("x86_64", limits, X.SITES + (X.START_SITE,), gates=gates) if e.site == X.START_SITE]
 
 
-def _feed(events, got, skip=()):
-    """The records of one hit as the kernel names them (a probe point's by its event), into an assembler."""
-    by_name = {e.name: e for e in events}
-    assembler = X.HitAssembler(events, X.DEFAULT_MAX_ARGS)
-    for name, fields in got.items():
-        if name not in skip:
-            assembler.add(by_name[name].event, 1, 5, fields)
-    return assembler.take(5, None, X.START_SITE.symbol)
-
-
 def test_gated_start_site_events_and_their_gates():
     limits = X.PlanLimits(start_args=320)
     events = _start_site(limits)
-    points = [e for e in events if e.kernel]
+    gated = [e for e in events if e.gate is not None]
     gates = [e for e in events if e.triggers]
-    # The arguments past --max-args are probe points of one event, from max_args on without a gap, each
-    # with the same fields (the kernel's condition for one event) and the event's one filter.
-    assert {e.event for e in points} == {"__libc_start_main_wide"} and len(points) > 1
-    assert sorted(s.index for e in points for s in e.slots) == list(range(limits.max_args, 32 + 42 * len(points)))
-    assert 32 + 42 * len(points) >= 320
-    layouts = {tuple(a.split("=")[0] for a in e.spec.split()[1:]) for e in points}
-    assert len(layouts) == 1 and all(e.filter == f"argc > {limits.max_args}" for e in points)
-    assert all(e.size <= X.EVENT_BYTES and len(e.spec.split()) - 1 <= X.EVENT_ARGS for e in points)
-    assert all(s.index < limits.max_args for e in events if not e.kernel for s in e.slots)
-    # The two gate events come last (run first), fetch argc only, and switch the event on past
-    # --max-args arguments and off below.
+    # Gated events hold only arguments from --max-args on, each one also filtered on argc past its first.
+    assert gated and min(e.gate for e in gated) == limits.max_args
+    assert all(e.filter == f"argc > {e.gate}" and e.slots[0].index == e.gate for e in gated)
+    assert max(s.index for e in gated for s in e.slots) == 319
+    assert all(s.index < limits.max_args for e in events if e.gate is None for s in e.slots)
+    # The two gate events come last (run first), fetch argc only, and switch each gated event on past
+    # its gate and off below it.
     assert events[-2:] == gates and [g.spec.split()[1:] for g in gates] == [["argc=%si:x64"]] * 2
-    assert [g.triggers for g in gates] == [(("enable_event", "__libc_start_main_wide", "> 32"),),
-                                           (("disable_event", "__libc_start_main_wide", "<= 32"),)]
+    assert {t for g in gates for t in g.triggers} == (
+        {("enable_event", e.name, f"> {e.gate}") for e in gated}
+        | {("disable_event", e.name, f"<= {e.gate}") for e in gated})
+    assert all(len({t[0] for t in g.triggers}) == 1 for g in gates)
     # Without event triggers the start site reads what the call sites read; so do the call sites with them.
     plain = _start_site(limits, gates=False)
-    assert all(e.gate is None and not e.triggers and not e.kernel for e in plain)
+    assert all(e.gate is None and not e.triggers for e in plain)
     assert max(s.index for e in plain for s in e.slots) == limits.max_args - 1
-    assert all(e.gate is None and not e.triggers for e in X.plan("x86_64", limits, gates=True))
+    calls = [e for e in X.plan("x86_64", limits, gates=True)]
+    assert all(e.gate is None and not e.triggers for e in calls)
 
 
-@pytest.mark.parametrize("argc", [1, 20, 32, 33, 150, 300, 326, 327, 400])
+@pytest.mark.parametrize("argc", [1, 20, 32, 33, 150, 300, 320, 321, 400])
 def test_gated_start_site_reads_argv_as_argc_says(argc):
     limits = X.PlanLimits(start_args=320)
     events = _start_site(limits)
-    limit = max(s.index for e in events for s in e.slots) + 1
     argv = [f"arg{i}".encode() for i in range(argc)]
     regs, mem = call(argv, garbage_after_null=40)
-    # What records: never the gate events; the probe points for every exec with more than 32 (their
-    # records past argc hold envp's strings, or here garbage: the assembler cuts at argc).
-    got = hit([e for e in events if not e.triggers], {"dx": regs["si"], "si": argc}, mem, random.Random(argc))
-    assert any(e.kernel and e.name in got for e in events) == (argc > 32)
-    capture = _feed(events, got)
-    assert capture.argv == argv[:limit] and not capture.incomplete
-    assert capture.argv_more == (argc > limit)
+    regs = {"dx": regs["si"], "si": argc}
+    # What records (the gate events never do; a gated event runs past its gate, and its filter agrees).
+    got = hit([e for e in events if not e.triggers], regs, mem, random.Random(argc))
+    by_name = {e.name: e for e in events}
+    assert all(by_name[name].gate is None or argc > by_name[name].gate for name in got)
+    assembler = X.HitAssembler(events, limits.max_args)
+    for name, fields in got.items():
+        assembler.add(name, 1, 5, fields)
+    capture = assembler.take(5, None, X.START_SITE.symbol)
+    assert capture.argv == argv[:320] and not capture.incomplete
+    assert capture.argv_more == (argc > 320)
 
 
 def test_a_missing_gated_event_marks_the_capture_never_shortens_it_silently():
     limits = X.PlanLimits(start_args=320)
     events = _start_site(limits)
-    points = [e for e in events if e.kernel]
+    gated = [e for e in events if e.gate is not None]
     argv = [f"arg{i}".encode() for i in range(300)]
     regs, mem = call(argv, garbage_after_null=40)
     got = hit([e for e in events if not e.triggers], {"dx": regs["si"], "si": 300}, mem, random.Random(1))
-    # Switched off by another CPU's exec between its gate and its own turn (or lost): here one point.
-    capture = _feed(events, got, skip={points[2].name})
-    assert capture.incomplete and capture.argv_more and capture.argv == argv[:points[2].gate]
-    # The whole event switched off for this exec by another CPU's exec at that moment: the same.
-    capture = _feed(events, got, skip={p.name for p in points})
-    assert capture.incomplete and capture.argv_more and capture.argv == argv[:limits.max_args]
+    # Switched off by another CPU's exec between its gate and its own turn (or lost).
+    del got[gated[2].name]
+    assembler = X.HitAssembler(events, limits.max_args)
+    for name, fields in got.items():
+        assembler.add(name, 1, 5, fields)
+    capture = assembler.take(5, None, X.START_SITE.symbol)
+    assert capture.incomplete and capture.argv_more and capture.argv == argv[:gated[2].gate]

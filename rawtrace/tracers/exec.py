@@ -141,9 +141,8 @@ them; their successful execs are reported from sched_process_exec, argv from /pr
                             help=f"bytes read of the other arguments (default {X.DEFAULT_TAIL_LEN})")
         parser.add_argument("--start-args", type=positive_int, default=X.DEFAULT_START_ARGS, metavar="N",
                             help=f"arguments read at a dynamically linked program's start (default "
-                                 f"{X.DEFAULT_START_ARGS}, rounded up to whole probe points); those past "
-                                 "--max-args only for execs that have them, switched on in the kernel by "
-                                 "argc (event triggers)")
+                                 f"{X.DEFAULT_START_ARGS}); those past --max-args only for execs that have "
+                                 "them, switched on in the kernel by argc (event triggers)")
         parser.add_argument("--env", action="store_true", help="also the environment (first 64 strings, "
                                                               "256 bytes each)")
         parser.add_argument("--no-cmdline", action="store_true",
@@ -246,7 +245,7 @@ them; their successful execs are reported from sched_process_exec, argv from /pr
                      optional_events=list(SYSCALL_EVENTS) + list(EXIT_EVENTS) + [FORK_EVENT, EXIT_EVENT],
                      probes=[event.spec for event in self.plan], fields=fields,
                      unfiltered=set(events), preflight={"syscalls", "uprobes"} if self.plan else {"syscalls"},
-                     dormant={e.event for e in self.plan if e.gate is not None or e.triggers})
+                     dormant={e.name for e in self.plan if e.gate is not None or e.triggers})
 
     def handlers(self):
         if self.proc_mode:
@@ -260,9 +259,7 @@ them; their successful execs are reported from sched_process_exec, argv from /pr
         out[EXEC_EVENT] = self._process_exec
         out[FORK_EVENT] = self._fork
         out[EXIT_EVENT] = self._thread_exit
-        by_name: dict[str, X.PlannedEvent] = {}
-        for event in self.plan:                  # (a multi-probe event's points share filter and gate)
-            by_name.setdefault(event.event, event)
+        by_name = {event.name: event for event in self.plan}
         for system, name in getattr(self.ctx.source, "probe_events", []) or []:
             event = by_name.get(name)
             if event is not None:
@@ -284,9 +281,8 @@ them; their successful execs are reported from sched_process_exec, argv from /pr
         if ctx.live or self.proc_mode:
             self._snapshot_parents()
         out.meta("exec", ctx.source.kind, ctx.clock, argv_plan={
-            "max_args": self.limits.max_args,
-            "start_args": max([s.index + 1 for e in self.plan if e.site == X.START_SITE for s in e.slots
-                               if s.vector == "argv"], default=0),
+            "max_args": self.limits.max_args, "start_args": max(self.limits.start_args, self.limits.max_args)
+            if any(e.gate is not None for e in self.plan) else self.limits.max_args,
             "head_args": self.limits.head_args,
             "max_arg_len": self.limits.max_arg_len, "tail_len": self.limits.tail_len,
             "probe_events": len(self.probe_names)})
