@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import struct
 import sys
@@ -32,10 +31,6 @@ WORD = 8
 # added ~0.6 ms per exec of /bin/true where bpftrace's execsnoop added ~1.0 ms in the same run; the wide
 # plan of the live test (320 args, 2 x 10 KiB) ~8 ms.
 DEFAULT_MAX_ARGS = 32
-# At the program-start site argc is known, so events for more arguments can be switched on by an event
-# trigger only for the execs that have that many (rawtrace.execargs.plan, gate events): they cost nothing
-# otherwise. Arguments up to this many are read there by default.
-DEFAULT_START_ARGS = 320
 DEFAULT_MAX_ARG_LEN = 1023
 DEFAULT_HEAD_ARGS = 1
 DEFAULT_TAIL_LEN = 63
@@ -113,12 +108,6 @@ class PlannedEvent:
     pointers: tuple[tuple[str, int], ...]       # (vector, index) whose pointer value this event carries
     head: bool
     size: int
-    # Gated (program-start site, arguments past the call sites' plan): defined but not enabled; the gate
-    # events switch it on for execs with more than `gate` arguments, off for the others.
-    gate: int | None = None
-    # A gate event: (trigger command, target event name, `argc` comparison), written to its trigger file.
-    # It fetches argc only, is never enabled and never records: its conditional triggers still run.
-    triggers: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,13 +119,12 @@ class PlanLimits:
     path_len: int = DEFAULT_PATH_LEN
     max_env: int = 0
     env_len: int = 256
-    start_args: int = 0              # arguments read at the program-start site, gated past max_args
 
     def check(self) -> None:
         for name in ("max_args", "max_arg_len", "tail_len", "path_len"):
             if getattr(self, name) < 1:
                 raise UsageError(f"{name.replace('_', '-')} must be at least 1")
-        if self.max_args > 4096 or self.max_env > 4096 or self.start_args > 4096:
+        if self.max_args > 4096 or self.max_env > 4096:
             raise UsageError("at most 4096 arguments or environment strings can be planned for uprobes")
         if self.max_arg_len > 131072 or self.env_len > 131072:
             raise UsageError("--max-arg-len is at most 131072 (the kernel's MAX_ARG_STRLEN)")
@@ -162,13 +150,8 @@ def vector_slots(vector: str, count: int, head: int, head_len: int, tail_len: in
     return out
 
 
-def plan(arch: str, limits: PlanLimits, sites: Iterable[ExecSite] = SITES, library: str = "libc",
-         gates: bool = False) -> list[PlannedEvent]:
+def plan(arch: str, limits: PlanLimits, sites: Iterable[ExecSite] = SITES, library: str = "libc") -> list[PlannedEvent]:
     """The uprobe events capturing argv (and envp when asked) at every exec site of the C library.
-
-    With `gates` (the kernel has event triggers), the program-start site reads up to `limits.start_args`
-    arguments: its events past `limits.max_args` are gated (see PlannedEvent.gate), and two gate events
-    come last (the kernel runs one address's consumers newest first, so they run before the rest).
 
     Every event's fixed size stays within EVENT_BYTES. Each event after the first carries a guard: the
     pointer of its first string (dropped when NULL: past the end of argv) and, for a continuation chunk,
@@ -181,39 +164,11 @@ def plan(arch: str, limits: PlanLimits, sites: Iterable[ExecSite] = SITES, libra
         raise UsageError(f"exec argument capture is not known for architecture {arch}")
     events: list[PlannedEvent] = []
     for site in sites:
-        if gates and site.argc_arg is not None and limits.start_args > limits.max_args:
-            wide = dataclasses.replace(limits, max_args=limits.start_args)
-            site_events = _plan_site(site, registers, wide, library, split_at=limits.max_args)
-            site_events = [dataclasses.replace(e, gate=e.slots[0].index)
-                           if e.slots and e.slots[0].vector == "argv" and e.slots[0].index >= limits.max_args
-                           else e for e in site_events]
-            events.extend(site_events)
-            events.extend(_gate_events(site, registers, library, [e for e in site_events if e.gate is not None]))
-        else:
-            events.extend(_plan_site(site, registers, limits, library))
+        events.extend(_plan_site(site, registers, limits, library))
     return events
 
 
-def _gate_events(site: ExecSite, registers: tuple[str, ...], library: str,
-                 gated: list[PlannedEvent]) -> list[PlannedEvent]:
-    """The two gate events of `site`: one switches each gated event on (argc > its gate), the other off
-    (one trigger per target and command on an event, so two events). Their state is the kernel's, shared
-    by all CPUs: two execs racing on two CPUs can switch an event off for the other, whose capture then
-    misses it and is marked incomplete (its /proc completion is tried), never wrong."""
-    if not gated:
-        return []
-    argc = f"argc=%{registers[site.argc_arg - 1]}:x64"
-    out = []
-    for suffix, command, op in (("on", "enable_event", ">"), ("off", "disable_event", "<=")):
-        name = f"{site.symbol}_{suffix}"
-        spec = f"{name}=uprobe:{library}:{site.symbol} {argc}"
-        triggers = tuple((command, event.name, f"{op} {event.gate}") for event in gated)
-        out.append(PlannedEvent(name, site, spec, None, (), (), False, WORD, triggers=triggers))
-    return out
-
-
-def _plan_site(site: ExecSite, registers: tuple[str, ...], limits: PlanLimits, library: str,
-               split_at: int | None = None) -> list[PlannedEvent]:
+def _plan_site(site: ExecSite, registers: tuple[str, ...], limits: PlanLimits, library: str) -> list[PlannedEvent]:
     argv_reg = registers[site.argv_arg - 1]
     argc_reg = registers[site.argc_arg - 1] if site.argc_arg is not None else ""
     envp_reg = registers[site.envp_arg - 1] if site.envp_arg is not None else ""
@@ -228,7 +183,7 @@ def _plan_site(site: ExecSite, registers: tuple[str, ...], limits: PlanLimits, l
         units.extend((slot, envp_reg) for slot in slots)
 
     events: list[PlannedEvent] = []
-    builder = _EventBuilder(site, library, head=True, argv_reg=argv_reg, envp_reg=envp_reg, argc_reg=argc_reg)
+    builder = _EventBuilder(site, library, head=True, argv_reg=argv_reg, envp_reg=envp_reg)
     # The pointer just past the plan: NULL when argv has exactly max_args strings, not more.
     builder._field(f"amore=+{WORD * limits.max_args}(%{argv_reg}):x64", WORD)
     if max_env:
@@ -242,9 +197,7 @@ def _plan_site(site: ExecSite, registers: tuple[str, ...], limits: PlanLimits, l
         first = builder.slots[0] if builder.slots else None
         other_string = (not builder.head and first is not None and first.offset > 0
                         and (slot.vector, slot.index) != (first.vector, first.index))
-        # (An event starts at argument split_at: the gated ones hold only arguments from there on.)
-        split = slot.vector == "argv" and slot.index == split_at and slot.offset == 0
-        if builder.slots and (new_vector or other_string or split or builder.size + need > EVENT_BYTES
+        if builder.slots and (new_vector or other_string or builder.size + need > EVENT_BYTES
                               or len(builder.args) + 2 > EVENT_ARGS):
             events.append(builder.build(len(events)))
             builder = _EventBuilder(site, library, head=False, first=slot, register=register, argv_reg=argv_reg,
@@ -270,9 +223,6 @@ class _EventBuilder:
         # Every event carries the argv pointer: the kernel runs the consumers of one probe address
         # newest first, so a hit's events come in no useful order; this pointer (and the thread) joins them.
         self._field(f"argv=%{argv_reg}:x64", WORD)
-        if head and argc_reg:
-            # argc known (the start site): the assembler checks the capture against it.
-            self._field(f"argc=%{argc_reg}:x64", WORD)
         if head and envp_reg:
             self._field(f"envp=%{envp_reg}:x64", WORD)
         elif first is not None and first.index >= 0:
@@ -376,12 +326,6 @@ class HitAssembler:
         self.by_name = {event.name: event for event in events}
         self.max_args = max_args
         self.max_env = max_env
-        # Arguments planned per site (the program-start site may read more than the call sites).
-        self._argv_limit: dict[ExecSite, int] = {}
-        for event in self.by_name.values():
-            for slot in event.slots:
-                if slot.vector == "argv":
-                    self._argv_limit[event.site] = max(self._argv_limit.get(event.site, 0), slot.index + 1)
         self._bags: dict[int, dict[str, tuple[int, dict]]] = {}
         self._suspect: set[int] = set()
 
@@ -453,18 +397,9 @@ class HitAssembler:
             absent_first = {key: True for key in absent_first if key[0] != "argv"} | {("argv", 0): True}
             pointers[("argv", 0)] = 0
         capture.argv, capture.argv_cut, capture.argv_more, gap = self._vector(
-            "argv", self._argv_limit.get(head.site, self.max_args), pointers, chunks, absent_first)
+            "argv", self.max_args, pointers, chunks, absent_first)
         capture.argv_more = capture.argv_more and head_fields.get("amore", 1) != 0
         capture.incomplete = gap
-        argc = head_fields.get("argc")
-        if isinstance(argc, int) and capture.argv_pointer:
-            # The start site knows the count: an event missing although argc says its arguments exist
-            # (lost, or switched off by another CPU's exec at that moment) leaves the capture short.
-            limit = self._argv_limit.get(head.site, self.max_args)
-            capture.argv_more = argc > limit
-            if len(capture.argv) < min(argc, limit):
-                capture.incomplete = True
-                capture.argv_more = True
         if capture.envp_pointer == 0:
             pointers[("envp", 0)] = 0
         if self.max_env and head.site.envp_arg is not None:

@@ -473,10 +473,9 @@ class LiveSource(Source):
         return (self.tracefs / "events" / system / name / "format").is_file()
 
     def open(self, events: list[tuple[str, str]], *, wanted: dict | None = None,
-             unfiltered: set | None = None, dormant: set | None = None) -> None:
+             unfiltered: set | None = None) -> None:
         """Create the instance, enable `events` (filters from the options apply to the events not in
-        `unfiltered`: helper events must see every task; `dormant` ones are decoded but not enabled),
-        then start recording."""
+        `unfiltered`: helper events must see every task), then start recording."""
         from rawtrace.parse.format import parse_header_event, parse_header_page
         from rawtrace.parse.ringbuf import PageLayout
         from rawtrace.tracefs.instance import Instance
@@ -500,8 +499,7 @@ class LiveSource(Source):
             formats[fmt.id] = fmt
             self.ids[fmt.id] = (system, name)
         for system, name in selected:
-            if (system, name) not in (dormant or ()):
-                inst.enable_event(system, name)
+            inst.enable_event(system, name)
         header = parse_header_page(inst.read("events/header_page"))
         layout = PageLayout.from_headers(header, parse_header_event(inst.read("events/header_event")))
         self.layout = layout

@@ -111,8 +111,7 @@ class Stream:
         if live:
             if self.duration is not None:
                 source.options.duration = self.duration
-            source.open(all_events, wanted=wanted, unfiltered=set(helpers) | needs.unfiltered,
-                        dormant={e for e in source.probe_events if e[1] in needs.dormant})
+            source.open(all_events, wanted=wanted, unfiltered=set(helpers) | needs.unfiltered)
             if needs.tasks:
                 ctx.tasks.snapshot(source.pids or None)
         else:

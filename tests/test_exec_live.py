@@ -280,20 +280,3 @@ def test_exec_by_a_32_bit_task(live_tracefs, tmp_path):
     assert first["argv"] == [str(tmp_path / "c32")] and first["argv_source"] == "uprobe"
     assert second["argv"] == ["sleep", "0.2"] and second["argv_source"] == "uprobe-start"
     assert second["comm"] == "c32" and second["pid"] == first["pid"] and second["ppid"] == driver_pid
-
-
-def test_exec_defaults_read_300_arguments_at_the_program_start(live_tracefs, programs):
-    """With the default plan the call site reads 32 arguments; the program-start site reads up to 320,
-    its events past 32 switched on in the kernel by argc for the execs that have that many."""
-    tmp, dynamic, _static, _why = programs
-    dyn = os.fsencode(dynamic)
-    many = [dyn] + [f"{i:03d} 'q' \"d\" \xe9".encode("latin-1") for i in range(299)]
-    cases = [many, [dyn, b"short"], many[:41]]
-    records, err, _driver_pid = run_exec(tmp, cases, [])
-    execs = [r for r in records if r["type"] == "exec"]
-    assert len(execs) == 3, err
-    for got, want in zip(execs, cases):
-        assert got["ret"] == 0 and not got["argv_truncated"], {k: got[k] for k in ("argv_source", "argv_more")}
-        assert [decode(a) for a in got["argv"]] == want
-    assert [got["argv_source"] for got in execs] == ["uprobe-start", "uprobe", "uprobe-start"]
-    assert next(r for r in records if r["type"] == "meta")["argv_plan"]["start_args"] == 320

@@ -63,18 +63,9 @@ def test_settings_and_teardown(live_tracefs):
             inst.enable_event("syscalls", "sys_enter_no_such_call")
         assert inst.subbuf_size() >= 4096 and inst.cpus()
         assert set(inst.stats(inst.cpus()[0])) >= {"overrun", "entries"}
-        # Event triggers: added, refused with the kernel's reason, removed again by destroy().
-        inst.add_trigger("syscalls", "sys_enter_openat", "enable_event:syscalls:sys_enter_close if flags == 0")
-        trigger = inst.read("events/syscalls/sys_enter_openat/trigger")
-        assert "enable_event:syscalls:sys_enter_close:unlimited if flags == 0" in trigger
-        assert inst.read("events/syscalls/sys_enter_close/enable").strip() == "0*"      # soft mode
-        with pytest.raises(KernelRefused, match="rejected trigger"):
-            inst.add_trigger("syscalls", "sys_enter_openat", "enable_event:syscalls:no_such_event")
-        triggers = list(inst._triggers)
         # (The live_tracefs fixture checks that the top level is exactly as before.)
         path = inst.path
-    assert not path.exists() and triggers == [("syscalls", "sys_enter_openat",
-                                               "enable_event:syscalls:sys_enter_close if flags == 0")]
+    assert not path.exists()
 
 
 @pytest.mark.live

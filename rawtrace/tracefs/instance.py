@@ -197,7 +197,6 @@ class Instance:
         self.path = self.tracefs / "instances" / name
         self._enabled: list[tuple[str, str]] = []
         self._filtered: list[tuple[str, str]] = []
-        self._triggers: list[tuple[str, str, str]] = []       # (system, event, trigger text)
         self._created = False
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -237,8 +236,6 @@ class Instance:
             self._created = False
             return
         self._quiet_write("tracing_on", "0")
-        for system, event, text in reversed(self._triggers):
-            self._quiet_append(f"events/{system}/{event}/trigger", "!" + text)
         for system, event in reversed(self._enabled):
             self._quiet_write(f"events/{system}/{event}/enable", "0")
         for system, event in self._filtered:
@@ -246,7 +243,6 @@ class Instance:
         self._quiet_write("set_event_pid", "")
         self._enabled.clear()
         self._filtered.clear()
-        self._triggers.clear()
         remove_instance_dir(self.path)
         self._created = False
 
@@ -272,16 +268,6 @@ class Instance:
     def _quiet_write(self, rel: str, text: str) -> None:
         try:
             fd = os.open(self.path / rel, os.O_WRONLY | os.O_TRUNC)
-            try:
-                os.write(fd, text.encode())
-            finally:
-                os.close(fd)
-        except OSError:
-            pass
-
-    def _quiet_append(self, rel: str, text: str) -> None:
-        try:
-            fd = os.open(self.path / rel, os.O_WRONLY | os.O_APPEND)
             try:
                 os.write(fd, text.encode())
             finally:
@@ -400,17 +386,6 @@ class Instance:
             self._quiet_write(rel, "0")
             raise KernelRefused(f"the kernel rejected filter {expr!r} for {system}:{event}: {reason}",
                                 hint="see `rawtrace format EVENT` for the fields an event has")
-
-    def add_trigger(self, system: str, event: str, text: str) -> None:
-        """Add an event trigger (`enable_event:SYSTEM:EVENT if FILTER`, ...); removed again by destroy()
-        (rmdir clears an instance's triggers too, which is what `rawtrace reset` relies on)."""
-        self._quiet_write("error_log", "")
-        try:
-            self.write(f"events/{system}/{event}/trigger", text, append=True)
-        except KernelRefused:
-            raise KernelRefused(f"the kernel rejected trigger {text!r} for {system}:{event}: "
-                                f"{self.last_error() or 'invalid trigger'}") from None
-        self._triggers.append((system, event, text))
 
     def clear_filter(self, system: str, event: str) -> None:
         self.write(f"events/{system}/{event}/filter", "0")

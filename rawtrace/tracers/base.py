@@ -32,8 +32,7 @@ class Needs:
     enter/exit into Syscall records for `on_syscall` (the events must be among `events`); `fields`:
     (system, event) → field names to decode (others are skipped: cheaper), None for all; `tasks`: keep
     the task table (pid and comm at event time) fed by the helper events; `unfiltered`: events the -p/-n
-    filters must not drop in the kernel (the tool filters them itself); `dormant`: probe events that are
-defined and decoded but left disabled (the tool switches them on by event triggers)."""
+    filters must not drop in the kernel (the tool filters them itself)."""
 
     events: list[tuple[str, str]] = field(default_factory=list)
     optional_events: list[tuple[str, str]] = field(default_factory=list)
@@ -43,8 +42,6 @@ defined and decoded but left disabled (the tool switches them on by event trigge
     tasks: bool = True
     unfiltered: set[tuple[str, str]] = field(default_factory=set)
     preflight: set[str] = field(default_factory=set)      # extra doctor needs ("syscalls", "uprobes"...)
-    # Probe event names defined and decoded but not enabled: the tool switches them on by event triggers.
-    dormant: set[str] = field(default_factory=set)
 
 
 class Tool:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-from pathlib import Path
 
 from rawtrace import execargs as X
 from rawtrace.errors import NotSupported, TracingBlocked, UsageError
@@ -111,10 +110,7 @@ is a fixed size (at most 3 KiB; a ustring could overflow the kernel's one-page p
 exec costs a few probe events, and a failed read per word of slots past the end of argv: the wider the
 plan, the slower every exec while tracing. Longer or further arguments come from /proc/PID/cmdline when
 the process still lives and its cmdline agrees with the captured part (argv_source uprobe+proc), else
-they are marked cut. At a dynamically linked program's start (__libc_start_main, where argc is known)
-up to --start-args arguments (320) are read: the events for those past --max-args are switched on in
-the kernel by argc, through event triggers, only for the execs that have that many (two execs racing
-on two CPUs can switch them off for each other: that capture is marked incomplete, never shortened). Static binaries, Go programs and raw syscall(2) bypass the C library's exec
+they are marked cut. Static binaries, Go programs and raw syscall(2) bypass the C library's exec
 functions: a dynamically linked program they start is read at its start (uprobe-start; output waits for
 it, up to 0.2 s of trace time), a static one from /proc/PID/cmdline (proc), which a short-lived process
 may already have left (none). A word the kernel cannot read without a page fault (argv memory swapped
@@ -139,10 +135,6 @@ them; their successful execs are reported from sched_process_exec, argv from /pr
                             help=f"arguments read up to --max-arg-len (default {X.DEFAULT_HEAD_ARGS})")
         parser.add_argument("--tail-len", type=positive_int, default=X.DEFAULT_TAIL_LEN, metavar="BYTES",
                             help=f"bytes read of the other arguments (default {X.DEFAULT_TAIL_LEN})")
-        parser.add_argument("--start-args", type=positive_int, default=X.DEFAULT_START_ARGS, metavar="N",
-                            help=f"arguments read at a dynamically linked program's start (default "
-                                 f"{X.DEFAULT_START_ARGS}); those past --max-args only for execs that have "
-                                 "them, switched on in the kernel by argc (event triggers)")
         parser.add_argument("--env", action="store_true", help="also the environment (first 64 strings, "
                                                               "256 bytes each)")
         parser.add_argument("--no-cmdline", action="store_true",
@@ -166,8 +158,7 @@ them; their successful execs are reported from sched_process_exec, argv from /pr
                 raise UsageError(f"bad --argv-regex {args.argv_regex!r}: {exc}") from None
         self.limits = X.PlanLimits(max_args=args.max_args, max_arg_len=args.max_arg_len,
                                    head_args=min(args.head_args, args.max_args), tail_len=args.tail_len,
-                                   max_env=64 if args.env else 0,
-                                   start_args=getattr(args, "start_args", X.DEFAULT_START_ARGS))
+                                   max_env=64 if args.env else 0)
         self.limits.check()
         self.host = getattr(ctx.source, "host", None)
         self.comm_filter = args.comm
@@ -200,7 +191,7 @@ them; their successful execs are reported from sched_process_exec, argv from /pr
         """The plan for the exec sites this C library has (an old glibc has no execveat)."""
         from rawtrace.probes import ProbeSpec, resolve
         sites = X.SITES if self.args.no_start_probe else X.SITES + (X.START_SITE,)
-        plan = X.plan(self.ctx.arch, self.limits, sites, gates=self._has_triggers())
+        plan = X.plan(self.ctx.arch, self.limits, sites)
         usable = []
         missing = set()
         for event in plan:
@@ -215,16 +206,6 @@ them; their successful execs are reported from sched_process_exec, argv from /pr
             usable.append(event)
         self.missing_sites = sorted(missing)
         return usable
-
-    def _has_triggers(self) -> bool:
-        """Whether the kernel has event triggers (enable_event/disable_event), which gate the start site's
-        wide events; tracefs as the source will find it (not mounted here: not yet known, so no)."""
-        tracefs = getattr(self.ctx.source, "tracefs", None)
-        if tracefs is None and self.host is not None:
-            from rawtrace.tracefs.discover import locate_tracefs
-            found = locate_tracefs(self.host)
-            tracefs = found.path if found is not None and found.readable else None
-        return tracefs is not None and (Path(tracefs) / "events" / "sched" / "sched_process_exec" / "trigger").exists()
 
     def needs(self) -> Needs:
         if self.proc_mode:
@@ -244,8 +225,7 @@ them; their successful execs are reported from sched_process_exec, argv from /pr
         return Needs(events=[EXEC_EVENT],
                      optional_events=list(SYSCALL_EVENTS) + list(EXIT_EVENTS) + [FORK_EVENT, EXIT_EVENT],
                      probes=[event.spec for event in self.plan], fields=fields,
-                     unfiltered=set(events), preflight={"syscalls", "uprobes"} if self.plan else {"syscalls"},
-                     dormant={e.name for e in self.plan if e.gate is not None or e.triggers})
+                     unfiltered=set(events), preflight={"syscalls", "uprobes"} if self.plan else {"syscalls"})
 
     def handlers(self):
         if self.proc_mode:
@@ -275,15 +255,12 @@ them; their successful execs are reported from sched_process_exec, argv from /pr
             for (system, name), event in self.probe_names.items():
                 if event.filter:
                     inst.set_filter(system, name, event.filter)
-                elif not event.triggers:
+                else:
                     inst.clear_filter(system, name)
-            self._set_gates(inst)
         if ctx.live or self.proc_mode:
             self._snapshot_parents()
         out.meta("exec", ctx.source.kind, ctx.clock, argv_plan={
-            "max_args": self.limits.max_args, "start_args": max(self.limits.start_args, self.limits.max_args)
-            if any(e.gate is not None for e in self.plan) else self.limits.max_args,
-            "head_args": self.limits.head_args,
+            "max_args": self.limits.max_args, "head_args": self.limits.head_args,
             "max_arg_len": self.limits.max_arg_len, "tail_len": self.limits.tail_len,
             "probe_events": len(self.probe_names)})
         if self.proc_mode:
@@ -299,28 +276,6 @@ them; their successful execs are reported from sched_process_exec, argv from /pr
             out.note(f"this C library has no {', '.join(self.missing_sites)}: calls to it are seen without argv")
         if not out.json:
             out.line(self._header())
-
-    def _set_gates(self, inst) -> None:
-        """Write the gate events' triggers: the gated start-site events run only for execs with that many
-        arguments. Where the kernel refuses a trigger, the gated events are enabled outright (every exec
-        then pays for their reads) and a note says so."""
-        from rawtrace.errors import KernelRefused
-        gates = [(system, event) for (system, _name), event in self.probe_names.items() if event.triggers]
-        # The consumers of one address run newest first, and an event's uprobe is registered when it is
-        # first enabled: by a trigger here, for the gate event as for its targets. The switching-off
-        # gate goes first, registering every target; the switching-on gate, registered after all of
-        # them, then runs before them in every hit. (Where the off gate runs among the targets does not
-        # matter: a target it has not yet switched off records, and its filter drops the record.)
-        gates.sort(key=lambda item: item[1].triggers[0][0] != "disable_event")
-        try:
-            for system, event in gates:
-                for command, target, compare in event.triggers:
-                    inst.add_trigger(system, event.name, f"{command}:{system}:{target} if argc {compare}")
-        except KernelRefused as exc:
-            self.ctx.out.note(f"{exc.message}; the start site's wide events run for every exec instead")
-            for (system, name), event in self.probe_names.items():
-                if event.gate is not None:
-                    inst.enable_event(system, name)
 
     def _snapshot_parents(self) -> None:
         proc = self.host.path("/proc") if self.host is not None else None
