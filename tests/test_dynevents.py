@@ -318,6 +318,16 @@ def test_one_name_with_one_layout_is_one_event_with_several_probe_points(fake):
     assert fake.text("dynamic_events").splitlines() == [f"p:{G}/y vfs_open"]
 
 
+def test_without_multi_probe_events_one_name_gets_numbered_events(fake):
+    """Before Linux 5.4 an event defined again under its name replaced the first: one event each."""
+    readme = fake.root / "README"
+    readme.write_text(readme.read_text().replace("Create/append/remove/show", "Add/remove/show"))
+    dyn = events(fake)
+    made = dyn.create([probe("x=kprobe:vfs_read a=arg1:x64"), probe("x=kprobe:vfs_write a=arg2:x64")], G)
+    assert made == [(G, "x"), (G, "x_2")]
+    assert fake.text("dynamic_events").splitlines() == [f"p:{G}/x vfs_read a=%di:x64", f"p:{G}/x_2 vfs_write a=%si:x64"]
+
+
 def test_unreadable_listing_is_an_error_not_an_empty_list(fake, monkeypatch):
     from pathlib import Path
     real = Path.read_text

@@ -378,3 +378,23 @@ def test_real_paths_for_the_fanotify_join_are_remembered_per_path(tmp_path):
     canonical(f"{tmp_path}/dir")
     canonical(f"{tmp_path}/dir/f")
     assert canonical(f"{tmp_path}/link/f") == f"{tmp_path}/f"
+
+
+def test_numbered_path_probe_events_are_handled_like_the_one_event():
+    """A kernel without multi-probe events gets files_path, files_path_2, ... (one layout): each is a
+    path capture."""
+    from rawtrace import filepaths as FP
+
+    class Live(Source):
+        probe_events = (("rawtrace_1", FP.UPROBE_EVENT), ("rawtrace_1", FP.UPROBE_EVENT + "_2"),
+                        ("rawtrace_1", "files_pathological"))
+    files = T.Files(parse([]), Ctx(True, {7: "cat"}, Live()))
+    files.plan = FP.UprobePlan("/lib/libc.so.6", (FP.PlannedProbe("open64", FP.UPROBE_EVENT, "spec",
+                                                                   FP.UPROBE_FIELDS),), ())
+    handlers = files.handlers()
+    assert ("rawtrace_1", FP.UPROBE_EVENT + "_2") in handlers and ("rawtrace_1", "files_pathological") not in handlers
+
+    class Rec:
+        pid, ts, fields = 7, 100, {"p": 0x1000, "s": "/etc/motd"}
+    handlers[("rawtrace_1", FP.UPROBE_EVENT + "_2")](Rec())
+    assert files.uprobes.join(7, 110, [0x1000]) == ["/etc/motd"]

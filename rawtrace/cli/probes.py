@@ -26,7 +26,8 @@ probe specs (for `rawtrace trace --probe SPEC`):
   eprobe:SYSTEM:EVENT [ARG...]               fprobe:FUNCTION / fretprobe:FUNCTION [ARG...]
   NAME=KIND:...                              names the event NAME instead of after the symbol; uprobes
                                              or kprobes given one NAME and the same argument names and
-                                             types are one event with several probe points
+                                             types are one event with several probe points (Linux
+                                             5.4+; before, numbered events NAME_2, NAME_3, ...)
 ARG is [NAME=]FETCH[:TYPE]. FETCH is the kernel's syntax (%si, +0(%si), $retval, $comm, $stack1) or
 argN (the Nth argument: registers of this architecture, or the saved user registers for
 __x64_sys_*/__arm64_sys_* syscall wrappers), retval, comm, or an eprobe's field name. A string TYPE

@@ -69,6 +69,9 @@ class ProbeSupport:
     fprobes: bool
     eprobes: bool
     error_log: bool
+    # Several probe points per event (Linux 5.4+; its README says "Create/append/remove/show"; older
+    # kernels replace an event defined again under the same name).
+    multi_probe: bool = False
 
     def supports(self, kind: str) -> bool:
         return bool(getattr(self, _KIND_FEATURE[kind]))
@@ -85,6 +88,7 @@ def probe_support(tracefs: Path) -> ProbeSupport:
         fprobes=dynamic and README_FPROBE in readme,
         eprobes=dynamic and README_EPROBE in readme,
         error_log=(tracefs / "error_log").exists(),
+        multi_probe="Create/append/remove/show" in readme,
     )
 
 
@@ -267,7 +271,8 @@ class DynamicEvents:
         """(See create.) Probes given one name with the same kind and the same argument names and types
         become one event with several probe points (the kernel's multi-probe events of kprobes and
         uprobes): enabled and disabled as one, so the kernel waits for one grace period per
-        event instead of one per probe (about 50 ms each for uprobes here)."""
+        event instead of one per probe (about 50 ms each for uprobes here). A kernel without them
+        (before 5.4) gets one event each, numbered after the first (NAME_2, NAME_3, ...)."""
         out: list[tuple[str, str]] = []
         taken: set[str] = set()
         shared: dict[str, ResolvedProbe] = {}     # name given to several probes -> its first probe
@@ -279,7 +284,12 @@ class DynamicEvents:
                     if not _same_layout(first, probe):
                         raise UsageError(f"event name {name!r} is given to two probes with different kinds or "
                                          "arguments (one event's probes must record the same fields)")
-                    self._append_one(probe, group, name)
+                    if self.support.multi_probe:
+                        self._append_one(probe, group, name)
+                    else:
+                        event = self._free_name(group, name, taken)
+                        taken.add(event)
+                        out.append(self._create_one(probe, group, event))
                     continue
                 if name and (name in taken or (self.tracefs / "events" / group / name).exists()):
                     raise UsageError(f"event name {name!r} is given to two probes")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import threading
 import time
 from collections import deque
@@ -288,7 +289,8 @@ files on /proc, /sys and /dev (not watched) stay unknown.
         if self.plan is not None:
             by_event = {p.event: p for p in self.plan.probes}
             for system, event in getattr(self.ctx.source, "probe_events", []):
-                planned = by_event.get(event)
+                # (a kernel without multi-probe events gets files_path, files_path_2, ...: one layout)
+                planned = by_event.get(event) or by_event.get(re.sub(r"_\d+$", "", event))
                 if planned is not None:
                     self._probe_functions[(system, event)] = planned
                     out[(system, event)] = self._capture(planned)
