@@ -532,7 +532,6 @@ class DecoderSet:
         self.broken: dict[int, str] = {}
         self.malformed: dict[int, int] = {}
         self.malformed_reasons: dict[int, str] = {}
-        self.memo_dropped: dict[int, int] = {}
 
     def decoder(self, event_id: int) -> Callable:
         """The decoder for `event_id` (an UnknownEvent maker if no format is known)."""
@@ -543,30 +542,27 @@ class DecoderSet:
         return found
 
     def install_text(self, event_id: int, template: str, values: tuple[str, ...], namespace: dict,
-                     errors: tuple, memo: bool = True, prefix: Callable[[int, int], str] | None = None,
-                     ns: bool = True) -> bool:
+                     errors: tuple, prefix: Callable[[int, int], str] | None = None, ns: bool = True) -> bool:
         """Decode `event_id`'s records as Rendered texts from now on (see compile_text_decoder, also for
-        `prefix` and `ns`), with a memo unless `memo` is false. Where the memo does not pay, the plain
-        text decoder takes over for a while (`memo_dropped` counts how often, per ID). False, and
-        nothing changed, when the event has no format that decodes or the code does not compile."""
+        `prefix` and `ns`), with a memo; where the memo does not pay, the text decoder without one takes
+        over for a while. False, and nothing changed, when the event has no format that decodes or the
+        code does not compile."""
         from rawtrace.errors import RawtraceError
         fmt = self.format(event_id)
         if fmt is None or event_id in self.broken:
             return False
         cache = self.cache
-        chosen: list[Callable] = []          # [with the memo, without] (or only without)
+        chosen: list[Callable] = []          # [with the memo, without]
 
         def give_up() -> None:
-            self.memo_dropped[event_id] = self.memo_dropped.get(event_id, 0) + 1
             cache[event_id] = chosen[1]
 
         def resume() -> None:
             cache[event_id] = chosen[0]
         args = (fmt, template, values, namespace, errors, self.byteorder)
         try:
-            if memo:
-                chosen.append(compile_text_decoder(*args, memo={}, give_up=give_up, prefix=prefix, ns=ns))
-            chosen.append(compile_text_decoder(*args, resume=resume if memo else None, prefix=prefix, ns=ns))
+            chosen.append(compile_text_decoder(*args, memo={}, give_up=give_up, prefix=prefix, ns=ns))
+            chosen.append(compile_text_decoder(*args, resume=resume, prefix=prefix, ns=ns))
         except (RawtraceError, struct.error, ValueError, SyntaxError, RecursionError):
             return False
         cache[event_id] = chosen[0]
