@@ -290,11 +290,10 @@ def plan_eprobes(syscalls: Iterable[str]) -> UprobePlan:
 class Capture:
     """Strings a uprobe fetched on one thread, keyed by the user pointer they were read from."""
 
-    __slots__ = ("function", "strings", "ts")
+    __slots__ = ("strings", "ts")
 
-    def __init__(self, ts: int, function: str, strings: dict[int, str]) -> None:
+    def __init__(self, ts: int, strings: dict[int, str]) -> None:
         self.ts = ts
-        self.function = function
         self.strings = strings
 
 
@@ -314,7 +313,7 @@ class UprobeJoiner:
         self.joined = 0
         self.stale = 0
 
-    def capture(self, tid: int, ts: int, function: str, pointers_and_strings: Sequence[tuple[int, object]]) -> None:
+    def capture(self, tid: int, ts: int, pointers_and_strings: Sequence[tuple[int, object]]) -> None:
         """A uprobe hit: (pointer, fetched string) per path argument."""
         strings = {}
         for pointer, text in pointers_and_strings:
@@ -329,7 +328,7 @@ class UprobeJoiner:
                 oldest = next(iter(self._pending))
                 self.stale += len(self._pending.pop(oldest))
             queue = self._pending[tid] = deque()
-        queue.append(Capture(ts, function, strings))
+        queue.append(Capture(ts, strings))
         while len(queue) > self.per_thread:
             queue.popleft()
             self.stale += 1

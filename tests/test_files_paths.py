@@ -132,7 +132,7 @@ def test_plan_probes_the_dynamic_linkers_open_syscalls():
 
 def test_uprobe_join_by_thread_and_pointer():
     j = P.UprobeJoiner()
-    j.capture(10, 100, "open64", [(0x1000, "/etc/motd")])
+    j.capture(10, 100, [(0x1000, "/etc/motd")])
     # Another thread's syscall with the same pointer value gets nothing.
     assert j.join(11, 110, [0x1000]) == [None]
     # The same thread's syscall with another pointer (libc did something else first) gets nothing.
@@ -145,18 +145,18 @@ def test_uprobe_join_by_thread_and_pointer():
 
 def test_uprobe_join_two_paths_and_faults():
     j = P.UprobeJoiner()
-    j.capture(1, 0, "rename", [(0xa, "old"), (0xb, "new")])
+    j.capture(1, 0, [(0xa, "old"), (0xb, "new")])
     assert j.join(1, 1, [0xa, 0xb]) == ["old", "new"]
-    j.capture(1, 2, "open64", [(0xc, "(fault)")])
+    j.capture(1, 2, [(0xc, "(fault)")])
     assert j.join(1, 3, [0xc]) == [None]
 
 
 def test_uprobe_join_drops_stale_captures():
     j = P.UprobeJoiner(max_age_ns=50, per_thread=2)
-    j.capture(1, 0, "open64", [(0xa, "/a")])
+    j.capture(1, 0, [(0xa, "/a")])
     assert j.join(1, 100, [0xa]) == [None]
     for i in range(3):
-        j.capture(1, 200 + i, "open64", [(0x10 + i, f"/p{i}")])
+        j.capture(1, 200 + i, [(0x10 + i, f"/p{i}")])
     assert j.join(1, 210, [0x10]) == [None]     # pushed out by the per-thread bound
     assert j.join(1, 210, [0x12]) == ["/p2"]
     assert j.stale == 2
@@ -237,3 +237,4 @@ def test_eprobe_plan_fetches_each_path_argument_of_the_enter_event():
     resolved = resolve(parse_spec(specs["openat"], arch="x86_64"))
     assert resolved.definition("rawtrace_1", "files_e_openat") == (
         "e:rawtrace_1/files_e_openat syscalls.sys_enter_openat p1=$filename:x64 s1=+0($filename):ustring")
+

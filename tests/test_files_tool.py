@@ -87,13 +87,13 @@ def output(files: T.Files) -> list[dict]:
     return [json.loads(line) for line in files.ctx.out.out.getvalue().splitlines()]
 
 
-def capture(files: T.Files, tid: int, ts: int, function: str, *pairs) -> None:
-    files.uprobes.capture(tid, ts, function, list(pairs))
+def capture(files: T.Files, tid: int, ts: int, *pairs) -> None:
+    files.uprobes.capture(tid, ts, list(pairs))
 
 
 def test_open_read_write_close_named_by_uprobe_and_fd_table():
     files = tool()
-    capture(files, 7, 100, "open64", (0x1000, "/etc/motd"))
+    capture(files, 7, 100, (0x1000, "/etc/motd"))
     files.on_syscall(call("openat", 7, 110, (AT_FDCWD, 0x1000, 0o2000000, 0), 3))
     files.on_syscall(call("read", 7, 120, (3, 0x5000, 4096), 286))
     files.on_syscall(call("write", 7, 130, (3, 0x5000, 10), -9))
@@ -113,7 +113,7 @@ def test_open_read_write_close_named_by_uprobe_and_fd_table():
 
 def test_written_fd_closes_as_cw_and_dup2_maps_stdout():
     files = tool(json_out=False, names={9: "bash"})
-    capture(files, 9, 10, "open64", (0x10, "somefile"))
+    capture(files, 9, 10, (0x10, "somefile"))
     files.fds.set_cwd(9, "/tmp/d")
     files.on_syscall(call("openat", 9, 20, (AT_FDCWD, 0x10, 0o1101, 0o666), 4, comm="bash"))
     files.on_syscall(call("dup2", 9, 30, (4, 1), 1, comm="bash"))
@@ -128,7 +128,7 @@ def test_written_fd_closes_as_cw_and_dup2_maps_stdout():
 
 def test_wide_line_shows_flags_mode_bytes_fd_ret():
     files = tool(["-w"], json_out=False)
-    capture(files, 5, 1, "open64", (0x20, "/tmp/new"))
+    capture(files, 5, 1, (0x20, "/tmp/new"))
     files.on_syscall(call("openat", 5, 2, (AT_FDCWD, 0x20, 0o101, 0o644), 3))
     files.finish()
     (line,) = files.ctx.out.out.getvalue().splitlines()
@@ -138,9 +138,9 @@ def test_wide_line_shows_flags_mode_bytes_fd_ret():
 def test_chdir_then_relative_open():
     files = tool()
     files.fds.set_cwd(3, "/")
-    capture(files, 3, 1, "chdir", (0xa, "srv/data"))
+    capture(files, 3, 1, (0xa, "srv/data"))
     files.on_syscall(call("chdir", 3, 2, (0xa,), 0))
-    capture(files, 3, 3, "open64", (0xb, "../x.txt"))
+    capture(files, 3, 3, (0xb, "../x.txt"))
     files.on_syscall(call("openat", 3, 4, (AT_FDCWD, 0xb, 0, 0), 5))
     (record,) = [r for r in output(files) if r["type"] == "file"]
     assert record["path"] == "/srv/x.txt"
@@ -148,9 +148,9 @@ def test_chdir_then_relative_open():
 
 def test_rename_has_both_paths_and_unlink_fails_with_errno():
     files = tool(json_out=False, names={4: "mv"})
-    capture(files, 4, 1, "renameat2", (0x1, "/d/a"), (0x2, "/d/b"))
+    capture(files, 4, 1, (0x1, "/d/a"), (0x2, "/d/b"))
     files.on_syscall(call("renameat2", 4, 2, (AT_FDCWD, 0x1, AT_FDCWD, 0x2, 1), 0, comm="mv"))
-    capture(files, 4, 3, "unlinkat", (0x3, "/d/none"))
+    capture(files, 4, 3, (0x3, "/d/none"))
     files.on_syscall(call("unlinkat", 4, 4, (AT_FDCWD, 0x3, 0), -2, comm="mv"))
     files.finish()
     assert files.ctx.out.out.getvalue().splitlines() == ["mv(4): <>  /d/a -> /d/b", "mv(4): D   /d/none (ENOENT)"]
@@ -160,7 +160,7 @@ def test_filters_types_failed_under_and_dir():
     for argv, wanted in ((["-f", "R"], ["R"]), (["-x"], ["W"]), (["--under", "/etc"], ["O", "R", "W"]),
                          (["--dir", "/var"], [])):
         files = tool(argv)
-        capture(files, 1, 1, "open64", (0x1, "/etc/x"))
+        capture(files, 1, 1, (0x1, "/etc/x"))
         files.on_syscall(call("openat", 1, 2, (AT_FDCWD, 0x1, 0, 0), 3))
         files.on_syscall(call("read", 1, 3, (3, 0, 1), 1))
         files.on_syscall(call("write", 1, 4, (3, 0, 1), -9))
@@ -214,7 +214,7 @@ def test_fanotify_only_records_are_lines_with_child_names():
 
 def test_control_characters_in_names_and_paths_are_escaped():
     files = tool(json_out=False, names={1: "ev\x1bil"})
-    capture(files, 1, 1, "open64", (0x1, "/tmp/a\nb"))
+    capture(files, 1, 1, (0x1, "/tmp/a\nb"))
     files.on_syscall(call("openat", 1, 2, (AT_FDCWD, 0x1, 0, 0), 3, comm="ev\x1bil"))
     files.finish()
     (line,) = files.ctx.out.out.getvalue().splitlines()
@@ -320,11 +320,11 @@ def test_needs_without_uprobes_degrades_to_syscalls_and_says_why(tmp_path):
 def test_sendfile_reads_one_file_and_writes_the_other_chmod_is_an_attribute_change():
     files = tool(json_out=False, names={3: "cp"})
     for fd, pointer, path in ((3, 0x1, "/src"), (4, 0x2, "/dst")):
-        capture(files, 3, fd, "open64", (pointer, path))
+        capture(files, 3, fd, (pointer, path))
         files.on_syscall(call("openat", 3, 10 * fd, (AT_FDCWD, pointer, 0, 0), fd, comm="cp"))
     files.on_syscall(call("sendfile64", 3, 100, (4, 3, 0, 4096), 4096, comm="cp"))
     files.on_syscall(call("ftruncate", 3, 110, (4, 0), 0, comm="cp"))
-    capture(files, 3, 120, "fchmodat", (0x3, "/dst"))
+    capture(files, 3, 120, (0x3, "/dst"))
     files.on_syscall(call("fchmodat", 3, 130, (AT_FDCWD, 0x3, 0o600), 0, comm="cp"))
     files.finish()
     assert files.ctx.out.out.getvalue().splitlines()[2:] == [
@@ -357,7 +357,7 @@ def test_needs_prefers_eprobes_where_the_kernel_has_them(tmp_path, monkeypatch):
     assert "eprobes" in needs.preflight and "uprobes" not in needs.preflight
     # A capture from that eprobe names the next openat of the thread, as "eprobe".
     files.start()
-    files.uprobes.capture(5, 1, "openat", [(0x10, "/etc/fstab")])
+    files.uprobes.capture(5, 1, [(0x10, "/etc/fstab")])
     files.on_syscall(call("openat", 5, 2, (AT_FDCWD, 0x10, 0, 0), 3))
     (record,) = [r for r in output(files) if r["type"] == "file"]
     assert (record["path"], record["path_source"]) == ("/etc/fstab", "eprobe")

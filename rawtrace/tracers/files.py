@@ -135,8 +135,8 @@ Sources: tracefs syscall events plus uprobes in the C library and at the dynamic
 (the libraries every program loads) plus fanotify (static programs and direct syscall() callers);
 `--source fanotify` or a kernel refusing tracefs (confidentiality lockdown) uses fanotify alone:
 opens, reads, writes, closes, creates, deletes and moves with full paths (child names included), no
-flags or sizes; names from a /proc snapshot at start, the proc connector's forks
-and the exec events in fanotify's own stream (so exited processes keep theirs).
+flags or sizes; names from a /proc snapshot at start, the proc connector's forks and the exec events in
+fanotify's own stream (so exited processes keep theirs).
 Overhead: two events per file syscall, one uprobe hit per libc call, one fanotify event per open.
 The uprobes cost most where programs start often (measured here: 100 x `cat` 1.1x slower untraced with
 --no-uprobes, 2-3x with them); --no-uprobes names opens through fanotify alone, so failed opens and
@@ -204,7 +204,6 @@ files on /proc, /sys and /dev (not watched) stay unknown.
         self.kernel_strings: dict[str, set[str]] = {}
         self.plan: FP.UprobePlan | None = None
         self._probe_source = FP.SOURCE_UPROBE
-        self._probe_functions: dict[tuple[str, str], FP.PlannedProbe] = {}
         self._written: set[tuple[int, int]] = set()
         # (pid, fd) → the PathCell of its open, so an fd named later by fanotify names its reads too.
         self._cells: dict[tuple[int, int], PathCell] = {}
@@ -292,7 +291,6 @@ files on /proc, /sys and /dev (not watched) stay unknown.
                 # (a kernel without multi-probe events gets files_path, files_path_2, ...: one layout)
                 planned = by_event.get(event) or by_event.get(re.sub(r"_\d+$", "", event))
                 if planned is not None:
-                    self._probe_functions[(system, event)] = planned
                     out[(system, event)] = self._capture(planned)
         return out
 
@@ -345,11 +343,10 @@ files on /proc, /sys and /dev (not watched) stay unknown.
     def _capture(self, planned: FP.PlannedProbe):
         joiner = self.uprobes
         fields_of = planned.fields
-        function = "eprobe" if planned.event.startswith(FP.EPROBE_PREFIX) else "uprobe"
 
         def capture(rec) -> None:
             fields = rec.fields
-            joiner.capture(rec.pid, rec.ts, function, [(fields.get(p), fields.get(s)) for p, s in fields_of])
+            joiner.capture(rec.pid, rec.ts, [(fields.get(p), fields.get(s)) for p, s in fields_of])
         return capture
 
     # -- syscalls --------------------------------------------------------------------------------------
