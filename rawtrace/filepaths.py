@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
 import re
+import struct
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -209,16 +211,35 @@ _X86_64_SITE_SYSCALLS = {257: ("openat", ("%si",)), 2: ("open", ("%di",))}
 _NUMBER_WINDOW = 16          # bytes before the syscall searched for its number
 
 
+_LOADER_MAX_BYTES = 64 << 20
+
+
+def _regular_file_bytes(path) -> bytes | None:
+    """The bytes of `path` if it is a regular file of at most 64 MiB (a FIFO or a device in a --root
+    tree must neither block nor run on), else None."""
+    import stat
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > _LOADER_MAX_BYTES:
+            return None
+        with open(path, "rb") as f:
+            return f.read(_LOADER_MAX_BYTES)
+    except OSError:
+        return None
+
+
 def loader_path(host: Host) -> str | None:
     """The dynamic linker the system's programs name (PT_INTERP of /bin/sh), or None."""
     from elftools.common.exceptions import ELFError
     from elftools.elf.elffile import ELFFile
+    data = _regular_file_bytes(host.path("/bin/sh"))
+    if data is None:
+        return None
     try:
-        with open(host.path("/bin/sh"), "rb") as f:
-            for segment in ELFFile(f).iter_segments():
-                if segment["p_type"] == "PT_INTERP":
-                    return segment.get_interp_name()
-    except (OSError, ELFError, ValueError):
+        for segment in ELFFile(io.BytesIO(data)).iter_segments():
+            if segment["p_type"] == "PT_INTERP":
+                return segment.get_interp_name()
+    except (ELFError, ValueError, struct.error, IndexError, KeyError):
         pass
     return None
 
@@ -230,13 +251,14 @@ def loader_sites(path: str, host: Host) -> list[tuple[int, str, tuple[str, ...]]
     from elftools.elf.elffile import ELFFile
     if host.machine() != "x86_64":
         return []
+    data = _regular_file_bytes(host.path(path))
+    if data is None:
+        return []
     try:
-        with open(host.path(path), "rb") as f:
-            data = f.read()
         segments = [(seg["p_offset"], seg["p_filesz"], seg["p_vaddr"])
                     for seg in ELFFile(io.BytesIO(data)).iter_segments()
                     if seg["p_type"] == "PT_LOAD" and seg["p_flags"] & 1]       # PF_X
-    except (OSError, ELFError, ValueError):
+    except (ELFError, ValueError, struct.error, IndexError, KeyError):
         return []
     return code_sites(data, segments)
 

@@ -238,3 +238,19 @@ def test_eprobe_plan_fetches_each_path_argument_of_the_enter_event():
     assert resolved.definition("rawtrace_1", "files_e_openat") == (
         "e:rawtrace_1/files_e_openat syscalls.sys_enter_openat p1=$filename:x64 s1=+0($filename):ustring")
 
+
+def test_loader_lookup_neither_blocks_nor_runs_on_in_a_hostile_root(tmp_path):
+    """A --root tree whose /bin/sh or dynamic linker is a FIFO, a device or garbage gives no loader probes."""
+    import os
+    (tmp_path / "bin").mkdir()
+    os.mkfifo(tmp_path / "bin" / "sh")                 # opening it for reading would block
+    assert P.loader_path(Host(tmp_path)) is None
+    os.unlink(tmp_path / "bin" / "sh")
+    (tmp_path / "bin" / "sh").symlink_to("/dev/zero")   # reading it would never end
+    assert P.loader_path(Host(tmp_path)) is None
+    (tmp_path / "bin" / "sh").unlink()
+    (tmp_path / "bin" / "sh").write_bytes(b"\x7fELF" + b"\xff" * 60)   # a damaged header
+    assert P.loader_path(Host(tmp_path)) is None
+    (tmp_path / "lib").mkdir()
+    os.mkfifo(tmp_path / "lib" / "ld.so")
+    assert P.loader_sites("/lib/ld.so", Host(tmp_path)) == []
