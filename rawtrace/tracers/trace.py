@@ -122,12 +122,12 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
         from rawtrace.parse.record import Event, Rendered
         from rawtrace.printfmt import RENDER_ERRORS
         from rawtrace.render_event import compile_line, fields_body_code
+        from rawtrace.render_event import line_prefix as make_prefix
+        from rawtrace.render_event import prefixes as known_prefixes
         stream = self.ctx.stream
         ns = self.ctx.ns
         names = self.tasks.names.get
         comm_of = self.tasks.comm
-        from rawtrace.render_event import line_prefix as make_prefix
-        from rawtrace.render_event import prefixes as known_prefixes
         prefixes = known_prefixes.get
         write = self.write
         event_text = self._event_text
