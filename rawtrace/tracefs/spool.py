@@ -28,6 +28,9 @@ from pathlib import Path
 from rawtrace.tracefs.reader import BufferReader
 
 SPOOL_PREFIX = "rawtrace-spool-"
+# Consumed spool data is punched out once this much of it has built up per CPU (a punch costs about as much
+# as reading a few sub-buffers; the reader takes a few per round).
+PUNCH_BYTES = 256 * 1024
 DEFAULT_LIMIT_MB = 1024
 
 # Shared-memory layout: a header, then one record per CPU. Every value is a native u64/i64 word.
@@ -377,6 +380,7 @@ class Spool:
         self.exit_status: int | None = None
         self._files: dict[int, int] = {}
         self._consumed = dict.fromkeys(self.cpus, 0)
+        self._punched = dict.fromkeys(self.cpus, 0)     # spool bytes before this are punched out
         self._control: tuple[int, int] | None = None
         self._notify: tuple[int, int] | None = None
         self._poll = None
@@ -553,7 +557,10 @@ class Spool:
                 pages = [view[i:i + size] for i in range(0, len(data), size)]
                 self._consumed[cpu] = start + len(data)
                 self.marks.set_consumed(cpu, start + len(data))
-                _punch(self._files[cpu], start, len(data))
+                punched = self._punched[cpu]
+                if start + len(data) - punched >= PUNCH_BYTES:
+                    _punch(self._files[cpu], punched, start + len(data) - punched)
+                    self._punched[cpu] = start + len(data)
             caught_up = self._consumed[cpu] == committed
             idle = idle and caught_up
             if alive or not caught_up:
