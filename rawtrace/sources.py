@@ -649,11 +649,15 @@ class LiveSource(Source):
                     if sink is not None:
                         sink(cpu, page)
                     try:
-                        records.extend(decode_page(layout, page, cpu, decoders))
+                        items = decode_page(layout, page, cpu, decoders)
                     except PageDecodeError as exc:
                         # Keep what decoded; the rest of the page is counted, not hidden.
                         summary.decode_errors.append(str(exc))
-                        records.extend(exc.partial)
+                        items = exc.partial
+                    if items:
+                        if items[0].__class__ is Lost:   # decode_page puts a page's Lost marker first, if any
+                            summary.note_lost(items[0])
+                        records += items
                 merger.add(cpu, records)
             if drained:
                 merger.mark_drained(cpu, drained_at)
@@ -669,13 +673,6 @@ class LiveSource(Source):
                 merger.mark_drained(cpu, newest)
         return all_drained, merger.ready()
 
-    def _lost_pass(self, records: list) -> list:
-        summary = self.summary
-        for rec in records:
-            if rec.__class__ is Lost:
-                summary.note_lost(rec)
-        return records
-
     def batches(self) -> Iterator[list]:
         if self._source is None:
             raise RuntimeError("LiveSource not opened")
@@ -686,9 +683,7 @@ class LiveSource(Source):
                 all_drained, ready = self._read_round()
                 if ready:
                     self._note_lag(ready)
-                    yield self._lost_pass(ready)
-                else:
-                    yield ready
+                yield ready
                 if self._stop:
                     break
                 if all_drained or source.idle:
@@ -703,7 +698,7 @@ class LiveSource(Source):
                 drained, ready = self._read_round()
                 records = ready + self._merger.flush() if final else ready
                 if records:
-                    yield self._lost_pass(records)
+                    yield records
                 if final:
                     break
                 final = drained
