@@ -7,8 +7,9 @@ tracer traces raw_syscalls system-wide, as `trace-cmd record -e raw_syscalls` do
 loop time per mode and the slowdown against the untraced run; for rawtrace also the events it emitted,
 the events it reported lost (never hidden: LOST lines plus the kernel's per-CPU overrun), the time it
 needed after the workload to finish decoding (the spool lets it lag), and its CPU time per emitted event
-(spooler child included; rawtrace runs with .pyc files, as an installed copy does). rawtrace modes: the default (spooler child, decoder at nice 19) and --no-spool
-(direct reads, nice 19). Missing peers are skipped.
+(spooler child included; rawtrace runs with .pyc files, as an installed copy does). rawtrace modes: the
+default (spooler child, decoder at nice 19), with --json and in text, and --json --no-spool (direct
+reads, nice 19). Target: 150 k emitted lines (paired calls) per CPU-second. Missing peers are skipped.
 
 Run as root:  flock /tmp/rawtrace-live-tests.lock python3 tools/bench_overhead.py [--iterations 200000]"""
 
@@ -104,7 +105,7 @@ RAWTRACE_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTE
 
 
 def run_under_rawtrace(cmd: list[str], runs: int, extra: list[str], mode: str) -> list[float]:
-    tracer = subprocess.Popen([sys.executable, "-m", "rawtrace", "trace", "raw_syscalls:*", "--json", *extra],
+    tracer = subprocess.Popen([sys.executable, "-m", "rawtrace", "trace", "raw_syscalls:*", *extra],
                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=RAWTRACE_ENV)
     first = tracer.stderr.readline()
     if not first.startswith("Tracing"):
@@ -175,8 +176,10 @@ def main() -> int:
         # Modes are interleaved round by round so that load from other processes hits them all alike.
         modes: list[tuple[str, object]] = [
             ("untraced", lambda: run_plain(cmd, 1)),
-            ("rawtrace (spool)", lambda: run_under_rawtrace(cmd, 1, [], "rawtrace (spool)")),
-            ("rawtrace --no-spool", lambda: run_under_rawtrace(cmd, 1, ["--no-spool"], "rawtrace --no-spool")),
+            ("rawtrace (spool)", lambda: run_under_rawtrace(cmd, 1, ["--json"], "rawtrace (spool)")),
+            ("rawtrace (spool) text", lambda: run_under_rawtrace(cmd, 1, [], "rawtrace (spool) text")),
+            ("rawtrace --no-spool", lambda: run_under_rawtrace(cmd, 1, ["--json", "--no-spool"],
+                                                               "rawtrace --no-spool")),
         ]
         if shutil.which("trace-cmd") and os.path.exists(TRACE_CMD_HERE) and "trace-cmd" not in args.skip:
             modes.append(("trace-cmd record", lambda: run_under_trace_cmd(cmd, 1, tmp)))
@@ -202,9 +205,10 @@ def main() -> int:
                 return statistics.median(r[key] for r in runs)
             lost_runs = ", ".join(str(r["lost"]) for r in runs)
             print(f"  {mode:<20} events {med('events'):>9.0f}  lost {med('lost'):>7.0f} (per run: {lost_runs})"
-                  f"  overrun {med('overrun'):>7.0f}  drain {med('drain'):5.1f} s  {med('us_per_event'):5.1f} us/event")
+                  f"  overrun {med('overrun'):>7.0f}  drain {med('drain'):5.1f} s  {med('us_per_event'):5.1f} us/event"
+                  f" ({1e3 / med('us_per_event'):.0f} k/CPU-s)")
         if times.get("trace-cmd record") and "trace-cmd record" not in skipped:
-            for mode in ("rawtrace (spool)", "rawtrace --no-spool"):
+            for mode in ("rawtrace (spool)", "rawtrace (spool) text", "rawtrace --no-spool"):
                 if mode in skipped:
                     continue
                 ratio = statistics.median(times[mode]) / statistics.median(times["trace-cmd record"])
