@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
-from pathlib import Path
 
 TRACEFS_DEFAULT = "/sys/kernel/tracing"
 TRACEFS_DEBUGFS = "/sys/kernel/debug/tracing"
@@ -16,20 +16,44 @@ class Host:
     """A view of the machine rooted at `root` ("/" live, or a captured/fake tree in tests).
 
     `tracefs_override` overrides tracefs discovery (a directory used as is, relative to nothing).
-    A plain class, not a dataclass: importing dataclasses costs ~5 ms of every command's start-up."""
+    A plain class, not a dataclass: importing dataclasses costs ~5 ms of every command's start-up. The
+    paths are kept as strings and given as pathlib.Path only when asked for (`root`, `path()`): importing
+    pathlib costs ~4 ms, which list-syscalls and format do without (`join()` gives a string)."""
 
-    __slots__ = ("root", "tracefs_override")
+    __slots__ = ("_root", "_tracefs")
 
-    def __init__(self, root: Path = Path("/"), tracefs_override: Path | None = None) -> None:
-        self.root = Path(root)
-        self.tracefs_override = Path(tracefs_override) if tracefs_override is not None else None
+    def __init__(self, root: str | os.PathLike = "/", tracefs_override: str | os.PathLike | None = None) -> None:
+        self._root = clean_path(os.fspath(root))
+        self._tracefs = clean_path(os.fspath(tracefs_override)) if tracefs_override is not None else None
+
+    @property
+    def root(self):
+        """The root as a pathlib.Path."""
+        from pathlib import Path
+        return Path(self._root)
+
+    @property
+    def root_dir(self) -> str:
+        return self._root
+
+    @property
+    def tracefs_override(self):
+        """--tracefs as a pathlib.Path (None without one)."""
+        if self._tracefs is None:
+            return None
+        from pathlib import Path
+        return Path(self._tracefs)
+
+    @property
+    def tracefs_dir(self) -> str | None:
+        """--tracefs as a string (None without one)."""
+        return self._tracefs
 
     def __repr__(self) -> str:
-        return f"Host(root={str(self.root)!r}, tracefs_override={self.tracefs_override!r})"
+        return f"Host(root={self._root!r}, tracefs_override={self._tracefs!r})"
 
     def __eq__(self, other: object) -> bool:
-        return (isinstance(other, Host) and self.root == other.root
-                and self.tracefs_override == other.tracefs_override)
+        return isinstance(other, Host) and self._root == other._root and self._tracefs == other._tracefs
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -37,21 +61,26 @@ class Host:
     def from_env(cls, root: str | None = None, tracefs: str | None = None) -> Host:
         root = root or os.environ.get("RAWTRACE_ROOT") or "/"
         tracefs = tracefs or os.environ.get("RAWTRACE_TRACEFS")
-        return cls(Path(root), Path(tracefs) if tracefs else None)
+        return cls(root, tracefs or None)
 
     @property
     def is_live(self) -> bool:
-        return self.root == Path("/")
+        return self._root == "/"
 
-    def path(self, absolute: str) -> Path:
-        """Map an absolute host path into this view (`/proc/mounts` → `<root>/proc/mounts`)."""
-        if self.is_live:
-            return Path(absolute)
-        return self.root / absolute.lstrip("/")
+    def join(self, absolute: str) -> str:
+        """Map an absolute host path into this view, as a string (`/proc/mounts` → `<root>/proc/mounts`)."""
+        if self._root == "/":
+            return absolute
+        return self._root + "/" + absolute.lstrip("/")
+
+    def path(self, absolute: str):
+        """join() as a pathlib.Path."""
+        from pathlib import Path
+        return Path(self.join(absolute))
 
     def read_text(self, absolute: str) -> str | None:
         """The file's text, or None if it cannot be read (missing, no permission)."""
-        return read_text_or_none(self.path(absolute))
+        return read_text_or_none(self.join(absolute))
 
     def machine(self) -> str:
         """The kernel's machine name as `uname -m` prints it: the running kernel's, or for a --root
@@ -77,7 +106,7 @@ class Host:
 SMALL_FILE_MAX = 64 << 20
 
 
-def read_text_or_none(path: Path) -> str | None:
+def read_text_or_none(path: str | os.PathLike) -> str | None:
     """A small file's text (bytes that are not UTF-8 replaced), or None if it cannot be read.
 
     Only regular files are read (procfs, sysfs and tracefs files are), and at most SMALL_FILE_MAX bytes:
@@ -105,6 +134,35 @@ def read_text_or_none(path: Path) -> str | None:
         return None
     finally:
         os.close(fd)
+
+
+def stat_or_none(path: str) -> os.stat_result | None:
+    """os.stat(path), or None where pathlib's exists() says False (missing, a file on the way, a symlink
+    loop, a NUL byte in the path); other errors (EACCES) are raised, as pathlib raises them."""
+    try:
+        return os.stat(path)
+    except ValueError:
+        return None
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP):
+            return None
+        raise
+
+
+def is_dir(path: str) -> bool:
+    """pathlib's is_dir() for a string (errors as stat_or_none())."""
+    st = stat_or_none(path)
+    return st is not None and stat.S_ISDIR(st.st_mode)
+
+
+def clean_path(path: str) -> str:
+    """A path written the way pathlib.Path writes it: repeated slashes and `.` parts dropped, no trailing
+    slash ("" is "."; a leading `//`, which POSIX leaves to the system, is kept as Path keeps it)."""
+    if not path:
+        return "."
+    lead = "//" if path.startswith("//") and not path.startswith("///") else "/" if path.startswith("/") else ""
+    parts = [part for part in path.split("/") if part and part != "."]
+    return lead + "/".join(parts) if parts or lead else "."
 
 
 def _unescape_mount(text: str) -> str:

@@ -39,14 +39,14 @@ def add_arguments(parser) -> None:
 
 def open_catalog(host):
     """The event catalogue of the host's tracefs (found, or mounted with a note on stderr)."""
-    from rawtrace.tracefs.events import EventCatalog, events_dir_of
-    if host.tracefs_override is not None:
-        return EventCatalog(events_dir_of(host.tracefs_override))
+    from rawtrace.tracefs.events import EventCatalog, events_dir_in
+    if host.tracefs_dir is not None:
+        return EventCatalog(events_dir_in(host.tracefs_dir))
     from rawtrace.tracefs.discover import find_tracefs
     location = find_tracefs(host)
     if location.mounted_now:
-        sys.stderr.write(f"rawtrace: note: tracefs was not mounted; mounted it at {location.path}\n")
-    return EventCatalog(events_dir_of(location.path))
+        sys.stderr.write(f"rawtrace: note: tracefs was not mounted; mounted it at {location.dir}\n")
+    return EventCatalog(events_dir_in(location.dir))
 
 
 def field_json(field) -> dict:

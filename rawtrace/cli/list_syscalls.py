@@ -74,9 +74,9 @@ def _kernel_syscalls(host) -> tuple[KernelSyscalls | None, str]:
     if location is None:
         return None, "tracefs is not mounted (rawtrace list-syscalls never mounts it)"
     if not location.readable:
-        return None, f"tracefs at {location.path} is not readable by this user (the TP column needs root)"
-    events_dir = location.path / "events"
-    syscalls_dir = events_dir / "syscalls"
+        return None, f"tracefs at {location.dir} is not readable by this user (the TP column needs root)"
+    events_dir = os.path.join(location.dir, "events")
+    syscalls_dir = os.path.join(events_dir, "syscalls")
     enter, exit_ = [], []
     try:
         # The listing is all that is read here; format files only with --args.

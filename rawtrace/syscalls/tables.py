@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections import namedtuple
-from pathlib import Path
 
 from rawtrace.errors import ParseError, UsageError
 from rawtrace.syscalls.arches import ARCHES, Abi, Arch, arch_names, lookup_arch
@@ -35,13 +35,20 @@ class Syscall(namedtuple("Syscall", "nr name abi entry compat_entry", defaults=(
 TableFile = namedtuple("TableFile", "name rows kernel_version source")
 
 
-def tables_dir() -> Path:
-    """Where the .tbl files are: the installed `rawtrace.tables` package, else ../tables in a checkout."""
-    return _tables_dir()
+def tables_dir():
+    """Where the .tbl files are (a pathlib.Path; a Traversable in a zipped install): the installed
+    `rawtrace.tables` package, else ../tables in a checkout."""
+    found = _tables_dir()
+    if isinstance(found, str):
+        from pathlib import Path
+        return Path(found)
+    return found
 
 
 @functools.cache
-def _tables_dir() -> Path:
+def _tables_dir():
+    """tables_dir() as a string, or the Traversable of a zipped install (no pathlib import: list-syscalls
+    starts without it)."""
     try:
         # Installed: tables/ is the package rawtrace.tables (pyproject's package-dir).
         import rawtrace.tables as package
@@ -49,14 +56,14 @@ def _tables_dir() -> Path:
         package = None
     if package is not None:
         for location in getattr(package, "__path__", ()):
-            if (Path(location) / "x86_64.tbl").is_file():
-                return Path(location)
+            if os.path.isfile(os.path.join(location, "x86_64.tbl")):
+                return os.fspath(location)
         # Only other loaders (a zipped install) need importlib.resources, which is slower to import.
         from importlib.resources import files
         resources = files("rawtrace.tables")
         if (resources / "x86_64.tbl").is_file():
-            return resources  # type: ignore[return-value]  # a Traversable: `/` and read_text() suffice
-    return Path(__file__).resolve().parent.parent.parent / "tables"
+            return resources  # a Traversable: `/` and read_text() suffice
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__)))), "tables")
 
 
 def _none(text: str | None) -> str | None:
@@ -87,9 +94,15 @@ def parse_tbl(text: str, source: str = "<tbl>") -> tuple[list[tuple[int, str, st
 
 @functools.cache
 def load_table_file(name: str) -> TableFile:
-    path = tables_dir() / name
+    found = _tables_dir()
     try:
-        text = path.read_text()
+        if isinstance(found, str):
+            path = os.path.join(found, name)
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        else:
+            path = found / name
+            text = path.read_text()
     except OSError as exc:
         raise ParseError(f"cannot read syscall table: {exc.strerror}", source=str(path),
                          hint="reinstall rawtrace, or regenerate with tools/gen_tables.py") from None

@@ -4,24 +4,30 @@ from __future__ import annotations
 
 import os
 from collections import namedtuple
-from pathlib import Path
 
 from rawtrace.errors import TracingBlocked
-from rawtrace.host import TRACEFS_DEBUGFS, TRACEFS_DEFAULT, Host
+from rawtrace.host import TRACEFS_DEBUGFS, TRACEFS_DEFAULT, Host, is_dir, stat_or_none
 
 
-class TracefsLocation(namedtuple("TracefsLocation", "path how mounted_now readable", defaults=(False, True))):
-    """Where tracefs is and how it was found: `how` is "override", "mount table (tracefs)", "mount table
-    (debugfs)", "usual path" or "mounted now"; `readable` is False for a tracefs this user may not look
-    into (root's 0700 mount). A namedtuple: no dataclasses or typing import at start-up."""
+class TracefsLocation(namedtuple("TracefsLocation", "dir how mounted_now readable", defaults=(False, True))):
+    """Where tracefs is (`dir`, a string; `path`, the same as a pathlib.Path) and how it was found: `how` is
+    "override", "mount table (tracefs)", "mount table (debugfs)", "usual path" or "mounted now"; `readable`
+    is False for a tracefs this user may not look into (root's 0700 mount). A namedtuple: no dataclasses
+    or typing import at start-up (nor pathlib, until `path` is asked for)."""
 
     __slots__ = ()
 
+    @property
+    def path(self):
+        from pathlib import Path
+        return Path(self.dir)
 
-def _looks_like_tracefs(path: Path) -> bool | None:
+
+def _looks_like_tracefs(path: str) -> bool | None:
     """True if `path` holds a tracefs tree, False if not, None if it cannot be looked into (EACCES)."""
     try:
-        return (path / "events").is_dir() or (path / "trace").exists() or (path / "README").exists()
+        return (is_dir(os.path.join(path, "events")) or stat_or_none(os.path.join(path, "trace")) is not None
+                or stat_or_none(os.path.join(path, "README")) is not None)
     except PermissionError:
         return None
 
@@ -30,15 +36,15 @@ def locate_tracefs(host: Host) -> TracefsLocation | None:
     """Where tracefs is, without changing anything; None if it is not mounted (or not visible).
 
     A mount this user cannot read is returned with readable=False: it is there, only not for us."""
-    if host.tracefs_override is not None:
-        return TracefsLocation(host.tracefs_override, "override")
-    candidates: list[tuple[Path, str]] = []
+    if host.tracefs_dir is not None:
+        return TracefsLocation(host.tracefs_dir, "override")
+    candidates: list[tuple[str, str]] = []
     for _src, mountpoint, fstype, _opts in host.mounts():
         if fstype == "tracefs":
-            candidates.append((host.path(mountpoint), "mount table (tracefs)"))
+            candidates.append((host.join(mountpoint), "mount table (tracefs)"))
         elif fstype == "debugfs":
-            candidates.append((host.path(mountpoint) / "tracing", "mount table (debugfs)"))
-    candidates += [(host.path(TRACEFS_DEFAULT), "usual path"), (host.path(TRACEFS_DEBUGFS), "usual path")]
+            candidates.append((host.join(mountpoint.rstrip("/") + "/tracing"), "mount table (debugfs)"))
+    candidates += [(host.join(TRACEFS_DEFAULT), "usual path"), (host.join(TRACEFS_DEBUGFS), "usual path")]
     unreadable = None
     for path, how in candidates:
         looks = _looks_like_tracefs(path)
@@ -60,7 +66,7 @@ def find_tracefs(host: Host, *, mount: bool = True) -> TracefsLocation:
     found = locate_tracefs(host)
     if found is not None:
         if not found.readable:
-            raise TracingBlocked(f"tracefs at {found.path} is not readable by this user", hint=UNREADABLE_HINT)
+            raise TracingBlocked(f"tracefs at {found.dir} is not readable by this user", hint=UNREADABLE_HINT)
         return found
     if mount and host.is_live and os.geteuid() == 0:
         from rawtrace import libc
@@ -71,15 +77,14 @@ def find_tracefs(host: Host, *, mount: bool = True) -> TracefsLocation:
                 f"tracefs is not mounted and mounting it at {TRACEFS_DEFAULT} failed: {exc.strerror}",
                 hint="run `rawtrace doctor` to see why (kernel without CONFIG_TRACING, lockdown, container)",
             ) from None
-        path = Path(TRACEFS_DEFAULT)
-        if _looks_like_tracefs(path):
-            return TracefsLocation(path, "mounted now", mounted_now=True)
+        if _looks_like_tracefs(TRACEFS_DEFAULT):
+            return TracefsLocation(TRACEFS_DEFAULT, "mounted now", mounted_now=True)
         raise TracingBlocked(
             f"tracefs mounted at {TRACEFS_DEFAULT} but it is empty",
             hint="the kernel disabled tracing at boot (confidentiality lockdown?); run `rawtrace doctor`",
         )
     if not host.is_live:
-        raise TracingBlocked(f"no tracefs found under {host.root}",
+        raise TracingBlocked(f"no tracefs found under {host.root_dir}",
                              hint="pass --tracefs DIR to name a copy of a tracefs tree")
     if mount:
         # Only a root caller gets here with mount=True having failed above, so this one is not root.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 
 from rawtrace.errors import RawtraceError, UsageError
 
@@ -40,9 +39,9 @@ class EventCatalog:
     """Reads an events/ directory (of the top level or of an instance). Listing and resolving use
     directory listings only; a format file is read and parsed when first asked for, then cached."""
 
-    def __init__(self, events_dir: Path, *, long_size: int | None = None) -> None:
-        self.events_dir = Path(events_dir)
-        self._events_str = str(self.events_dir)
+    def __init__(self, events_dir: str | os.PathLike, *, long_size: int | None = None) -> None:
+        from rawtrace.host import clean_path
+        self._events_str = clean_path(os.fspath(events_dir))
         self._long_size = long_size
         self._systems: list[str] | None = None
         self._events: dict[str, list[str]] = {}
@@ -52,19 +51,25 @@ class EventCatalog:
         self._header_page: HeaderPage | None = None
         self._header_event: HeaderEvent | None = None
 
+    @property
+    def events_dir(self):
+        """The events/ directory as a pathlib.Path (kept as a string: format starts without pathlib)."""
+        from pathlib import Path
+        return Path(self._events_str)
+
     # -- names ---------------------------------------------------------------------------------------
 
     def systems(self) -> list[str]:
         if self._systems is None:
             try:
-                with os.scandir(self.events_dir) as entries:
+                with os.scandir(self._events_str) as entries:
                     self._systems = sorted(e.name for e in entries if e.is_dir())
             except FileNotFoundError:
-                raise UsageError(f"no events directory at {self.events_dir}",
+                raise UsageError(f"no events directory at {self._events_str}",
                                  hint="point --tracefs at a tracefs mount (the directory holding events/)"
                                  ) from None
             except NotADirectoryError:
-                raise UsageError(f"{self.events_dir} is not a directory",
+                raise UsageError(f"{self._events_str} is not a directory",
                                  hint="point --tracefs at a tracefs mount (the directory holding events/)"
                                  ) from None
         return self._systems
@@ -73,7 +78,7 @@ class EventCatalog:
         names = self._events.get(system)
         if names is None:
             try:
-                with os.scandir(self.events_dir / system) as entries:
+                with os.scandir(os.path.join(self._events_str, system)) as entries:
                     names = sorted(e.name for e in entries if e.is_dir())
             except (FileNotFoundError, NotADirectoryError):
                 names = []
@@ -194,9 +199,10 @@ class EventCatalog:
         return self._long_size
 
     def read(self, relative: str) -> str:
-        path = self.events_dir / relative
+        path = os.path.join(self._events_str, relative)
         try:
-            return path.read_text(errors="replace")
+            with open(path, errors="replace") as f:
+                return f.read()
         except FileNotFoundError:
             raise UsageError(f"{path} does not exist") from None
         except PermissionError:
@@ -271,7 +277,7 @@ class EventCatalog:
         if self._header_page is None:
             from rawtrace.parse.format import parse_header_page
             self._header_page = parse_header_page(self.read("header_page"),
-                                                  source=str(self.events_dir / "header_page"))
+                                                  source=os.path.join(self._events_str, "header_page"))
         return self._header_page
 
     def header_event(self) -> HeaderEvent:
@@ -279,27 +285,35 @@ class EventCatalog:
         ring buffer's fixed ABI values, as parse_header_event gives for what a file leaves out."""
         if self._header_event is None:
             from rawtrace.parse.format import parse_header_event
-            path = self.events_dir / "header_event"
+            path = os.path.join(self._events_str, "header_event")
             try:
                 text = self.read("header_event")
             except UsageError:
                 if os.path.lexists(path):
                     raise
                 text = ""
-            self._header_event = parse_header_event(text, source=str(path))
+            self._header_event = parse_header_event(text, source=path)
         return self._header_event
 
 
-def events_dir_of(tracefs: Path) -> Path:
+def events_dir_of(tracefs: str | os.PathLike):
+    """events_dir_in() as a pathlib.Path."""
+    from pathlib import Path
+    return Path(events_dir_in(tracefs))
+
+
+def events_dir_in(tracefs: str | os.PathLike) -> str:
     """The events/ directory of a tracefs path; a path that already is an events/ directory (it holds
     header_page) is taken as is, so --tracefs can name either."""
-    tracefs = Path(tracefs)
+    from rawtrace.host import clean_path, is_dir, stat_or_none
+    tracefs = clean_path(os.fspath(tracefs))
     if os.path.exists(tracefs) and not os.path.isdir(tracefs):
         # A FIFO, device or file given as --tracefs: say so (reading below it gives NotADirectoryError).
         raise UsageError(f"{tracefs} is not a directory",
                          hint="point --tracefs at a tracefs mount or a copy of one (the directory holding events/)")
-    if (tracefs / "events").is_dir():
-        return tracefs / "events"
-    if (tracefs / "header_page").exists():
+    events = os.path.join(tracefs, "events")
+    if is_dir(events):
+        return events
+    if stat_or_none(os.path.join(tracefs, "header_page")) is not None:
         return tracefs
-    return tracefs / "events"
+    return events
