@@ -423,6 +423,8 @@ class FanotifyJoiner:
         self._caught_up = 0
         self._caught_up_at = 0
         # fanotify names a file by its real path; a syscall by what the program wrote (symlinks kept).
+        # canonical(path) gives an opened file's real path, canonical.entry(path) a created or deleted
+        # entry's (its directory resolved, the entry itself kept).
         self.canonical = canonical
         self._calls: dict[tuple[int, str], deque[PendingOpen]] = {}
         self._events: dict[tuple[int, str], deque] = {}
@@ -440,7 +442,8 @@ class FanotifyJoiner:
         so calls are only matched to events of the same program image."""
         if self.canonical is not None:
             try:
-                path = self.canonical(path)
+                # A created or deleted entry as fanotify names it: its directory resolved, not the entry.
+                path = self.canonical.entry(path) if kind in ("create", "delete") else self.canonical(path)
             except (OSError, ValueError):
                 pass
         self._named.setdefault((pid, kind, epoch), deque()).append((ts, path))

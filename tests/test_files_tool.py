@@ -368,16 +368,43 @@ def test_real_paths_for_the_fanotify_join_are_remembered_per_path(tmp_path):
     (tmp_path / "dir").mkdir()
     (tmp_path / "dir" / "f").write_text("x")
     (tmp_path / "link").symlink_to(tmp_path / "dir")
-    canonical = T._remembered_realpath(Host(), limit=2)
+    canonical = T._RememberedRealpath(Host(), limit=2)
     assert canonical(f"{tmp_path}/link/f") == f"{tmp_path}/dir/f"
     (tmp_path / "link").unlink()
     (tmp_path / "link").symlink_to(tmp_path)
-    # Remembered: the link's change is not seen (only the fanotify join uses it; see the docstring) ...
+    # Remembered: the link's change is not seen by itself ...
     assert canonical(f"{tmp_path}/link/f") == f"{tmp_path}/dir/f"
-    # ... until the table is full and forgotten at once.
+    # ... until the table is full and forgotten at once,
     canonical(f"{tmp_path}/dir")
     canonical(f"{tmp_path}/dir/f")
     assert canonical(f"{tmp_path}/link/f") == f"{tmp_path}/f"
+    # or the tool says the names changed (it does after every unlink, rmdir, rename and mkdir).
+    (tmp_path / "link").unlink()
+    (tmp_path / "link").symlink_to(tmp_path / "dir")
+    canonical.forget()
+    assert canonical(f"{tmp_path}/link/f") == f"{tmp_path}/dir/f"
+    # A created or deleted entry is named as fanotify names it: the link, not where it leads.
+    assert canonical.entry(f"{tmp_path}/link") == f"{tmp_path}/link"
+    assert canonical.entry(f"{tmp_path}/link/f") == f"{tmp_path}/dir/f"
+    assert canonical.entry("/") == "/"
+
+
+def test_a_deleted_symlink_is_joined_to_its_own_fanotify_event(tmp_path):
+    """`cat /tmp/l; rm /tmp/l` with /tmp/l -> /a: the delete names the link, so it consumes the fanotify
+    delete of the link (not of the target, which would leave the link's event to be shown again)."""
+    from rawtrace import filepaths as FP
+    from rawtrace.host import Host
+    (tmp_path / "a").write_text("x")
+    (tmp_path / "l").symlink_to(tmp_path / "a")
+    canonical = T._RememberedRealpath(Host())
+    j = FP.FanotifyJoiner(settle_ns=100, canonical=canonical)
+    j.named(7, "open", f"{tmp_path}/l", 10)
+    j.event(7, "open", "ev-open", f"{tmp_path}/a", 11)
+    (tmp_path / "l").unlink()
+    j.named(7, "delete", f"{tmp_path}/l", 12)
+    j.event(7, "delete", "ev-delete", f"{tmp_path}/l", 13)
+    joined, alone, given_up = j.match(now=500)
+    assert alone == [] and given_up == []
 
 
 def test_numbered_path_probe_events_are_handled_like_the_one_event():

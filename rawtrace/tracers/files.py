@@ -189,8 +189,8 @@ files on /proc, /sys and /dev (not watched) stay unknown.
         self.fds = FdTables(host)
         self.uprobes = FP.UprobeJoiner()
         self.settle_ns = args.settle_ms * 1_000_000
-        canonical = _remembered_realpath(host) if host is not None and host.is_live else None
-        self.fan_joiner = FP.FanotifyJoiner(self.settle_ns, canonical)
+        self._realpaths = _RememberedRealpath(host) if host is not None and host.is_live else None
+        self.fan_joiner = FP.FanotifyJoiner(self.settle_ns, self._realpaths)
         self.use_fanotify = False
         self.queue: deque[FileEvent] = deque()
         self.counts: dict[str, int] = {}
@@ -447,6 +447,8 @@ files on /proc, /sys and /dev (not watched) stay unknown.
                 self._wait_for_fanotify(call, kind, cell, fd, epoch)
             elif cell.path is not None and self.use_fanotify and not failed and kind in (OPEN, EXEC, UNLINK, MKDIR):
                 self.fan_joiner.named(pid, _fan_kind(kind), cell.path, base["ts"], epoch)
+            if not failed and kind in (UNLINK, MKDIR, RENAME) and self._realpaths is not None:
+                self._realpaths.forget()          # the names it remembered may mean other files now
             elif cell.path is None and fd is not None:
                 late = self._proc_link(pid, f"fd/{fd}")
                 if late is not None:
@@ -786,21 +788,38 @@ def _eprobes_supported(source, host) -> bool:
         return False
 
 
-def _remembered_realpath(host, limit: int = 4096):
+class _RememberedRealpath:
     """fn(path) -> its real path on `host`, remembered per path (up to `limit` paths, then forgotten at
     once): a program opening the same files again costs one lookup, not an lstat per component. Only the
-    fanotify join uses it (a named open consumes the fanotify event of its real path); a symlink changed
-    while tracing at worst leaves that event to be shown on its own as well."""
-    known: dict[str, str] = {}
+    fanotify join uses it (a named open consumes the fanotify event of its real path). `entry(path)` is
+    the path of a directory entry as fanotify names a created or deleted one: its directory resolved, its
+    last part kept (a deleted symlink is the link, not its target). The tool calls `forget()` after every
+    successful unlink, rmdir, rename and mkdir, so a symlink changed while tracing is not remembered."""
 
-    def canonical(path: str) -> str:
+    __slots__ = ("host", "known", "limit")
+
+    def __init__(self, host, limit: int = 4096) -> None:
+        self.host, self.limit = host, limit
+        self.known: dict[str, str] = {}
+
+    def __call__(self, path: str) -> str:
+        known = self.known
         found = known.get(path)
         if found is None:
-            if len(known) >= limit:
+            if len(known) >= self.limit:
                 known.clear()
-            found = known[path] = os.path.realpath(host.path(path))
+            found = known[path] = os.path.realpath(self.host.join(path))
         return found
-    return canonical
+
+    def entry(self, path: str) -> str:
+        parent, _, name = path.rstrip("/").rpartition("/")
+        if not name or name in (".", ".."):
+            return self(path)
+        parent = self(parent or "/")
+        return parent.rstrip("/") + "/" + name
+
+    def forget(self) -> None:
+        self.known.clear()
 
 
 def _plan_text(plan: FP.UprobePlan) -> str:
