@@ -255,8 +255,11 @@ def loader_sites(path: str, host: Host) -> list[tuple[int, str, tuple[str, ...]]
     if data is None:
         return []
     try:
+        elf = ELFFile(io.BytesIO(data))
+        if elf.elfclass != 64 or elf["e_machine"] != "EM_X86_64":
+            return []                 # (a 32-bit /bin/sh names a 32-bit loader: other code, other numbers)
         segments = [(seg["p_offset"], seg["p_filesz"], seg["p_vaddr"])
-                    for seg in ELFFile(io.BytesIO(data)).iter_segments()
+                    for seg in elf.iter_segments()
                     if seg["p_type"] == "PT_LOAD" and seg["p_flags"] & 1]       # PF_X
     except (ELFError, ValueError, struct.error, IndexError, KeyError):
         return []
@@ -269,10 +272,14 @@ def code_sites(data: bytes, segments: Sequence[tuple[int, int, int]]) -> list[tu
     for offset, size, vaddr in segments:
         for match in _X86_64_SYSCALL.finditer(data, offset, offset + size):
             at = match.start()
-            numbers = list(_X86_64_NUMBER.finditer(data, max(offset, at - _NUMBER_WINDOW), at))
+            # `mov $NR,%eax` (b8 imm32): the one right before the syscall if it is there, else the nearest.
+            # A b8 after a REX prefix is a move to r8d..r15d (41 b8), not to eax.
+            numbers = [m for m in _X86_64_NUMBER.finditer(data, max(offset, at - _NUMBER_WINDOW), at)
+                       if m.start() + 5 <= at and not (m.start() > offset and 0x40 <= data[m.start() - 1] <= 0x4f)]
             if not numbers:
                 continue
-            known = _X86_64_SITE_SYSCALLS.get(int.from_bytes(numbers[-1].group(1), "little"))
+            number = next((m for m in numbers if m.start() == at - 5), numbers[-1])
+            known = _X86_64_SITE_SYSCALLS.get(int.from_bytes(number.group(1), "little"))
             if known is not None:
                 out.append((at - offset + vaddr, *known))
     return out

@@ -111,6 +111,13 @@ def test_loader_syscall_sites_are_found_by_their_bytes():
     assert sites == [(syscall_at[0], "openat", ("%si",)), (syscall_at[1], "open", ("%di",)),
                      (syscall_at[2], "open", ("%di",))]
     assert P.code_sites(data, []) == []
+    # A move to r8d (41 b8) between the number and the syscall is not the number: mmap(9) is no open, and
+    # openat's number before a `mov $0,%r8d` is still found.
+    check = b"\x0f\x05\x48\x3d\x00\xf0\xff\xff"
+    mmap_r8 = b"\xb8\x09\x00\x00\x00" b"\x41\xb8\x02\x00\x00\x00" + check
+    openat_r8 = b"\xb8\x01\x01\x00\x00" b"\x41\xb8\x00\x00\x00\x00" + check
+    code = pad + mmap_r8 + pad + openat_r8 + pad
+    assert P.code_sites(code, [(0, len(code), 0)]) == [(code.index(openat_r8) + 11, "openat", ("%si",))]
 
 
 @pytest.mark.skipif(not LIBC.exists(), reason="no x86_64 glibc at the Debian path")
