@@ -28,8 +28,8 @@ from pathlib import Path
 from rawtrace.tracefs.reader import BufferReader
 
 SPOOL_PREFIX = "rawtrace-spool-"
-# Consumed spool data is punched out once this much of it has built up per CPU (a punch costs about as much
-# as reading a few sub-buffers; the reader takes a few per round).
+# Consumed spool data is punched out once this much of it has built up per CPU, or half the spool's limit
+# if that is less (a punch costs about as much as reading a few sub-buffers; the reader takes a few per round).
 PUNCH_BYTES = 256 * 1024
 DEFAULT_LIMIT_MB = 1024
 
@@ -558,7 +558,7 @@ class Spool:
                 self._consumed[cpu] = start + len(data)
                 self.marks.set_consumed(cpu, start + len(data))
                 punched = self._punched[cpu]
-                if start + len(data) - punched >= PUNCH_BYTES:
+                if start + len(data) - punched >= min(PUNCH_BYTES, self.limit_per_cpu // 2):
                     _punch(self._files[cpu], punched, start + len(data) - punched)
                     self._punched[cpu] = start + len(data)
             caught_up = self._consumed[cpu] == committed
