@@ -153,13 +153,19 @@ UPROBE_EVENT = f"{EVENT_PREFIX}path"
 UPROBE_FIELDS = (("p", "s"),)
 
 
-def probe_specs(library: str, function: LibcFunction) -> list[str]:
+def probe_specs(library: str, function: LibcFunction, offset: int = 0) -> list[str]:
     """One probe point per path argument: `files_path=uprobe:LIB:open64 p=arg1:x64 s=arg1:ustring`. One
     string per hit: the kernel copies a hit's fetched data through one page, and strings that add up to
     more than that get a WARN_ON_ONCE (a panic where panic_on_warn is set) and a cut record, while a
     single string too long to fit alone (over the kernel's 4096-byte MAX_STRING_SIZE) is recorded as
-    empty instead. rename's two paths of 2 KiB each would overflow one hit."""
-    return [f"{UPROBE_EVENT}=uprobe:{library}:{function.name} p=arg{n}:x64 s=arg{n}:ustring"
+    empty instead. rename's two paths of 2 KiB each would overflow one hit. `offset`: where in the
+    function the probe goes (x86_64 only, see rawtrace.x86entry; the arguments are then named by their
+    registers, as argN means "at the entry")."""
+    if not offset:
+        return [f"{UPROBE_EVENT}=uprobe:{library}:{function.name} p=arg{n}:x64 s=arg{n}:ustring"
+                for n in function.path_args]
+    where = f"{function.name}+{offset:#x}"
+    return [f"{UPROBE_EVENT}=uprobe:{library}:{where} p=%{_X86_64_ARGS[n - 1]}:x64 s=+0(%{_X86_64_ARGS[n - 1]}):ustring"
             for n in function.path_args]
 
 
@@ -177,6 +183,9 @@ def plan_uprobes(host: Host | None = None, library: str = "libc", skip_syscalls:
         return UprobePlan(None, (), (), f"no C library to probe: {exc.message}")
     skip = set(skip_syscalls)
     probes, missing, offsets = [], [], set()
+    # x86_64: each probe at the first instruction of its entry block the kernel emulates, where that is safe
+    # (a single-stepped probe costs several times more per hit). The library's bytes are read once.
+    code = _regular_file_bytes(host.path(path)) if host.machine() == "x86_64" else None
     for function in functions:
         syscall = _FUNCTION_SYSCALL.get(function.name, function.name)
         if syscall in skip:
@@ -189,7 +198,12 @@ def plan_uprobes(host: Host | None = None, library: str = "libc", skip_syscalls:
         if found.file_offset in offsets:
             continue
         offsets.add(found.file_offset)
-        for spec in probe_specs(path, function):
+        offset = 0
+        if code is not None:
+            from rawtrace.x86entry import emulated_offset
+            reads = {_X86_64_ARGS[n - 1] for n in function.path_args}
+            offset = emulated_offset(code[found.file_offset:found.file_offset + found.size], found.size, reads)
+        for spec in probe_specs(path, function, offset):
             probes.append(PlannedProbe(function.name, UPROBE_EVENT, spec, UPROBE_FIELDS))
     loader = loader_path(host)
     sites = [site for site in loader_sites(loader, host) if site[1] not in skip] if loader else []
@@ -208,6 +222,7 @@ def plan_uprobes(host: Host | None = None, library: str = "libc", skip_syscalls:
 _X86_64_SYSCALL = re.compile(rb"\x0f\x05\x48\x3d[\x00\x01]\xf0\xff\xff")
 _X86_64_NUMBER = re.compile(rb"(?=\xb8(....))", re.DOTALL)      # (overlapping: a b8 byte inside another)
 _X86_64_SITE_SYSCALLS = {257: ("openat", ("%si",)), 2: ("open", ("%di",))}
+_X86_64_ARGS = ("di", "si", "dx", "cx", "r8", "r9")          # argN for a uprobe at a function
 _NUMBER_WINDOW = 16          # bytes before the syscall searched for its number
 
 
