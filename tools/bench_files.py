@@ -3,7 +3,8 @@
 
 The workload (tools/workload.c `open PATH N`: N x (open + read + close) through the C library, so every
 call also hits rawtrace's uprobe on open64) prints its own loop time; `--spawn N` adds a second workload
-that starts N short processes (`cat FILE`), where the loader's opens go through fanotify joins. Modes,
+that starts N short processes (`cat FILE`): the loader's opens hit its probed syscall instructions, the C
+library's locale loading its internal open (about 30 opens per `cat` with a UTF-8 locale). Modes,
 measured in one run: untraced, `rawtrace files` (tracefs + uprobes + fanotify), `rawtrace files --source
 fanotify`, fatrace, and bpftrace's /usr/sbin/opensnoop.bt. Prints the median loop time per mode, the
 slowdown against untraced and the ratio against fatrace; for rawtrace also the events it emitted and the
