@@ -124,9 +124,10 @@ def check_against_run_delay(kids, before, after, out: bytes) -> list[str]:
             # Never starved on its own CPU. Its waits are short wakeup-to-run waits, for which the kernel's
             # figure is low: a wakeup that preempts sets RQCF_REQ_SKIP, so __schedule() does not update the
             # rq clock and run_delay leaves out the time from the wakeup to the switch (measured here: ~10 us
-            # a wait, up to 0.5 ms when the preempted task was in the kernel). Hence a bound, not equality.
+            # a wait, up to 0.5 ms when the preempted task was in the kernel; once, in a CI run, 4.1 ms behind
+            # the tracer's own work on that CPU). Hence a bound, not equality: the longest wait on top of it.
             assert row is None or row["max_ns"] < 5e6, report
-            assert measured <= kernel + count * 30_000 + 2e6, report
+            assert measured <= kernel + count * 30_000 + 2e6 + (row["max_ns"] if row else 0), report
     print("\n".join(report))
     return report
 
