@@ -465,7 +465,8 @@ class FanotifyJoiner:
         if self.canonical is not None:
             try:
                 # A created or deleted entry as fanotify names it: its directory resolved, not the entry.
-                path = self.canonical.entry(path) if kind in ("create", "delete") else self.canonical(path)
+                entry = getattr(self.canonical, "entry", self.canonical)
+                path = entry(path) if kind in ("create", "delete") else self.canonical(path)
             except (OSError, ValueError):
                 pass
         self._named.setdefault((pid, kind, epoch), deque()).append((ts, path))

@@ -183,6 +183,20 @@ def test_path_from_fanotify_joined_to_an_unnamed_open():
         ("O", "/work/static-unique.txt", "fanotify"), ("R", "/work/static-unique.txt", "fdtable")]
 
 
+def test_an_open_waiting_for_fanotify_is_not_named_from_proc_meanwhile():
+    """/proc/PID/fd/N is the last resort (racy): an open that fanotify will name waits for it instead."""
+    source = Source()
+    source.fanotify = argparse.Namespace(mode="fid", names=F.Names(lambda pid: None))
+    files = tool(source=source, names={6: "rtstatic"})
+    files._proc_link = lambda pid, what: "/racy/proc/answer"
+    files.on_syscall(call("openat", 6, 1000, (AT_FDCWD, 0x99, 0, 0), 3, comm="rtstatic"))
+    files.on_record(F.FileRecord(50_000_000, 6, F.FAN_OPEN, "/work/static-unique.txt", comm="rtstatic"))
+    files.on_record(T.Progress(100_000_000, 60_000_000))
+    files.on_tick(100_000_000)
+    records = [r for r in output(files) if r["type"] == "file"]
+    assert [(r["path"], r["path_source"]) for r in records] == [("/work/static-unique.txt", "fanotify")]
+
+
 def test_unnamed_open_without_fanotify_is_unknown_with_reason_and_counted():
     files = tool()
     files.on_syscall(call("openat", 6, 1000, (AT_FDCWD, 0x99, 0, 0), 3))

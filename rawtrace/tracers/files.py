@@ -447,12 +447,12 @@ files on /proc, /sys and /dev (not watched) stay unknown.
                 self._wait_for_fanotify(call, kind, cell, fd, epoch)
             elif cell.path is not None and self.use_fanotify and not failed and kind in (OPEN, EXEC, UNLINK, MKDIR):
                 self.fan_joiner.named(pid, _fan_kind(kind), cell.path, base["ts"], epoch)
-            if not failed and kind in (UNLINK, MKDIR, RENAME) and self._realpaths is not None:
-                self._realpaths.forget()          # the names it remembered may mean other files now
             elif cell.path is None and fd is not None:
                 late = self._proc_link(pid, f"fd/{fd}")
                 if late is not None:
                     cell.set(late, FP.SOURCE_PROC)
+            if not failed and kind in (UNLINK, MKDIR, RENAME) and self._realpaths is not None:
+                self._realpaths.forget()          # the names it remembered may mean other files now
             if kind == OPEN and fd is not None:
                 self.fds.opened(pid, fd, cell.path or "", flags or 0)
                 entry = self.fds.entry(pid, fd)
