@@ -39,8 +39,8 @@ _GROUP = {0x83: 1, 0x81: 4, 0x80: 1}
 def emulated_offset(code: bytes, size: int, reads: set[str]) -> int:
     """The offset in the function `code` (its first `size` bytes are the function) at which a probe that
     reads the registers `reads` ("di", "si", ...) sees them as at entry and is emulated; 0 if none."""
-    if size <= 0 or len(code) < min(size, _STRETCH_MAX):
-        return 0
+    if size <= 0 or len(code) < size:
+        return 0                  # (a file cut short: its bytes are not the function)
     keep = {REGISTERS.index(r) for r in reads if r in REGISTERS}
     at = 0
     limit = min(size, _STRETCH_MAX)
@@ -102,6 +102,7 @@ def _plain_instruction(code: bytes, at: int, keep: set[int]) -> int | None:
     while at < len(code) and code[at] in (0x64, 0x65, 0x66) and at - start < 3:
         short = short or code[at] == 0x66
         at += 1
+    segment = any(code[k] in (0x64, 0x65) for k in range(start, at))
     if at < len(code) and 0x40 <= code[at] <= 0x4f:
         rex = code[at]
         at += 1
@@ -110,6 +111,7 @@ def _plain_instruction(code: bytes, at: int, keep: set[int]) -> int | None:
     op = code[at]
     at += 1
     wide = bool(rex & 8)
+    short = short and not wide    # REX.W wins over 0x66: 64-bit operands, 32-bit immediates
     if 0xb8 <= op <= 0xbf:                                   # mov $imm,%reg (imm64 with REX.W)
         if (op - 0xb8) | (8 if rex & 1 else 0) in keep:
             return None
@@ -126,6 +128,10 @@ def _plain_instruction(code: bytes, at: int, keep: set[int]) -> int | None:
         if parsed is None:
             return None
         end, reg, rm, memory_base = parsed
+        if op in (0xc6, 0xc7) and reg & 7 or op == 0x8d and memory_base is None:
+            return None           # (c6/c7 /1-7: xabort, xbegin or invalid; lea of a register: invalid)
+        if segment and memory_base is not None and writes.startswith("rm"):
+            return None           # an %fs/%gs write goes to thread-local memory, not the stack frame
         byte_op = writes.endswith("8")
         writes = writes.rstrip("8")
         if writes == "reg" and _byte_reg(reg, rex, byte_op) in keep:
@@ -139,6 +145,8 @@ def _plain_instruction(code: bytes, at: int, keep: set[int]) -> int | None:
             return None
         end, digit, rm, memory_base = parsed
         digit &= 7
+        if segment and memory_base is not None and digit != 7:
+            return None           # (as above)
         if digit != 7 and not _rm_write_allowed(rm, memory_base, rex, op == 0x80, keep):
             return None
         return end + (2 if short and op == 0x81 else _GROUP[op]) - start

@@ -57,6 +57,18 @@ def test_a_16_bit_immediate_is_measured_as_one():
     assert emulated_offset(short, len(short), {"di"}) == 11
 
 
+def test_rex_w_wins_over_the_operand_size_prefix_and_odd_forms_stop_the_scan():
+    # 66 48 c7 44 24 08 imm32: movq $imm32,0x8(%rsp) (REX.W: a 4-byte immediate despite the 0x66).
+    both = bytes.fromhex("4883ec58" "6648c744240878563412" "753e") + b"\x90" * 64
+    assert emulated_offset(both, len(both), {"di"}) == 14
+    # c7 f8 rel32 is xbegin (a branch), not a move; an %fs: write is thread-local memory, not the frame.
+    xbegin = bytes.fromhex("4883ec58" "c7f800000000" "753e") + b"\x90" * 64
+    assert emulated_offset(xbegin, len(xbegin), {"di"}) == 0
+    tls = bytes.fromhex("4883ec58" "644889442410" "753e") + b"\x90" * 64
+    assert emulated_offset(tls, len(tls), {"di"}) == 0
+    assert emulated_offset(NOCANCEL[:40], 160, {"di"}) == 0             # fewer bytes than the symbol's size
+
+
 LIBC = Path("/usr/lib/x86_64-linux-gnu/libc.so.6")
 
 
