@@ -316,8 +316,6 @@ class Emitter:
                         text = fast[2](values, ret)
                     except Exception:  # noqa: BLE001 - a value of another type: the general way says how
                         return general(call, formatter) + "\n"
-                    if not text.isprintable() or "\\" in text:
-                        text = safe(text)            # (a recording's syscall name)
                     prefix = known_prefix((comm, tid, cpu)) or line_prefix(comm, tid, cpu)
                     digits = str(ts + 500)           # text_timestamp(), by slicing the digits
                     if len(digits) < 10:
@@ -337,7 +335,11 @@ class Emitter:
             if fast is None or fast[0] is not sig or fast[1] is not formatter:
                 if len(self._fast_texts) > 65536:
                     self._fast_texts.clear()
-                fast = self._fast_texts[id(sig)] = (sig, formatter, formatter.fast_text(sig.name, sig.params),
+                # The compiled text is table names and digits but for the syscall's name, which in a
+                # recording could need escaping: such a name takes the general way (which escapes).
+                plain = sig.name.isascii() and sig.name.replace("_", "a").isalnum()
+                fast = self._fast_texts[id(sig)] = (sig, formatter,
+                                                    formatter.fast_text(sig.name, sig.params) if plain else None,
                                                     formatter.plain_return_limit)
             if fast[2] is not None and ret < fast[3]:
                 try:

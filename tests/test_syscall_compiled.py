@@ -180,3 +180,14 @@ def test_syscall_lines_equal_the_general_functions_for_every_kind_of_call(json_m
             assert got == general(call, f) + "\n", call
             fast_paths += status == "complete" and isinstance(ret, int) and ret >= 0 and not call.strings
     assert fast_paths > 100
+
+
+def test_a_recordings_syscall_name_is_escaped_in_text_lines_every_time():
+    """A trace.dat's format names are data: a name with a control character takes the general way (which
+    escapes it), also once its signature has been seen before."""
+    f = SyscallFormatter("x86_64")
+    sig = Signature(0, "re\x1bad", (("fd", "unsigned int"),), "64")
+    lines = Emitter(json=False, out=io.StringIO()).syscall_lines(f)
+    for _ in range(3):
+        line = lines(Syscall("complete", 10, 1510, 1, 1, 42, 41, "c", sig, (3,), 0))
+        assert "\x1b" not in line and "re\\x1bad(3) = 0" in line, line
