@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import io
 import os
 import re
@@ -186,6 +187,13 @@ def plan_uprobes(host: Host | None = None, library: str = "libc", skip_syscalls:
     # x86_64: each probe at the first instruction of its entry block the kernel emulates, where that is safe
     # (a single-stepped probe costs several times more per hit). The library's bytes are read once.
     code = _regular_file_bytes(host.path(path)) if host.machine() == "x86_64" else None
+    entries: list[int] = []
+    if code is not None:
+        # Another symbol inside the stretch skipped over is an entry point of its own: no moving past it.
+        try:
+            entries = sorted({e.file_offset for e in elf.list_functions(path, "*", host) if e.file_offset is not None})
+        except UsageError:
+            code = None
     for function in functions:
         syscall = _FUNCTION_SYSCALL.get(function.name, function.name)
         if syscall in skip:
@@ -203,6 +211,9 @@ def plan_uprobes(host: Host | None = None, library: str = "libc", skip_syscalls:
             from rawtrace.x86entry import emulated_offset
             reads = {_X86_64_ARGS[n - 1] for n in function.path_args}
             offset = emulated_offset(code[found.file_offset:found.file_offset + found.size], found.size, reads)
+            inside = bisect.bisect_right(entries, found.file_offset)
+            if offset and inside < len(entries) and entries[inside] <= found.file_offset + offset:
+                offset = 0
         for spec in probe_specs(path, function, offset):
             probes.append(PlannedProbe(function.name, UPROBE_EVENT, spec, UPROBE_FIELDS))
     loader = loader_path(host)

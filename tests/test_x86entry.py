@@ -92,3 +92,21 @@ def test_the_plan_moves_probes_only_onto_emulated_instructions_of_this_libc():
         assert " p=%" in probe.spec and "arg" not in probe.spec.split(" ", 1)[1]     # registers, not argN
         moved += 1
     assert moved, "no probe of this libc moved (its functions all start with an emulated instruction?)"
+
+
+@pytest.mark.skipif(not LIBC.exists(), reason="no x86_64 glibc at the Debian path")
+def test_no_probe_moves_past_another_entry_point(monkeypatch):
+    """A symbol inside the stretch a probe would skip is a way in of its own: the probe stays at the entry."""
+    from rawtrace import elf
+    from rawtrace import filepaths as P
+    from rawtrace.host import Host
+    real = elf.list_functions
+    nocancel = elf.resolve_symbol(str(LIBC), "__open64_nocancel", Host())
+
+    def with_one_more(path, pattern="*", host=None, **kw):
+        found = real(path, pattern, host, **kw)
+        return [*found, elf.FunctionEntry("inside", nocancel.address + 4, nocancel.file_offset + 4, 1, "func", "")]
+    monkeypatch.setattr(elf, "list_functions", with_one_more)
+    specs = [p.spec for p in P.plan_uprobes(Host()).probes]
+    assert any(":__open64_nocancel " in s for s in specs) and not any("__open64_nocancel+" in s for s in specs)
+    assert any("openat64+0x" in s for s in specs)
