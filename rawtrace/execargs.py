@@ -552,12 +552,12 @@ class ExecJoiner:
     """Turns the event sequence of exec calls into ExecAttempt records.
 
     Pure: the caller feeds events in time order and supplies `tgid_of(tid)`, `comm_of(tid)`,
-    `ppid_of(tgid)` and optionally `cmdline_of(pid)` (a /proc read, racy, used only when a capture was cut
-    or missing). Attempts come out of `enter`/`exit`/`process_exec`/`thread_exit` calls as lists."""
+    `ppid_of(tgid)` and optionally `cmdline_of(pid, ts)` (the program's /proc cmdline as near as can be to
+    its exec at `ts`; racy, used only when a capture was cut or missing). Attempts come out of `enter`/`exit`/`process_exec`/`thread_exit` calls as lists."""
 
     def __init__(self, assembler: HitAssembler | None, *, tgid_of: Callable[[int], int],
                  comm_of: Callable[[int], str | None], ppid_of: Callable[[int], int | None],
-                 cmdline_of: Callable[[int], bytes | None] | None = None, start_site: str | None = None,
+                 cmdline_of: Callable[[int, int], bytes | None] | None = None, start_site: str | None = None,
                  wait_ns: int = 200_000_000) -> None:
         self.assembler = assembler
         self.tgid_of = tgid_of
@@ -634,7 +634,7 @@ class ExecJoiner:
         pending.new_comm = exec_comm(filename)
         if self.cmdline_of is not None and (pending.capture is None or pending.capture.truncated):
             # Read now: this is the earliest moment the caller sees the new process.
-            self._cmdlines[pid] = self.cmdline_of(pid)
+            self._cmdlines[pid] = self.cmdline_of(pid, ts)
         if alone:
             return early + self._wait_or_finish(pending, 0, ts)     # sched_process_exec: it succeeded
         self._pending[pid] = pending

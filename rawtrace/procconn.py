@@ -296,3 +296,153 @@ class ProcConnectorSource:
         environ = read_environ(self.host, record.pid) if self.exec_environ else None
         return ProcRecord(record.ts, "exec", record.pid, record.tid, record.cpu, comm=read_comm(self.host, record.pid),
                           cmdline=cmdline, exe=read_exe(self.host, record.pid), environ=environ)
+
+
+class ExecCmdlines:
+    """/proc/PID/cmdline of every exec, read by a child process as soon as the proc connector reports it.
+
+    The tracefs side reaches an exec event when the decoder gets to it, often after a short-lived program
+    has exited; the connector's message comes within microseconds of the exec, and a child of its own
+    (no lock shared with the decoder, normal priority) reads the cmdline then. Still racy: a process may
+    exit or rewrite its cmdline first (`missed` counts the execs read too late). The texts come back
+    through a pipe, drained by a thread. `get(pid, ts)` gives the text read for the first exec of `pid`
+    at or after `ts` (CLOCK_MONOTONIC ns, the connector's clock), once, or None. At most `limit` texts
+    are kept (the oldest are dropped). The child dies with rawtrace (PR_SET_PDEATHSIG) and at stop()."""
+
+    _FRAME = struct.Struct("<iqI")          # pid, ts, length (NONE: no text)
+    _NONE = 0xFFFFFFFF
+
+    def __init__(self, host: Host | None = None, limit: int = 16384,
+                 reader: Callable[[Host, int], bytes | None] = read_cmdline) -> None:
+        import threading
+        self.conn = ProcConnectorSource(host, exec_details=False, kinds={"exec"}, ignore_pids={os.getpid()})
+        self.host = self.conn.host
+        self.limit = limit
+        self.read = reader
+        self.texts: dict[int, list[tuple[int, bytes | None]]] = {}
+        self.count = 0
+        self.received = 0
+        self.missed = 0
+        self.child: int | None = None
+        self._pipe: int | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Listen (OSError where the connector is refused), start the child and the draining thread."""
+        import threading
+        self.conn.open()
+        read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(read_fd)
+            os.close(write_fd)
+            self.conn.close()
+            raise
+        if pid == 0:
+            self._child_main(write_fd)            # never returns
+        os.close(write_fd)
+        self.child, self._pipe = pid, read_fd
+        # The child has the socket now; the parent's descriptor goes without unsubscribing (one socket).
+        sock, self.conn.sock = self.conn.sock, None
+        if sock is not None:
+            sock.close()
+        self._thread = threading.Thread(target=self._drain, name="rawtrace-exec-cmdlines", daemon=True)
+        self._thread.start()
+
+    def _child_main(self, write_fd: int) -> None:
+        status = 1
+        try:
+            import signal
+            parent = os.getppid()
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                signal.signal(sig, signal.SIG_IGN)      # the parent ends it (SIGKILL) when it is done
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            from rawtrace.libc import PR_SET_PDEATHSIG, prctl
+            prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != parent:
+                os._exit(1)
+            from rawtrace.tracefs.spool import _close_all_but
+            assert self.conn.sock is not None
+            _close_all_but({self.conn.sock.fileno(), write_fd})
+            for batch in self.conn.batches():
+                for rec in batch:
+                    if getattr(rec, "kind", None) != "exec":
+                        continue
+                    text = self.read(self.host, rec.pid)
+                    data = self._FRAME.pack(rec.pid, rec.ts, self._NONE if text is None else len(text)) + (text or b"")
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(write_fd, view):]
+            status = 0
+        except BaseException:           # noqa: BLE001 - whatever happens, never run the parent's code
+            status = 1
+        finally:
+            os._exit(status)
+
+    def _drain(self) -> None:
+        buf = b""
+        size = self._FRAME.size
+        while True:
+            try:
+                chunk = os.read(self._pipe, 1 << 16)
+            except InterruptedError:
+                continue
+            except OSError:
+                return
+            if not chunk:
+                return                  # the child is gone
+            buf += chunk
+            while len(buf) >= size:
+                pid, ts, length = self._FRAME.unpack_from(buf)
+                end = size + (0 if length == self._NONE else length)
+                if len(buf) < end:
+                    break
+                self.add(pid, ts, None if length == self._NONE else buf[size:end])
+                buf = buf[end:]
+
+    def add(self, pid: int, ts: int, text: bytes | None) -> None:
+        with self._lock:
+            self.received += 1
+            self.missed += text is None
+            if self.count >= self.limit:
+                oldest = next(iter(self.texts))
+                self.count -= len(self.texts.pop(oldest))
+            self.texts.setdefault(pid, []).append((ts, text))
+            self.count += 1
+
+    def get(self, pid: int, ts: int) -> bytes | None:
+        with self._lock:
+            found = self.texts.get(pid)
+            if not found:
+                return None
+            for n, (when, text) in enumerate(found):
+                if when >= ts:
+                    del found[:n + 1]
+                    self.count -= n + 1
+                    if not found:
+                        del self.texts[pid]
+                    return text
+            return None
+
+    def stop(self) -> None:
+        """End the child and the thread; safe to call twice."""
+        import signal
+        child, self.child = self.child, None
+        if child is not None:
+            try:
+                os.kill(child, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            try:
+                os.waitpid(child, 0)
+            except ChildProcessError:
+                pass
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+            self._thread = None
+        if self._pipe is not None:
+            os.close(self._pipe)
+            self._pipe = None
+        self.conn.close()

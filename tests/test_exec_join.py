@@ -17,7 +17,7 @@ def joiner(cmdlines=None, comms=None):
     comms = comms if comms is not None else {}
     return X.ExecJoiner(X.HitAssembler(EVENTS, LIMITS.max_args), tgid_of=lambda tid: {11: 10}.get(tid, tid),
                         comm_of=lambda tid: comms.get(tid), ppid_of=lambda pid: {10: 1, 20: 10}.get(pid),
-                        cmdline_of=(lambda pid: (cmdlines or {}).get(pid)))
+                        cmdline_of=(lambda pid, ts: (cmdlines or {}).get(pid)))
 
 
 def probe_hit(j, tid, argv, ts=100):
@@ -142,7 +142,7 @@ START_ONLY = [e for e in START_EVENTS if e.site == X.START_SITE]
 def start_joiner(cmdlines=None):
     return X.ExecJoiner(X.HitAssembler(START_EVENTS, LIMITS.max_args), tgid_of=lambda tid: tid,
                         comm_of=lambda tid: None, ppid_of=lambda pid: 1,
-                        cmdline_of=lambda pid: (cmdlines or {}).get(pid), start_site=X.START_SITE.symbol,
+                        cmdline_of=lambda pid, ts: (cmdlines or {}).get(pid), start_site=X.START_SITE.symbol,
                         wait_ns=1000)
 
 

@@ -218,6 +218,38 @@ def test_exec_through_tracefs(live_tracefs, programs, reader):
           f"{via_static_lost} of 9 without argv")
 
 
+def test_cmdline_at_exec_completes_long_argv_past_the_default_plan(live_tracefs, programs):
+    """The default plan cuts 300 arguments and a 10 kB one; with --cmdline-at-exec the proc connector's
+    reader (a child at normal priority) reads /proc/PID/cmdline within microseconds of each exec, so many
+    of them come out whole (marked "+proc"). Whatever claims to be whole is exactly right; nothing is left
+    running afterwards."""
+    tmp, dynamic, _static, _why = programs
+    dyn = os.fsencode(dynamic)
+    many = [dyn] + [f"{i:03d} 'q' \"d\" \xe9".encode("latin-1") for i in range(299)]
+    big = [dyn, bytes(range(1, 256)) * 40 + b"-end", b"after"]
+    cases = [many, big] * 20
+    records, err, _driver = run_exec(tmp, cases, ["--cmdline-at-exec"])
+    execs = [r for r in records if r["type"] == "exec"]
+    assert len(execs) == len(cases), (len(execs), err)
+    whole = 0
+    for got, want in zip(execs, cases):
+        assert got["ret"] == 0
+        if not got["argv_truncated"]:
+            assert [decode(a) for a in got["argv"]] == want, got["argv_source"]
+            assert got["argv_source"].endswith("+proc"), got["argv_source"]
+            whole += 1
+    print(f"\ndefault plan: {whole} of {len(cases)} long argv whole from the cmdline read at the exec")
+    assert whole > 0, err
+    # The reader child went with rawtrace (same command line as the tracer: a fork of it).
+    mine = f"-m\0rawtrace\0exec\0--json\0-x\0-p\0{_driver}\0".encode()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                assert mine not in Path(f"/proc/{entry}/cmdline").read_bytes(), f"left running: {entry}"
+            except OSError:
+                pass
+
+
 def test_exec_through_the_proc_connector(live_tracefs, programs):
     tmp, dynamic, static, _why = programs
     cases, expected = workload(tmp, dynamic, static)

@@ -124,3 +124,17 @@ def test_open_failure_closes_the_socket(monkeypatch):
     with pytest.raises(PermissionError):
         P.ProcConnectorSource().open()
     assert made and made[0].fileno() == -1
+
+
+def test_exec_cmdlines_give_the_text_read_at_the_first_exec_since_and_forget_older_ones():
+    from rawtrace.procconn import ExecCmdlines
+    texts = ExecCmdlines(limit=4)
+    texts.add(7, 100, b"old\0")
+    texts.add(7, 200, b"new\0")
+    texts.add(8, 150, None)                    # gone by the time it was read
+    assert texts.get(7, 150) == b"new\0"       # the first exec at or after the event; the older is dropped
+    assert texts.get(7, 150) is None and 7 not in texts.texts
+    assert texts.get(8, 100) is None and texts.received == 3 and texts.missed == 1
+    for n in range(6):                         # past the limit the oldest pid's texts go
+        texts.add(100 + n, 300, b"x\0")
+    assert texts.count <= 4 and 8 not in texts.texts and texts.get(105, 0) == b"x\0"

@@ -3,8 +3,9 @@
 
 The shell waits until its tracer is attached, then runs N x `/bin/true` and prints its loop time, so every
 mode is timed the same way. rawtrace traces only the shell's process tree (-p) with its default argument
-plan, without the program-start probe (--no-start-probe), and with a wide plan (--max-args 320
---max-arg-len 10240 --head-args 2, about what the live test uses);
+plan, without the program-start probe (--no-start-probe), with the cmdline read at each exec
+(--cmdline-at-exec), and with a wide plan (--max-args 320 --max-arg-len 10240 --head-args 2, about what
+the live test uses);
 bpftrace's execsnoop.bt traces system-wide (it has no pid filter), counted on lines for /bin/true. Prints
 the median loop time per mode, the cost per exec against the untraced loop, the slowdown ratio against
 untraced and against bpftrace in the same run, and events seen against N (the difference is lost). The
@@ -127,7 +128,8 @@ def main() -> int:
     parser.add_argument("--execs", type=int, default=2000, help="execs per loop (default 2000)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per mode; the median is shown (default 3)")
     parser.add_argument("--skip", action="append", default=[], help="skip a mode (untraced, rawtrace, "
-                                                                    "rawtrace-nostart, rawtrace-wide, bpftrace)")
+                                                                    "rawtrace-nostart, rawtrace-cmdline, rawtrace-wide, "
+                                                                    "bpftrace)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("bench_exec: run as root", file=sys.stderr)
@@ -135,6 +137,7 @@ def main() -> int:
     modes = [("untraced", lambda: run_untraced(args.execs)),
              ("rawtrace", lambda: run_rawtrace(args.execs, [])),
              ("rawtrace-nostart", lambda: run_rawtrace(args.execs, ["--no-start-probe"])),
+             ("rawtrace-cmdline", lambda: run_rawtrace(args.execs, ["--cmdline-at-exec"])),
              ("rawtrace-wide", lambda: run_rawtrace(args.execs, ["--max-args", "320", "--max-arg-len", "10240",
                                                                   "--head-args", "2"]))]
     if shutil.which("bpftrace") and os.path.exists(EXECSNOOP):
