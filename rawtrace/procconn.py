@@ -299,30 +299,36 @@ class ProcConnectorSource:
 
 
 class ExecCmdlines:
-    """/proc/PID/cmdline of every exec, read by a child process as soon as the proc connector reports it.
+    """/proc/PID/cmdline of execs, read by a child process as soon as the proc connector reports them.
 
     The tracefs side reaches an exec event when the decoder gets to it, often after a short-lived program
     has exited; the connector's message comes within microseconds of the exec, and a child of its own
-    (no lock shared with the decoder, normal priority) reads the cmdline then. Still racy: a process may
-    exit or rewrite its cmdline first (`missed` counts the execs read too late). The texts come back
-    through a pipe, drained by a thread. `get(pid, ts)` gives the text read for the first exec of `pid`
-    at or after `ts` (CLOCK_MONOTONIC ns, the connector's clock), once, or None. At most `limit` texts
-    are kept (the oldest are dropped). The child dies with rawtrace (PR_SET_PDEATHSIG) and at stop()."""
+    (no lock shared with the decoder, normal priority) reads the cmdline then. Only texts that
+    `wanted(text)` accepts (those an argv capture would have cut) are sent back, through a pipe drained
+    by a thread. Still racy: a process may exit or rewrite its cmdline first (`gone` counts those, of
+    any length, system-wide). `get(pid, ts)` gives the text read for the first exec of `pid` at or after
+    `ts` (CLOCK_MONOTONIC ns, the connector's clock), once, or None. At most `limit` texts are kept, the
+    oldest dropped first. The child dies with rawtrace (PR_SET_PDEATHSIG) and at stop(), which first
+    unsubscribes the socket both processes share."""
 
-    _FRAME = struct.Struct("<iqI")          # pid, ts, length (NONE: no text)
+    _FRAME = struct.Struct("<iqI")          # pid, ts, length (NONE: the process had gone)
     _NONE = 0xFFFFFFFF
 
-    def __init__(self, host: Host | None = None, limit: int = 16384,
+    def __init__(self, host: Host | None = None, limit: int = 4096,
+                 wanted: Callable[[bytes], bool] = lambda text: True,
                  reader: Callable[[Host, int], bytes | None] = read_cmdline) -> None:
         import threading
+        from collections import deque
         self.conn = ProcConnectorSource(host, exec_details=False, kinds={"exec"}, ignore_pids={os.getpid()})
         self.host = self.conn.host
         self.limit = limit
+        self.wanted = wanted
         self.read = reader
-        self.texts: dict[int, list[tuple[int, bytes | None]]] = {}
+        self.texts: dict[int, list[tuple[int, bytes]]] = {}
+        self._order: deque[tuple[int, int]] = deque()       # (pid, ts) of the texts kept, oldest first
         self.count = 0
-        self.received = 0
-        self.missed = 0
+        self.read_count = 0          # long cmdlines read at the exec
+        self.gone = 0                # execs whose process had gone (or was unreadable) when read
         self.child: int | None = None
         self._pipe: int | None = None
         self._thread: threading.Thread | None = None
@@ -330,59 +336,86 @@ class ExecCmdlines:
 
     def start(self) -> None:
         """Listen (OSError where the connector is refused), start the child and the draining thread."""
+        import signal
         import threading
         self.conn.open()
         read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+        stop_signals = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+        # Blocked across the fork: the child must not run the parent's handlers before it ignores them.
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
         try:
             pid = os.fork()
-        except OSError:
+            if pid == 0:
+                self._child_main(write_fd, stop_signals)        # never returns
+        except BaseException:
             os.close(read_fd)
             os.close(write_fd)
             self.conn.close()
             raise
-        if pid == 0:
-            self._child_main(write_fd)            # never returns
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         os.close(write_fd)
         self.child, self._pipe = pid, read_fd
-        # The child has the socket now; the parent's descriptor goes without unsubscribing (one socket).
-        sock, self.conn.sock = self.conn.sock, None
-        if sock is not None:
-            sock.close()
-        self._thread = threading.Thread(target=self._drain, name="rawtrace-exec-cmdlines", daemon=True)
-        self._thread.start()
+        try:
+            self._thread = threading.Thread(target=self._drain, name="rawtrace-exec-cmdlines", daemon=True)
+            self._thread.start()
+        except BaseException:
+            self.stop()
+            raise
 
-    def _child_main(self, write_fd: int) -> None:
+    def _child_main(self, write_fd: int, stop_signals: set) -> None:
         status = 1
         try:
             import signal
             parent = os.getppid()
-            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            for sig in stop_signals:
                 signal.signal(sig, signal.SIG_IGN)      # the parent ends it (SIGKILL) when it is done
-            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            for sig in (signal.SIGPIPE, signal.SIGALRM):
+                signal.signal(sig, signal.SIG_DFL)
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
             from rawtrace.libc import PR_SET_PDEATHSIG, prctl
             prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
             if os.getppid() != parent:
                 os._exit(1)
             from rawtrace.tracefs.spool import _close_all_but
-            assert self.conn.sock is not None
-            _close_all_but({self.conn.sock.fileno(), write_fd})
-            for batch in self.conn.batches():
-                for rec in batch:
-                    if getattr(rec, "kind", None) != "exec":
+            sock = self.conn.sock
+            assert sock is not None
+            _close_all_but({sock.fileno(), write_fd})
+            ignore = self.conn.ignore_pids
+            poller = select.poll()
+            poller.register(sock.fileno(), select.POLLIN)
+            while True:
+                try:
+                    poller.poll()
+                    buf = sock.recv(1 << 16)
+                except (InterruptedError, BlockingIOError):
+                    continue
+                except OSError as exc:
+                    if exc.errno == errno.ENOBUFS:
+                        continue              # (overflowed: those execs are read when decoded, if at all)
+                    raise
+                # Each message as it comes: the read races the program's exit.
+                for what, cpu, ts, data in parse_messages(buf):
+                    if what != PROC_EVENT_EXEC:
                         continue
-                    text = self.read(self.host, rec.pid)
-                    data = self._FRAME.pack(rec.pid, rec.ts, self._NONE if text is None else len(text)) + (text or b"")
-                    view = memoryview(data)
+                    record = decode_event(what, cpu, ts, data)
+                    if record is None or record.pid in ignore:
+                        continue
+                    text = self.read(self.host, record.pid)
+                    if text is not None and not self.wanted(text):
+                        continue
+                    frame = self._FRAME.pack(record.pid, record.ts, self._NONE if text is None else len(text))
+                    view = memoryview(frame + (text or b""))
                     while view:
                         view = view[os.write(write_fd, view):]
-            status = 0
         except BaseException:           # noqa: BLE001 - whatever happens, never run the parent's code
             status = 1
         finally:
             os._exit(status)
 
     def _drain(self) -> None:
-        buf = b""
+        buf = bytearray()
         size = self._FRAME.size
         while True:
             try:
@@ -394,23 +427,37 @@ class ExecCmdlines:
             if not chunk:
                 return                  # the child is gone
             buf += chunk
-            while len(buf) >= size:
-                pid, ts, length = self._FRAME.unpack_from(buf)
-                end = size + (0 if length == self._NONE else length)
+            at = 0
+            while len(buf) - at >= size:
+                pid, ts, length = self._FRAME.unpack_from(buf, at)
+                end = at + size + (0 if length == self._NONE else length)
                 if len(buf) < end:
                     break
-                self.add(pid, ts, None if length == self._NONE else buf[size:end])
-                buf = buf[end:]
+                self.add(pid, ts, None if length == self._NONE else bytes(buf[at + size:end]))
+                at = end
+            del buf[:at]
 
     def add(self, pid: int, ts: int, text: bytes | None) -> None:
         with self._lock:
-            self.received += 1
-            self.missed += text is None
-            if self.count >= self.limit:
-                oldest = next(iter(self.texts))
-                self.count -= len(self.texts.pop(oldest))
+            if text is None:
+                self.gone += 1
+                return
+            self.read_count += 1
             self.texts.setdefault(pid, []).append((ts, text))
+            self._order.append((pid, ts))
             self.count += 1
+            while self.count > self.limit and self._order:
+                old_pid, old_ts = self._order.popleft()
+                kept = self.texts.get(old_pid)
+                if not kept:
+                    continue                       # (taken by get() already)
+                for n, (when, _text) in enumerate(kept):
+                    if when == old_ts:
+                        del kept[n]
+                        self.count -= 1
+                        break
+                if not kept:
+                    del self.texts[old_pid]
 
     def get(self, pid: int, ts: int) -> bytes | None:
         with self._lock:
@@ -427,8 +474,9 @@ class ExecCmdlines:
             return None
 
     def stop(self) -> None:
-        """End the child and the thread; safe to call twice."""
+        """Unsubscribe, end the child and the thread, forget the texts; safe to call twice."""
         import signal
+        self.conn.close()                          # PROC_CN_MCAST_IGNORE on the socket the child shares
         child, self.child = self.child, None
         if child is not None:
             try:
@@ -445,4 +493,7 @@ class ExecCmdlines:
         if self._pipe is not None:
             os.close(self._pipe)
             self._pipe = None
-        self.conn.close()
+        with self._lock:
+            self.texts.clear()
+            self._order.clear()
+            self.count = 0

@@ -229,6 +229,8 @@ def test_cmdline_at_exec_completes_long_argv_past_the_default_plan(live_tracefs,
     big = [dyn, bytes(range(1, 256)) * 40 + b"-end", b"after"]
     cases = [many, big] * 20
     records, err, _driver = run_exec(tmp, cases, ["--cmdline-at-exec"])
+    if "--cmdline-at-exec: not used" in err:
+        pytest.skip(err.strip().splitlines()[0])
     execs = [r for r in records if r["type"] == "exec"]
     assert len(execs) == len(cases), (len(execs), err)
     whole = 0

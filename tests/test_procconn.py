@@ -126,15 +126,20 @@ def test_open_failure_closes_the_socket(monkeypatch):
     assert made and made[0].fileno() == -1
 
 
-def test_exec_cmdlines_give_the_text_read_at_the_first_exec_since_and_forget_older_ones():
+def test_exec_cmdlines_give_the_text_read_at_the_first_exec_since_and_drop_the_oldest_first():
     from rawtrace.procconn import ExecCmdlines
-    texts = ExecCmdlines(limit=4)
+    texts = ExecCmdlines(limit=3)
     texts.add(7, 100, b"old\0")
     texts.add(7, 200, b"new\0")
-    texts.add(8, 150, None)                    # gone by the time it was read
+    texts.add(8, 150, None)                    # gone by the time it was read: counted, not kept
     assert texts.get(7, 150) == b"new\0"       # the first exec at or after the event; the older is dropped
     assert texts.get(7, 150) is None and 7 not in texts.texts
-    assert texts.get(8, 100) is None and texts.received == 3 and texts.missed == 1
-    for n in range(6):                         # past the limit the oldest pid's texts go
-        texts.add(100 + n, 300, b"x\0")
-    assert texts.count <= 4 and 8 not in texts.texts and texts.get(105, 0) == b"x\0"
+    assert texts.get(8, 100) is None and (texts.read_count, texts.gone, texts.count) == (2, 1, 0)
+    # Past the limit the oldest text goes, whatever its pid: a pid seen long ago keeps its new text.
+    texts.add(7, 300, b"a\0")
+    texts.add(8, 310, b"b\0")
+    texts.add(9, 320, b"c\0")
+    texts.add(7, 400, b"d\0")
+    assert texts.count == 3 and texts.get(7, 0) == b"d\0" and texts.get(8, 0) == b"b\0"
+    texts.stop()                               # never started: nothing to end, the texts are forgotten
+    assert texts.texts == {} and texts.count == 0

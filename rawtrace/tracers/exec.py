@@ -113,7 +113,7 @@ the process still lives and its cmdline agrees with the captured part (argv_sour
 they are marked cut. The cmdline is read when the exec is decoded, by which time a short-lived program
 has usually gone; --cmdline-at-exec reads it within microseconds of each exec instead (a child process
 on the proc connector), which wins that race for many of them (in a test of 40 programs with 300
-arguments or a 10 kB one: 14-24 whole), for about 180 us more per exec here. Static binaries, Go programs and raw syscall(2) bypass the C library's exec
+arguments or a 10 kB one: 14-24 whole), for about 110-180 us more per exec here. Static binaries, Go programs and raw syscall(2) bypass the C library's exec
 functions: a dynamically linked program they start is read at its start (uprobe-start; output waits for
 it, up to 0.2 s of trace time), a static one from /proc/PID/cmdline (proc), which a short-lived process
 may already have left (none). A word the kernel cannot read without a page fault (argv memory swapped
@@ -145,7 +145,7 @@ them; their successful execs are reported from sched_process_exec, argv from /pr
         parser.add_argument("--cmdline-at-exec", action="store_true",
                             help="read /proc/PID/cmdline at each exec, from a proc connector reader: completes "
                                  "argv past the plan for many short-lived programs, at a cost to every exec "
-                                 "(about 180 us here)")
+                                 "(about 110-180 us here)")
         parser.add_argument("--no-start-probe", action="store_true",
                             help="no uprobe on libc's __libc_start_main (argv of dynamically linked programs "
                                  "started by static binaries, Go programs or raw syscalls; costs a probe hit "
@@ -205,11 +205,24 @@ them; their successful execs are reported from sched_process_exec, argv from /pr
         and at exit whatever happens."""
         import atexit
         from rawtrace.procconn import ExecCmdlines
-        cmdlines = ExecCmdlines(self.host)
+        if self.ctx.clock != "mono":
+            self._cmdlines_refused = f"the trace clock is {self.ctx.clock}, the proc connector's is mono"
+            return
+        limits = self.limits
+
+        def cut(text: bytes) -> bool:
+            """Whether the plan would cut this argv (only those are sent back)."""
+            argv = text.split(b"\0")
+            if argv and argv[-1] == b"":
+                argv.pop()
+            return len(argv) > limits.max_args or any(
+                len(arg) >= (limits.max_arg_len if n < limits.head_args else limits.tail_len)
+                for n, arg in enumerate(argv))
+        cmdlines = ExecCmdlines(self.host, wanted=cut)
         try:
             cmdlines.start()
-        except OSError as exc:
-            self._cmdlines_refused = exc.strerror or str(exc)
+        except (OSError, RuntimeError) as exc:
+            self._cmdlines_refused = getattr(exc, "strerror", None) or str(exc)
             return
         self.cmdlines = cmdlines
         atexit.register(cmdlines.stop)
@@ -287,8 +300,8 @@ them; their successful execs are reported from sched_process_exec, argv from /pr
         if ctx.live or self.proc_mode:
             self._snapshot_parents()
         if self._cmdlines_refused:
-            out.note(f"no proc connector ({self._cmdlines_refused}): argv past the plan is read from /proc when "
-                     "its exec is decoded")
+            out.note(f"--cmdline-at-exec: not used ({self._cmdlines_refused}); argv past the plan is read from "
+                     "/proc when its exec is decoded")
         out.meta("exec", ctx.source.kind, ctx.clock, argv_plan={
             "max_args": self.limits.max_args, "head_args": self.limits.head_args,
             "max_arg_len": self.limits.max_arg_len, "tail_len": self.limits.tail_len,
@@ -515,8 +528,11 @@ them; their successful execs are reported from sched_process_exec, argv from /pr
     def finish(self) -> None:
         if self.joiner is not None:
             self._emit_all(self.joiner.flush(0))
-        if self.cmdlines is not None:
-            self.cmdlines.stop()
+        cmdlines = self.cmdlines
+        if cmdlines is not None:
+            import atexit
+            cmdlines.stop()
+            atexit.unregister(cmdlines.stop)
         from rawtrace.tracers.base import report_run
         sources = ", ".join(f"{n} {s}" for s, n in sorted(self.by_source.items()))
         info = {"attempts": self.attempts, "shown": self.shown, "failed_hidden": self.failed_hidden,
@@ -528,10 +544,10 @@ them; their successful execs are reported from sched_process_exec, argv from /pr
             extra.append(f"{self.failed_hidden} failed not shown (-x shows them)")
         if self.proc_mode and self.lost:
             extra.append(f"{self.lost} proc connector overflows")
-        if self.cmdlines is not None:
-            got = self.cmdlines.received - self.cmdlines.missed
-            info["cmdline_at_exec"] = {"read": got, "gone": self.cmdlines.missed}
-            extra.append(f"cmdline read at {got} of {self.cmdlines.received} execs (the others had gone)")
+        if cmdlines is not None:
+            info["cmdline_at_exec"] = {"long_read": cmdlines.read_count, "gone": cmdlines.gone}
+            extra.append(f"cmdline at the exec: {cmdlines.read_count} long ones read, {cmdlines.gone} programs "
+                         "gone first (system-wide)")
         report_run(self.ctx.out, self.ctx.source, f"{self.shown} execs", info, extra=extra)
 
 
