@@ -116,9 +116,10 @@ on the proc connector), which wins that race for many of them (in a test of 40 p
 arguments or a 10 kB one: 14-24 whole), for about 110-180 us more per exec here. Static binaries, Go
 programs and raw syscall(2) bypass the C library's exec functions: a dynamically linked program they
 start is read at its start (uprobe-start; output waits for it, up to 0.2 s of trace time), a static one
-from /proc/PID/cmdline (proc), which a short-lived process may already have left (none). A word the kernel cannot read without a page fault (argv memory swapped
-out) keeps stale bytes in a fixed-size fetch, undetectably. 32-bit compat tasks: the syscall events skip
-them; their successful execs are reported from sched_process_exec, argv from /proc."""
+from /proc/PID/cmdline (proc), which a short-lived process may already have left (none). A word the
+kernel cannot read without a page fault (argv memory swapped out) keeps stale bytes in a fixed-size
+fetch, undetectably. 32-bit compat tasks: the syscall events skip them; their successful execs are
+reported from sched_process_exec, argv from /proc."""
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
