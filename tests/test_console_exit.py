@@ -49,3 +49,27 @@ def test_reader_going_away_is_not_an_error():
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 0
     assert "Traceback" not in err and "Exception ignored" not in err
+
+
+def test_a_signal_while_the_early_handlers_go_in_or_out_is_an_exit_code_not_a_traceback(monkeypatch):
+    """The handlers are put in place one by one; a signal between the first and the rest (or while they
+    are taken away again) is answered with 128 + signal, as one at any other moment of start-up."""
+    import signal as S
+
+    import rawtrace.cli as cli
+    real = S.signal
+    for when in ("installing", "restoring"):
+        calls = []
+
+        def flaky(sig, handler, when=when, calls=calls):
+            calls.append(sig)
+            old = real(sig, handler)
+            if (when == "installing" and len(calls) == 2) or (when == "restoring" and len(calls) == 4):
+                raise cli._Interrupted(S.SIGINT)     # as _early_signal raises it, right after this call
+            return old
+        monkeypatch.setattr(S, "signal", flaky)
+        monkeypatch.setattr(cli, "_main", lambda argv: 0)
+        assert cli.main(["list-syscalls"]) == 128 + S.SIGINT, when
+        monkeypatch.setattr(S, "signal", real)
+        for sig in (S.SIGINT, S.SIGTERM, S.SIGHUP):
+            real(sig, S.default_int_handler if sig == S.SIGINT else S.SIG_DFL)

@@ -156,18 +156,21 @@ def main(argv: list[str] | None = None) -> int:
     # installs its own handlers, SIGINT/SIGTERM/SIGHUP end rawtrace quietly (nothing is created yet).
     import signal
     previous = {}
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        try:
-            previous[sig] = signal.signal(sig, _early_signal)
-        except ValueError:           # not the main thread (an embedding program): leave them alone
-            break
+    # A signal may come while the handlers are being put in place or taken away again: both inside the
+    # handler for _Interrupted (a SIGINT between installing the first handler and the try: was a traceback).
     try:
-        return _main(sys.argv[1:] if argv is None else list(argv))
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                try:
+                    previous[sig] = signal.signal(sig, _early_signal)
+                except ValueError:   # not the main thread (an embedding program): leave them alone
+                    break
+            return _main(sys.argv[1:] if argv is None else list(argv))
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     except _Interrupted as exc:
         return 128 + exc.signum
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _main(argv: list[str]) -> int:
