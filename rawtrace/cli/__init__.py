@@ -147,8 +147,28 @@ class _Interrupted(BaseException):
         self.signum = signum
 
 
+_EARLY: dict[str, int | None] = {"signum": None}
+
+
 def _early_signal(signum, _frame) -> None:
+    # Remembered as well as raised: where the exception cannot propagate (a weakref callback inside the
+    # import machinery, a __del__), Python drops it, and the command's own handlers take the signal
+    # over from early_signal() instead.
+    _EARLY["signum"] = signum
     raise _Interrupted(signum)
+
+
+def early_signal() -> int | None:
+    """A SIGINT/SIGTERM/SIGHUP that came during start-up and whose _Interrupted was dropped; cleared."""
+    signum, _EARLY["signum"] = _EARLY["signum"], None
+    return signum
+
+
+def _quiet_unraisable(previous):
+    def hook(unraisable) -> None:
+        if not isinstance(unraisable.exc_value, _Interrupted):
+            previous(unraisable)
+    return hook
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,17 +178,24 @@ def main(argv: list[str] | None = None) -> int:
     previous = {}
     # A signal may come while the handlers are being put in place or taken away again: both inside the
     # handler for _Interrupted (a SIGINT between installing the first handler and the try: was a traceback).
+    unraisable = sys.unraisablehook
+    _EARLY["signum"] = None
     try:
         try:
+            # A dropped _Interrupted (see _early_signal) is not reported as "Exception ignored".
+            sys.unraisablehook = _quiet_unraisable(unraisable)
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 try:
                     previous[sig] = signal.signal(sig, _early_signal)
                 except ValueError:   # not the main thread (an embedding program): leave them alone
                     break
-            return _main(sys.argv[1:] if argv is None else list(argv))
+            code = _main(sys.argv[1:] if argv is None else list(argv))
+            dropped = early_signal()
+            return 128 + dropped if dropped is not None else code
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            sys.unraisablehook = unraisable
     except _Interrupted as exc:
         return 128 + exc.signum
 

@@ -121,6 +121,11 @@ class Signals:
         self.previous = {}
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             self.previous[sig] = signal.signal(sig, self._handle)
+        from rawtrace.cli import early_signal
+        dropped = early_signal()
+        if dropped is not None:
+            # A signal during start-up whose quiet exit Python dropped: it stops this run now.
+            self._handle(dropped, None)
 
     def _handle(self, signum, _frame) -> None:
         if self.received is None:
