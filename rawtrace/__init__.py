@@ -5,6 +5,11 @@ The library API is `rawtrace.Session` (see rawtrace/session.py); it is imported 
 
 __version__ = "0.1.0"
 
+# A SIGINT/SIGTERM/SIGHUP that came while the CLI was starting (set by the start-up handlers of
+# rawtrace.__main__ and rawtrace.cli): their exception can be dropped by Python (raised inside a weakref
+# callback of the import machinery), so the signal is also remembered here, where both can reach it.
+_early_signal = None
+
 _LAZY = {"Session": "rawtrace.session", "TraceEvent": "rawtrace.session", "LostEvents": "rawtrace.session"}
 
 

@@ -8,9 +8,14 @@ except ImportError:  # pragma: no cover - not CPython
     import signal as _signal
 
 
+import rawtrace as _package  # (imported already, as the package of this module)
+
+
 def _quiet_exit(signum, _frame):
     # Until the CLI installs its own handlers: a Ctrl-C (or SIGTERM/SIGHUP) while modules are still
-    # being imported ends rawtrace quietly, with no traceback from inside an import.
+    # being imported ends rawtrace quietly, with no traceback from inside an import. Remembered too, for
+    # when Python drops the exception (see rawtrace._early_signal).
+    _package._early_signal = signum
     raise SystemExit(128 + signum)
 
 

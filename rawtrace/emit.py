@@ -306,7 +306,7 @@ class Emitter:
         known_prefix = prefixes.get
 
         def text_line(call) -> str:
-            status, ts, exit_ts, cpu, _exit_cpu, tid, pid, comm, sig, values, ret, note, strings = call
+            status, ts, exit_ts, cpu, _exit_cpu, tid, _pid, comm, sig, values, ret, _note, strings = call
             if status == "complete" and ret.__class__ is int and ret >= 0 and not strings and values is not None \
                     and ts is not None and exit_ts is not None:
                 fast = texts_get(id(sig))

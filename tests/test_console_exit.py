@@ -56,7 +56,7 @@ def test_a_signal_while_the_early_handlers_go_in_or_out_is_an_exit_code_not_a_tr
     are taken away again) is answered with 128 + signal, as one at any other moment of start-up."""
     import signal as S
 
-    import rawtrace.cli as cli
+    from rawtrace import cli
     real = S.signal
     for when in ("installing", "restoring"):
         calls = []
@@ -83,7 +83,7 @@ def test_a_start_up_signal_that_python_dropped_still_stops_the_run(monkeypatch, 
     import signal as S
     import weakref
 
-    import rawtrace.cli as cli
+    from rawtrace import cli
     from rawtrace.cli.tool import Signals
 
     class Thing:
@@ -99,10 +99,20 @@ def test_a_start_up_signal_that_python_dropped_still_stops_the_run(monkeypatch, 
     monkeypatch.setattr(cli, "_main", command)
     assert cli.main(["list-syscalls"]) == 128 + S.SIGINT
     assert "Exception ignored" not in capsys.readouterr().err
-    cli._EARLY["signum"] = S.SIGTERM         # dropped, then a tracing command sets up its handlers
+    import rawtrace
+    rawtrace._early_signal = S.SIGTERM       # dropped, then a tracing command sets up its handlers
     stopped = []
     signals = Signals(lambda: stopped.append(True))
     try:
         assert stopped == [True] and signals.received == S.SIGTERM and cli.early_signal() is None
     finally:
         signals.restore()
+
+
+def test_a_quiet_exit_dropped_before_the_cli_ran_ends_it_at_once(monkeypatch):
+    """rawtrace.__main__'s start-up handler remembers its signal too: main() then does nothing more."""
+    import rawtrace
+    from rawtrace import cli
+    monkeypatch.setattr(cli, "_main", lambda argv: pytest.fail("ran the command"))
+    rawtrace._early_signal = 15
+    assert cli.main(["list-syscalls"]) == 128 + 15 and rawtrace._early_signal is None

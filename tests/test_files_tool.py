@@ -417,7 +417,7 @@ def test_a_deleted_symlink_is_joined_to_its_own_fanotify_event(tmp_path):
     (tmp_path / "l").unlink()
     j.named(7, "delete", f"{tmp_path}/l", 12)
     j.event(7, "delete", "ev-delete", f"{tmp_path}/l", 13)
-    joined, alone, given_up = j.match(now=500)
+    _joined, alone, given_up = j.match(now=500)
     assert alone == [] and given_up == []
 
 

@@ -147,27 +147,31 @@ class _Interrupted(BaseException):
         self.signum = signum
 
 
-_EARLY: dict[str, int | None] = {"signum": None}
-
-
 def _early_signal(signum, _frame) -> None:
     # Remembered as well as raised: where the exception cannot propagate (a weakref callback inside the
     # import machinery, a __del__), Python drops it, and the command's own handlers take the signal
     # over from early_signal() instead.
-    _EARLY["signum"] = signum
+    import rawtrace
+    rawtrace._early_signal = signum
     raise _Interrupted(signum)
 
 
 def early_signal() -> int | None:
-    """A SIGINT/SIGTERM/SIGHUP that came during start-up and whose _Interrupted was dropped; cleared."""
-    signum, _EARLY["signum"] = _EARLY["signum"], None
+    """A SIGINT/SIGTERM/SIGHUP that came during start-up and whose exception was dropped; cleared."""
+    import rawtrace
+    signum, rawtrace._early_signal = rawtrace._early_signal, None
     return signum
 
 
 def _quiet_unraisable(previous):
+    """sys.unraisablehook leaving out the start-up handlers' dropped exceptions (the signal is remembered)."""
     def hook(unraisable) -> None:
-        if not isinstance(unraisable.exc_value, _Interrupted):
-            previous(unraisable)
+        import rawtrace
+        value = unraisable.exc_value
+        quiet_exit = isinstance(value, SystemExit) and rawtrace._early_signal is not None
+        if isinstance(value, _Interrupted) or quiet_exit:
+            return
+        previous(unraisable)
     return hook
 
 
@@ -179,7 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     # A signal may come while the handlers are being put in place or taken away again: both inside the
     # handler for _Interrupted (a SIGINT between installing the first handler and the try: was a traceback).
     unraisable = sys.unraisablehook
-    _EARLY["signum"] = None
+    dropped = early_signal()
+    if dropped is not None:          # (rawtrace.__main__'s quiet exit, dropped by Python on the way here)
+        return 128 + dropped
     try:
         try:
             # A dropped _Interrupted (see _early_signal) is not reported as "Exception ignored".

@@ -205,6 +205,7 @@ reported from sched_process_exec, argv from /proc."""
         win the race against short-lived programs, which a nice 19 process loses. Stopped at the end,
         and at exit whatever happens."""
         import atexit
+
         from rawtrace.procconn import ExecCmdlines
         if self.ctx.clock != "mono":
             self._cmdlines_refused = f"the trace clock is {self.ctx.clock}, the proc connector's is mono"
