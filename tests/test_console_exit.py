@@ -116,3 +116,24 @@ def test_a_quiet_exit_dropped_before_the_cli_ran_ends_it_at_once(monkeypatch):
     monkeypatch.setattr(cli, "_main", lambda argv: pytest.fail("ran the command"))
     rawtrace._early_signal = 15
     assert cli.main(["list-syscalls"]) == 128 + 15 and rawtrace._early_signal is None
+
+
+def test_an_early_signal_that_python_turned_into_another_exception_is_still_a_quiet_exit(monkeypatch):
+    """A class statement interrupted in a __set_name__ comes up as RuntimeError, not as the handler's own
+    exception: after an early signal it still ends with 128 + signal, without a traceback."""
+    import signal as S
+
+    from rawtrace import cli
+
+    class Named:
+        def __set_name__(self, owner, name):
+            cli._early_signal(S.SIGINT, None)
+
+    def command(argv):
+        type("Needs", (), {"events": Named()})
+        return 0
+    monkeypatch.setattr(cli, "_main", command)
+    assert cli.main(["list-syscalls"]) == 128 + S.SIGINT
+    monkeypatch.setattr(cli, "_main", lambda argv: (_ for _ in ()).throw(RuntimeError("a bug")))
+    with pytest.raises(RuntimeError):            # without an early signal, an error is an error
+        cli.main(["list-syscalls"])

@@ -204,6 +204,14 @@ def main(argv: list[str] | None = None) -> int:
             sys.unraisablehook = unraisable
     except _Interrupted as exc:
         return 128 + exc.signum
+    except BaseException:
+        # Python may turn the early handlers' exception into another on its way here (a RuntimeError
+        # "Error calling __set_name__" when it interrupts a class statement): after an early signal,
+        # whatever comes up is that signal's.
+        dropped = early_signal()
+        if dropped is None:
+            raise
+        return 128 + dropped
 
 
 def _main(argv: list[str]) -> int:
