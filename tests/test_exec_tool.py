@@ -322,3 +322,19 @@ def test_lost_events_mark_calls_in_flight():
     [attempt] = recs(out)
     assert attempt["incomplete"] is True and attempt["filename"] == "/usr/bin/ls"
     assert recs(out, "summary")[0]["lost"] == 7 and "7 lost" in err
+
+
+@pytest.mark.parametrize("argv", [["--cmdline-at-exec", "--no-cmdline"], ["--cmdline-at-exec", "-i", "REC"]])
+def test_cmdline_at_exec_with_no_cmdline_or_a_recording_is_one_line_and_exit_2(argv, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+    recording = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "raw_syscalls_1905722ev.dat"
+    if "REC" in argv:
+        if not recording.exists():
+            pytest.skip("no shared recording")
+        argv = [str(recording) if a == "REC" else a for a in argv]
+    done = subprocess.run([sys.executable, "-m", "rawtrace", "exec", *argv, "-d", "1"], capture_output=True,
+                          text=True, timeout=60, cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 2 and "--cmdline-at-exec" in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr

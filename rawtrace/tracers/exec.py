@@ -158,6 +158,9 @@ reported from sched_process_exec, argv from /proc."""
         super().__init__(args, ctx)
         if args.head_args < 0:
             raise UsageError("--head-args must be 0 or more")
+        if args.cmdline_at_exec and (args.no_cmdline or args.input):
+            raise UsageError("--cmdline-at-exec reads cmdlines while tracing live: not with "
+                             + ("--no-cmdline" if args.no_cmdline else "-i FILE"))
         self.regex = None
         if args.argv_regex is not None:
             try:
@@ -186,7 +189,7 @@ reported from sched_process_exec, argv from /proc."""
         self.probe_names: dict[tuple[str, str], X.PlannedEvent] = {}
         self.proc_mode = ctx.source.kind == PROC_KIND
         self.joiner: X.ExecJoiner | None = None
-        self.cmdlines = None          # rawtrace.procconn.ExecCmdlines while tracing live through tracefs
+        self.cmdlines = None          # rawtrace.procconn.ExecCmdlines with --cmdline-at-exec, live through tracefs
         self._cmdlines_refused = ""
         if not self.proc_mode:
             self.plan = self._usable_plan() if ctx.live else []
@@ -356,10 +359,10 @@ reported from sched_process_exec, argv from /proc."""
         return found
 
     def _cmdline(self, pid: int, ts: int) -> bytes | None:
-        """The cmdline read at the exec by the proc connector's thread, else (or with another trace clock)
-        a read now."""
+        """The cmdline read at the exec by --cmdline-at-exec's reader (started only with the mono clock,
+        the connector's), else a read now."""
         from rawtrace.procconn import read_cmdline
-        if self.cmdlines is not None and self.ctx.clock == "mono":
+        if self.cmdlines is not None:
             text = self.cmdlines.get(pid, ts)
             if text is not None:
                 return text
