@@ -111,6 +111,7 @@ class Emitter:
         self._event_heads: dict[tuple, str] = {}
         self._signature_json: dict = {}
         self._fast_texts: dict[int, tuple] = {}
+        self._complete_tables: dict[int, tuple] = {}
         self._status_shown = False
         self._tty = hasattr(self.err, "isatty") and self.err.isatty()
 
@@ -241,88 +242,124 @@ class Emitter:
             whole = ('{"type":"syscall","ts":%d.%09d,"cpu":%d,"pid":%d,"tid":%d,"comm":%s'
                      + head.replace("%", "%%") + template + ',"ret":%d,"duration":%d.%09d,"status":"complete",'
                      '"text":%s}')
-            compiled = self._compile_json(sig, formatter, head, template)
+            compiled = self._compile_json(sig, formatter, head, self._comm_json.get, self.comm_json)
         pieces = self._signature_json[id(sig)] = (head, template, sig, whole, formatter, compiled,
                                                   formatter.plain_return_limit)
         return pieces
 
     @staticmethod
-    def _compile_json(sig, formatter, head: str, args: str):
+    def _compile_json(sig, formatter, head: str, comms: Callable, comm_json: Callable):
         """(fn(call, comm JSON) -> the record, fn(ts, exit_ts, cpu, pid, tid, comm JSON, values, ret) -> the
-        record and a newline) of a complete call with a plain return, by the formatter's compiled text
-        (which needs no JSON escaping); None if the signature's text cannot be compiled. (Remembering the
-        arguments' part per (values, ret) did not pay: buffer and path pointers make most calls of a loop
-        differ.)"""
+        record and a newline, fn(ts, exit_ts, cpu, pid, tid, comm, values, ret) -> the same) of a complete call with a plain return, by the formatter's compiled text
+        (which needs no JSON escaping), and the same line as fn(..., comm, ...) of the comm as it is (complete
+        _line()'s); None if the signature's text cannot be compiled. The line is one
+        f-string (a third cheaper than the same % template); a value of a field that is not a plain scalar
+        is formatted with `:d`, so that anything but an integer raises, as %d would, and the caller takes
+        the general way. (Remembering the arguments' part per (values, ret) did not pay: buffer and path
+        pointers make most calls of a loop differ.)"""
         text = formatter.fast_text(sig.name, sig.params)
         if text is None or not (sig.name.isascii() and sig.name.replace("_", "a").isalnum()):
             return None               # (the text holds the name: a recording's may need escaping)
-        env = {"LINE": ('{"type":"syscall","ts":%s.%s,"cpu":%d,"pid":%d,"tid":%d,"comm":%s'
-                        + head.replace("%", "%%") + args + ',"ret":%d,"duration":%d.%09d,"status":"complete",'
-                        '"text":"%s"}\n'),
-               "TEXT": text}
+        count = len(sig.params)
+        args = ",".join(f'"{name}":{{v{i}{"" if _plain_scalar(ctype) else ":d"}}}'
+                        for i, (name, ctype) in enumerate(sig.params))
+        unpack = "    " + "".join(f"v{i}, " for i in range(count)) + "= values\n" if count else ""
+        line = ('{{"type":"syscall","ts":{digits[:-9]}.{digits[-9:]},"cpu":{cpu},"pid":{pid},"tid":{tid},'
+                '"comm":{comm}' + head.replace("{", "{{").replace("}", "}}") + ',"args":{{' + args + '}}'
+                ',"ret":{ret},"duration":{took // 1000000000}.{took % 1000000000:09d},"status":"complete",'
+                '"text":"{TEXT(values, ret)}"}}\n')
         source = ("def line(ts, exit_ts, cpu, pid, tid, comm, values, ret):\n"
                   "    took = exit_ts - ts\n"
                   # The time stamp's seconds and nanoseconds by slicing its digits (cheaper than divmod).
                   "    digits = str(ts)\n    if len(digits) < 10:\n        digits = digits.rjust(10, '0')\n"
-                  "    return LINE % (digits[:-9], digits[-9:], cpu, pid, tid, comm, *values, ret, "
-                  "took // 1000000000, took % 1000000000, TEXT(values, ret))\n"
+                  + unpack +
+                  f"    return f{line!r}\n"
+                  "def complete(ts, exit_ts, cpu, pid, tid, comm, values, ret):\n"
+                  "    comm = COMMS(comm) or COMM_JSON(comm)\n"
+                  "    took = exit_ts - ts\n"
+                  "    digits = str(ts)\n    if len(digits) < 10:\n        digits = digits.rjust(10, '0')\n"
+                  + unpack +
+                  f"    return f{line!r}\n"
                   "def record(call, comm):\n"
                   "    return line(call.ts, call.exit_ts, call.cpu, call.pid, call.tid, comm, call.values, "
                   "call.ret)[:-1]\n")
+        env = {"TEXT": text, "COMMS": comms, "COMM_JSON": comm_json}
         exec(compile(source, "<syscall record>", "exec"), env)  # noqa: S102 - built from our own pieces only
-        return env["record"], env["line"]
+        return env["record"], env["line"], env["complete"]
+
+    def complete_lines(self, formatter) -> tuple[Callable, Callable] | None:
+        """(get, make) over the table of compiled lines of complete calls for `formatter`: get(id(sig)) gives
+        the signature's entry or None, make(sig) makes it. An entry is (sig, fn, limit): fn(ts, exit_ts,
+        cpu, pid, tid, comm, values, ret) -> the line and its newline, for a complete call without strings
+        or note whose return is an int with 0 <= ret < limit (fn is None where that cannot be compiled; it
+        raises on a value of another type: then, as for any other call, the caller builds the Syscall and
+        takes syscall_lines()'s way). Check that entry[0] is sig (the table is keyed by identity).
+        None unless the clock counts nanoseconds."""
+        if not self.ns:
+            return None
+        table = self._complete_tables.get(id(formatter))
+        if table is None or table[0] is not formatter:
+            table = self._complete_tables[id(formatter)] = (formatter, {})
+        entries = table[1]
+        if self.json:
+            def make(sig) -> tuple:
+                pieces = self._signature_pieces(sig, formatter)
+                fn = pieces[5][2] if pieces[5] is not None else None
+                return self._keep_entry(entries, sig, fn, pieces[6])
+        else:
+            known_prefix = prefixes.get
+
+            def make(sig) -> tuple:
+                plain = sig.name.isascii() and sig.name.replace("_", "a").isalnum()
+                text = formatter.fast_text(sig.name, sig.params) if plain else None
+                fn = None
+                if text is not None:
+                    env = {"TEXT": text, "PREFIX": known_prefix, "LINE_PREFIX": line_prefix}
+                    source = ("def complete(ts, exit_ts, cpu, pid, tid, comm, values, ret):\n"
+                              "    prefix = PREFIX((comm, tid, cpu)) or LINE_PREFIX(comm, tid, cpu)\n"
+                              # text_timestamp(), by slicing the digits
+                              "    digits = str(ts + 500)\n    if len(digits) < 10:\n"
+                              "        digits = digits.rjust(10, '0')\n"
+                              "    return f'{prefix}{digits[:-9]}.{digits[-9:-3]}: {TEXT(values, ret)} "
+                              "<{(exit_ts - ts) / 1e9:.6f}>\\n'\n")
+                    exec(compile(source, "<syscall line>", "exec"), env)  # noqa: S102 - our own pieces only
+                    fn = env["complete"]
+                return self._keep_entry(entries, sig, fn, formatter.plain_return_limit)
+        return entries.get, make
+
+    @staticmethod
+    def _keep_entry(entries: dict, sig, fn, limit) -> tuple:
+        if len(entries) > 65536:
+            entries.clear()
+        entry = entries[id(sig)] = (sig, fn, limit)
+        return entry
 
     def syscall_lines(self, formatter) -> Callable:
         """fn(call) -> the call's line and a newline: syscall_json() in JSON, else syscall_line(). The
-        common case (a complete call with a plain return, a nanosecond clock, a compiled text) is made
-        here from the unpacked record, without the general functions' attribute lookups and checks."""
+        common case (a complete call with a plain return, a nanosecond clock, a compiled text) is made by
+        complete_line() from the unpacked record, without the general functions' attribute lookups."""
         general = self.syscall_json if self.json else self.syscall_line
+        table = self.complete_lines(formatter)
 
         def general_line(call) -> str:
             return general(call, formatter) + "\n"
-        if not self.ns:
+        if table is None:
             return general_line
-        if self.json:
-            pieces_get = self._signature_json.get
-            pieces_of = self._signature_pieces
-            comms = self._comm_json.get
-            comm_json = self.comm_json
+        get, make = table
 
-            def json_line(call) -> str:
-                status, ts, exit_ts, cpu, _exit_cpu, tid, pid, comm, sig, values, ret, note, strings = call
-                if status == "complete" and ret.__class__ is int and ret >= 0 and not strings and not note:
-                    pieces = pieces_get(id(sig))
-                    if pieces is None or pieces[2] is not sig or pieces[4] is not formatter:
-                        pieces = pieces_of(sig, formatter)
-                    if pieces[5] is not None and ret < pieces[6]:
-                        try:
-                            return pieces[5][1](ts, exit_ts, cpu, pid, tid, comms(comm) or comm_json(comm), values,
-                                                ret)
-                        except Exception:  # noqa: BLE001, S110 - a string or other value: the general way
-                            pass
-                return general(call, formatter) + "\n"
-            return json_line
-        texts_get = self._fast_texts.get
-        known_prefix = prefixes.get
-
-        def text_line(call) -> str:
-            status, ts, exit_ts, cpu, _exit_cpu, tid, _pid, comm, sig, values, ret, _note, strings = call
-            if status == "complete" and ret.__class__ is int and ret >= 0 and not strings and values is not None \
-                    and ts is not None and exit_ts is not None:
-                fast = texts_get(id(sig))
-                if fast is not None and fast[0] is sig and fast[1] is formatter and fast[2] is not None \
-                        and ret < fast[3]:
+        def line(call) -> str:
+            status, ts, exit_ts, cpu, _exit_cpu, tid, pid, comm, sig, values, ret, note, strings = call
+            if status == "complete" and not strings and not note and ret.__class__ is int and ret >= 0:
+                entry = get(id(sig))
+                if entry is None or entry[0] is not sig:
+                    entry = make(sig)
+                if entry[1] is not None and ret < entry[2]:
                     try:
-                        text = fast[2](values, ret)
-                    except Exception:  # noqa: BLE001 - a value of another type: the general way says how
-                        return general(call, formatter) + "\n"
-                    prefix = known_prefix((comm, tid, cpu)) or line_prefix(comm, tid, cpu)
-                    digits = str(ts + 500)           # text_timestamp(), by slicing the digits
-                    if len(digits) < 10:
-                        digits = digits.rjust(10, "0")
-                    return f"{prefix}{digits[:-9]}.{digits[-9:-3]}: {text} <{(exit_ts - ts) / 1e9:.6f}>\n"
+                        return entry[1](ts, exit_ts, cpu, pid, tid, comm, values, ret)
+                    except Exception:  # noqa: BLE001, S110 - a value of another type: the general way
+                        pass
             return general(call, formatter) + "\n"
-        return text_line
+        return line
 
     def call_text(self, call, formatter) -> str:
         """call.text(formatter), by the formatter's compiled text of the signature where it has one (cached
@@ -429,6 +466,11 @@ class Emitter:
             return
         from rawtrace.output import table_text
         self.write(table_text(rows, headers) + "\n")
+
+
+def _plain_scalar(ctype: str) -> bool:
+    """Whether a field of this C type decodes to an int only (no array, string or dynamic field)."""
+    return "[" not in ctype and "__data_loc" not in ctype and "__rel_loc" not in ctype
 
 
 def _args_json(params, values) -> str:

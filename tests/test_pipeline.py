@@ -270,6 +270,70 @@ def test_joiner_strings_and_signature_from_tracepoint() -> None:
     assert call.duration_ns == 8 and call.status == "complete" and call.exit_cpu == 1
 
 
+def test_joiners_complete_shortcut_takes_plain_complete_calls_only() -> None:
+    """SyscallJoiner.complete gets every complete call without strings (raw_syscalls and syscalls:*
+    pairs), as the parts a Syscall is made of; a call with strings, an unfinished or resumed one goes to
+    emit as before."""
+    from rawtrace.parse.record import Event
+    from rawtrace.syscalls.calls import Signature, SyscallJoiner, complete_call
+    from rawtrace.tasks import TaskTable
+
+    emitted, shortcut = [], []
+    sig = Signature(257, "openat", (("dfd", "int"), ("filename", "const char *")), "64")
+    joiner = SyscallJoiner(TaskTable(), emitted.append, lambda nr, abi: sig, "64")
+    joiner.complete = lambda *parts: shortcut.append(complete_call(*parts))
+    joiner.raw_enter(Event(1, 0, 5, 21, None, {"id": 257, "args": (1, 2, 3, 4, 5, 6)}))
+    joiner.raw_exit(Event(9, 1, 5, 22, None, {"id": 257, "ret": 3}))
+    joiner.add_strings(5, {"filename": "/etc/passwd"})
+    joiner.raw_enter(Event(10, 0, 5, 21, None, {"id": 257, "args": (1, 2, 3, 4, 5, 6)}))
+    joiner.raw_exit(Event(12, 0, 5, 22, None, {"id": 257, "ret": 4}))
+    joiner.raw_exit(Event(14, 0, 6, 22, None, {"id": 257, "ret": 5}))        # no enter: resumed
+    (call,) = shortcut
+    assert call == ("complete", 1, 9, 0, 1, 5, 5, call.comm, sig, (1, 2), 3, None, None)
+    assert [(c.status, c.ret, c.string("filename")) for c in emitted] == [("complete", 4, "/etc/passwd"),
+                                                                          ("resumed", 5, None)]
+    assert joiner.counts["complete"] == 2
+
+    class Fmt:
+        fields = ()
+    named = SyscallJoiner(TaskTable(), emitted.append, lambda nr, abi: None, "64")
+    named.complete = lambda *parts: shortcut.append(complete_call(*parts))
+    on_enter = named.handler_for(("syscalls", "sys_enter_close"), lambda s, n: Fmt())
+    on_exit = named.handler_for(("syscalls", "sys_exit_close"), lambda s, n: Fmt())
+    on_enter(Event(20, 0, 7, 40, None, {"__syscall_nr": 3}))
+    on_exit(Event(25, 0, 7, 41, None, {"__syscall_nr": 3, "ret": 0}))
+    assert shortcut[-1].signature.name == "close" and shortcut[-1].exit_ts == 25 and len(emitted) == 2
+
+
+@pytest.mark.parametrize("mode", [["--json"], []])
+def test_trace_lines_by_the_joiners_shortcut_equal_the_per_call_way(tmp_path: Path, capsys, monkeypatch,
+                                                                    mode) -> None:
+    """The trace tool writes complete calls through SyscallJoiner.complete unless -c N is given (then
+    on_syscall counts each line): the output is the same either way, line for line."""
+    from rawtrace.tracers.trace import Trace
+    root = tracefs(tmp_path)
+    cpu0, cpu1 = workload(tmp_path)
+    # and a read that enters on CPU 0 and returns on CPU 1 (the line shows the CPU of its entry)
+    cpu2, cpu3 = tmp_path / "cpu2.raw", tmp_path / "cpu3.raw"
+    cpu2.write_bytes(PageBuilder().event(enter(500, NR["read"], 5, 0x3000, 8), delta=1).build(900_000_000))
+    cpu3.write_bytes(PageBuilder().event(exit_(500, NR["read"], 8), delta=1).build(900_000_100))
+    made = []
+    shortcut = Trace._first_complete
+
+    def counted(self, *call):
+        made.append(call)
+        return shortcut(self, *call)
+    monkeypatch.setattr(Trace, "_first_complete", counted)
+    argv = ["decode", "--tracefs", str(root), str(cpu0), str(cpu1), str(cpu2), str(cpu3), *mode]
+    code, fast, err = run(capsys, *argv)
+    assert code == 0, err
+    assert len(made) == 1                # installed at the first complete call, which it then wrote
+    code, general, err = run(capsys, *argv, "-c", "1000000")
+    assert code == 0, err
+    assert len(made) == 1 and fast == general and "openat(4294967196, 4096, 0, 0, 0, 0) = 3" in fast
+    assert ("[002]" if not mode else '"cpu":2,"pid":500') in fast
+
+
 def test_event_json_is_valid_json_with_odd_values() -> None:
     from rawtrace.emit import Emitter
     from rawtrace.parse.format import parse_format

@@ -153,6 +153,11 @@ class SyscallJoiner:
         self._strings: dict[int, dict] = {}
         self.counts = {COMPLETE: 0, UNFINISHED: 0, RESUMED: 0, NORETURN: 0}
         self.fork_returns = 0
+        # A consumer's shortcut for the most common record, set by a tool before the first batch:
+        # fn(ts, exit_ts, cpu, exit_cpu, tid, pid, comm, signature, values, ret), called instead of `emit`
+        # for a complete call without strings (no Syscall is built for it: the function does that itself,
+        # by complete_call(), for what it does not handle).
+        self.complete: Callable | None = None
         # fn(record) per raw_syscalls event (instance attributes: closures over the tables above).
         self.raw_enter, self.raw_exit = self._raw_handlers()
 
@@ -274,7 +279,7 @@ class SyscallJoiner:
         """(raw_enter, raw_exit): fn(record) for raw_syscalls:sys_enter and sys_exit, made once with the
         tables they use bound (the common case of each inline: no further call, no attribute lookup)."""
         pending = self._pending["raw_syscalls"]
-        pending_get = pending.get
+        pending_pop = pending.pop
         abis = self.abis
         native_abi = self.native_abi
         no_return = self._no_return
@@ -289,18 +294,24 @@ class SyscallJoiner:
         def raw_exit(rec) -> None:
             ts, cpu, tid, _id, _fmt, fields, _flags, _preempt = rec
             nr = fields["id"]
-            entry = pending_get(tid)
+            entry = pending_pop(tid, None)
             if entry is not None and entry[2] == nr and entry[8] == joiner._epoch:
                 # The common case: the enter of the same call is in flight (as _exit() does it).
-                del pending[tid]
                 counts[COMPLETE] += 1
-                joiner.emit(_new(Syscall, (COMPLETE, entry[0], ts, entry[1], cpu, tid, entry[5], entry[6],
-                                           entry[3], entry[4], fields.get("ret"), None, entry[7])))
+                complete = joiner.complete
+                if complete is not None and entry[7] is None:
+                    complete(entry[0], ts, entry[1], cpu, tid, entry[5], entry[6], entry[3], entry[4],
+                             fields.get("ret"))
+                else:
+                    joiner.emit(_new(Syscall, (COMPLETE, entry[0], ts, entry[1], cpu, tid, entry[5], entry[6],
+                                               entry[3], entry[4], fields.get("ret"), None, entry[7])))
             elif nr < 0 and entry is None:
                 # A new task's first return to user space (from fork/clone) carries no syscall number: it
                 # is no call of its own (strace does not show one either).
                 joiner.fork_returns += 1
             else:
+                if entry is not None:
+                    pending[tid] = entry         # (_exit() judges it)
                 joiner._exit(pending, rec, nr, fields.get("ret"))
 
         def raw_enter(rec) -> None:
@@ -352,8 +363,11 @@ class SyscallJoiner:
         entry = pending.pop(tid, None)
         if entry is not None and entry[2] == key and entry[8] == self._epoch:
             self.counts[COMPLETE] += 1
-            self.emit(Syscall(COMPLETE, entry[0], rec.ts, entry[1], rec.cpu, tid, entry[5], entry[6], entry[3],
-                              entry[4], ret, None, entry[7]))
+            if self.complete is not None and entry[7] is None:
+                self.complete(entry[0], rec.ts, entry[1], rec.cpu, tid, entry[5], entry[6], entry[3], entry[4], ret)
+            else:
+                self.emit(Syscall(COMPLETE, entry[0], rec.ts, entry[1], rec.cpu, tid, entry[5], entry[6],
+                                  entry[3], entry[4], ret, None, entry[7]))
             return
         note = None
         if entry is not None:
@@ -409,6 +423,12 @@ class SyscallJoiner:
         def on_exit(rec) -> None:
             exit_(pending, rec, call, rec.fields.get("ret"))
         return on_exit
+
+
+def complete_call(ts: int, exit_ts: int, cpu: int, exit_cpu: int, tid: int, pid: int, comm: str,
+                  signature: Signature, values, ret) -> Syscall:
+    """The Syscall of a complete call without strings or note, from SyscallJoiner.complete's arguments."""
+    return _new(Syscall, (COMPLETE, ts, exit_ts, cpu, exit_cpu, tid, pid, comm, signature, values, ret, None, None))
 
 
 def table_resolver(arch: str, formats: Callable[[str, str], Any] | None = None) -> Callable[[int, str], Signature | None]:
