@@ -66,6 +66,26 @@ def test_fast_text_equals_the_general_way(arch):
     assert compiled >= 20        # the common signatures do compile
 
 
+@pytest.mark.parametrize("check", [R._TEXT_MEMO_CHECK, 8])
+def test_fast_text_memo_gives_the_general_text_for_repeated_and_new_arguments(monkeypatch, check):
+    """The compiled text remembers texts per (values, ret): repeated and new arguments, mixed so that the
+    memo is paused (fewer than half found) and resumed (check 8, pause 40), and past its size limit."""
+    monkeypatch.setattr(R, "_TEXT_MEMO_CHECK", check)
+    monkeypatch.setattr(R, "_TEXT_MEMO_PAUSE", 40)
+    monkeypatch.setattr(R, "_TEXT_MEMO", 64)
+    f = SyscallFormatter("x86_64")
+    rng = random.Random(check)
+    params = (("dfd", "int"), ("filename", "const char *"), ("flags", "int"), ("mode", "umode_t"))
+    fast = f.fast_text("openat", params)
+    seen: list[tuple] = []
+    for n in range(3000):
+        # phases of mostly repeated and mostly new arguments
+        repeat = rng.random() < (0.9 if (n // 500) % 2 else 0.1)
+        values, ret = rng.choice(seen) if seen and repeat else (_values(rng, 4), rng.choice((0, 3, 4)))
+        seen.append((values, ret))
+        assert fast(values, ret) == _general(f, "openat", params, values, ret), (n, values, ret)
+
+
 def test_open_mode_is_shown_only_with_o_creat_as_in_the_general_way():
     f = SyscallFormatter("x86_64")
     params = (("dfd", "int"), ("filename", "const char *"), ("flags", "int"), ("mode", "umode_t"))
