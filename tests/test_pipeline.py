@@ -368,3 +368,14 @@ def test_raw_syscalls_of_a_compat_thread_are_named_through_its_own_abi() -> None
                                              (7, "getppid"), (8, "getpid")]
     joiner.raw_enter(Event(3, 0, 8, 21, None, {"id": 231, "args": (0,) * 6}))   # exit_group
     assert (got[-1].name, got[-1].status, joiner.pending) == ("exit_group", "noreturn", 0)
+
+
+def test_decode_reads_its_recording_from_i_as_every_tool_does(tmp_path: Path, capsys) -> None:
+    root = tracefs(tmp_path)
+    cpu0, cpu1 = workload(tmp_path)
+    code, by_position, err = run(capsys, "decode", "--tracefs", str(root), str(cpu0), str(cpu1), "--json")
+    assert code == 0, err
+    code, by_flag, err = run(capsys, "decode", "--tracefs", str(root), "-i", str(cpu0), "-i", str(cpu1), "--json")
+    assert code == 0 and by_flag == by_position, err
+    code, out, err = run(capsys, "decode", "--tracefs", str(root))
+    assert code == 2 and out == "" and err.count("\n") == 1 and "-i FILE" in err and "Traceback" not in err

@@ -228,4 +228,7 @@ class ToolCommand:
         files = getattr(args, "files", None)
         if files:
             args.input = list(args.input) + list(files)
+        if files is not None and not args.input:
+            from rawtrace.errors import UsageError
+            raise UsageError("name the recording: FILE (a trace.dat, or raw sub-buffer files) or -i FILE")
         return run_tool(self.tool, args, host)

@@ -418,8 +418,9 @@ examples:
         import sys
 
         from rawtrace.cli.tool import positive_int
-        parser.add_argument("files", nargs="+", metavar="FILE",
-                            help="raw sub-buffer files, one per CPU ('-' = stdin); or one trace-cmd trace.dat")
+        parser.add_argument("files", nargs="*", metavar="FILE",
+                            help="raw sub-buffer files, one per CPU ('-' = stdin); or one trace-cmd trace.dat "
+                                 "(-i FILE says the same, as for every tool)")
         parser.add_argument("-e", "--event", dest="events", action="append", default=[], metavar="EVENT",
                             help="only these events (names or globs; repeatable)")
         parser.add_argument("--cpu", type=int, metavar="N", help="the CPU the (single) FILE was read from")
