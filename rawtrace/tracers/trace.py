@@ -117,6 +117,11 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
         counts the fallback). Other records go to `deliver`."""
         if self.json:
             return None
+        stream = self.ctx.stream
+        if self.ctx.source.ids and self.on_event not in stream.dispatch.values():
+            # No event is shown by on_event (`trace 'raw_syscalls:*'`): the joiner's batch loop, which
+            # hands its records on with less work per record than the loop below.
+            return None
         from operator import attrgetter
 
         from rawtrace.parse.record import Event, Rendered
@@ -124,7 +129,6 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
         from rawtrace.render_event import compile_line, fields_body_code
         from rawtrace.render_event import line_prefix as make_prefix
         from rawtrace.render_event import prefixes as known_prefixes
-        stream = self.ctx.stream
         ns = self.ctx.ns
         names = self.tasks.names.get
         comm_of = self.tasks.comm
@@ -178,14 +182,10 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
                 if cls is Rendered and full_lines:
                     line_text = rec.text
                 else:
-                    if cls is Rendered:
-                        # Decoded straight to its text (_install_text_decoders) but for the line's start.
-                        ts, cpu, tid, _id, body = rec
-                        line = None
-                    elif cls is Event:
-                        ts, cpu, tid, event_id, _fmt, _fields, _flags, _preempt = rec
-                        line, handler = table_get(event_id) or entry_of(rec)
+                    if cls is Event:
+                        line, handler = table_get(rec.id) or entry_of(rec)
                         if line is None:
+                            # Another handler's record (the syscall joiner's, the task table's).
                             if room < 0:
                                 handler(rec)
                                 continue
@@ -196,6 +196,11 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
                                 return
                             room = self.max_events - self.shown
                             continue
+                        ts, cpu, tid = rec[0], rec[1], rec[2]
+                    elif cls is Rendered:
+                        # Decoded straight to its text (_install_text_decoders) but for the line's start.
+                        ts, cpu, tid, _id, body = rec
+                        line = None
                     else:
                         deliver(rec)
                         continue
