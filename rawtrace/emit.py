@@ -250,36 +250,39 @@ class Emitter:
     @staticmethod
     def _compile_json(sig, formatter, head: str, comms: Callable, comm_json: Callable):
         """(fn(call, comm JSON) -> the record, fn(ts, exit_ts, cpu, pid, tid, comm JSON, values, ret) -> the
-        record and a newline, fn(ts, exit_ts, cpu, pid, tid, comm, values, ret) -> the same) of a complete call with a plain return, by the formatter's compiled text
-        (which needs no JSON escaping), and the same line as fn(..., comm, ...) of the comm as it is (complete
-        _line()'s); None if the signature's text cannot be compiled. The line is one
-        f-string (a third cheaper than the same % template); a value of a field that is not a plain scalar
-        is formatted with `:d`, so that anything but an integer raises, as %d would, and the caller takes
-        the general way. (Remembering the arguments' part per (values, ret) did not pay: buffer and path
-        pointers make most calls of a loop differ.)"""
+        record and a newline, the same fn of the comm as it is (complete_lines()'s)) of a complete call with
+        a plain return, by the formatter's compiled text (which needs no JSON escaping); None if the
+        signature's text cannot be compiled. The record is made by f-strings (a third cheaper than the same
+        % template), of at most _FSTRING_PARTS parts each (past 30 parts CPython builds an f-string by a
+        list and a join, slower than %). A value of a field that is not a plain scalar is formatted with
+        `:d`, so that anything but an integer raises, as %d would, and the caller takes the general way."""
         text = formatter.fast_text(sig.name, sig.params)
         if text is None or not (sig.name.isascii() and sig.name.replace("_", "a").isalnum()):
             return None               # (the text holds the name: a recording's may need escaping)
         count = len(sig.params)
-        args = ",".join(f'"{name}":{{v{i}{"" if _plain_scalar(ctype) else ":d"}}}'
-                        for i, (name, ctype) in enumerate(sig.params))
+        # The record as parts: (literal text, None) or (None, Python expression).
+        parts: list[tuple[str | None, str | None]] = [
+            ('{"type":"syscall","ts":', None), (None, "digits[:-9]"), (".", None), (None, "digits[-9:]"),
+            (',"cpu":', None), (None, "cpu"), (',"pid":', None), (None, "pid"), (',"tid":', None), (None, "tid"),
+            (',"comm":', None), (None, "comm"), (head + ',"args":{', None)]
+        for i, (name, ctype) in enumerate(sig.params):
+            parts += [(("," if i else "") + f'"{name}":', None), (None, f"v{i}" + ("" if _plain_scalar(ctype) else ":d"))]
+        parts += [('},"ret":', None), (None, "ret"), (',"duration":', None), (None, "took // 1000000000"),
+                  (".", None), (None, "took % 1000000000:09d"), (',"status":"complete","text":"', None),
+                  (None, "TEXT(values, ret)"), ('"}\n', None)]
+        chunks = []
+        for start in range(0, len(parts), _FSTRING_PARTS):
+            body = "".join(lit.replace("{", "{{").replace("}", "}}") if lit is not None else "{" + expr + "}"
+                           for lit, expr in parts[start:start + _FSTRING_PARTS])
+            chunks.append(f"f{body!r}")
         unpack = "    " + "".join(f"v{i}, " for i in range(count)) + "= values\n" if count else ""
-        line = ('{{"type":"syscall","ts":{digits[:-9]}.{digits[-9:]},"cpu":{cpu},"pid":{pid},"tid":{tid},'
-                '"comm":{comm}' + head.replace("{", "{{").replace("}", "}}") + ',"args":{{' + args + '}}'
-                ',"ret":{ret},"duration":{took // 1000000000}.{took % 1000000000:09d},"status":"complete",'
-                '"text":"{TEXT(values, ret)}"}}\n')
-        source = ("def line(ts, exit_ts, cpu, pid, tid, comm, values, ret):\n"
-                  "    took = exit_ts - ts\n"
-                  # The time stamp's seconds and nanoseconds by slicing its digits (cheaper than divmod).
-                  "    digits = str(ts)\n    if len(digits) < 10:\n        digits = digits.rjust(10, '0')\n"
-                  + unpack +
-                  f"    return f{line!r}\n"
+        body = ("    took = exit_ts - ts\n"
+                # The time stamp's seconds and nanoseconds by slicing its digits (cheaper than divmod).
+                "    digits = str(ts)\n    if len(digits) < 10:\n        digits = digits.rjust(10, '0')\n"
+                + unpack + "    return " + " + ".join(chunks) + "\n")
+        source = ("def line(ts, exit_ts, cpu, pid, tid, comm, values, ret):\n" + body +
                   "def complete(ts, exit_ts, cpu, pid, tid, comm, values, ret):\n"
-                  "    comm = COMMS(comm) or COMM_JSON(comm)\n"
-                  "    took = exit_ts - ts\n"
-                  "    digits = str(ts)\n    if len(digits) < 10:\n        digits = digits.rjust(10, '0')\n"
-                  + unpack +
-                  f"    return f{line!r}\n"
+                  "    comm = COMMS(comm) or COMM_JSON(comm)\n" + body +
                   "def record(call, comm):\n"
                   "    return line(call.ts, call.exit_ts, call.cpu, call.pid, call.tid, comm, call.values, "
                   "call.ret)[:-1]\n")
@@ -466,6 +469,10 @@ class Emitter:
             return
         from rawtrace.output import table_text
         self.write(table_text(rows, headers) + "\n")
+
+
+# Parts per f-string of a compiled record (CPython joins a list for more than 30).
+_FSTRING_PARTS = 28
 
 
 def _plain_scalar(ctype: str) -> bool:
