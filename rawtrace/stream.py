@@ -290,7 +290,7 @@ class Stream:
         # handle itself it hands back to deliver().
         fast = tool.batch_handler(deliver) if self._user_filter is None else None
         if fast is None and joiner is not None and self._user_filter is None:
-            fast = joiner.batch_handler(dispatch, deliver)
+            fast = joiner.batch_handler(dispatch, deliver, getattr(source, "decoders", None))
         show_status = live and self.ctx.out.wants_status(getattr(tool, "summary_tool", False))
         next_status = time.monotonic() + 1.0
         for batch in source.batches():

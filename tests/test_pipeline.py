@@ -379,3 +379,37 @@ def test_decode_reads_its_recording_from_i_as_every_tool_does(tmp_path: Path, ca
     assert code == 0 and by_flag == by_position, err
     code, out, err = run(capsys, "decode", "--tracefs", str(root))
     assert code == 2 and out == "" and err.count("\n") == 1 and "-i FILE" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("mode", [["--json"], [], ["-c", "1000000"]])
+def test_joiners_own_record_tuples_give_the_lines_of_event_records(tmp_path: Path, capsys, monkeypatch,
+                                                                   mode) -> None:
+    """Where the joiner takes every raw_syscalls record, they are decoded straight to SysEnter/SysExit
+    (no Event, no fields dict): the output is the same as from Event records, in the joiner's batch loop
+    (JSON) and the text tool's (text, and -c N), including a lost marker, a fork return, an exit without
+    enter and a call whose exit comes after lost events."""
+    from rawtrace.parse.record import DecoderSet
+    from rawtrace.parse.tracedat_write import TraceDatContent, write_tracedat
+    cpu0, cpu1 = workload(tmp_path)
+    # A trace.dat: its events are known before the first record (raw pages find theirs as they come).
+    recording = tmp_path / "rec.dat"
+    write_tracedat(recording, TraceDatContent(
+        header_page=header_page(8, 4096), header_event=HEADER_EVENT,
+        event_formats=[("raw_syscalls", ENTER), ("raw_syscalls", EXIT), ("task", NEWTASK), ("sched", EXEC)],
+        cmdlines="100 worker\n200 other\n", cpu_data={0: cpu0.read_bytes(), 1: cpu1.read_bytes()}))
+    argv = ["decode", str(recording), *mode]
+    installed = []
+    install = DecoderSet.install_tuple
+
+    def counted(self, event_id, cls, names):
+        done = install(self, event_id, cls, names)
+        installed.append(done)
+        return done
+    monkeypatch.setattr(DecoderSet, "install_tuple", counted)
+    code, tuples, err = run(capsys, *argv)
+    assert code == 0, err
+    assert installed == [True, True]
+    monkeypatch.setattr(DecoderSet, "install_tuple", lambda self, event_id, cls, names: False)
+    code, events, err = run(capsys, *argv)
+    assert code == 0, err
+    assert tuples == events and "openat" in tuples and "resumed" in tuples

@@ -202,3 +202,42 @@ def test_a_broken_format_makes_unknown_events_not_a_crash() -> None:
     item = decoders.decoder(5)(b"\x05\x00\x00\x00\x01\x00\x00\x00", 0, 8, 1, 0)
     assert isinstance(item, UnknownEvent) and decoders.unknown == {5: 1}
     assert decoders.broken == {5: "events/x/y/format:3: bad field line"}
+
+
+RAW_ENTER = {8: make_format("raw_syscalls", "sys_enter", 21,
+                            field("id", "long", 8, 8, True),
+                            field("args", "unsigned long[6]", 16, 48, False, FieldKind.ARRAY, "unsigned long", 8, 6)),
+             4: make_format("raw_syscalls", "sys_enter", 21,        # a 32-bit kernel's longs
+                            field("id", "long", 8, 4, True),
+                            field("args", "unsigned long[6]", 12, 24, False, FieldKind.ARRAY, "unsigned long", 4, 6))}
+
+
+@pytest.mark.parametrize("byteorder", BYTEORDERS)
+@pytest.mark.parametrize("long_size", [8, 4])
+def test_tuple_decoder_gives_the_plain_decoders_fields(byteorder: str, long_size: int) -> None:
+    """compile_tuple_decoder (the joiner's raw_syscalls records) reads the same values as the Event decoder,
+    from the format's own offsets and sizes; a short record raises RecordTooShort, as the page decoder
+    expects; a missing field is a DecodeError."""
+    import random
+
+    from rawtrace.errors import DecodeError
+    from rawtrace.parse.record import compile_tuple_decoder
+    from rawtrace.syscalls.calls import SysEnter
+    fmt = RAW_ENTER[long_size]
+    plain = compile_decoder(fmt, byteorder)
+    small = compile_tuple_decoder(fmt, SysEnter, ("id", "args"), byteorder)
+    rng = random.Random(f"{byteorder}{long_size}")
+    code = "i" if long_size == 4 else "q"
+    for _ in range(200):
+        nr = rng.choice([0, 1, 257, -1, 2**31 - 1, -(2**31)])
+        args = [rng.getrandbits(long_size * 8) for _ in range(6)]
+        payload = common(byteorder, 21, rng.randrange(1 << 31)) + struct.pack(
+            prefix(byteorder) + code + ("6I" if long_size == 4 else "6Q"), nr, *args) + b"tail"
+        event = plain(payload, 0, len(payload), 7, 1)
+        rec = small(payload, 0, len(payload), 7, 1)
+        assert rec.__class__ is SysEnter
+        assert rec == (7, 1, event.pid, event.fields["id"], event.fields["args"])
+    with pytest.raises(RecordTooShort):
+        small(payload, 0, small.min_length - 1, 7, 1)
+    with pytest.raises(DecodeError):
+        compile_tuple_decoder(fmt, SysEnter, ("id", "ret"), byteorder)

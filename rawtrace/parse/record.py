@@ -38,7 +38,7 @@ from __future__ import annotations
 import re
 import struct
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
 from rawtrace.parse.descriptors import EventFormat, Field, FieldKind
@@ -242,6 +242,7 @@ class _DecoderCode(NamedTuple):
     preempt: str
     fields: str
     min_length: int
+    exprs: dict            # field name -> its expression (the common fields' included)
 
 
 def compile_decoder(fmt: EventFormat, byteorder: str = sys.byteorder) -> Callable:
@@ -256,6 +257,25 @@ def compile_decoder(fmt: EventFormat, byteorder: str = sys.byteorder) -> Callabl
     decode = _define(source, "decoder", fmt, code.namespace, "decode")
     decode.min_length = code.min_length      # payload bytes the fixed fields need
     decode.source = source
+    return decode
+
+
+def compile_tuple_decoder(fmt: EventFormat, cls: type, names: Sequence[str],
+                          byteorder: str = sys.byteorder) -> Callable:
+    """A decoder `fn(buf, start, length, ts, cpu) -> cls((ts, cpu, pid, *fields named))`: the record as a
+    small tuple of its own class, without the Event and its fields dict, for a consumer that reads only
+    those fields (the syscall joiner's raw_syscalls records). DecodeError when a field is missing."""
+    code = _decoder_code(fmt, byteorder)
+    missing = [name for name in names if name not in code.exprs]
+    if missing:
+        from rawtrace.errors import DecodeError
+        raise DecodeError(f"format of {fmt.system!r}:{fmt.name!r} has no field {missing[0]!r}")
+    namespace = dict(code.namespace, CLS=cls)
+    values = "".join(f"{code.exprs[name]}, " for name in names)
+    source = "\n".join(["def decode(buf, start, length, ts, cpu):", *code.check, *code.lines,
+                        f"    return _new(CLS, (ts, cpu, {code.pid}, {values}))"]) + "\n"
+    decode = _define(source, "tuple decoder", fmt, namespace, "decode")
+    decode.min_length = code.min_length
     return decode
 
 
@@ -470,6 +490,7 @@ def _decoder_code(fmt: EventFormat, byteorder: str) -> _DecoderCode:
 
     lines = []
     field_items: list[str] = []
+    exprs: dict[str, str] = {}
     for field in fmt.all_fields:
         name = field.name
         kind = field.kind
@@ -498,6 +519,7 @@ def _decoder_code(fmt: EventFormat, byteorder: str) -> _DecoderCode:
                     f"{byteorder!r}, {signed})")
         else:
             expr = "b''"
+        exprs[name] = expr
         if field.common and name in STANDARD_COMMON:
             standard[name] = expr
         else:
@@ -512,7 +534,8 @@ def _decoder_code(fmt: EventFormat, byteorder: str) -> _DecoderCode:
     elif index:
         lines.append("    v = _main(buf, start)")
     return _DecoderCode(namespace, check, lines, standard.get("common_pid", "-1"), standard.get("common_flags", "0"),
-                        standard.get("common_preempt_count", "0"), "{" + ", ".join(field_items) + "}", main.size)
+                        standard.get("common_preempt_count", "0"), "{" + ", ".join(field_items) + "}", main.size,
+                        exprs)
 
 
 class DecoderSet:
@@ -566,6 +589,19 @@ class DecoderSet:
         except (RawtraceError, struct.error, ValueError, SyntaxError, RecursionError):
             return False
         cache[event_id] = chosen[0]
+        return True
+
+    def install_tuple(self, event_id: int, cls: type, names: Sequence[str]) -> bool:
+        """Decode `event_id`'s records as `cls` tuples from now on (compile_tuple_decoder). False, and
+        nothing changed, when the event has no format that decodes or lacks one of the fields."""
+        from rawtrace.errors import RawtraceError
+        fmt = self.format(event_id)
+        if fmt is None or event_id in self.broken:
+            return False
+        try:
+            self.cache[event_id] = compile_tuple_decoder(fmt, cls, names, self.byteorder)
+        except (RawtraceError, struct.error, ValueError, SyntaxError, RecursionError):
+            return False
         return True
 
     def format(self, event_id: int) -> EventFormat | None:

@@ -124,6 +124,27 @@ class Syscall(NamedTuple):
                 f"ret={self.ret} ts={self.ts})")
 
 
+class SysEnter(NamedTuple):
+    """A raw_syscalls:sys_enter record as the joiner reads it (decoded straight to this where the joiner's
+    batch loop takes every such record: no Event, no fields dict)."""
+
+    ts: int
+    cpu: int
+    pid: int            # the thread (common_pid), as in Event
+    nr: int
+    args: tuple | None
+
+
+class SysExit(NamedTuple):
+    """A raw_syscalls:sys_exit record as the joiner reads it (see SysEnter)."""
+
+    ts: int
+    cpu: int
+    pid: int
+    nr: int
+    ret: int | None
+
+
 class SyscallJoiner:
     """Pairs enter/exit events per thread into Syscall records and hands each to `emit`.
 
@@ -248,10 +269,12 @@ class SyscallJoiner:
                 self._native_returning[nr] = (found, len(found.params))
         return found
 
-    def batch_handler(self, dispatch: Mapping[int, Callable], deliver: Callable) -> Callable | None:
+    def batch_handler(self, dispatch: Mapping[int, Callable], deliver: Callable,
+                      decoders=None) -> Callable | None:
         """fn(records) pairing a whole batch of raw_syscalls records in one loop, other records handed
         to `deliver`; None unless raw_syscalls' enter and exit are both dispatched to this joiner (its
-        raw_enter and raw_exit) and to nothing else."""
+        raw_enter and raw_exit) and to nothing else. With the source's `decoders` (a DecoderSet), their
+        records are decoded straight to SysEnter/SysExit from then on: only this loop sees them."""
         enter_id = exit_id = None
         for event_id, handler in dispatch.items():
             if handler is self.raw_enter:
@@ -261,10 +284,19 @@ class SyscallJoiner:
         if enter_id is None or exit_id is None:
             return None
         enter, exit_ = self.raw_enter, self.raw_exit
+        enter_tuple, exit_tuple = self._enter_tuple, self._exit_tuple
+        self.tuple_handlers(dispatch, decoders)
 
         def batch(records) -> None:
             for rec in records:
-                if rec.__class__ is Event:
+                cls = rec.__class__
+                if cls is SysExit:
+                    exit_tuple(rec)
+                    continue
+                if cls is SysEnter:
+                    enter_tuple(rec)
+                    continue
+                if cls is Event:
                     event_id = rec.id
                     if event_id == exit_id:
                         exit_(rec)
@@ -275,9 +307,25 @@ class SyscallJoiner:
                 deliver(rec)
         return batch
 
+    def tuple_handlers(self, dispatch: Mapping[int, Callable], decoders) -> dict[type, Callable]:
+        """{SysEnter: fn, SysExit: fn} for a batch loop, once raw_syscalls' records are decoded straight to
+        those (by the source's `decoders`, a DecoderSet); empty unless raw_syscalls' enter and exit are
+        dispatched to this joiner's raw_enter and raw_exit alone (then no one else needs their Events)."""
+        ids = {handler: event_id for event_id, handler in dispatch.items()
+               if handler is self.raw_enter or handler is self.raw_exit}
+        if decoders is None or len(ids) != 2:
+            return {}
+        out = {}
+        if decoders.install_tuple(ids[self.raw_enter], SysEnter, ("id", "args")):
+            out[SysEnter] = self._enter_tuple
+        if decoders.install_tuple(ids[self.raw_exit], SysExit, ("id", "ret")):
+            out[SysExit] = self._exit_tuple
+        return out
+
     def _raw_handlers(self) -> tuple[Callable, Callable]:
-        """(raw_enter, raw_exit): fn(record) for raw_syscalls:sys_enter and sys_exit, made once with the
-        tables they use bound (the common case of each inline: no further call, no attribute lookup)."""
+        """(raw_enter, raw_exit): fn(Event) for raw_syscalls:sys_enter and sys_exit; they hand the record on
+        as a SysEnter/SysExit to _enter_tuple/_exit_tuple (made here once with the tables they use bound:
+        the common case of each inline, no further call, no attribute lookup)."""
         pending = self._pending["raw_syscalls"]
         pending_pop = pending.pop
         abis = self.abis
@@ -291,20 +339,18 @@ class SyscallJoiner:
         strings = self._strings
         joiner = self
 
-        def raw_exit(rec) -> None:
-            ts, cpu, tid, _id, _fmt, fields, _flags, _preempt = rec
-            nr = fields["id"]
+        def exit_tuple(rec) -> None:
+            ts, cpu, tid, nr, ret = rec
             entry = pending_pop(tid, None)
             if entry is not None and entry[2] == nr and entry[8] == joiner._epoch:
                 # The common case: the enter of the same call is in flight (as _exit() does it).
                 counts[COMPLETE] += 1
                 complete = joiner.complete
                 if complete is not None and entry[7] is None:
-                    complete(entry[0], ts, entry[1], cpu, tid, entry[5], entry[6], entry[3], entry[4],
-                             fields.get("ret"))
+                    complete(entry[0], ts, entry[1], cpu, tid, entry[5], entry[6], entry[3], entry[4], ret)
                 else:
                     joiner.emit(_new(Syscall, (COMPLETE, entry[0], ts, entry[1], cpu, tid, entry[5], entry[6],
-                                               entry[3], entry[4], fields.get("ret"), None, entry[7])))
+                                               entry[3], entry[4], ret, None, entry[7])))
             elif nr < 0 and entry is None:
                 # A new task's first return to user space (from fork/clone) carries no syscall number: it
                 # is no call of its own (strace does not show one either).
@@ -312,11 +358,10 @@ class SyscallJoiner:
             else:
                 if entry is not None:
                     pending[tid] = entry         # (_exit() judges it)
-                joiner._exit(pending, rec, nr, fields.get("ret"))
+                joiner._exit(pending, rec, nr, ret)
 
-        def raw_enter(rec) -> None:
-            ts, cpu, tid, _id, _fmt, fields, _flags, _preempt = rec
-            nr = fields["id"]
+        def enter_tuple(rec) -> None:
+            ts, cpu, tid, nr, values = rec
             abi = abis.get(tid, native_abi) if abis else native_abi
             known = returning_get(nr) if abi == native_abi else None
             if known is None:
@@ -324,7 +369,6 @@ class SyscallJoiner:
                 count = len(signature.params)
             else:
                 signature, count = known
-            values = fields.get("args")
             if values is not None:
                 values = values[:count]
             if tid in pending or strings or (known is None and signature.name in no_return):
@@ -339,6 +383,15 @@ class SyscallJoiner:
             if len(pending) > joiner.max_pending:
                 oldest = next(iter(pending))
                 joiner._unfinished(oldest, pending.pop(oldest), pairing.NOTE_EVICTED)
+        self._enter_tuple, self._exit_tuple = enter_tuple, exit_tuple
+
+        def raw_exit(rec) -> None:
+            fields = rec.fields
+            exit_tuple(_new(SysExit, (rec.ts, rec.cpu, rec.pid, fields["id"], fields.get("ret"))))
+
+        def raw_enter(rec) -> None:
+            fields = rec.fields
+            enter_tuple(_new(SysEnter, (rec.ts, rec.cpu, rec.pid, fields["id"], fields.get("args"))))
         return raw_enter, raw_exit
 
     def _enter(self, pending: dict, tid: int, rec, key, signature: Signature, values) -> None:

@@ -155,6 +155,10 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
             return entry
 
         full_lines = self._install_text_decoders(RENDER_ERRORS, names, comm_of)
+        # The syscall joiner's raw_syscalls records, decoded straight to its own small tuples.
+        joiner = getattr(self.ctx, "joiner", None)
+        tuple_handler = (joiner.tuple_handlers(stream.dispatch, getattr(self.ctx.source, "decoders", None))
+                         if joiner is not None else {}).get
         text_of = attrgetter("text")
         skip_joins = 0           # batches left before joining a whole batch is tried again
 
@@ -184,26 +188,30 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
                 else:
                     if cls is Event:
                         line, handler = table_get(rec.id) or entry_of(rec)
-                        if line is None:
-                            # Another handler's record (the syscall joiner's, the task table's).
-                            if room < 0:
-                                handler(rec)
-                                continue
-                            self.shown += made
-                            made = 0
-                            handler(rec)
-                            if self.done:
-                                return
-                            room = self.max_events - self.shown
-                            continue
-                        ts, cpu, tid = rec[0], rec[1], rec[2]
                     elif cls is Rendered:
+                        line = handler = None
+                    else:
+                        line, handler = None, tuple_handler(cls)
+                        if handler is None:
+                            deliver(rec)
+                            continue
+                    if line is None and handler is not None:
+                        # Another handler's record (the syscall joiner's, the task table's).
+                        if room < 0:
+                            handler(rec)
+                            continue
+                        self.shown += made
+                        made = 0
+                        handler(rec)
+                        if self.done:
+                            return
+                        room = self.max_events - self.shown
+                        continue
+                    if cls is Event:
+                        ts, cpu, tid = rec[0], rec[1], rec[2]
+                    else:
                         # Decoded straight to its text (_install_text_decoders) but for the line's start.
                         ts, cpu, tid, _id, body = rec
-                        line = None
-                    else:
-                        deliver(rec)
-                        continue
                     comm = names(tid)
                     if comm is None:
                         comm = comm_of(tid)
