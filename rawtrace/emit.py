@@ -23,6 +23,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from rawtrace.memo import memo_lines, memo_namespace
 from rawtrace.output import json_text
 from rawtrace.parse.record import TIMESTAMP_TEMPLATE
 from rawtrace.render_event import compile_fields_json, json_value, line_prefix, prefixes
@@ -254,39 +255,47 @@ class Emitter:
         a plain return, by the formatter's compiled text (which needs no JSON escaping); None if the
         signature's text cannot be compiled. The record is made by f-strings (a third cheaper than the same
         % template), of at most _FSTRING_PARTS parts each (past 30 parts CPython builds an f-string by a
-        list and a join, slower than %). A value of a field that is not a plain scalar is formatted with
-        `:d`, so that anything but an integer raises, as %d would, and the caller takes the general way."""
+        list and a join, slower than %); its arguments, return and text are remembered per (values, ret).
+        A value of a field that is not a plain scalar is formatted with `:d`, so that anything but an
+        integer raises, as %d would, and the caller takes the general way."""
         text = formatter.fast_text(sig.name, sig.params)
         if text is None or not (sig.name.isascii() and sig.name.replace("_", "a").isalnum()):
             return None               # (the text holds the name: a recording's may need escaping)
         count = len(sig.params)
-        # The record as parts: (literal text, None) or (None, Python expression).
-        parts: list[tuple[str | None, str | None]] = [
-            ('{"type":"syscall","ts":', None), (None, "digits[:-9]"), (".", None), (None, "digits[-9:]"),
-            (',"cpu":', None), (None, "cpu"), (',"pid":', None), (None, "pid"), (',"tid":', None), (None, "tid"),
-            (',"comm":', None), (None, "comm"), (head + ',"args":{', None)]
+        # What depends on the call's values and return only, as two segments around the duration, made
+        # by SEGMENTS and remembered per (values, ret) while that pays (rawtrace.memo). Parts: (literal
+        # text, None) or (None, Python expression).
+        first: list[tuple[str | None, str | None]] = [(head + ',"args":{', None)]
         for i, (name, ctype) in enumerate(sig.params):
-            parts += [(("," if i else "") + f'"{name}":', None), (None, f"v{i}" + ("" if _plain_scalar(ctype) else ":d"))]
-        parts += [('},"ret":', None), (None, "ret"), (',"duration":', None), (None, "took // 1000000000"),
-                  (".", None), (None, "took % 1000000000:09d"), (',"status":"complete","text":"', None),
-                  (None, "TEXT(values, ret)"), ('"}\n', None)]
-        chunks = []
-        for start in range(0, len(parts), _FSTRING_PARTS):
-            body = "".join(lit.replace("{", "{{").replace("}", "}}") if lit is not None else "{" + expr + "}"
-                           for lit, expr in parts[start:start + _FSTRING_PARTS])
-            chunks.append(f"f{body!r}")
+            first += [(("," if i else "") + f'"{name}":', None), (None, f"v{i}" + ("" if _plain_scalar(ctype) else ":d"))]
+        first += [('},"ret":', None), (None, "ret"), (',"duration":', None)]
+        second = [(',"status":"complete","text":"', None), (None, "TEXT(values, ret)"), ('"}\n', None)]
         unpack = "    " + "".join(f"v{i}, " for i in range(count)) + "= values\n" if count else ""
-        body = ("    took = exit_ts - ts\n"
+        whole = [('{"type":"syscall","ts":', None), (None, "digits[:-9]"), (".", None), (None, "digits[-9:]"),
+                 (',"cpu":', None), (None, "cpu"), (',"pid":', None), (None, "pid"), (',"tid":', None),
+                 (None, "tid"), (',"comm":', None), (None, "comm"), (None, "seg[0]"), (None, "took // 1000000000"),
+                 (".", None), (None, "took % 1000000000:09d"), (None, "seg[1]")]
+        body = [*memo_lines("seg", "(values, ret)", "SEGMENTS(values, ret)"),
+                "        took = exit_ts - ts",
                 # The time stamp's seconds and nanoseconds by slicing its digits (cheaper than divmod).
-                "    digits = str(ts)\n    if len(digits) < 10:\n        digits = digits.rjust(10, '0')\n"
-                + unpack + "    return " + " + ".join(chunks) + "\n")
-        source = ("def line(ts, exit_ts, cpu, pid, tid, comm, values, ret):\n" + body +
-                  "def complete(ts, exit_ts, cpu, pid, tid, comm, values, ret):\n"
-                  "    comm = COMMS(comm) or COMM_JSON(comm)\n" + body +
-                  "def record(call, comm):\n"
-                  "    return line(call.ts, call.exit_ts, call.cpu, call.pid, call.tid, comm, call.values, "
-                  "call.ret)[:-1]\n")
-        env = {"TEXT": text, "COMMS": comms, "COMM_JSON": comm_json}
+                "        digits = str(ts)", "        if len(digits) < 10:", "            digits = digits.rjust(10, '0')",
+                "        return " + _fstrings(whole)]
+        source = "\n".join([
+            "def SEGMENTS(values, ret):", unpack.rstrip("\n") or "    pass",
+            f"    return {_fstrings(first)}, {_fstrings(second)}",
+            "def make():",
+            "    hits = misses = off = 0",
+            "    def line(ts, exit_ts, cpu, pid, tid, comm, values, ret):",
+            "        nonlocal hits, misses, off", *body,
+            "    def complete(ts, exit_ts, cpu, pid, tid, comm, values, ret):",
+            "        nonlocal hits, misses, off",
+            "        comm = COMMS(comm) or COMM_JSON(comm)", *body,
+            "    return line, complete",
+            "line, complete = make()",
+            "def record(call, comm):",
+            "    return line(call.ts, call.exit_ts, call.cpu, call.pid, call.tid, comm, call.values, call.ret)[:-1]"]) \
+            + "\n"
+        env = {"TEXT": text, "COMMS": comms, "COMM_JSON": comm_json, **memo_namespace()}
         exec(compile(source, "<syscall record>", "exec"), env)  # noqa: S102 - built from our own pieces only
         return env["record"], env["line"], env["complete"]
 
@@ -473,6 +482,17 @@ class Emitter:
 
 # Parts per f-string of a compiled record (CPython joins a list for more than 30).
 _FSTRING_PARTS = 28
+
+
+def _fstrings(parts: list[tuple[str | None, str | None]]) -> str:
+    """A Python expression concatenating f-strings of at most _FSTRING_PARTS parts each, from parts that are
+    (literal text, None) or (None, Python expression)."""
+    chunks = []
+    for start in range(0, len(parts), _FSTRING_PARTS):
+        body = "".join(lit.replace("{", "{{").replace("}", "}}") if lit is not None else "{" + expr + "}"
+                       for lit, expr in parts[start:start + _FSTRING_PARTS])
+        chunks.append(f"f{body!r}")
+    return " + ".join(chunks)
 
 
 def _plain_scalar(ctype: str) -> bool:

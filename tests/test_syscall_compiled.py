@@ -10,6 +10,7 @@ from collections import defaultdict
 
 import pytest
 
+from rawtrace import memo
 from rawtrace.emit import Emitter
 from rawtrace.syscalls import render as R
 from rawtrace.syscalls.calls import Signature, Syscall
@@ -66,13 +67,13 @@ def test_fast_text_equals_the_general_way(arch):
     assert compiled >= 20        # the common signatures do compile
 
 
-@pytest.mark.parametrize("check", [R._TEXT_MEMO_CHECK, 8])
+@pytest.mark.parametrize("check", [memo.CHECK, 8])
 def test_fast_text_memo_gives_the_general_text_for_repeated_and_new_arguments(monkeypatch, check):
     """The compiled text remembers texts per (values, ret): repeated and new arguments, mixed so that the
     memo is paused (fewer than half found) and resumed (check 8, pause 40), and past its size limit."""
-    monkeypatch.setattr(R, "_TEXT_MEMO_CHECK", check)
-    monkeypatch.setattr(R, "_TEXT_MEMO_PAUSE", 40)
-    monkeypatch.setattr(R, "_TEXT_MEMO", 64)
+    monkeypatch.setattr(memo, "CHECK", check)
+    monkeypatch.setattr(memo, "PAUSE", 40)
+    monkeypatch.setattr(memo, "LIMIT", 64)
     f = SyscallFormatter("x86_64")
     rng = random.Random(check)
     params = (("dfd", "int"), ("filename", "const char *"), ("flags", "int"), ("mode", "umode_t"))
@@ -115,17 +116,23 @@ def test_a_value_of_another_type_falls_back_to_the_general_way():
     assert record["args"]["buf"] == "oops" and record["text"] == text
 
 
+@pytest.mark.parametrize("check", [memo.CHECK, 8])
 @pytest.mark.parametrize("name", ["read", "newfstatat", "openat"])
-def test_compiled_json_record_equals_the_general_record(name):
+def test_compiled_json_record_equals_the_general_record(name, check, monkeypatch):
+    monkeypatch.setattr(memo, "CHECK", check)        # 8: the record's memo paused and resumed on the way
+    monkeypatch.setattr(memo, "PAUSE", 40)
+    monkeypatch.setattr(memo, "LIMIT", 64)
     f = SyscallFormatter("x86_64")
     params = dict(_signatures()[-4:][i] for i in range(4))[name]
     sig = Signature(5, name, params, "64")
     rng = random.Random(name)
     compiled = Emitter(json=True, out=io.StringIO())
     seen: list[tuple] = []
-    for _ in range(400):
-        # Half the calls repeat earlier arguments (the compiled record's memo) at other times, CPUs, tasks.
-        values = rng.choice(seen) if seen and rng.random() < 0.5 else _values(rng, len(params))
+    for n in range(1200):
+        # Phases where most or few calls repeat earlier arguments (the compiled record's memo), at other
+        # times, CPUs, tasks.
+        repeat = rng.random() < (0.9 if (n // 200) % 2 else 0.2)
+        values = rng.choice(seen) if seen and repeat else _values(rng, len(params))
         seen.append(values)
         ts = rng.choice([0, 5, 999_999_999, 10**9, rng.getrandbits(50), rng.getrandbits(50)])
         call = Syscall("complete", ts, 0, rng.randrange(4), 1, rng.choice((42, 43)), 41, 'c"\x1b', sig, values,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from rawtrace.memo import memo_lines, memo_namespace
 from rawtrace.syscalls import constants as C
 from rawtrace.syscalls.pairing import PAIR, RESUMED, UNFINISHED, SyscallRecord
 
@@ -17,11 +18,6 @@ Arg = tuple[str, str, object]
 Resolver = Callable[[int], "tuple[str, Sequence[tuple[str, str]]] | None"]
 
 DEFAULT_STRING_LIMIT = 32  # strace's default for -s
-# The memo of each compiled signature text (SyscallFormatter.fast_text): emptied past _TEXT_MEMO texts,
-# checked every _TEXT_MEMO_CHECK misses, and paused for _TEXT_MEMO_PAUSE calls when it does not pay.
-_TEXT_MEMO = 4096
-_TEXT_MEMO_CHECK = 1024
-_TEXT_MEMO_PAUSE = 65536
 
 
 @dataclass(frozen=True, slots=True)
@@ -777,38 +773,16 @@ class SyscallFormatter:
                 else:                     # only the last arguments are optional (checked in _fast_args)
                     body.append("{(', ' + str(" + expr + ")) if " + condition + " else ''}")
             env["NAME"] = name        # a name from a recording is data, never part of the source
-            # Remembered per (values, ret): a loop repeats its calls' arguments (the same fd, buffer and
-            # flags). A lookup that finds its text costs a third of making it, one that does not nearly
-            # doubles the cost, so the memo is checked every _TEXT_MEMO_CHECK misses and left alone for
-            # _TEXT_MEMO_PAUSE calls when fewer than half the lookups since the last check found their text.
+            # Remembered per (values, ret) while that pays (rawtrace.memo).
             made = f'f"{{NAME}}({"".join(body)}) = {{ret}}"'
-            memo: dict = {}
-            env.update({"MEMO": memo, "MEMO_GET": memo.get, "LIMIT": _TEXT_MEMO, "CHECK": _TEXT_MEMO_CHECK,
-                        "PAUSE": _TEXT_MEMO_PAUSE})
-            source = ("def make():\n"
-                      "    hits = misses = off = 0\n"
-                      "    def text(values, ret):\n"
-                      "        nonlocal hits, misses, off\n"
-                      "        if off:\n"
-                      "            off -= 1\n"
-                      f"            return {made}\n"
-                      "        key = (values, ret)\n"
-                      "        found = MEMO_GET(key)\n"
-                      "        if found is not None:\n"
-                      "            hits += 1\n"
-                      "            return found\n"
-                      f"        found = {made}\n"
-                      "        misses += 1\n"
-                      "        if misses == CHECK:\n"
-                      "            if hits < misses:\n"
-                      "                off = PAUSE\n"
-                      "                MEMO.clear()\n"
-                      "            hits = misses = 0\n"
-                      "            if len(MEMO) >= LIMIT:\n"
-                      "                MEMO.clear()\n"
-                      "        MEMO[key] = found\n"
-                      "        return found\n"
-                      "    return text\n")
+            env.update(memo_namespace())
+            source = "\n".join(["def make():",
+                                "    hits = misses = off = 0",
+                                "    def text(values, ret):",
+                                "        nonlocal hits, misses, off",
+                                *memo_lines("found", "(values, ret)", made),
+                                "        return found",
+                                "    return text"]) + "\n"
             exec(compile(source, "<syscall text>", "exec"), env)  # noqa: S102 - built from our own pieces only
             fast = env["make"]()
         if len(self._fast_texts) > 65536:
