@@ -64,6 +64,23 @@ def text_timestamp(ts: int, ns: bool) -> str:
     return TIMESTAMP_TEMPLATE % divmod((ts + 500) // 1000, 1000000)
 
 
+_DURATIONS: dict[int, str] = {}          # microseconds -> duration_text(), for durations under a second
+
+
+def duration_text(ns: int) -> str:
+    """A call's duration as strace -T shows it, seconds.microseconds, rounded to the nearest microsecond
+    as text_timestamp() rounds (half up); remembered per microsecond below a second."""
+    if ns < 0:
+        return "-" + duration_text(-ns)
+    us = (ns + 500) // 1000
+    found = _DURATIONS.get(us)
+    if found is None:
+        found = TIMESTAMP_TEMPLATE % divmod(us, 1000000)
+        if us < 1000000 and len(_DURATIONS) < 65536:
+            _DURATIONS[us] = found
+    return found
+
+
 def seconds_json(ns: int) -> str:
     """Nanoseconds as exact decimal seconds for JSON (`12.000000345`): no float rounding, also for clocks
     whose values would need more than a double's 15-16 digits."""
@@ -326,14 +343,19 @@ class Emitter:
                 text = formatter.fast_text(sig.name, sig.params) if plain else None
                 fn = None
                 if text is not None:
-                    env = {"TEXT": text, "PREFIX": known_prefix, "LINE_PREFIX": line_prefix}
+                    env = {"TEXT": text, "PREFIX": known_prefix, "LINE_PREFIX": line_prefix,
+                           "DURATIONS": _DURATIONS.get, "DURATION": duration_text}
                     source = ("def complete(ts, exit_ts, cpu, pid, tid, comm, values, ret):\n"
                               "    prefix = PREFIX((comm, tid, cpu)) or LINE_PREFIX(comm, tid, cpu)\n"
                               # text_timestamp(), by slicing the digits
                               "    digits = str(ts + 500)\n    if len(digits) < 10:\n"
                               "        digits = digits.rjust(10, '0')\n"
+                              # duration_text(), by its table where it has the value
+                              "    took = exit_ts - ts\n"
+                              "    duration = DURATIONS((took + 500) // 1000) if took >= 0 else None\n"
+                              "    if duration is None:\n        duration = DURATION(took)\n"
                               "    return f'{prefix}{digits[:-9]}.{digits[-9:-3]}: {TEXT(values, ret)} "
-                              "<{(exit_ts - ts) / 1e9:.6f}>\\n'\n")
+                              "<{duration}>\\n'\n")
                     exec(compile(source, "<syscall line>", "exec"), env)  # noqa: S102 - our own pieces only
                     fn = env["complete"]
                 return self._keep_entry(entries, sig, fn, formatter.plain_return_limit)
@@ -413,7 +435,7 @@ class Emitter:
             return f"{prefix}{ts}: {text}{tail}"
         stamp = text_timestamp(ts, True)
         if exit_ts is not None and call.ts is not None:
-            return f"{prefix}{stamp}: {text} <{(exit_ts - ts) / 1e9:.6f}>"
+            return f"{prefix}{stamp}: {text} <{duration_text(exit_ts - ts)}>"
         return f"{prefix}{stamp}: {text}"
 
     # -- stderr ---------------------------------------------------------------------------------

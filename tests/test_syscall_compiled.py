@@ -218,3 +218,13 @@ def test_a_recordings_syscall_name_is_escaped_in_text_lines_every_time():
     for _ in range(3):
         line = lines(Syscall("complete", 10, 1510, 1, 1, 42, 41, "c", sig, (3,), 0))
         assert "\x1b" not in line and "re\\x1bad(3) = 0" in line, line
+
+
+def test_durations_round_to_the_microsecond_as_time_stamps_do():
+    from rawtrace.emit import duration_text
+    assert [duration_text(ns) for ns in (0, 499, 500, 1500, 6500, 999_999_499, 999_999_500, 10**9 + 7,
+                                        3_600 * 10**9 + 499_500, -1, -1500)] == [
+        "0.000000", "0.000000", "0.000001", "0.000002", "0.000007", "0.999999", "1.000000", "1.000000",
+        "3600.000500", "-0.000000", "-0.000002"]
+    # from its table the second time, the same text
+    assert duration_text(6500) == "0.000007" and duration_text(10**9 + 7) == "1.000000"
