@@ -268,7 +268,7 @@ class Emitter:
     @staticmethod
     def _compile_json(sig, formatter, head: str, comms: Callable, comm_json: Callable):
         """(fn(call, comm JSON) -> the record, fn(ts, exit_ts, cpu, pid, tid, comm JSON, values, ret) -> the
-        record and a newline, the same fn of the comm as it is (complete_lines()'s)) of a complete call with
+        record and a newline, the same fn of the comm as it is (complete_line()'s)) of a complete call with
         a plain return, by the formatter's compiled text (which needs no JSON escaping); None if the
         signature's text cannot be compiled. The record is made by f-strings (a third cheaper than the same
         % template), of at most _FSTRING_PARTS parts each (past 30 parts CPython builds an f-string by a
@@ -287,7 +287,8 @@ class Emitter:
             first += [(("," if i else "") + f'"{name}":', None), (None, f"v{i}" + ("" if _plain_scalar(ctype) else ":d"))]
         first += [('},"ret":', None), (None, "ret"), (',"duration":', None)]
         second = [(',"status":"complete","text":"', None), (None, "TEXT(values, ret)"), ('"}\n', None)]
-        unpack = "    " + "".join(f"v{i}, " for i in range(count)) + "= values\n" if count else ""
+        # (an unpacking that raises, as the % template did, on values of another count, or None)
+        unpack = "    " + ("".join(f"v{i}, " for i in range(count)) if count else "() ") + "= values"
         whole = [('{"type":"syscall","ts":', None), (None, "digits[:-9]"), (".", None), (None, "digits[-9:]"),
                  (',"cpu":', None), (None, "cpu"), (',"pid":', None), (None, "pid"), (',"tid":', None),
                  (None, "tid"), (',"comm":', None), (None, "comm"), (None, "seg[0]"), (None, "took // 1000000000"),
@@ -298,7 +299,7 @@ class Emitter:
                 "        digits = str(ts)", "        if len(digits) < 10:", "            digits = digits.rjust(10, '0')",
                 "        return " + _fstrings(whole)]
         source = "\n".join([
-            "def SEGMENTS(values, ret):", unpack.rstrip("\n") or "    pass",
+            "def SEGMENTS(values, ret):", unpack,
             f"    return {_fstrings(first)}, {_fstrings(second)}",
             "def make():",
             "    hits = misses = off = 0",
@@ -316,14 +317,11 @@ class Emitter:
         exec(compile(source, "<syscall record>", "exec"), env)  # noqa: S102 - built from our own pieces only
         return env["record"], env["line"], env["complete"]
 
-    def complete_lines(self, formatter) -> tuple[Callable, Callable] | None:
-        """(get, make) over the table of compiled lines of complete calls for `formatter`: get(id(sig)) gives
-        the signature's entry or None, make(sig) makes it. An entry is (sig, fn, limit): fn(ts, exit_ts,
-        cpu, pid, tid, comm, values, ret) -> the line and its newline, for a complete call without strings
-        or note whose return is an int with 0 <= ret < limit (fn is None where that cannot be compiled; it
-        raises on a value of another type: then, as for any other call, the caller builds the Syscall and
-        takes syscall_lines()'s way). Check that entry[0] is sig (the table is keyed by identity).
-        None unless the clock counts nanoseconds."""
+    def complete_line(self, formatter) -> Callable | None:
+        """fn(ts, exit_ts, cpu, pid, tid, comm, sig, values, ret) -> the line (and its newline) of a complete
+        call without strings or note, by the compiled function of its signature; None where that is not
+        the case it makes (a failed or large return, no compiled text, a value of another type): then the
+        caller takes syscall_lines()'s general way. None unless the clock counts nanoseconds."""
         if not self.ns:
             return None
         table = self._complete_tables.get(id(formatter))
@@ -359,7 +357,21 @@ class Emitter:
                     exec(compile(source, "<syscall line>", "exec"), env)  # noqa: S102 - our own pieces only
                     fn = env["complete"]
                 return self._keep_entry(entries, sig, fn, formatter.plain_return_limit)
-        return entries.get, make
+        get = entries.get
+
+        # An entry is (sig, fn or None, plain-return limit), by signature identity.
+        def complete(ts, exit_ts, cpu, pid, tid, comm, sig, values, ret) -> str | None:
+            if ret.__class__ is int and ret >= 0:
+                entry = get(id(sig))
+                if entry is None or entry[0] is not sig:
+                    entry = make(sig)
+                if entry[1] is not None and ret < entry[2]:
+                    try:
+                        return entry[1](ts, exit_ts, cpu, pid, tid, comm, values, ret)
+                    except Exception:  # noqa: BLE001, S110 - a value of another type: the general way
+                        pass
+            return None
+        return complete
 
     @staticmethod
     def _keep_entry(entries: dict, sig, fn, limit) -> tuple:
@@ -373,25 +385,19 @@ class Emitter:
         common case (a complete call with a plain return, a nanosecond clock, a compiled text) is made by
         complete_line() from the unpacked record, without the general functions' attribute lookups."""
         general = self.syscall_json if self.json else self.syscall_line
-        table = self.complete_lines(formatter)
+        complete = self.complete_line(formatter)
 
         def general_line(call) -> str:
             return general(call, formatter) + "\n"
-        if table is None:
+        if complete is None:
             return general_line
-        get, make = table
 
         def line(call) -> str:
             status, ts, exit_ts, cpu, _exit_cpu, tid, pid, comm, sig, values, ret, note, strings = call
-            if status == "complete" and not strings and not note and ret.__class__ is int and ret >= 0:
-                entry = get(id(sig))
-                if entry is None or entry[0] is not sig:
-                    entry = make(sig)
-                if entry[1] is not None and ret < entry[2]:
-                    try:
-                        return entry[1](ts, exit_ts, cpu, pid, tid, comm, values, ret)
-                    except Exception:  # noqa: BLE001, S110 - a value of another type: the general way
-                        pass
+            if status == "complete" and not strings and not note:
+                text = complete(ts, exit_ts, cpu, pid, tid, comm, sig, values, ret)
+                if text is not None:
+                    return text
             return general(call, formatter) + "\n"
         return line
 

@@ -280,32 +280,25 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
 
     def _first_complete(self, *call) -> None:
         """The joiner's shortcut for complete calls (SyscallJoiner.complete), made at the first one: the
-        line by out.complete_lines()'s compiled function of the call's signature where there is one, else
-        on_syscall's way. (Not with -c N: on_syscall counts every line against N.)"""
+        line by out.complete_line() where it makes one, else on_syscall's way. (Not with -c N: on_syscall
+        counts every line against N.)"""
         from rawtrace.syscalls.calls import complete_call
-        table = self.ctx.out.complete_lines(self.ctx.formatter)
+        make = self.ctx.out.complete_line(self.ctx.formatter)
         on_syscall = self.on_syscall
-        if table is None:
+        if make is None:
             def complete(*parts) -> None:
                 on_syscall(complete_call(*parts))
         else:
-            get, make = table
             write = self.write
             tool = self
 
             def complete(ts, exit_ts, cpu, exit_cpu, tid, pid, comm, sig, values, ret) -> None:
-                if ret.__class__ is int and ret >= 0:
-                    entry = get(id(sig))
-                    if entry is None or entry[0] is not sig:
-                        entry = make(sig)
-                    if entry[1] is not None and ret < entry[2]:
-                        try:
-                            write(entry[1](ts, exit_ts, cpu, pid, tid, comm, values, ret))
-                            tool.shown += 1
-                            return
-                        except Exception:  # noqa: BLE001, S110 - a value of another type: the general way
-                            pass
-                on_syscall(complete_call(ts, exit_ts, cpu, exit_cpu, tid, pid, comm, sig, values, ret))
+                line = make(ts, exit_ts, cpu, pid, tid, comm, sig, values, ret)
+                if line is None:
+                    on_syscall(complete_call(ts, exit_ts, cpu, exit_cpu, tid, pid, comm, sig, values, ret))
+                else:
+                    write(line)
+                    tool.shown += 1
         self.ctx.joiner.complete = complete
         complete(*call)
 
