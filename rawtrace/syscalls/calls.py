@@ -275,14 +275,10 @@ class SyscallJoiner:
         to `deliver`; None unless raw_syscalls' enter and exit are both dispatched to this joiner (its
         raw_enter and raw_exit) and to nothing else. With the source's `decoders` (a DecoderSet), their
         records are decoded straight to SysEnter/SysExit from then on: only this loop sees them."""
-        enter_id = exit_id = None
-        for event_id, handler in dispatch.items():
-            if handler is self.raw_enter:
-                enter_id = event_id
-            elif handler is self.raw_exit:
-                exit_id = event_id
-        if enter_id is None or exit_id is None:
+        ids = self._raw_ids(dispatch)
+        if ids is None:
             return None
+        enter_id, exit_id = ids
         enter, exit_ = self.raw_enter, self.raw_exit
         enter_tuple, exit_tuple = self._enter_tuple, self._exit_tuple
         self.tuple_handlers(dispatch, decoders)
@@ -311,16 +307,25 @@ class SyscallJoiner:
         """{SysEnter: fn, SysExit: fn} for a batch loop, once raw_syscalls' records are decoded straight to
         those (by the source's `decoders`, a DecoderSet); empty unless raw_syscalls' enter and exit are
         dispatched to this joiner's raw_enter and raw_exit alone (then no one else needs their Events)."""
-        ids = {handler: event_id for event_id, handler in dispatch.items()
-               if handler is self.raw_enter or handler is self.raw_exit}
-        if decoders is None or len(ids) != 2:
+        ids = self._raw_ids(dispatch)
+        if decoders is None or ids is None:
             return {}
         out = {}
-        if decoders.install_tuple(ids[self.raw_enter], SysEnter, ("id", "args")):
+        if decoders.install_tuple(ids[0], SysEnter, ("id", "args")):
             out[SysEnter] = self._enter_tuple
-        if decoders.install_tuple(ids[self.raw_exit], SysExit, ("id", "ret")):
+        if decoders.install_tuple(ids[1], SysExit, ("id", "ret")):
             out[SysExit] = self._exit_tuple
         return out
+
+    def _raw_ids(self, dispatch: Mapping[int, Callable]) -> tuple[int, int] | None:
+        """(enter ID, exit ID) of raw_syscalls where `dispatch` hands them to raw_enter and raw_exit alone."""
+        enter_id = exit_id = None
+        for event_id, handler in dispatch.items():
+            if handler is self.raw_enter:
+                enter_id = event_id
+            elif handler is self.raw_exit:
+                exit_id = event_id
+        return None if enter_id is None or exit_id is None else (enter_id, exit_id)
 
     def _raw_handlers(self) -> tuple[Callable, Callable]:
         """(raw_enter, raw_exit): fn(Event) for raw_syscalls:sys_enter and sys_exit; they hand the record on
