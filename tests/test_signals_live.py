@@ -95,6 +95,12 @@ def test_term_during_a_flood_always_prints_the_summary(live_tracefs, tmp_path, s
     assert not _spool_dirs(proc.pid)
 
 
+def _our_frames(text: str) -> list[str]:
+    """The traceback frames of `text` in rawtrace's own files (a directory named rawtrace: the package,
+    installed or in the checkout; not a virtualenv that merely has rawtrace in its name)."""
+    return [frame for frame in re.findall(r'File "([^"]+)"', text) if "/rawtrace/" in frame]
+
+
 def test_signal_during_start_up_is_quiet(live_tracefs):
     # Every 3 ms through the first 45 ms (the interpreter, the imports, the CLI putting its handlers in
     # place: a SIGINT at 20 ms once landed between the first handler and the try that catches it), then
@@ -112,7 +118,7 @@ def test_signal_during_start_up_is_quiet(live_tracefs):
             # signal. A second one must end the run cleanly.
             early = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else exc.stderr or ""
             head = early.split("Tracing", 1)[0]
-            assert "Exception ignored" in head and "KeyboardInterrupt" in head and "rawtrace" not in head, \
+            assert "Exception ignored" in head and "KeyboardInterrupt" in head and not _our_frames(head), \
                 (delay, early)
             proc.send_signal(signal.SIGINT)
             _out, err = proc.communicate(timeout=30)
@@ -124,8 +130,7 @@ def test_signal_during_start_up_is_quiet(live_tracefs):
         # standard library's files) or still locating the package (only <frozen ...> frames). That is
         # Python's. Nothing of rawtrace's: no frame in a rawtrace file.
         frames = re.findall(r'File "([^"]+)"', err)
-        ours = [frame for frame in frames if "rawtrace" in frame]
-        interpreter = not ours and ("init_import_site" in err or bool(frames))
+        interpreter = not _our_frames(err) and ("init_import_site" in err or bool(frames))
         assert "Traceback" not in err or interpreter, (delay, err)
         # (Killed by the signal, silently: it came before the interpreter had a handler of its own.)
         killed_early = proc.returncode == -signal.SIGINT and not err
