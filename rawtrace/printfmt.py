@@ -1373,14 +1373,20 @@ class TextRenderer:
     Text is escaped for a terminal unless ``escape=False`` (which gives the kernel's own bytes)."""
 
     def __init__(self, printk_formats: dict | None = None, symbols: Symbols | None = None, long_size: int = 8,
-                 style: str = "kernel", constants: dict | None = None, escape: bool = True) -> None:
+                 style: str = "kernel", constants: dict | None = None, escape: bool = True,
+                 load: Callable[[], tuple[dict | None, Symbols | None, dict | None]] | None = None) -> None:
         if style not in ("kernel", "trace-cmd"):
             raise ValueError(f"unknown style {style!r}")
-        self.printk_formats = printk_formats
-        self.symbols = symbols
+        # With `load`, printk_formats, symbols and constants come from it at their first use (see
+        # __getattr__): reading kallsyms and BTF costs a live trace a tenth of a second, and a trace of
+        # syscalls alone never needs them.
+        self._load = load
+        if load is None:
+            self.printk_formats = printk_formats
+            self.symbols = symbols
+            self.constants = constants
         self.long_size = long_size
         self.style = style
-        self.constants = constants
         self.escape = escape                   # False: the kernel's bytes as they are (oracle comparisons)
         self._safe = safe_text
         self.fallbacks: Counter = Counter()
@@ -1388,6 +1394,15 @@ class TextRenderer:
         # id -> (format, its renderer or None, True when that is not the print fmt's own renderer)
         self._cache: dict[int, tuple[EventFormat, Callable | None, bool]] = {}
         self._nameless: set[int] = set()
+
+    def __getattr__(self, name: str):
+        # Only reached while a lazy renderer's three tables are still unread.
+        load = self.__dict__.get("_load")
+        if load is None or name not in ("printk_formats", "symbols", "constants"):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        self._load = None
+        self.printk_formats, self.symbols, self.constants = load()
+        return self.__dict__[name]
 
     def _compile(self, fmt: EventFormat) -> tuple[Callable | None, bool]:
         name = fmt.full_name
@@ -1571,31 +1586,35 @@ class TextRenderer:
 
 def renderer_for_host(host=None, tracefs=None, style: str = "kernel", escape: bool = True) -> TextRenderer:
     """A TextRenderer with this machine's printk_formats, kallsyms and BTF enum constants (each optional:
-    what cannot be read is left out, and events needing it fall back to raw fields)."""
-    from pathlib import Path
+    what cannot be read is left out, and events needing it fall back to raw fields). They are read when
+    an event's text first needs them."""
     if host is None:
         from rawtrace.host import Host
         host = Host.from_env()
-    printk = symbols = btf = None
-    if tracefs is not None:
+
+    def load() -> tuple[dict | None, Symbols | None, dict]:
+        from pathlib import Path
+        printk = symbols = btf = None
+        if tracefs is not None:
+            try:
+                printk = parse_printk_formats((Path(tracefs) / "printk_formats").read_text())
+            except OSError:
+                pass
+        kallsyms = host.read_text("/proc/kallsyms")
+        if kallsyms:
+            symbols = Symbols.from_kallsyms(kallsyms)
+            if not symbols:
+                symbols = None                 # all-zero addresses (kptr_restrict): nothing to resolve
         try:
-            printk = parse_printk_formats((Path(tracefs) / "printk_formats").read_text())
+            btf = host.path("/sys/kernel/btf/vmlinux").read_bytes()
         except OSError:
             pass
-    kallsyms = host.read_text("/proc/kallsyms")
-    if kallsyms:
-        symbols = Symbols.from_kallsyms(kallsyms)
-        if not len(symbols):
-            symbols = None                     # all-zero addresses (kptr_restrict): nothing to resolve
-    try:
-        btf = host.path("/sys/kernel/btf/vmlinux").read_bytes()
-    except OSError:
-        pass
-    try:
-        constants = kernel_constants(btf, symbols, host.machine() if hasattr(host, "machine") else "x86_64")
-    except Exception:  # noqa: BLE001 - damaged BTF: no constants, never no rendering
-        constants = kernel_constants(None, symbols)
-    return TextRenderer(printk, symbols, long_size=8, style=style, constants=constants, escape=escape)
+        try:
+            constants = kernel_constants(btf, symbols, host.machine() if hasattr(host, "machine") else "x86_64")
+        except Exception:  # noqa: BLE001 - damaged BTF: no constants, never no rendering
+            constants = kernel_constants(None, symbols)
+        return printk, symbols, constants
+    return TextRenderer(long_size=8, style=style, escape=escape, load=load)
 
 
 def renderer_for_tracedat(dat, style: str = "kernel", escape: bool = True) -> TextRenderer:

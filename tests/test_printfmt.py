@@ -332,6 +332,17 @@ def test_renderers_for_a_host_tree_and_a_recording(tmp_path):
     text = renderer_for_host(Host.from_env(str(root)), tracefs)
     assert text.symbols.lookup(0xFFFFFFFF81000010)[0] == "_text"
     assert text.printk_formats == {0xFFFFFFFF82000000: "x"}
+    # The host's tables are read at their first use, not when the renderer is made: a file written
+    # after the renderer was made (and before its first use) is the one it reads.
+    lazy = renderer_for_host(Host.from_env(str(root)), tracefs)
+    (root / "proc" / "kallsyms").write_text("ffffffff81000000 T _stext\nffffffff81000100 T g\n")
+    (tracefs / "printk_formats").write_text('0xffffffff82000000 : "later"\n')
+    assert lazy.printk_formats == {0xFFFFFFFF82000000: "later"}
+    assert lazy.symbols.lookup(0xFFFFFFFF81000010)[0] == "_stext" and lazy.constants == {}
+    (root / "proc" / "kallsyms").write_text("0000000000000000 T _text\n")
+    assert renderer_for_host(Host.from_env(str(root)), tracefs).symbols is None   # kptr_restrict: zeros
+    with pytest.raises(AttributeError):
+        lazy.no_such_table  # noqa: B018
     formats = Path(__file__).parent / "fixtures" / "formats" / "6.18.44-fc-v769" / "events"
     path = tmp_path / "t.dat"
     write_tracedat(path, TraceDatContent(header_page=(formats / "header_page").read_text(),
