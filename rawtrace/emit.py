@@ -212,8 +212,8 @@ class Emitter:
             try:
                 if pieces[5] is not None and ret < pieces[6]:
                     return pieces[5][0](call, comm)
-                if pieces[3] is not None:
-                    ts = call.ts
+                ts = call.ts
+                if pieces[3] is not None and call.exit_ts >= ts:    # (a negative one as seconds_json has it)
                     return pieces[3] % (*divmod(ts, 1_000_000_000), call.cpu, call.pid, call.tid, comm, *values,
                                         ret, *divmod(call.exit_ts - ts, 1_000_000_000),
                                         json_str(self.call_text(call, formatter)))
@@ -291,10 +291,13 @@ class Emitter:
         unpack = "    " + ("".join(f"v{i}, " for i in range(count)) if count else "() ") + "= values"
         whole = [('{"type":"syscall","ts":', None), (None, "digits[:-9]"), (".", None), (None, "digits[-9:]"),
                  (',"cpu":', None), (None, "cpu"), (',"pid":', None), (None, "pid"), (',"tid":', None),
-                 (None, "tid"), (',"comm":', None), (None, "comm"), (None, "seg[0]"), (None, "took // 1000000000"),
-                 (".", None), (None, "took % 1000000000:09d"), (None, "seg[1]")]
+                 (None, "tid"), (',"comm":', None), (None, "comm"), (None, "seg[0]"), (None, "took"), (None, "seg[1]")]
         body = [*memo_lines("seg", "(values, ret)", "SEGMENTS(values, ret)"),
+                # The duration as seconds_json() gives it; below a second by padding its digits (a third
+                # of the cost of a :09d format of the remainder).
                 "        took = exit_ts - ts",
+                "        if 0 <= took < 1000000000:", "            took = '0.' + str(took).zfill(9)",
+                "        else:", "            took = SECONDS(took)",
                 # The time stamp's seconds and nanoseconds by slicing its digits (cheaper than divmod).
                 "        digits = str(ts)", "        if len(digits) < 10:", "            digits = digits.rjust(10, '0')",
                 "        return " + _fstrings(whole)]
@@ -313,7 +316,7 @@ class Emitter:
             "def record(call, comm):",
             "    return line(call.ts, call.exit_ts, call.cpu, call.pid, call.tid, comm, call.values, call.ret)[:-1]"]) \
             + "\n"
-        env = {"TEXT": text, "COMMS": comms, "COMM_JSON": comm_json, **memo_namespace()}
+        env = {"TEXT": text, "COMMS": comms, "COMM_JSON": comm_json, "SECONDS": seconds_json, **memo_namespace()}
         exec(compile(source, "<syscall record>", "exec"), env)  # noqa: S102 - built from our own pieces only
         return env["record"], env["line"], env["complete"]
 

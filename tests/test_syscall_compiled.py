@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import random
+from decimal import Decimal
 from collections import defaultdict
 
 import pytest
@@ -138,14 +139,18 @@ def test_compiled_json_record_equals_the_general_record(name, check, monkeypatch
         ts = rng.choice([0, 5, 999_999_999, 10**9, rng.getrandbits(50), rng.getrandbits(50)])
         call = Syscall("complete", ts, 0, rng.randrange(4), 1, rng.choice((42, 43)), 41, 'c"\x1b', sig, values,
                        rng.choice((0, 9)))
-        call = call._replace(exit_ts=call.ts + rng.choice([0, 1, 10**9 + 7, rng.getrandbits(20)]))
+        # (durations at a second's edges, and negative ones: an exit stamped on another CPU's clock)
+        call = call._replace(exit_ts=call.ts + rng.choice([0, 1, 999_999_999, 10**9, 10**9 + 7, -1, -(10**9 + 7),
+                                                           rng.getrandbits(20)]))
         fast = compiled.syscall_json(call, f)
         # The general way: the same emitter with the compiled record taken out of its signature's pieces.
         general = Emitter(json=True, out=io.StringIO())
         general._signature_pieces(sig, f)
         general._signature_json[id(sig)] = general._signature_json[id(sig)][:5] + (None, 0)
         assert fast == general.syscall_json(call, f)
-        assert json.loads(fast)["text"] == _general(f, name, params, values, call.ret)
+        record = json.loads(fast, parse_float=Decimal)
+        assert record["text"] == _general(f, name, params, values, call.ret)
+        assert record["duration"] == Decimal(call.exit_ts - call.ts) / 10**9      # exact, also when negative
 
 
 def test_the_syscall_name_is_data_never_source():
