@@ -6,8 +6,8 @@ from __future__ import annotations
 import io
 import json
 import random
-from decimal import Decimal
 from collections import defaultdict
+from decimal import Decimal
 
 import pytest
 

@@ -252,8 +252,8 @@ def compile_decoder(fmt: EventFormat, byteorder: str = sys.byteorder) -> Callabl
     format_problem() rejects raises DecodeError with the reason."""
     code = _decoder_code(fmt, byteorder)
     source = "\n".join(["def decode(buf, start, length, ts, cpu):", *code.check, *code.lines,
-                        f"    return _new(Event, (ts, cpu, {code.pid}, ID, FMT, {code.fields}, {code.flags}, "
-                        f"{code.preempt}))"]) + "\n"
+                        (f"    return _new(Event, (ts, cpu, {code.pid}, ID, FMT, {code.fields}, {code.flags}, "
+                        f"{code.preempt}))")]) + "\n"
     decode = _define(source, "decoder", fmt, code.namespace, "decode")
     decode.min_length = code.min_length      # payload bytes the fixed fields need
     decode.source = source
@@ -333,8 +333,8 @@ def compile_text_decoder(fmt: EventFormat, template: str, values: tuple[str, ...
             # Seconds and microseconds, rounded, by slicing the digits (format_timestamp's text).
             result += ["    digits = str(ts + 500)", "    if len(digits) < 10:",
                        "        digits = digits.rjust(10, '0')",
-                       "    return _new(Rendered, (ts, cpu, found[0], ID, "
-                       "f'{head}{digits[:-9]}.{digits[-9:-3]}: {found[1]}'))"]
+                       ("    return _new(Rendered, (ts, cpu, found[0], ID, "
+                       "f'{head}{digits[:-9]}.{digits[-9:-3]}: {found[1]}'))")]
         else:
             result += ["    return _new(Rendered, (ts, cpu, found[0], ID, f'{head}{ts}: {found[1]}'))"]
     return _memo_decoder(fmt, code, names, "text decoder", compute, f"({code.pid}, text)", result, memo,
