@@ -320,11 +320,16 @@ class Emitter:
         exec(compile(source, "<syscall record>", "exec"), env)  # noqa: S102 - built from our own pieces only
         return env["record"], env["line"], env["complete"]
 
-    def complete_line(self, formatter) -> Callable | None:
+    def complete_line(self, formatter, fallback: Callable | None = None) -> Callable | None:
         """fn(ts, exit_ts, cpu, pid, tid, comm, sig, values, ret) -> the line (and its newline) of a complete
         call without strings or note, by the compiled function of its signature; None where that is not
         the case it makes (a failed or large return, no compiled text, a value of another type): then the
-        caller takes syscall_lines()'s general way. None unless the clock counts nanoseconds."""
+        caller takes syscall_lines()'s general way. None unless the clock counts nanoseconds.
+
+        With `fallback`: instead a writer for SyscallJoiner.complete, fn(ts, exit_ts, cpu, exit_cpu, tid,
+        pid, comm, sig, values, ret) that writes the line, or hands its arguments to `fallback` where it
+        makes none (one call per line less than a wrapper around the first form). Its `count()` gives the
+        lines it wrote."""
         if not self.ns:
             return None
         table = self._complete_tables.get(id(formatter))
@@ -374,7 +379,32 @@ class Emitter:
                     except Exception:  # noqa: BLE001, S110 - a value of another type: the general way
                         pass
             return None
-        return complete
+        if fallback is None:
+            return complete
+        write = self.write
+        written = 0
+
+        def writer(ts, exit_ts, cpu, exit_cpu, tid, pid, comm, sig, values, ret) -> None:
+            nonlocal written
+            if ret.__class__ is int and ret >= 0:
+                entry = get(id(sig))
+                if entry is None or entry[0] is not sig:
+                    entry = make(sig)
+                if entry[1] is not None and ret < entry[2]:
+                    try:
+                        line = entry[1](ts, exit_ts, cpu, pid, tid, comm, values, ret)
+                    except Exception:  # noqa: BLE001 - a value of another type: the general way
+                        line = None
+                    if line is not None:
+                        write(line)
+                        written += 1
+                        return
+            fallback(ts, exit_ts, cpu, exit_cpu, tid, pid, comm, sig, values, ret)
+
+        def count() -> int:
+            return written
+        writer.count = count
+        return writer
 
     @staticmethod
     def _keep_entry(entries: dict, sig, fn, limit) -> tuple:

@@ -65,6 +65,7 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
         self.json = ctx.out.json
         self.tasks = ctx.tasks
         self.text = None                 # rawtrace.printfmt.TextRenderer, made in start() unless --raw
+        self._shortcut_count = None      # fn() -> the lines the joiner's shortcut wrote (_first_complete)
 
     def patterns(self) -> list[str]:
         return list(self.args.events)
@@ -280,25 +281,18 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
 
     def _first_complete(self, *call) -> None:
         """The joiner's shortcut for complete calls (SyscallJoiner.complete), made at the first one: the
-        line by out.complete_line() where it makes one, else on_syscall's way. (Not with -c N: on_syscall
-        counts every line against N.)"""
+        line written by out.complete_line()'s writer where it makes one, else on_syscall's way. (Not with
+        -c N: on_syscall counts every line against N.)"""
         from rawtrace.syscalls.calls import complete_call
-        make = self.ctx.out.complete_line(self.ctx.formatter)
         on_syscall = self.on_syscall
-        if make is None:
-            def complete(*parts) -> None:
-                on_syscall(complete_call(*parts))
-        else:
-            write = self.write
-            tool = self
 
-            def complete(ts, exit_ts, cpu, exit_cpu, tid, pid, comm, sig, values, ret) -> None:
-                line = make(ts, exit_ts, cpu, pid, tid, comm, sig, values, ret)
-                if line is None:
-                    on_syscall(complete_call(ts, exit_ts, cpu, exit_cpu, tid, pid, comm, sig, values, ret))
-                else:
-                    write(line)
-                    tool.shown += 1
+        def general(*parts) -> None:
+            on_syscall(complete_call(*parts))
+        complete = self.ctx.out.complete_line(self.ctx.formatter, fallback=general)
+        if complete is None:
+            complete = general
+        else:
+            self._shortcut_count = complete.count
         self.ctx.joiner.complete = complete
         complete(*call)
 
@@ -360,6 +354,9 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
         ctx = self.ctx
         out = ctx.out
         out.flush()
+        if self._shortcut_count is not None:
+            self.shown += self._shortcut_count()
+            self._shortcut_count = None
         summary = ctx.source.summary
         joiner = getattr(ctx, "joiner", None)
         info = {"events": self.shown, "lost": summary.lost, "lost_unknown_pages": summary.lost_unknown_pages,
