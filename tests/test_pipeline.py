@@ -413,3 +413,34 @@ def test_joiners_own_record_tuples_give_the_lines_of_event_records(tmp_path: Pat
     code, events, err = run(capsys, *argv)
     assert code == 0, err
     assert tuples == events and "openat" in tuples and "resumed" in tuples
+
+
+@pytest.mark.parametrize("mode", [["--json"], ["-T", "3"], ["1", "5"]])
+def test_syscount_counts_the_same_from_record_tuples_and_event_records(tmp_path: Path, capsys, monkeypatch,
+                                                                       mode) -> None:
+    """syscount's own batch loop takes raw_syscalls records decoded straight to SysEnter/SysExit: its
+    counts equal those from Event records, with a lost marker, a fork return, an exit without enter, an
+    exit_group and a failed call in the recording (also per interval)."""
+    from rawtrace.parse.record import DecoderSet
+    from rawtrace.parse.tracedat_write import TraceDatContent, write_tracedat
+    cpu0, cpu1 = workload(tmp_path)
+    recording = tmp_path / "rec.dat"
+    write_tracedat(recording, TraceDatContent(
+        header_page=header_page(8, 4096), header_event=HEADER_EVENT,
+        event_formats=[("raw_syscalls", ENTER), ("raw_syscalls", EXIT), ("task", NEWTASK), ("sched", EXEC)],
+        cmdlines="100 worker\n200 other\n", cpu_data={0: cpu0.read_bytes(), 1: cpu1.read_bytes()}))
+    installed = []
+    install = DecoderSet.install_tuple
+
+    def counted(self, event_id, cls, names):
+        done = install(self, event_id, cls, names)
+        installed.append(done)
+        return done
+    monkeypatch.setattr(DecoderSet, "install_tuple", counted)
+    code, tuples, err = run(capsys, "syscount", "-i", str(recording), *mode)
+    assert code == 0, err
+    assert installed == [True, True]
+    monkeypatch.setattr(DecoderSet, "install_tuple", lambda self, event_id, cls, names: False)
+    code, events, err = run(capsys, "syscount", "-i", str(recording), *mode)
+    assert code == 0, err
+    assert tuples == events and "openat" in tuples and "close" in tuples

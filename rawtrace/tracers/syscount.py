@@ -10,6 +10,7 @@ compat 32-bit tasks through their own table (as strace does).
 from __future__ import annotations
 
 import argparse
+from typing import NamedTuple
 
 from rawtrace.tracers.base import Needs, Tool, report_run
 
@@ -23,6 +24,15 @@ def _errno_text(text: str) -> str:
         import argparse
         raise argparse.ArgumentTypeError("-e ERRNO must not be empty (a name like ENOENT, or a number)")
     return text
+
+
+class _Enter(NamedTuple):
+    """A raw_syscalls:sys_enter record as syscount's batch loop reads it (no arguments)."""
+
+    ts: int
+    cpu: int
+    pid: int
+    nr: int
 
 
 class _Row:
@@ -161,9 +171,7 @@ Overhead: two events per syscall, decoded to the number and return value only.""
         count = self._count
         abis = self.ctx.tasks.abis
 
-        def enter(rec) -> None:
-            nr = rec.fields["id"]
-            tid = rec.pid
+        def entered(ts: int, tid: int, nr: int) -> None:
             # The ABI at entry names the call: an execve into a 32-bit program returns as a compat task.
             abi = abis.get(tid) if abis else None
             if nr in (no_return if abi is None else self._no_return_of(abi)):
@@ -171,7 +179,11 @@ Overhead: two events per syscall, decoded to the number and return value only.""
                 pending.pop(tid, None)
                 count(tid, nr, 0, None, abi)
                 return
-            pending[tid] = (rec.ts, nr, abi)
+            pending[tid] = (ts, nr, abi)
+
+        def enter(rec) -> None:
+            entered(rec.ts, rec.pid, rec.fields["id"])
+        enter.entered = entered
         return enter
 
     def _exit(self):
@@ -254,7 +266,15 @@ Overhead: two events per syscall, decoded to the number and return value only.""
         if enter_id is None or exit_id is None:
             return None
         from rawtrace.parse.record import Event
-        enter = self._enter()
+        from rawtrace.syscalls.calls import SysExit
+        # Only this loop sees raw_syscalls' records: they can be decoded straight to small tuples (no
+        # Event, no fields dict), as the syscall joiner has them. Either may stay an Event (no format
+        # for the tuple): the loop takes both forms.
+        decoders = getattr(self.ctx.source, "decoders", None)
+        if decoders is not None:
+            decoders.install_tuple(enter_id, _Enter, ("id",))
+            decoders.install_tuple(exit_id, SysExit, ("id", "ret"))
+        entered = self._enter().entered
         pending = self.pending
         pop = pending.pop
         rows = self.rows
@@ -269,50 +289,63 @@ Overhead: two events per syscall, decoded to the number and return value only.""
 
         def batch(records) -> None:
             for rec in records:
-                if rec.__class__ is not Event:
-                    deliver(rec)
-                    continue
-                # One unpacking instead of an attribute lookup per field (the record is a named tuple).
-                ts, _cpu, tid, event_id, _fmt, fields, _flags, _preempt = rec
-                if event_id == exit_id:
-                    nr = fields["id"]
-                    started = pop(tid, None)
-                    if started is not None and (started[1] == nr or (abis and same_exec(started, nr, tid))):
-                        nr = started[1]
-                        key = nr if started[2] is None else (nr, started[2])
-                        row = get_row(key)
-                        if row is None:
-                            row = rows[key] = new_row()
-                        duration = ts - started[0]
-                        row.timed += 1
-                        row.total += duration
-                        if duration > row.max:  # noqa: PLR1730 - a compare is cheaper than max()
-                            row.max = duration
-                        if row.min < 0 or duration < row.min:
-                            row.min = duration
-                    else:
-                        if nr < 0:
-                            # A new task's first return to user space (from fork/clone) has no
-                            # syscall number: not a call of its own.
-                            no_number[0] += 1
-                            continue
-                        unpaired[0] += 1
-                        abi = abis.get(tid) if abis else None
-                        key = nr if abi is None else (nr, abi)
-                        row = get_row(key)
-                        if row is None:
-                            row = rows[key] = new_row()
-                    row.count += 1
-                    if low <= fields["ret"] < 0:
-                        row.errors += 1
-                elif event_id == enter_id:
-                    nr = fields["id"]
+                cls = rec.__class__
+                if cls is SysExit:
+                    ts, _cpu, tid, nr, ret = rec
+                elif cls is _Enter:
+                    ts, _cpu, tid, nr = rec
                     if abis or nr in no_return:
-                        enter(rec)               # compat tasks, exit/exit_group: the general way
+                        entered(ts, tid, nr)     # compat tasks, exit/exit_group: the general way
                     else:
                         pending[tid] = (ts, nr, None)
+                    continue
+                elif cls is Event:
+                    # One unpacking instead of an attribute lookup per field (the record is a named tuple).
+                    ts, _cpu, tid, event_id, _fmt, fields, _flags, _preempt = rec
+                    if event_id == enter_id:
+                        nr = fields["id"]
+                        if abis or nr in no_return:
+                            entered(ts, tid, nr)
+                        else:
+                            pending[tid] = (ts, nr, None)
+                        continue
+                    if event_id != exit_id:
+                        deliver(rec)
+                        continue
+                    nr = fields["id"]
+                    ret = fields["ret"]
                 else:
                     deliver(rec)
+                    continue
+                started = pop(tid, None)
+                if started is not None and (started[1] == nr or (abis and same_exec(started, nr, tid))):
+                    nr = started[1]
+                    key = nr if started[2] is None else (nr, started[2])
+                    row = get_row(key)
+                    if row is None:
+                        row = rows[key] = new_row()
+                    duration = ts - started[0]
+                    row.timed += 1
+                    row.total += duration
+                    if duration > row.max:  # noqa: PLR1730 - a compare is cheaper than max()
+                        row.max = duration
+                    if row.min < 0 or duration < row.min:
+                        row.min = duration
+                else:
+                    if nr < 0:
+                        # A new task's first return to user space (from fork/clone) has no
+                        # syscall number: not a call of its own.
+                        no_number[0] += 1
+                        continue
+                    unpaired[0] += 1
+                    abi = abis.get(tid) if abis else None
+                    key = nr if abi is None else (nr, abi)
+                    row = get_row(key)
+                    if row is None:
+                        row = rows[key] = new_row()
+                row.count += 1
+                if low <= ret < 0:
+                    row.errors += 1
         return batch
 
     def _count(self, tid: int, nr: int, ret: int, duration: int | None, abi: str | None) -> None:
