@@ -328,8 +328,7 @@ class Emitter:
 
         With `fallback`: instead a writer for SyscallJoiner.complete, fn(ts, exit_ts, cpu, exit_cpu, tid,
         pid, comm, sig, values, ret) that writes the line, or hands its arguments to `fallback` where it
-        makes none (one call per line less than a wrapper around the first form). Its `count()` gives the
-        lines it wrote."""
+        makes none. Its `count()` gives the lines it wrote."""
         if not self.ns:
             return None
         table = self._complete_tables.get(id(formatter))
@@ -386,20 +385,12 @@ class Emitter:
 
         def writer(ts, exit_ts, cpu, exit_cpu, tid, pid, comm, sig, values, ret) -> None:
             nonlocal written
-            if ret.__class__ is int and ret >= 0:
-                entry = get(id(sig))
-                if entry is None or entry[0] is not sig:
-                    entry = make(sig)
-                if entry[1] is not None and ret < entry[2]:
-                    try:
-                        line = entry[1](ts, exit_ts, cpu, pid, tid, comm, values, ret)
-                    except Exception:  # noqa: BLE001 - a value of another type: the general way
-                        line = None
-                    if line is not None:
-                        write(line)
-                        written += 1
-                        return
-            fallback(ts, exit_ts, cpu, exit_cpu, tid, pid, comm, sig, values, ret)
+            line = complete(ts, exit_ts, cpu, pid, tid, comm, sig, values, ret)
+            if line is None:
+                fallback(ts, exit_ts, cpu, exit_cpu, tid, pid, comm, sig, values, ret)
+            else:
+                write(line)
+                written += 1
 
         def count() -> int:
             return written

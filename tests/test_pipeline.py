@@ -115,6 +115,33 @@ def workload(tmp_path: Path) -> tuple[Path, Path]:
     return tmp_path / "cpu0.raw", tmp_path / "cpu1.raw"
 
 
+def workload_recording(tmp_path: Path) -> Path:
+    """workload()'s pages as a trace.dat: its events are known before the first record (raw pages find
+    theirs as they come)."""
+    from rawtrace.parse.tracedat_write import TraceDatContent, write_tracedat
+    cpu0, cpu1 = workload(tmp_path)
+    recording = tmp_path / "rec.dat"
+    write_tracedat(recording, TraceDatContent(
+        header_page=header_page(8, 4096), header_event=HEADER_EVENT,
+        event_formats=[("raw_syscalls", ENTER), ("raw_syscalls", EXIT), ("task", NEWTASK), ("sched", EXEC)],
+        cmdlines="100 worker\n200 other\n", cpu_data={0: cpu0.read_bytes(), 1: cpu1.read_bytes()}))
+    return recording
+
+
+def count_tuple_installs(monkeypatch) -> list[bool]:
+    """A list that collects what each DecoderSet.install_tuple call returned, from now on."""
+    from rawtrace.parse.record import DecoderSet
+    installed: list[bool] = []
+    install = DecoderSet.install_tuple
+
+    def counted(self, event_id, cls, names):
+        done = install(self, event_id, cls, names)
+        installed.append(done)
+        return done
+    monkeypatch.setattr(DecoderSet, "install_tuple", counted)
+    return installed
+
+
 def run(capsys, *argv: str) -> tuple[int, str, str]:
     try:
         code = main(list(argv))
@@ -389,23 +416,9 @@ def test_joiners_own_record_tuples_give_the_lines_of_event_records(tmp_path: Pat
     (JSON) and the text tool's (text, and -c N), including a lost marker, a fork return, an exit without
     enter and a call whose exit comes after lost events."""
     from rawtrace.parse.record import DecoderSet
-    from rawtrace.parse.tracedat_write import TraceDatContent, write_tracedat
-    cpu0, cpu1 = workload(tmp_path)
-    # A trace.dat: its events are known before the first record (raw pages find theirs as they come).
-    recording = tmp_path / "rec.dat"
-    write_tracedat(recording, TraceDatContent(
-        header_page=header_page(8, 4096), header_event=HEADER_EVENT,
-        event_formats=[("raw_syscalls", ENTER), ("raw_syscalls", EXIT), ("task", NEWTASK), ("sched", EXEC)],
-        cmdlines="100 worker\n200 other\n", cpu_data={0: cpu0.read_bytes(), 1: cpu1.read_bytes()}))
+    recording = workload_recording(tmp_path)
     argv = ["decode", str(recording), *mode]
-    installed = []
-    install = DecoderSet.install_tuple
-
-    def counted(self, event_id, cls, names):
-        done = install(self, event_id, cls, names)
-        installed.append(done)
-        return done
-    monkeypatch.setattr(DecoderSet, "install_tuple", counted)
+    installed = count_tuple_installs(monkeypatch)
     code, tuples, err = run(capsys, *argv)
     assert code == 0, err
     assert installed == [True, True]
@@ -422,21 +435,8 @@ def test_syscount_counts_the_same_from_record_tuples_and_event_records(tmp_path:
     counts equal those from Event records, with a lost marker, a fork return, an exit without enter, an
     exit_group and a failed call in the recording (also per interval)."""
     from rawtrace.parse.record import DecoderSet
-    from rawtrace.parse.tracedat_write import TraceDatContent, write_tracedat
-    cpu0, cpu1 = workload(tmp_path)
-    recording = tmp_path / "rec.dat"
-    write_tracedat(recording, TraceDatContent(
-        header_page=header_page(8, 4096), header_event=HEADER_EVENT,
-        event_formats=[("raw_syscalls", ENTER), ("raw_syscalls", EXIT), ("task", NEWTASK), ("sched", EXEC)],
-        cmdlines="100 worker\n200 other\n", cpu_data={0: cpu0.read_bytes(), 1: cpu1.read_bytes()}))
-    installed = []
-    install = DecoderSet.install_tuple
-
-    def counted(self, event_id, cls, names):
-        done = install(self, event_id, cls, names)
-        installed.append(done)
-        return done
-    monkeypatch.setattr(DecoderSet, "install_tuple", counted)
+    recording = workload_recording(tmp_path)
+    installed = count_tuple_installs(monkeypatch)
     code, tuples, err = run(capsys, "syscount", "-i", str(recording), *mode)
     assert code == 0, err
     assert installed == [True, True]
