@@ -166,6 +166,14 @@ Overhead: two events per syscall, decoded to the number and return value only.""
         return found
 
     def _enter(self):
+        entered = self._entered()
+
+        def enter(rec) -> None:
+            entered(rec.ts, rec.pid, rec.fields["id"])
+        return enter
+
+    def _entered(self):
+        """fn(ts, tid, nr): a call entered (what _enter() does with a sys_enter record)."""
         pending = self.pending
         no_return = self._no_return_nrs
         count = self._count
@@ -180,11 +188,7 @@ Overhead: two events per syscall, decoded to the number and return value only.""
                 count(tid, nr, 0, None, abi)
                 return
             pending[tid] = (ts, nr, abi)
-
-        def enter(rec) -> None:
-            entered(rec.ts, rec.pid, rec.fields["id"])
-        enter.entered = entered
-        return enter
+        return entered
 
     def _exit(self):
         """The hot path: one dict pop, one dict lookup and a few additions per call."""
@@ -274,7 +278,7 @@ Overhead: two events per syscall, decoded to the number and return value only.""
         if decoders is not None:
             decoders.install_tuple(enter_id, _Enter, ("id",))
             decoders.install_tuple(exit_id, SysExit, ("id", "ret"))
-        entered = self._enter().entered
+        entered = self._entered()
         pending = self.pending
         pop = pending.pop
         rows = self.rows
@@ -300,14 +304,10 @@ Overhead: two events per syscall, decoded to the number and return value only.""
                         pending[tid] = (ts, nr, None)
                     continue
                 elif cls is Event:
-                    # One unpacking instead of an attribute lookup per field (the record is a named tuple).
+                    # (Records decoded before the tuples were installed, or where they could not be.)
                     ts, _cpu, tid, event_id, _fmt, fields, _flags, _preempt = rec
                     if event_id == enter_id:
-                        nr = fields["id"]
-                        if abis or nr in no_return:
-                            entered(ts, tid, nr)
-                        else:
-                            pending[tid] = (ts, nr, None)
+                        entered(ts, tid, fields["id"])
                         continue
                     if event_id != exit_id:
                         deliver(rec)
