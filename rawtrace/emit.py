@@ -320,15 +320,11 @@ class Emitter:
         exec(compile(source, "<syscall record>", "exec"), env)  # noqa: S102 - built from our own pieces only
         return env["record"], env["line"], env["complete"]
 
-    def complete_line(self, formatter, fallback: Callable | None = None) -> Callable | None:
+    def complete_line(self, formatter) -> Callable | None:
         """fn(ts, exit_ts, cpu, pid, tid, comm, sig, values, ret) -> the line (and its newline) of a complete
         call without strings or note, by the compiled function of its signature; None where that is not
         the case it makes (a failed or large return, no compiled text, a value of another type): then the
-        caller takes syscall_lines()'s general way. None unless the clock counts nanoseconds.
-
-        With `fallback`: instead a writer for SyscallJoiner.complete, fn(ts, exit_ts, cpu, exit_cpu, tid,
-        pid, comm, sig, values, ret) that writes the line, or hands its arguments to `fallback` where it
-        makes none. Its `count()` gives the lines it wrote."""
+        caller takes syscall_lines()'s general way. None unless the clock counts nanoseconds."""
         if not self.ns:
             return None
         table = self._complete_tables.get(id(formatter))
@@ -378,8 +374,15 @@ class Emitter:
                     except Exception:  # noqa: BLE001, S110 - a value of another type: the general way
                         pass
             return None
-        if fallback is None:
-            return complete
+        return complete
+
+    def complete_writer(self, formatter, fallback: Callable) -> tuple[Callable, Callable[[], int]] | None:
+        """(writer, count) for SyscallJoiner.complete: writer(ts, exit_ts, cpu, exit_cpu, tid, pid, comm, sig,
+        values, ret) writes complete_line()'s line, or hands its arguments to `fallback` where that makes
+        none; count() gives the lines it wrote. None where complete_line() is None."""
+        complete = self.complete_line(formatter)
+        if complete is None:
+            return None
         write = self.write
         written = 0
 
@@ -394,8 +397,7 @@ class Emitter:
 
         def count() -> int:
             return written
-        writer.count = count
-        return writer
+        return writer, count
 
     @staticmethod
     def _keep_entry(entries: dict, sig, fn, limit) -> tuple:

@@ -281,18 +281,18 @@ Everything rawtrace creates is removed on exit, Ctrl-C, SIGTERM and SIGHUP; afte
 
     def _first_complete(self, *call) -> None:
         """The joiner's shortcut for complete calls (SyscallJoiner.complete), made at the first one: the
-        line written by out.complete_line()'s writer where it makes one, else on_syscall's way. (Not with
+        line written by out.complete_writer() where it makes one, else on_syscall's way. (Not with
         -c N: on_syscall counts every line against N.)"""
         from rawtrace.syscalls.calls import complete_call
         on_syscall = self.on_syscall
 
         def general(*parts) -> None:
             on_syscall(complete_call(*parts))
-        complete = self.ctx.out.complete_line(self.ctx.formatter, fallback=general)
-        if complete is None:
+        made = self.ctx.out.complete_writer(self.ctx.formatter, general)
+        if made is None:
             complete = general
         else:
-            self._shortcut_count = complete.count
+            complete, self._shortcut_count = made
         self.ctx.joiner.complete = complete
         complete(*call)
 
