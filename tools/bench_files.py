@@ -6,9 +6,11 @@ call also hits rawtrace's uprobe on open64) prints its own loop time; `--spawn N
 that starts N short processes (`cat FILE`): the loader's opens hit its probed syscall instructions, the C
 library's locale loading its internal open (about 30 opens per `cat` with a UTF-8 locale). Modes,
 measured in one run: untraced, `rawtrace files` (tracefs + uprobes + fanotify), `rawtrace files --source
-fanotify`, fatrace, and bpftrace's /usr/sbin/opensnoop.bt. Prints the median loop time per mode, the
-slowdown against untraced and the ratio against fatrace; for rawtrace also the events it emitted and the
-events it reported lost. Missing peers are skipped.
+fanotify`, fatrace, and bpftrace's /usr/sbin/opensnoop.bt; and `floor`: the syscall events `rawtrace files`
+enables, enabled in a private tracefs instance that nobody reads (the kernel's cost of writing them, the
+least any tracefs syscall source can cost). Prints the median loop time per mode, the slowdown against
+untraced and the ratio against fatrace; for rawtrace also the events it emitted and the events it
+reported lost. Missing peers are skipped.
 
 Run as root:  flock /tmp/rawtrace-live-tests.lock python3 tools/bench_files.py [--iterations 20000] [--spawn 200]"""
 
@@ -91,6 +93,32 @@ class Tracer:
                 self.proc.wait()
 
 
+def floor_child() -> int:
+    """`--floor-child`: enable `rawtrace files`' syscall events in a private instance, say "ready", and
+    keep them on (nobody reads; the ring buffer overwrites) until SIGINT; then remove the instance."""
+    sys.path.insert(0, str(ROOT))
+    from rawtrace.host import Host
+    from rawtrace.tracefs.discover import find_tracefs
+    from rawtrace.tracefs.instance import Instance
+    from rawtrace.tracers.files import STATE_SYSCALLS, SYSCALLS
+    stop = []
+    signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    tracefs = find_tracefs(Host()).path
+    with Instance.create(tracefs) as inst:
+        count = 0
+        for name in list(SYSCALLS) + list(STATE_SYSCALLS):
+            for half in ("enter", "exit"):
+                if (tracefs / "events" / "syscalls" / f"sys_{half}_{name}").is_dir():
+                    inst.enable_event("syscalls", f"sys_{half}_{name}")
+                    count += 1
+        inst.set_tracing_on(True)
+        print(f"{count} events on, ready", file=sys.stderr, flush=True)
+        while not stop:
+            signal.pause()
+    return 0
+
+
 def under(tracer: Tracer, cmd: list[str], runs: int) -> list[float]:
     with tracer:
         times = runs_of(cmd, runs)
@@ -112,8 +140,13 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="workload runs per mode (median shown)")
     parser.add_argument("--spawn", type=int, default=0, help="also a workload starting N `cat` processes")
     parser.add_argument("--skip", action="append", default=[], help="leave out a mode (rawtrace, "
-                        "rawtrace-fanotify, fatrace, opensnoop)")
+                        "rawtrace-fanotify, floor, fatrace, opensnoop)")
+    parser.add_argument("--parts", action="store_true", help="also rawtrace files without its uprobes, "
+                        "without fanotify, and without both (what each source costs)")
+    parser.add_argument("--floor-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.floor_child:
+        return floor_child()
     if os.geteuid() != 0:
         raise SystemExit("run as root (tracefs, uprobes, fanotify)")
     with tempfile.TemporaryDirectory(prefix="rtbench-files-", dir="/var/tmp") as tmpdir:
@@ -127,10 +160,15 @@ def main() -> int:
         tracers = {
             "rawtrace": Tracer("rawtrace", raw, "Ctrl-C", 0.3),
             "rawtrace-fanotify": Tracer("rawtrace-fanotify", raw + ["--source", "fanotify"], "Ctrl-C", 0.3),
+            "floor": Tracer("floor", [sys.executable, __file__, "--floor-child"], "ready", 0.3),
             "fatrace": Tracer("fatrace", ["fatrace"], None, 1.0) if shutil.which("fatrace") else None,
             "opensnoop": Tracer("opensnoop", ["bpftrace", OPENSNOOP], None, 3.0)
             if shutil.which("bpftrace") and os.path.exists(OPENSNOOP) else None,
         }
+        if args.parts:
+            for name, flags in (("rawtrace-no-uprobes", ["--no-uprobes"]), ("rawtrace-no-fanotify", ["--no-fanotify"]),
+                                ("rawtrace-syscalls", ["--no-uprobes", "--no-fanotify"])):
+                tracers[name] = Tracer(name, raw + flags, "Ctrl-C", 0.3)
         for name in args.skip:
             tracers.pop(name, None)
         results: dict[str, dict[str, float]] = {}
