@@ -157,9 +157,10 @@ UPROBE_FIELDS = (("p", "s"),)
 def probe_specs(library: str, function: LibcFunction, offset: int = 0) -> list[str]:
     """One probe point per path argument: `files_path=uprobe:LIB:open64 p=arg1:x64 s=arg1:ustring`. One
     string per hit: the kernel copies a hit's fetched data through one page, and strings that add up to
-    more than that get a WARN_ON_ONCE (a panic where panic_on_warn is set) and a cut record, while a
-    single string too long to fit alone (over the kernel's 4096-byte MAX_STRING_SIZE) is recorded as
-    empty instead. rename's two paths of 2 KiB each would overflow one hit. `offset`: where in the
+    more than that get a WARN_ON_ONCE (a panic where panic_on_warn is set) and a cut record; rename's two
+    paths of 2 KiB each would overflow one hit. A single string over the kernel's 4096-byte
+    MAX_STRING_SIZE is recorded as empty, but one of 4085-4095 bytes still overflows with the event's
+    12 fixed bytes: rawtrace.probes says what is done about that. `offset`: where in the
     function the probe goes (x86_64 only, see rawtrace.x86entry; the arguments are then named by their
     registers, as argN means "at the entry")."""
     if not offset:

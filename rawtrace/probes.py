@@ -709,3 +709,50 @@ def _resolve_usdt(spec: ProbeSpec, host: Host) -> ResolvedProbe:
         place += f"({note.semaphore_offset:#x})"
     return ResolvedProbe(spec, place, path, f"{note.provider}:{note.name}", note.address, note.file_offset,
                          resolved_args=tuple(args), semaphore_offset=note.semaphore_offset)
+
+
+# -- a kernel warning any traced program can set off ------------------------------------------------
+# A uprobe hit copies what it fetches through one page per CPU (kernel/trace/trace_uprobe.c,
+# prepare_uprobe_buffer). A string fetch may be up to 4096 bytes (MAX_STRING_SIZE) with its NUL, and the
+# event's fixed part (at least the string's 4-byte data_loc) comes on top; when the sum passes the page
+# the kernel WARNs (once per boot: taint W, a stack trace in dmesg) and cuts the record. So a traced
+# program that passes a string of 4085-4095 bytes to a probed function (an open() that fails with
+# ENAMETOOLONG is enough) makes the kernel warn, seen here on 6.18.44 with `rawtrace files`. Where
+# kernel.panic_on_warn is set a warning is a panic: string-fetching uprobes are then refused.
+TAINT_WARN = 1 << 9
+UPROBE_STRING_HAZARD = ("a uprobe string fetch of 4085-4095 bytes makes the kernel WARN "
+                        "(trace_uprobe.c prepare_uprobe_buffer)")
+
+
+def fetches_user_string(spec: ProbeSpec) -> bool:
+    """Whether this is a uprobe (or USDT probe) with a string-typed fetch."""
+    return spec.is_uprobe and any(arg.type in _STRING_TYPES for arg in spec.args)
+
+
+def panic_on_warn(host: Host | None) -> bool:
+    text = read_text_or_none((host or Host()).path("/proc/sys/kernel/panic_on_warn"))
+    return text is not None and text.strip() not in ("", "0")
+
+
+def uprobe_string_refusal(host: Host | None) -> str | None:
+    """Why string-fetching uprobes must not be created on this machine (None: they may)."""
+    if panic_on_warn(host):
+        return f"kernel.panic_on_warn is set, and {UPROBE_STRING_HAZARD}: a traced program could panic it"
+    return None
+
+
+def kernel_taint(host: Host | None) -> int | None:
+    text = read_text_or_none((host or Host()).path("/proc/sys/kernel/tainted"))
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def new_kernel_warning(before: int | None, host: Host | None) -> str | None:
+    """One line when the kernel's W taint appeared since `before` (read while string uprobes were set)."""
+    now = kernel_taint(host)
+    if before is None or now is None or before & TAINT_WARN or not now & TAINT_WARN:
+        return None
+    return ("warning: the kernel logged a warning (taint W) during this trace; see dmesg. If it is in "
+            f"prepare_uprobe_buffer: {UPROBE_STRING_HAZARD}; the record was cut")

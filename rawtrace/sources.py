@@ -425,6 +425,7 @@ class LiveSource(Source):
         self._buffers = None
         self._source = None
         self._probe_handle = None
+        self.taint_at_start: int | None = None    # read when string-fetching uprobes are created
         self._closed = False
         self._recording = False
         self._stop_timer = None
@@ -540,9 +541,22 @@ class LiveSource(Source):
                              f"({getattr(exc, 'strerror', None) or exc}){most}") from None
 
     def _create_probes(self) -> list[tuple[str, str]]:
-        from rawtrace.probes import ProbeSpec, resolve
+        from rawtrace.probes import (
+            ProbeSpec,
+            fetches_user_string,
+            kernel_taint,
+            resolve,
+            uprobe_string_refusal,
+        )
         from rawtrace.tracefs.dynevents import DynamicEvents
         resolved = [resolve(ProbeSpec.parse(text), self.host) for text in self.options.probes]
+        if any(fetches_user_string(r.spec) for r in resolved):
+            refusal = uprobe_string_refusal(self.host)
+            if refusal is not None:
+                raise UsageError(f"string-fetching uprobes refused: {refusal}",
+                                 hint="fetch a fixed array instead (e.g. +0(%di):u64[32]), or clear "
+                                      "kernel.panic_on_warn")
+            self.taint_at_start = kernel_taint(self.host)
         handle = DynamicEvents(self.tracefs, host=self.host)
         self._probe_handle = handle
         return [(system, name) for system, name in handle.create(resolved)]

@@ -331,6 +331,34 @@ def test_needs_without_uprobes_degrades_to_syscalls_and_says_why(tmp_path):
     assert needs.syscalls and needs.probes == [] and files.plan.reason
 
 
+def test_needs_leaves_string_uprobes_out_where_a_kernel_warning_panics(tmp_path, monkeypatch):
+    """kernel.panic_on_warn set: no libc path uprobes (a 4085-4095-byte path would panic the kernel in
+    prepare_uprobe_buffer), the reason said at start; the plan is made otherwise (the same tree)."""
+    from rawtrace import doctor
+    from rawtrace.host import Host
+    (tmp_path / "proc" / "sys" / "kernel").mkdir(parents=True)
+    planned = []
+    monkeypatch.setattr(doctor, "preflight", lambda host, needs: None)
+    monkeypatch.setattr(T.FP, "plan_uprobes", lambda host, skip_syscalls: planned.append(host) or T.FP.UprobePlan(
+        "libc", (), ()))
+    for setting in ("1", "0"):
+        (tmp_path / "proc" / "sys" / "kernel" / "panic_on_warn").write_text(setting + "\n")
+        source = Source()
+        source.kind = "live"
+        source.host = Host(tmp_path)
+        source.available = lambda system, name: True
+        source.format = lambda system, name: None
+        files = T.Files(parse([]), Ctx(True, {}, source))
+        needs = files.needs()
+        assert needs.probes == []
+        if setting == "1":
+            assert planned == [] and "panic_on_warn" in files.plan.reason
+            files.start()
+            assert "no uprobes: kernel.panic_on_warn is set" in files.ctx.out.err.getvalue()
+        else:
+            assert len(planned) == 1 and files.plan.reason is None
+
+
 def test_sendfile_reads_one_file_and_writes_the_other_chmod_is_an_attribute_change():
     files = tool(json_out=False, names={3: "cp"})
     for fd, pointer, path in ((3, 0x1, "/src"), (4, 0x2, "/dst")):

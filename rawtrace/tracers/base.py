@@ -129,6 +129,7 @@ def report_run(out, source, what: str, info: dict, extra: list[str] | None = Non
         if summary.spooled and summary.max_lag >= 0.5:
             parts.append(f"decoding lagged up to {summary.max_lag:.1f} s behind the trace")
     out.note(", ".join(parts), prefix=False)
+    note_kernel_warning(out, source)
     if summary.undecoded_bytes:
         out.note(f"warning: the drain after the signal was cut short: {summary.undecoded_bytes / 2**20:.1f} MiB "
                  f"of recorded sub-buffers were not decoded")
@@ -136,6 +137,17 @@ def report_run(out, source, what: str, info: dict, extra: list[str] | None = Non
         out.note(f"warning: the spooler process died ({summary.spooler_exit}); pages were read directly "
                  "after that, and what the kernel overwrote meanwhile is counted as lost")
     _decode_problems(out, summary)
+
+
+def note_kernel_warning(out, source) -> None:
+    """Say so when the kernel warned while string-fetching uprobes were set (rawtrace.probes says why)."""
+    before = getattr(source, "taint_at_start", None)
+    if before is None:
+        return
+    from rawtrace.probes import new_kernel_warning
+    line = new_kernel_warning(before, getattr(source, "host", None))
+    if line is not None:
+        out.note(line)
 
 
 def _decode_problems(out, summary) -> None:

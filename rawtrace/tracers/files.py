@@ -262,11 +262,14 @@ files on /proc, /sys and /dev (not watched) stay unknown.
             covered = {name for name, args in self.kernel_strings.items()
                        if {a.name for a in FP.PATH_SYSCALLS.get(name, ())} <= args}
             from rawtrace import doctor
+            from rawtrace.probes import uprobe_string_refusal
             if _eprobes_supported(source, self.host):
                 # Best after 6.19's own strings: the kernel reads every program's path at syscall entry.
                 wanted = [name for name in FP.PATH_SYSCALLS if name not in covered
                           and source.available("syscalls", f"sys_enter_{name}")]
                 self.plan = FP.plan_eprobes(wanted)
+            elif (refusal := uprobe_string_refusal(self.host)) is not None:
+                self.plan = FP.UprobePlan(None, (), (), refusal)
             else:
                 try:
                     doctor.preflight(self.host, {"uprobes"})
@@ -774,6 +777,8 @@ files on /proc, /sys and /dev (not watched) stay unknown.
         if summary is not None:
             note += f"; {summary.lost} lost"
         out.note(note)
+        from rawtrace.tracers.base import note_kernel_warning
+        note_kernel_warning(out, ctx.source)
 
 
 def _eprobes_supported(source, host) -> bool:
