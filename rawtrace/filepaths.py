@@ -159,7 +159,7 @@ def probe_specs(library: str, function: LibcFunction, offset: int = 0) -> list[s
     string per hit: the kernel copies a hit's fetched data through one page, and strings that add up to
     more than that get a WARN_ON_ONCE (a panic where panic_on_warn is set) and a cut record; rename's two
     paths of 2 KiB each would overflow one hit. A single string over the kernel's 4096-byte
-    MAX_STRING_SIZE is recorded as empty, but one of 4085-4095 bytes still overflows with the event's
+    MAX_STRING_SIZE is recorded as empty, but one of 4084-4095 characters still overflows with the event's
     12 fixed bytes: rawtrace.probes says what is done about that. `offset`: where in the
     function the probe goes (x86_64 only, see rawtrace.x86entry; the arguments are then named by their
     registers, as argN means "at the entry")."""

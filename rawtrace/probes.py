@@ -716,11 +716,12 @@ def _resolve_usdt(spec: ProbeSpec, host: Host) -> ResolvedProbe:
 # prepare_uprobe_buffer). A string fetch may be up to 4096 bytes (MAX_STRING_SIZE) with its NUL, and the
 # event's fixed part (at least the string's 4-byte data_loc) comes on top; when the sum passes the page
 # the kernel WARNs (once per boot: taint W, a stack trace in dmesg) and cuts the record. So a traced
-# program that passes a string of 4085-4095 bytes to a probed function (an open() that fails with
-# ENAMETOOLONG is enough) makes the kernel warn, seen here on 6.18.44 with `rawtrace files`. Where
+# program that passes a string just under 4096 bytes to a probed function (4084-4095 characters with
+# `files`' 12 fixed bytes; an open() that fails with ENAMETOOLONG is enough) makes the kernel warn: seen
+# here on 6.18.44 with `rawtrace files` and a 4086-character path (dsize 4099 in the WARN). Where
 # kernel.panic_on_warn is set a warning is a panic: string-fetching uprobes are then refused.
 TAINT_WARN = 1 << 9
-UPROBE_STRING_HAZARD = ("a uprobe string fetch of 4085-4095 bytes makes the kernel WARN "
+UPROBE_STRING_HAZARD = ("a uprobe string fetch of a string just under 4096 bytes makes the kernel WARN "
                         "(trace_uprobe.c prepare_uprobe_buffer)")
 
 

@@ -332,7 +332,7 @@ def test_needs_without_uprobes_degrades_to_syscalls_and_says_why(tmp_path):
 
 
 def test_needs_leaves_string_uprobes_out_where_a_kernel_warning_panics(tmp_path, monkeypatch):
-    """kernel.panic_on_warn set: no libc path uprobes (a 4085-4095-byte path would panic the kernel in
+    """kernel.panic_on_warn set: no libc path uprobes (a path of 4084-4095 characters would panic the kernel in
     prepare_uprobe_buffer), the reason said at start; the plan is made otherwise (the same tree)."""
     from rawtrace import doctor
     from rawtrace.host import Host
