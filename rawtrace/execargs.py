@@ -41,6 +41,7 @@ SOURCE_UPROBE_PROC = "uprobe+proc"
 SOURCE_START = "uprobe-start"
 SOURCE_START_PROC = "uprobe-start+proc"
 SOURCE_PROC = "proc"
+SOURCE_HELD = "fanotify"         # read from the caller's memory while fanotify held the exec (rawtrace.exechold)
 SOURCE_NONE = "none"
 
 
@@ -511,6 +512,8 @@ class _Pending:
     exec_seen: bool = False
     incomplete: bool = False
     new_comm: str | None = None
+    argv_pointer: int | None = None
+    held: Capture | None = None
 
 
 def _agrees(capture: Capture, started: Capture) -> bool:
@@ -553,17 +556,22 @@ class ExecJoiner:
 
     Pure: the caller feeds events in time order and supplies `tgid_of(tid)`, `comm_of(tid)`,
     `ppid_of(tgid)` and optionally `cmdline_of(pid, ts)` (the program's /proc cmdline as near as can be to
-    its exec at `ts`; racy, used only when a capture was cut or missing). Attempts come out of `enter`/`exit`/`process_exec`/`thread_exit` calls as lists."""
+    its exec at `ts`; racy, used only when a capture was cut or missing) and `held_of(tid, argv_pointer)`
+    (the Capture read while fanotify held the exec, rawtrace.exechold: whole and exact, preferred to every
+    other; argv_pointer None for an exec whose entry was not seen). Attempts come out of
+    `enter`/`exit`/`process_exec`/`thread_exit` calls as lists."""
 
     def __init__(self, assembler: HitAssembler | None, *, tgid_of: Callable[[int], int],
                  comm_of: Callable[[int], str | None], ppid_of: Callable[[int], int | None],
                  cmdline_of: Callable[[int, int], bytes | None] | None = None, start_site: str | None = None,
-                 wait_ns: int = 200_000_000) -> None:
+                 wait_ns: int = 200_000_000,
+                 held_of: Callable[[int, int | None], Capture | None] | None = None) -> None:
         self.assembler = assembler
         self.tgid_of = tgid_of
         self.comm_of = comm_of
         self.ppid_of = ppid_of
         self.cmdline_of = cmdline_of
+        self.held_of = held_of
         self._pending: dict[int, _Pending] = {}
         self._cmdlines: dict[int, bytes | None] = {}
         # Successful execs whose argv the call site did not (fully) capture, waiting for the new
@@ -607,7 +615,9 @@ class ExecJoiner:
             given = given.decode("utf-8", "surrogateescape")
         if given is None and capture is not None and capture.path is not None:
             given = capture.path.decode("utf-8", "surrogateescape")
-        self._pending[tid] = _Pending(ts, tid, syscall, self.comm_of(tid), capture, given)
+        pointer = fields.get("argv")
+        self._pending[tid] = _Pending(ts, tid, syscall, self.comm_of(tid), capture, given,
+                                      argv_pointer=pointer if isinstance(pointer, int) else None)
         return out
 
     def process_exec(self, ts: int, pid: int, old_pid: int, filename: str) -> list[ExecAttempt]:
@@ -632,7 +642,11 @@ class ExecJoiner:
         pending.new_pid = pid
         pending.exec_seen = True
         pending.new_comm = exec_comm(filename)
-        if self.cmdline_of is not None and (pending.capture is None or pending.capture.truncated):
+        if self.held_of is not None and pending.held is None:
+            # Read before this event could be written: the exec waited for it.
+            pending.held = self.held_of(old_pid, pending.argv_pointer)
+        if self.cmdline_of is not None and pending.held is None and (
+                pending.capture is None or pending.capture.truncated):
             # Read now: this is the earliest moment the caller sees the new process.
             self._cmdlines[pid] = self.cmdline_of(pid, ts)
         if alone:
@@ -645,11 +659,14 @@ class ExecJoiner:
         pending = self._pending.pop(tid, None)
         if pending is None:
             return []
+        if self.held_of is not None and pending.held is None and not pending.exec_seen and ret < 0:
+            # Failed after the file was opened (ENOEXEC, E2BIG...): held and read all the same.
+            pending.held = self.held_of(tid, pending.argv_pointer)
         return self._wait_or_finish(pending, ret, ts)
 
     def _wait_or_finish(self, pending: _Pending, ret: int | None, ts: int) -> list[ExecAttempt]:
         capture = pending.capture
-        if (self.start_site is not None and pending.exec_seen and ret in (0, None)
+        if (pending.held is None and self.start_site is not None and pending.exec_seen and ret in (0, None)
                 and (capture is None or capture.truncated) and pending.new_pid is not None):
             self._waiting[pending.new_pid] = (pending, ret, ts)
             return []
@@ -694,7 +711,11 @@ class ExecJoiner:
         if self.start_site is not None and self.assembler is not None and pending.new_pid is not None \
                 and pending.exec_seen:
             started = self.assembler.take(pending.new_pid, None, self.start_site)
-        if started is not None and (capture is None or _agrees(capture, started)):
+        held = pending.held
+        if held is not None:
+            argv, cut, more, source = list(held.argv), list(held.argv_cut), held.argv_more, SOURCE_HELD
+            capture = held if held.envp is not None or capture is None else capture
+        elif started is not None and (capture is None or _agrees(capture, started)):
             # The program's own argv, read at its start: complete where the call site's was cut.
             argv, cut, more = list(started.argv), list(started.argv_cut), started.argv_more
             source = SOURCE_START

@@ -154,3 +154,32 @@ def umount_detach(target: str) -> None:
     f.argtypes = [ctypes.c_char_p, ctypes.c_int]
     f.restype = ctypes.c_int
     _check(f(target.encode(), MNT_DETACH), "umount2")
+
+
+class _IoVec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+
+_readv = None
+_readv_buffer = None
+
+
+def process_vm_readv(pid: int, address: int, size: int) -> bytes:
+    """Up to `size` bytes of process `pid`'s memory at `address` (fewer where a page cannot be read: the
+    kernel stops there); raises OSError when not even the first byte can be read."""
+    global _readv, _readv_buffer
+    if _readv is None:
+        f = libc().process_vm_readv
+        f.argtypes = [ctypes.c_int, ctypes.POINTER(_IoVec), ctypes.c_ulong, ctypes.POINTER(_IoVec),
+                      ctypes.c_ulong, ctypes.c_ulong]
+        f.restype = ctypes.c_ssize_t
+        _readv = f
+    if _readv_buffer is None or len(_readv_buffer) < size:
+        _readv_buffer = ctypes.create_string_buffer(max(size, 1 << 16))      # kept: one allocation, not one per read
+    local = _IoVec(ctypes.cast(_readv_buffer, ctypes.c_void_p), size)
+    remote = _IoVec(address, size)
+    got = _readv(pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
+    if got < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"process_vm_readv: {os.strerror(err)}")
+    return ctypes.string_at(_readv_buffer, got)

@@ -176,19 +176,28 @@ def programs(tmp_path):
     return tmp_path, dynamic, static, why
 
 
-# Direct reads at nice 19 fall behind the wide plan's ~20 KiB per exec: a buffer that holds the whole run.
-@pytest.mark.parametrize("reader", [[], ["--no-spool", "--buffer-kb", "32768"]], ids=["spooled", "direct"])
-def test_exec_through_tracefs(live_tracefs, programs, reader):
+WIDE_PLAN = ["--no-hold", "--max-args", "320", "--max-arg-len", "10240", "--head-args", "2", "--tail-len", "127"]
+
+
+# By default execs are held (fanotify) and read from the caller: every successful one whole, failed ones
+# (ENOENT, EACCES: no file was opened) from the call-site uprobes. Without the hold, a wide uprobe plan:
+# argv[0..1] up to 10 KiB, the others up to 127 bytes (the temporary paths are ~70); direct reads at nice
+# 19 fall behind its ~20 KiB per exec, so the direct variant gets a buffer that holds the whole run.
+@pytest.mark.parametrize("mode", ["held", "uprobes", "uprobes-direct"])
+def test_exec_through_tracefs(live_tracefs, programs, mode):
     tmp, dynamic, static, why = programs
     cases, expected = workload(tmp, dynamic, static)
-    # The plan: argv[0..1] up to 10 KiB, the others up to 127 bytes (the temporary paths are ~70).
     assert all(len(arg) <= 127 for case in cases for arg in case[2:])
-    records, err, driver_pid = run_exec(tmp, cases, ["--max-args", "320", "--max-arg-len", "10240",
-                                                      "--head-args", "2", "--tail-len", "127", *reader])
+    extra = {"held": [], "uprobes": WIDE_PLAN,
+             "uprobes-direct": WIDE_PLAN + ["--no-spool", "--buffer-kb", "32768"]}[mode]
+    records, err, driver_pid = run_exec(tmp, cases, extra)
     execs = [r for r in records if r["type"] == "exec"]
     summary = next(r for r in records if r["type"] == "summary")
     assert summary["lost"] == 0, err
     assert len(execs) == len(expected), (len(execs), len(expected), err)
+    if mode == "held":
+        assert "fanotify holds its exec" in err
+        assert summary["exec_hold"]["dropped"] == 0
     via_static_lost = 0
     for got, want in zip(execs, expected):
         assert got["ppid"] == driver_pid
@@ -196,17 +205,19 @@ def test_exec_through_tracefs(live_tracefs, programs, reader):
         assert got["errno"] == {0: None, -2: "ENOENT", -13: "EACCES"}[want["ret"]]
         if want["ret"] == 0:
             assert os.fsencode(got["filename"]) == want["filename"]
-        if want["via_static"]:
+        brief = {k: (v[:6] if isinstance(v, list) else v) for k, v in got.items()}
+        if mode == "held" and want["ret"] == 0:
+            # Held and read from the caller, whoever it is (the static launcher too), whatever its length.
+            assert got["argv_source"] == "fanotify", brief
+        elif want["via_static"]:
             # exec'd by a static binary: no libc probe at the call; the new program's start (a dynamic
             # one: __libc_start_main), else /proc/PID/cmdline if it was still there.
             assert got["argv_source"] in ("uprobe-start", "proc", "none"), got
             if got["argv_source"] == "none":
                 via_static_lost += 1
                 continue
-            assert [decode(a) for a in got["argv"]] == want["argv"]
-            continue
-        brief = {k: (v[:6] if isinstance(v, list) else v) for k, v in got.items()}
-        assert got["argv_source"] == "uprobe", brief
+        else:
+            assert got["argv_source"] == "uprobe", brief
         assert not got["argv_truncated"], (brief, [a[:40] for a in want["argv"][:6]])
         assert [decode(a) for a in got["argv"]] == want["argv"], (brief, want["argv"][:6])
     if why:
@@ -214,7 +225,7 @@ def test_exec_through_tracefs(live_tracefs, programs, reader):
     sources = {}
     for got in execs:
         sources[got["argv_source"]] = sources.get(got["argv_source"], 0) + 1
-    print(f"\n{len(execs)} exec attempts checked, argv from {sources}; execs by a static binary: "
+    print(f"\n{mode}: {len(execs)} exec attempts checked, argv from {sources}; execs by a static binary: "
           f"{via_static_lost} of 9 without argv")
 
 
@@ -252,26 +263,28 @@ def test_cmdline_at_exec_completes_long_argv_past_the_default_plan(live_tracefs,
                 pass
 
 
-def test_exec_through_the_proc_connector(live_tracefs, programs):
+@pytest.mark.parametrize("held", [True, False], ids=["held", "cmdline"])
+def test_exec_through_the_proc_connector(live_tracefs, programs, held):
+    """The proc connector sees successful execs only, every one of them. Their argv: read while fanotify
+    holds the exec (exact, none lost), or with --no-hold from /proc/PID/cmdline, racy (the loss counted)."""
     tmp, dynamic, static, _why = programs
     cases, expected = workload(tmp, dynamic, static)
-    records, err, driver_pid = run_exec(tmp, cases, ["--source", "proc"])
+    records, err, driver_pid = run_exec(tmp, cases, ["--source", "proc"] + ([] if held else ["--no-hold"]))
     execs = [r for r in records if r["type"] == "exec"]
     succeeded = [e for e in expected if e["ret"] == 0]
-    # The proc connector sees successful execs only, every one of them.
     assert len(execs) == len(succeeded), (len(execs), len(succeeded), err)
     lost = 0
     for got, want in zip(execs, succeeded):
         assert got["ppid"] == driver_pid and got["ret"] == 0
-        if got["argv_source"] == "none":
+        if got["argv_source"] == "none" and not held:
             lost += 1
             continue
-        assert got["argv_source"] == "proc"
+        assert got["argv_source"] == ("fanotify" if held else "proc"), got["argv_source"]
         assert [decode(a) for a in got["argv"]] == want["argv"]
     summary = next(r for r in records if r["type"] == "summary")
     assert summary["lost"] == 0, err
-    print(f"\nproc connector: {lost} of {len(succeeded)} argv lost to the /proc race "
-          f"({len(expected) - len(succeeded)} failed execs are invisible there)")
+    print(f"\nproc connector ({'held' if held else 'cmdline'}): {lost} of {len(succeeded)} argv lost to the "
+          f"/proc race ({len(expected) - len(succeeded)} failed execs are invisible there)")
     assert lost < len(succeeded)
 
 
@@ -295,9 +308,11 @@ _start:
 """
 
 
-def test_exec_by_a_32_bit_task(live_tracefs, tmp_path):
+@pytest.mark.parametrize("held", [True, False], ids=["held", "uprobes"])
+def test_exec_by_a_32_bit_task(live_tracefs, tmp_path, held):
     """A 32-bit program execs /bin/sleep through int 0x80: the syscall events skip compat tasks (its own
-    exit and its exec's entry are not traced), sched_process_exec and the program-start probe are not."""
+    exit and its exec's entry are not traced), sched_process_exec is not. Its argv: read while held (4-byte
+    pointers, the compat execve's number in /proc/TID/syscall), or by the program-start probe."""
     if not (shutil.which("as") and shutil.which("ld")):
         pytest.skip("no assembler/linker to build a 32-bit program")
     source = tmp_path / "c32.s"
@@ -307,10 +322,12 @@ def test_exec_by_a_32_bit_task(live_tracefs, tmp_path):
     if built.returncode != 0:
         pytest.skip("cannot build a 32-bit program here: " + built.stderr.decode()[-200:])
     program = os.fsencode(tmp_path / "c32")
-    records, err, driver_pid = run_exec(tmp_path, [[program]], [])
+    records, err, driver_pid = run_exec(tmp_path, [[program]], [] if held else ["--no-hold"])
     execs = [r for r in records if r["type"] == "exec"]
     assert [(r["filename"], r["ret"]) for r in execs] == [(str(tmp_path / "c32"), 0), ("/bin/sleep", 0)], err
     first, second = execs
-    assert first["argv"] == [str(tmp_path / "c32")] and first["argv_source"] == "uprobe"
-    assert second["argv"] == ["sleep", "0.2"] and second["argv_source"] == "uprobe-start"
+    assert first["argv"] == [str(tmp_path / "c32")]
+    assert second["argv"] == ["sleep", "0.2"]
+    assert (first["argv_source"], second["argv_source"]) == (
+        ("fanotify", "fanotify") if held else ("uprobe", "uprobe-start"))
     assert second["comm"] == "c32" and second["pid"] == first["pid"] and second["ppid"] == driver_pid

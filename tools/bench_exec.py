@@ -2,10 +2,11 @@
 """exec tracing overhead: a shell loop of /bin/true untraced, under `rawtrace exec`, and under bpftrace's execsnoop.
 
 The shell waits until its tracer is attached, then runs N x `/bin/true` and prints its loop time, so every
-mode is timed the same way. rawtrace traces only the shell's process tree (-p) with its default argument
-plan, without the program-start probe (--no-start-probe), with the cmdline read at each exec
-(--cmdline-at-exec), and with a wide plan (--max-args 320 --max-arg-len 10240 --head-args 2, about what
-the live test uses);
+mode is timed the same way. rawtrace traces only the shell's process tree (-p): by default (each exec held
+by fanotify and its argv read from the caller, no uprobes), with -x (the call-site uprobes too, for the
+argv of execs that fail before their file is open), and without the hold (--no-hold): its default uprobe
+plan, that plan without the program-start probe (--no-start-probe), the cmdline read at each exec
+(--cmdline-at-exec), and a wide plan (--max-args 320 --max-arg-len 10240 --head-args 2);
 bpftrace's execsnoop.bt traces system-wide (it has no pid filter), counted on lines for /bin/true. Prints
 the median loop time per mode, the cost per exec against the untraced loop, the slowdown ratio against
 untraced and against bpftrace in the same run, and events seen against N (the difference is lost). The
@@ -128,18 +129,20 @@ def main() -> int:
     parser.add_argument("--execs", type=int, default=2000, help="execs per loop (default 2000)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per mode; the median is shown (default 3)")
     parser.add_argument("--skip", action="append", default=[], help="skip a mode (untraced, rawtrace, "
-                                                                    "rawtrace-nostart, rawtrace-cmdline, rawtrace-wide, "
-                                                                    "bpftrace)")
+                                                                    "rawtrace-x, rawtrace-nohold, rawtrace-nostart, "
+                                                                    "rawtrace-cmdline, rawtrace-wide, bpftrace)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("bench_exec: run as root", file=sys.stderr)
         return 2
     modes = [("untraced", lambda: run_untraced(args.execs)),
              ("rawtrace", lambda: run_rawtrace(args.execs, [])),
-             ("rawtrace-nostart", lambda: run_rawtrace(args.execs, ["--no-start-probe"])),
+             ("rawtrace-x", lambda: run_rawtrace(args.execs, ["-x"])),
+             ("rawtrace-nohold", lambda: run_rawtrace(args.execs, ["--no-hold"])),
+             ("rawtrace-nostart", lambda: run_rawtrace(args.execs, ["--no-hold", "--no-start-probe"])),
              ("rawtrace-cmdline", lambda: run_rawtrace(args.execs, ["--cmdline-at-exec"])),
-             ("rawtrace-wide", lambda: run_rawtrace(args.execs, ["--max-args", "320", "--max-arg-len", "10240",
-                                                                  "--head-args", "2"]))]
+             ("rawtrace-wide", lambda: run_rawtrace(args.execs, ["--no-hold", "--max-args", "320", "--max-arg-len",
+                                                                  "10240", "--head-args", "2"]))]
     if shutil.which("bpftrace") and os.path.exists(EXECSNOOP):
         modes.append(("bpftrace", lambda: run_bpftrace(args.execs)))
     else:

@@ -99,11 +99,23 @@ the path given), then the argv. Arguments are quoted when they hold spaces, quot
 control characters and bytes that are not UTF-8 show as escapes. A cut argument ends in `...`; a final
 `...` means more arguments than captured. JSON records (`type` "exec"): ts, pid, tid, ppid, comm,
 new_comm, syscall, filename, interpreter, argv (list), argv_cut (indexes), argv_more, argv_truncated,
-argv_source, ret, errno, env. argv_source: uprobe (read at the call), uprobe-start (read in the new
-program at its start, __libc_start_main: dynamically linked programs only), +proc (completed from
-/proc/PID/cmdline), proc (/proc/PID/cmdline alone: racy), none (not captured).
+argv_source, ret, errno, env. argv_source: fanotify (read from the caller while fanotify held the exec:
+whole and exact), uprobe (read at the call), uprobe-start (read in the new program at its start,
+__libc_start_main: dynamically linked programs only), +proc (completed from /proc/PID/cmdline), proc
+(/proc/PID/cmdline alone: racy), none (not captured).
 
-Argument capture on kernels whose syscall events carry pointers only (before 6.19, and for argv on every
+Where argv comes from. By default every exec on the machine is held (a fanotify permission event,
+FAN_OPEN_EXEC_PERM) until a child of rawtrace has read the argv, and envp with --env, from the calling
+thread's memory, through the pointers its registers hold (/proc/TID/syscall, process_vm_readv): execve
+opens the file before it copies the strings (Linux 6.8+), so what is read is exactly what the kernel
+takes, whole, for every program (static ones, Go, raw syscalls, 32-bit tasks) and with no race. The cost:
+each exec waits for that answer, about 200-300 us here; a rawtrace child stopped with SIGSTOP would hold
+every exec on the machine until continued (Ctrl-Z does not reach it). Execs that fail before their file is
+open (ENOENT, EACCES) are not held: with -x their argv comes from the uprobes below. --max-args N and
+--max-arg-len BYTES shorten what is shown (marked). --no-hold, or where permission events are refused
+(no CAP_SYS_ADMIN, CONFIG_FANOTIFY_ACCESS_PERMISSIONS off), falls back to the following.
+
+Without the hold, on kernels whose syscall events carry pointers only (before 6.19, and for argv on every
 kernel): uprobes on the C library's execve/execveat/fexecve read --max-args strings (default 32): the
 first --head-args (1) up to --max-arg-len bytes (1023), the others up to --tail-len (63). Every probe event
 is a fixed size (at most 3 KiB; a ustring could overflow the kernel's one-page probe buffer), so each
@@ -130,23 +142,27 @@ reported from sched_process_exec, argv from /proc."""
         parser.add_argument("-T", "--time", action="store_true", help="a TIME column (HH:MM:SS, local time)")
         parser.add_argument("--timestamp", action="store_true",
                             help="a TIME(s) column: seconds since the first event (-t is the thread filter)")
-        parser.add_argument("--max-args", type=positive_int, default=X.DEFAULT_MAX_ARGS, metavar="N",
-                            help=f"arguments read in the kernel (default {X.DEFAULT_MAX_ARGS})")
-        parser.add_argument("--max-arg-len", type=positive_int, default=X.DEFAULT_MAX_ARG_LEN, metavar="BYTES",
-                            help=f"bytes read of each of the first --head-args arguments "
-                                 f"(default {X.DEFAULT_MAX_ARG_LEN})")
+        parser.add_argument("--max-args", type=positive_int, metavar="N",
+                            help=f"at most N arguments (held execs: shown; uprobes: read in the kernel, "
+                                 f"default {X.DEFAULT_MAX_ARGS})")
+        parser.add_argument("--max-arg-len", type=positive_int, metavar="BYTES",
+                            help=f"at most BYTES of each argument (held execs: shown; uprobes: read, of the "
+                                 f"first --head-args, default {X.DEFAULT_MAX_ARG_LEN})")
         parser.add_argument("--head-args", type=int, default=X.DEFAULT_HEAD_ARGS, metavar="N",
                             help=f"arguments read up to --max-arg-len (default {X.DEFAULT_HEAD_ARGS})")
         parser.add_argument("--tail-len", type=positive_int, default=X.DEFAULT_TAIL_LEN, metavar="BYTES",
                             help=f"bytes read of the other arguments (default {X.DEFAULT_TAIL_LEN})")
-        parser.add_argument("--env", action="store_true", help="also the environment (first 64 strings, "
-                                                              "256 bytes each)")
+        parser.add_argument("--env", action="store_true", help="also the environment (whole when held; "
+                                                              "uprobes: first 64 strings, 256 bytes each)")
         parser.add_argument("--no-cmdline", action="store_true",
                             help="never complete or replace argv from /proc/PID/cmdline")
         parser.add_argument("--cmdline-at-exec", action="store_true",
                             help="read /proc/PID/cmdline at each exec, from a proc connector reader: completes "
                                  "argv past the plan for many short-lived programs, at a cost to every exec "
                                  "(about 110-180 us here)")
+        parser.add_argument("--no-hold", action="store_true",
+                            help="do not hold execs with fanotify to read their argv from the caller "
+                                 "(uprobes and /proc then, with their limits)")
         parser.add_argument("--no-start-probe", action="store_true",
                             help="no uprobe on libc's __libc_start_main (argv of dynamically linked programs "
                                  "started by static binaries, Go programs or raw syscalls; costs a probe hit "
@@ -167,8 +183,9 @@ reported from sched_process_exec, argv from /proc."""
                 self.regex = re.compile(args.argv_regex)
             except re.error as exc:
                 raise UsageError(f"bad --argv-regex {args.argv_regex!r}: {exc}") from None
-        self.limits = X.PlanLimits(max_args=args.max_args, max_arg_len=args.max_arg_len,
-                                   head_args=min(args.head_args, args.max_args), tail_len=args.tail_len,
+        max_args = args.max_args or X.DEFAULT_MAX_ARGS
+        self.limits = X.PlanLimits(max_args=max_args, max_arg_len=args.max_arg_len or X.DEFAULT_MAX_ARG_LEN,
+                                   head_args=min(args.head_args, max_args), tail_len=args.tail_len,
                                    max_env=64 if args.env else 0)
         self.limits.check()
         self.host = getattr(ctx.source, "host", None)
@@ -191,15 +208,23 @@ reported from sched_process_exec, argv from /proc."""
         self.joiner: X.ExecJoiner | None = None
         self.cmdlines = None          # rawtrace.procconn.ExecCmdlines with --cmdline-at-exec, live through tracefs
         self._cmdlines_refused = ""
+        self.hold = None              # rawtrace.exechold.ExecHold: argv read while fanotify holds each exec
+        self._hold_refused = ""
+        if (ctx.live or self.proc_mode) and not args.no_hold and self.host is not None:
+            self._start_hold()
         if not self.proc_mode:
-            self.plan = self._usable_plan() if ctx.live else []
+            # With the hold, uprobes are only needed for the argv of execs that fail before their file is
+            # open (ENOENT, EACCES): shown with -x only.
+            wanted = ctx.live and (self.hold is None or args.failed)
+            self.plan = self._usable_plan(call_sites_only=self.hold is not None) if wanted else []
             assembler = X.HitAssembler(self.plan, self.limits.max_args, self.limits.max_env)
             cmdline = None if args.no_cmdline or not ctx.live else self._cmdline
             if cmdline is not None and self.host is not None and args.cmdline_at_exec:
                 self._start_cmdlines()
             start = X.START_SITE.symbol if any(e.site == X.START_SITE for e in self.plan) else None
             self.joiner = X.ExecJoiner(assembler, tgid_of=ctx.tasks.pid, comm_of=ctx.tasks.comm,
-                                       ppid_of=self._ppid, cmdline_of=cmdline, start_site=start)
+                                       ppid_of=self._ppid, cmdline_of=cmdline, start_site=start,
+                                       held_of=self._held if self.hold is not None else None)
 
     # -- set-up ------------------------------------------------------------------------------
     def _start_cmdlines(self) -> None:
@@ -232,10 +257,43 @@ reported from sched_process_exec, argv from /proc."""
         self.cmdlines = cmdlines
         atexit.register(cmdlines.stop)
 
-    def _usable_plan(self) -> list[X.PlannedEvent]:
+    def _start_hold(self) -> None:
+        """The child that holds each exec for its argv (rawtrace.exechold). Started here, at rawtrace's
+        normal priority (every exec on the machine waits for it); stopped at the end, and at exit."""
+        import atexit
+
+        from rawtrace.exechold import ExecHold
+        if self.args.cmdline_at_exec:
+            self._hold_refused = "--cmdline-at-exec asked for"
+            return
+        hold = ExecHold(self.host, arch=self.ctx.arch, environ=self.args.env)
+        try:
+            hold.start()
+        except (OSError, RuntimeError) as exc:
+            self._hold_refused = getattr(exc, "strerror", None) or str(exc)
+            return
+        self.hold = hold
+        atexit.register(hold.stop)
+
+    def _held(self, tid: int, argv_pointer: int | None):
+        got = self.hold.take(tid, argv_pointer)
+        if got is None:
+            return None
+        argv, more, cut, envp, envp_more, nr = got
+        cuts = [False] * (len(argv) - 1) + [cut] if argv else []
+        most, longest = self.args.max_args, self.args.max_arg_len
+        if most is not None and len(argv) > most:
+            argv, cuts, more = argv[:most], cuts[:most], True
+        if longest is not None:
+            cuts = [c or len(a) > longest for a, c in zip(argv, cuts)]
+            argv = [a[:longest] for a in argv]
+        return X.Capture(ts=0, tid=tid, site="fanotify", syscall=str(nr), argv_pointer=argv_pointer or 0,
+                         envp_pointer=0, argv=argv, argv_cut=cuts, argv_more=more, envp=envp, envp_more=envp_more)
+
+    def _usable_plan(self, call_sites_only: bool = False) -> list[X.PlannedEvent]:
         """The plan for the exec sites this C library has (an old glibc has no execveat)."""
         from rawtrace.probes import ProbeSpec, resolve
-        sites = X.SITES if self.args.no_start_probe else X.SITES + (X.START_SITE,)
+        sites = X.SITES if self.args.no_start_probe or call_sites_only else X.SITES + (X.START_SITE,)
         plan = X.plan(self.ctx.arch, self.limits, sites)
         usable = []
         missing = set()
@@ -312,14 +370,24 @@ reported from sched_process_exec, argv from /proc."""
             "max_arg_len": self.limits.max_arg_len, "tail_len": self.limits.tail_len,
             "probe_events": len(self.probe_names)})
         if self.proc_mode:
-            out.note("Tracing execs through the proc connector (argv from /proc/PID/cmdline, racy; failed execs "
-                     "are not visible)... Ctrl-C to end.")
+            argv_from = ("argv read from each caller while fanotify holds its exec" if self.hold is not None
+                         else "argv from /proc/PID/cmdline, racy")
+            out.note(f"Tracing execs through the proc connector ({argv_from}; failed execs are not visible)... "
+                     "Ctrl-C to end.")
         elif ctx.live:
             sites = [s.symbol for s in X.SITES + (X.START_SITE,)
                      if any(e.site == s for e in self.probe_names.values())]
-            how = (f"argv from uprobes on libc {', '.join(sites)} ({len(self.probe_names)} probe events)"
-                   if sites else "no libc probes: argv from /proc/PID/cmdline (racy)")
+            probes = (f"uprobes on libc {', '.join(sites)} ({len(self.probe_names)} probe events)"
+                      if sites else "")
+            if self.hold is not None:
+                how = "argv read from each caller while fanotify holds its exec" + (
+                    f"; of failed ones from {probes}" if probes else "")
+            else:
+                how = f"argv from {probes}" if probes else "no libc probes: argv from /proc/PID/cmdline (racy)"
             out.note(f"Tracing execs ({how})... Ctrl-C to end.")
+        if self._hold_refused and not self.args.no_hold and not self.args.cmdline_at_exec:
+            out.note(f"execs are not held for their argv ({self._hold_refused}): argv from "
+                     + ("/proc/PID/cmdline (racy)" if self.proc_mode else "uprobes and /proc, with their limits"))
         if getattr(self, "missing_sites", None):
             out.note(f"this C library has no {', '.join(self.missing_sites)}: calls to it are seen without argv")
         if not out.json:
@@ -439,18 +507,27 @@ reported from sched_process_exec, argv from /proc."""
                 return
             if self.args.tid and rec.tid not in self.args.tid:
                 return
-            argv = rec.cmdline.split(b"\0") if rec.cmdline else []
-            if argv and argv[-1] == b"":
-                argv.pop()
+            held = self._held(rec.tid, None) if self.hold is not None else None
+            if held is None and self.hold is not None and rec.pid != rec.tid:
+                held = self._held(rec.pid, None)
+            if held is not None:
+                argv, cut, more, source = held.argv, held.argv_cut, held.argv_more, X.SOURCE_HELD
+                environ = held.envp
+            else:
+                argv = rec.cmdline.split(b"\0") if rec.cmdline else []
+                if argv and argv[-1] == b"":
+                    argv.pop()
+                cut, more = [False] * len(argv), False
+                source = X.SOURCE_PROC if rec.cmdline is not None else X.SOURCE_NONE
+                environ = [e for e in rec.environ.split(b"\0") if e] if rec.environ else None
             before = self.comms.get(rec.pid)
             after = rec.comm or (os.path.basename(rec.exe)[:15] if rec.exe else None)
             if after is not None:
                 self.comms[rec.pid] = after
             attempt = X.ExecAttempt(
                 ts=rec.ts, pid=rec.pid, tid=rec.tid, ppid=self._ppid(rec.pid), comm=before, new_comm=after,
-                syscall="execve", filename=rec.exe, argv=argv, argv_cut=[False] * len(argv), argv_more=False,
-                argv_source=X.SOURCE_PROC if rec.cmdline is not None else X.SOURCE_NONE, ret=0,
-                envp=[e for e in rec.environ.split(b"\0") if e] if rec.environ else None)
+                syscall="execve", filename=rec.exe, argv=argv, argv_cut=cut, argv_more=more,
+                argv_source=source, ret=0, envp=environ)
             self._emit(attempt)
 
     # -- output --------------------------------------------------------------------------------
@@ -538,6 +615,11 @@ reported from sched_process_exec, argv from /proc."""
             import atexit
             cmdlines.stop()
             atexit.unregister(cmdlines.stop)
+        hold = self.hold
+        if hold is not None:
+            import atexit
+            hold.stop()
+            atexit.unregister(hold.stop)
         from rawtrace.tracers.base import report_run
         sources = ", ".join(f"{n} {s}" for s, n in sorted(self.by_source.items()))
         info = {"attempts": self.attempts, "shown": self.shown, "failed_hidden": self.failed_hidden,
@@ -549,6 +631,11 @@ reported from sched_process_exec, argv from /proc."""
             extra.append(f"{self.failed_hidden} failed not shown (-x shows them)")
         if self.proc_mode and self.lost:
             extra.append(f"{self.lost} proc connector overflows")
+        if hold is not None:
+            held, unread, dropped = hold.stats()
+            info["exec_hold"] = {"held": held, "unread": unread, "dropped": dropped}
+            extra.append(f"{held} execs held for their argv (system-wide)"
+                         + (f", {dropped} of them not passed on (pipe full)" if dropped else ""))
         if cmdlines is not None:
             info["cmdline_at_exec"] = {"long_read": cmdlines.read_count, "gone": cmdlines.gone}
             extra.append(f"cmdline at the exec: {cmdlines.read_count} long ones read, {cmdlines.gone} programs "

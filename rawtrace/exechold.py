@@ -1,0 +1,515 @@
+"""exec argv read from the caller's memory while fanotify holds the exec: whole, exact, no race.
+
+A fanotify group of the content class with FAN_OPEN_EXEC_PERM on every filesystem is asked for a
+verdict each time a program file is opened for execution. In Linux 6.8+ execve opens the file before it
+copies argv and envp out of the caller (fs/exec.c: alloc_bprm, then copy_strings), and until the verdict
+comes the calling thread waits in the kernel: its registers (/proc/TID/syscall) hold the argv and envp
+pointers the kernel is about to copy, and its memory still holds the strings. A child process reads them
+(process_vm_readv), sends them to rawtrace through a pipe, and only then allows the exec, so by the time the
+exec's own trace events can be decoded its argv is already there. It is the caller's argv, as it passed it
+(a script's own argv[0], not the interpreter's), for every program: dynamically or statically linked,
+through the C library or a raw syscall, 32-bit compat tasks too (4-byte pointers).
+
+What it costs: every exec on the machine waits for the child's answer, one round trip (about 100 us here;
+the dynamic linker's own open for exec is not watched). What it cannot see: execs that fail before the
+file is open (ENOENT, EACCES: the uprobes read those), files on filesystems that cannot be marked (memfd,
+pseudo filesystems), execs by kernel threads (their argv is in kernel memory). Safety: the child answers
+every event whatever happens (errors included), ignores the terminal's job-control signals (Ctrl-Z must not
+leave the machine's execs waiting) in a process group of its own, and dies with rawtrace; when its group
+goes, the kernel allows whatever was waiting. A child stopped by SIGSTOP would hold every exec until it is
+continued: that is the price of a permission event, said in the help."""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import struct
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+from rawtrace.host import Host
+
+FAN_CLASS_CONTENT = 0x4
+FAN_CLOEXEC = 0x1
+FAN_REPORT_TID = 0x100
+FAN_OPEN_EXEC_PERM = 0x40000
+FAN_MARK_ADD = 0x1
+FAN_MARK_IGNORED_MASK = 0x20
+FAN_MARK_IGNORED_SURV_MODIFY = 0x40
+FAN_MARK_FILESYSTEM = 0x100
+FAN_ALLOW = 0x1
+_METADATA = struct.Struct("=IBBHQii")
+_RESPONSE = struct.Struct("=iI")
+
+# Kernel bounds on what execve accepts (include/uapi/linux/binfmts.h): a string is at most
+# MAX_ARG_STRLEN (32 pages) with its NUL. The whole of argv and envp is bounded by a quarter of the stack
+# limit; rawtrace reads at most this much of a vector and marks the rest as cut (an exec past the
+# kernel's bounds fails with E2BIG anyway).
+MAX_ARG_STRLEN = 32 * 4096
+MAX_VECTOR_BYTES = 8 << 20
+MAX_VECTOR_STRINGS = 1 << 20
+
+# Frame through the pipe: tid, argv pointer, syscall number, argc, envc, flags, then the strings (each
+# followed by a NUL: they hold none), argv first.
+_FRAME = struct.Struct("<iQiIII")
+_ARGV_MORE, _ENVP_MORE, _CUT_LAST_ARG = 1, 2, 4
+
+
+def exec_calls(arch: str) -> dict[int, tuple[str, int, int, int]]:
+    """syscall number → (name, argv argument index, envp argument index, pointer bytes) of execve and
+    execveat in the native ABI and the compat ones (x86_64's i386: a task waiting in an exec permission
+    check is in one of these calls, so numbers shared with other native calls cannot mislead)."""
+    from rawtrace.syscalls.arches import lookup_arch
+    from rawtrace.syscalls.tables import SyscallTable
+    found = lookup_arch(arch)
+    if found is None:
+        return {}
+    table = SyscallTable(found)
+    out: dict[int, tuple[str, int, int, int]] = {}
+    for abi in found.abis:
+        if not (abi is found.abis[0] or abi.compat):
+            continue
+        width = (abi.word_size or found.word_size) // 8
+        for name, argv_at in (("execve", 1), ("execveat", 2)):
+            call = table.by_name(name, abi.name)
+            if call is not None:
+                out.setdefault(call.nr, (name, argv_at, argv_at + 1, width))
+    return out
+
+
+def parse_proc_syscall(text: str) -> tuple[int, list[int]] | None:
+    """/proc/TID/syscall of a thread blocked in a syscall: (number, its six arguments); None when it is
+    running or not in a syscall ("running", "-1 ...")."""
+    parts = text.split()
+    if not parts or not parts[0].lstrip("-").isdigit() or parts[0].startswith("-"):
+        return None
+    try:
+        return int(parts[0]), [int(word, 16) for word in parts[1:7]]
+    except ValueError:
+        return None
+
+
+def read_vector(read: Callable[[int, int], bytes], address: int, width: int, *,
+                max_strings: int = MAX_VECTOR_STRINGS, max_bytes: int = MAX_VECTOR_BYTES
+                ) -> tuple[list[bytes], bool, bool]:
+    """A NULL-terminated vector of string pointers (argv, envp) in another process.
+
+    `read(address, size)` gives up to `size` bytes there (fewer where a page cannot be read; OSError when
+    none can). Returns (strings, more, last_cut): `more` when the vector went on past what was read (the
+    bounds, or unreadable memory), `last_cut` when the last string has no NUL within its bounds."""
+    if not address:
+        return [], False, False
+    fmt = "<" + ("Q" if width == 8 else "I")
+    pointers: list[int] = []
+    at = address
+    more = False
+    while True:
+        try:
+            chunk = read(at, 128 * width)
+        except OSError:
+            more = True
+            break
+        count = len(chunk) // width
+        if count == 0:
+            more = True
+            break
+        ended = False
+        for (value,) in struct.iter_unpack(fmt, chunk[:count * width]):
+            if value == 0:
+                ended = True
+                break
+            pointers.append(value)
+            if len(pointers) >= max_strings:
+                break
+        if ended:
+            break
+        if len(pointers) >= max_strings:
+            more = True
+            break
+        at += count * width
+    strings: list[bytes] = []
+    total = 0
+    cut = False
+    # Callers usually keep the strings side by side: one read of their span, then slices.
+    span_start = min(pointers) if pointers else 0
+    span_end = max(pointers) + 4096 if pointers else 0
+    span = b""
+    if pointers and span_end - span_start <= 1 << 20:
+        try:
+            span = read(span_start, span_end - span_start)
+        except OSError:
+            span = b""
+    for pointer in pointers:
+        text = None
+        offset = pointer - span_start
+        if 0 <= offset < len(span):
+            end = span.find(b"\0", offset)
+            if end >= 0:
+                text = span[offset:end]
+        if text is None:
+            text, cut = _read_string(read, pointer, min(MAX_ARG_STRLEN, max_bytes - total))
+        strings.append(text)
+        total += len(text) + 1
+        if cut or total >= max_bytes:
+            more = more or len(strings) < len(pointers)
+            break
+    return strings, more, cut
+
+
+def _read_string(read: Callable[[int, int], bytes], address: int, limit: int) -> tuple[bytes, bool]:
+    """A NUL-terminated string of at most `limit` bytes: (bytes, cut)."""
+    out = bytearray()
+    while len(out) < limit:
+        try:
+            chunk = read(address + len(out), min(4096 - (address + len(out)) % 4096, limit - len(out)))
+        except OSError:
+            return bytes(out), True
+        if not chunk:
+            return bytes(out), True
+        end = chunk.find(b"\0")
+        if end >= 0:
+            out += chunk[:end]
+            return bytes(out), False
+        out += chunk
+    return bytes(out), True
+
+
+def read_exec_args(tid: int, calls: dict[int, tuple[str, int, int, int]], proc: str = "/proc",
+                   environ: bool = False, read_memory: Callable[[int, int, int], bytes] | None = None):
+    """(syscall number, argv pointer, argv, argv_more, last_cut, envp, envp_more) of a thread waiting in
+    an exec, or None when it is not in one (or has gone)."""
+    try:
+        fd = os.open(f"{proc}/{tid}/syscall", os.O_RDONLY)
+        try:
+            parsed = parse_proc_syscall(os.read(fd, 512).decode("ascii", "replace"))
+        finally:
+            os.close(fd)
+    except OSError:
+        return None
+    if parsed is None or parsed[0] not in calls:
+        return None
+    nr, args = parsed
+    _name, argv_at, envp_at, width = calls[nr]
+    if read_memory is None:
+        from rawtrace.libc import process_vm_readv as read_memory
+    reader = read_memory
+
+    def read(address: int, size: int) -> bytes:
+        return reader(tid, address, size)
+    argv, argv_more, cut = read_vector(read, args[argv_at], width)
+    envp, envp_more = None, False
+    if environ:
+        envp, envp_more, _cut = read_vector(read, args[envp_at], width)
+    return nr, args[argv_at], argv, argv_more, cut, envp, envp_more
+
+
+def encode_frame(tid: int, nr: int, argv_pointer: int, argv: list[bytes], argv_more: bool, cut: bool,
+                 envp: list[bytes] | None, envp_more: bool) -> bytes:
+    flags = (_ARGV_MORE if argv_more else 0) | (_ENVP_MORE if envp_more else 0) | (_CUT_LAST_ARG if cut else 0)
+    envp = envp or []
+    body = b"".join(s + b"\0" for s in argv) + b"".join(s + b"\0" for s in envp)
+    return _FRAME.pack(tid, argv_pointer, nr, len(argv), len(envp), flags) + struct.pack("<I", len(body)) + body
+
+
+def decode_frames(buf: bytearray) -> tuple[list[tuple], int]:
+    """Complete frames at the start of `buf`: ([(tid, argv_pointer, nr, argv, argv_more, cut, envp,
+    envp_more)], bytes used)."""
+    out = []
+    at = 0
+    head = _FRAME.size + 4
+    while len(buf) - at >= head:
+        tid, pointer, nr, argc, envc, flags = _FRAME.unpack_from(buf, at)
+        (length,) = struct.unpack_from("<I", buf, at + _FRAME.size)
+        if len(buf) - at - head < length:
+            break
+        parts = bytes(buf[at + head:at + head + length]).split(b"\0")
+        out.append((tid, pointer, nr, parts[:argc], bool(flags & _ARGV_MORE), bool(flags & _CUT_LAST_ARG),
+                    parts[argc:argc + envc], bool(flags & _ENVP_MORE)))
+        at += head + length
+    return out, at
+
+
+class ExecHold:
+    """The child that holds each exec for its argv, and the parent's side of its pipe.
+
+    `start()` raises OSError where fanotify permission events cannot be had (no CAP_SYS_ADMIN, a kernel
+    without CONFIG_FANOTIFY_ACCESS_PERMISSIONS, nothing markable). `take(tid, argv_pointer)` gives the
+    capture of that thread's exec, (argv, argv_more, cut, envp, envp_more, nr) or None; with
+    argv_pointer None, the thread's latest. Captures are kept per thread (a few) and for `keep_s`
+    seconds. `stop()` ends the child; counters: `held` (execs read), `unread` (held but nothing read:
+    the thread had gone or was not in an exec), `dropped` (read but not sent: the pipe was full)."""
+
+    def __init__(self, host: Host | None = None, *, arch: str = "x86_64", environ: bool = False,
+                 ignore_pids: set[int] | None = None, keep_s: float = 30.0) -> None:
+        self.host = host or Host()
+        self.calls = exec_calls(arch)
+        self.environ = environ
+        self.ignore_pids = set(ignore_pids or ()) | {os.getpid()}
+        self.keep_ns = int(keep_s * 1e9)
+        self.fd: int | None = None
+        self.child: int | None = None
+        self.marked: list[str] = []
+        self._pipe: int | None = None
+        self._buf = bytearray()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._captures: dict[int, deque] = {}
+        self._stats = None              # shared memory the child counts in: held, unread, dropped
+        self.held = 0
+        self.unread = 0
+        self.dropped = 0
+        self.events = 0                 # permission events answered
+
+    # -- set-up ------------------------------------------------------------------------------------
+    def open(self) -> None:
+        """The group and its marks (OSError when refused)."""
+        from rawtrace import libc
+        from rawtrace.fanotify import PSEUDO_FILESYSTEMS
+        if not self.calls:
+            raise OSError(errno.ENOTSUP, "no execve numbers known for this architecture")
+        self.fd = libc.fanotify_init(FAN_CLASS_CONTENT | FAN_CLOEXEC | FAN_REPORT_TID,
+                                     os.O_RDONLY | os.O_LARGEFILE | os.O_CLOEXEC)
+        seen = set()
+        for _source, mountpoint, fstype, _options in self.host.mounts():
+            if fstype in PSEUDO_FILESYSTEMS - {"devtmpfs", "ramfs", "squashfs", "overlay"} or mountpoint in seen:
+                continue
+            seen.add(mountpoint)
+            try:
+                libc.fanotify_mark(self.fd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, FAN_OPEN_EXEC_PERM, -100,
+                                   self.host.join(mountpoint))
+                self.marked.append(mountpoint)
+            except OSError:
+                continue            # a filesystem without the support, or gone meanwhile
+        if not self.marked:
+            self.close()
+            raise OSError(errno.ENODEV, "fanotify could mark no filesystem for exec permission events")
+        # The dynamic linker is opened for exec too, in every dynamically linked exec: not worth a round
+        # trip (its exec's argv was read at the program's own open).
+        for loader in _loaders(self.host):
+            try:
+                libc.fanotify_mark(self.fd, FAN_MARK_ADD | FAN_MARK_IGNORED_MASK | FAN_MARK_IGNORED_SURV_MODIFY,
+                                   FAN_OPEN_EXEC_PERM, -100, loader)
+            except OSError:
+                pass
+
+    def start(self) -> None:
+        """open(), then the child (which answers the events) and the thread draining its pipe."""
+        import signal
+        if self.fd is None:
+            self.open()
+        import mmap
+        read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+        self._stats = mmap.mmap(-1, 32)
+        try:
+            import fcntl
+            fcntl.fcntl(write_fd, 1031, 1 << 20)        # F_SETPIPE_SZ: room for bursts of long argv
+        except OSError:
+            pass
+        os.set_blocking(write_fd, False)
+        stop_signals = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+        try:
+            pid = os.fork()
+            if pid == 0:
+                self._child_main(write_fd, stop_signals)      # never returns
+        except BaseException:
+            for fd in (read_fd, write_fd):
+                os.close(fd)
+            self.close()
+            raise
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        os.close(write_fd)
+        # The parent keeps no handle on the group: only the child answers, and when it goes, so does
+        # the group (and the kernel allows what was waiting).
+        self.close()
+        self.child, self._pipe = pid, read_fd
+        self._thread = threading.Thread(target=self._drain, name="rawtrace-exec-hold", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    # -- the child -----------------------------------------------------------------------------------
+    def _child_main(self, write_fd: int, stop_signals: set) -> None:
+        status = 1
+        fd = self.fd
+        try:
+            import signal
+            parent = os.getppid()
+            os.setpgid(0, 0)            # out of the terminal's job control: Ctrl-Z stops rawtrace, not this
+            for sig in stop_signals | {signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU}:
+                signal.signal(sig, signal.SIG_IGN)
+            for sig in (signal.SIGPIPE, signal.SIGALRM):
+                signal.signal(sig, signal.SIG_DFL)
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
+            from rawtrace.libc import PR_SET_PDEATHSIG, prctl
+            prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != parent:
+                os._exit(1)
+            from rawtrace.tracefs.spool import _close_all_but
+            _close_all_but({fd, write_fd})
+            self._serve(fd, write_fd)
+        except BaseException:           # noqa: BLE001 - whatever happens, never run the parent's code
+            status = 1
+        finally:
+            os._exit(status)
+
+    def _serve(self, fd: int, write_fd: int) -> None:
+        from rawtrace.libc import process_vm_readv
+        calls, environ, ignore = self.calls, self.environ, self.ignore_pids
+        proc = self.host.join("/proc")
+        meta, response = _METADATA, _RESPONSE
+        last: dict[int, int] = {}           # tid -> argv pointer last read (a script's interpreter opens)
+        held = unread = dropped = events = 0
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        while True:
+            try:
+                poller.poll()
+                buf = os.read(fd, 1 << 16)
+            except InterruptedError:
+                continue
+            at = 0
+            while at + meta.size <= len(buf):
+                length, _version, _reserved, _meta_len, _mask, event_fd, tid = meta.unpack_from(buf, at)
+                at += max(length, meta.size)
+                events += 1
+                frame = None
+                try:
+                    if tid not in ignore:
+                        found = read_exec_args(tid, calls, proc, environ, process_vm_readv)
+                        if found is None:
+                            unread += 1
+                        elif last.get(tid) != found[1]:
+                            nr, pointer, argv, more, cut, envp, envp_more = found
+                            frame = encode_frame(tid, nr, pointer, argv, more, cut, envp, envp_more)
+                            if len(last) > 4096:
+                                last.clear()
+                            last[tid] = pointer
+                            held += 1
+                    if frame is not None:
+                        try:
+                            view = memoryview(frame)
+                            while view:     # non-blocking: a full pipe drops the frame, never the exec
+                                view = view[os.write(write_fd, view):]
+                        except BlockingIOError:
+                            dropped += 1
+                except Exception:  # noqa: BLE001 - the exec is allowed whatever went wrong here
+                    unread += 1
+                finally:
+                    try:
+                        os.write(fd, response.pack(event_fd, FAN_ALLOW))
+                    finally:
+                        if event_fd >= 0:
+                            os.close(event_fd)
+            struct.pack_into("<QQQQ", self._stats, 0, held, unread, dropped, events)
+
+    # -- the parent ----------------------------------------------------------------------------------
+    def _drain(self) -> None:
+        while True:
+            try:
+                select.select([self._pipe], [], [])
+            except (OSError, ValueError):
+                return
+            if not self._pump():
+                return
+
+    def _pump(self) -> bool:
+        """Take what the pipe holds now (non-blocking); False once the child is gone."""
+        with self._lock:
+            if self._pipe is None:
+                return False
+            alive = True
+            os.set_blocking(self._pipe, False)
+            while True:
+                try:
+                    chunk = os.read(self._pipe, 1 << 16)
+                except BlockingIOError:
+                    break
+                except OSError:
+                    alive = False
+                    break
+                if not chunk:
+                    alive = False
+                    break
+                self._buf += chunk
+            frames, used = decode_frames(self._buf)
+            del self._buf[:used]
+            now = time.monotonic_ns()
+            for frame in frames:
+                queue = self._captures.setdefault(frame[0], deque(maxlen=4))
+                queue.append((now, frame))
+            if len(self._captures) > 8192:
+                for tid in [t for t, q in self._captures.items() if now - q[-1][0] > self.keep_ns]:
+                    del self._captures[tid]
+            return alive
+
+    def take(self, tid: int, argv_pointer: int | None = None):
+        """The capture of `tid`'s exec with that argv pointer, else (None) its oldest not taken yet; or None.
+        Taken once. Execs are held in the order they happen, so the oldest is the one a pointer-less
+        caller (an exec whose entry was not seen) is at; older ones than a match were never asked for."""
+        self._pump()
+        now = time.monotonic_ns()
+        with self._lock:
+            queue = self._captures.get(tid)
+            if not queue:
+                return None
+            while queue and now - queue[0][0] > self.keep_ns:
+                queue.popleft()
+            found = None
+            for index, (_when, frame) in enumerate(queue):
+                if argv_pointer is None or frame[1] == argv_pointer:
+                    found = frame
+                    for _ in range(index + 1):
+                        queue.popleft()
+                    break
+            if not queue:
+                del self._captures[tid]
+            if found is None:
+                return None
+            _tid, _pointer, nr, argv, more, cut, envp, envp_more = found
+            return argv, more, cut, (envp if self.environ else None), envp_more, nr
+
+    def stats(self) -> tuple[int, int, int]:
+        if self._stats is not None:
+            self.held, self.unread, self.dropped, self.events = struct.unpack_from("<QQQQ", self._stats, 0)
+        return self.held, self.unread, self.dropped
+
+    def stop(self) -> None:
+        import signal
+        if self.child is not None:
+            try:
+                os.kill(self.child, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            try:
+                os.waitpid(self.child, 0)
+            except ChildProcessError:
+                pass
+            self.child = None
+        self._pump()
+        self.stats()
+        with self._lock:
+            if self._pipe is not None:
+                os.close(self._pipe)
+            self._pipe = None
+        self.close()
+
+
+def _loaders(host: Host) -> list[str]:
+    """The dynamic linkers on this machine (their real files), for the ignore marks."""
+    import glob
+    out = []
+    for pattern in ("/lib64/ld-linux*.so*", "/lib/ld-linux*.so*", "/lib/*/ld-linux*.so*", "/lib/ld-musl-*.so*"):
+        for path in glob.glob(host.join(pattern)):
+            real = os.path.realpath(path)
+            if real not in out and os.path.isfile(real):
+                out.append(real)
+    return out
