@@ -404,10 +404,10 @@ class ExecHold:
                 except Exception:  # noqa: BLE001 - the exec is allowed whatever went wrong here
                     unread += 1
                 finally:
-                    try:
-                        os.write(fd, response.pack(event_fd, FAN_ALLOW))
-                    finally:
-                        if event_fd >= 0:
+                    if event_fd >= 0:           # (a queue overflow notice has no fd and wants no answer)
+                        try:
+                            os.write(fd, response.pack(event_fd, FAN_ALLOW))
+                        finally:
                             os.close(event_fd)
             struct.pack_into("<QQQQ", self._stats, 0, held, unread, dropped, events)
 
