@@ -366,7 +366,11 @@ class ExecHold:
         calls, environ, ignore = self.calls, self.environ, self.ignore_pids
         proc = self.host.join("/proc")
         meta, response = _METADATA, _RESPONSE
-        last: dict[int, int] = {}           # tid -> argv pointer last read (a script's interpreter opens)
+        # tid -> (argv pointer, when) last read: a script's interpreter is opened for exec in the same
+        # call, moments later. Only that soon: a later process with the same tid (pids wrap) and, a fork
+        # of the same program, the same pointer is another call.
+        last: dict[int, tuple[int, float]] = {}
+        clock = time.monotonic
         held = unread = dropped = events = 0
         poller = select.poll()
         poller.register(fd, select.POLLIN)
@@ -387,12 +391,12 @@ class ExecHold:
                         found = read_exec_args(tid, calls, proc, environ, process_vm_readv)
                         if found is None:
                             unread += 1
-                        elif last.get(tid) != found[1]:
+                        elif (seen := last.get(tid)) is None or seen[0] != found[1] or clock() - seen[1] > 0.5:
                             nr, pointer, argv, more, cut, envp, envp_more = found
                             frame = encode_frame(tid, nr, pointer, argv, more, cut, envp, envp_more)
                             if len(last) > 4096:
                                 last.clear()
-                            last[tid] = pointer
+                            last[tid] = (pointer, clock())
                             held += 1
                     if frame is not None:
                         try:

@@ -331,3 +331,18 @@ def test_exec_by_a_32_bit_task(live_tracefs, tmp_path, held):
     assert (first["argv_source"], second["argv_source"]) == (
         ("fanotify", "fanotify") if held else ("uprobe", "uprobe-start"))
     assert second["comm"] == "c32" and second["pid"] == first["pid"] and second["ppid"] == driver_pid
+
+
+def test_a_held_script_exec_is_one_attempt_with_the_caller_s_argv(live_tracefs, tmp_path):
+    """A script is opened for exec, then its interpreter, in the same call: one capture, one attempt, with
+    the argv its caller passed (argv[0] the script, not the interpreter), and the #! line beside it."""
+    script = tmp_path / "my script.sh"
+    script.write_text("#!/bin/sh\nexit 0\n")
+    script.chmod(0o755)
+    argv = [os.fsencode(script), b"a b", b"--flag"]
+    records, err, driver_pid = run_exec(tmp_path, [argv, argv], [])
+    execs = [r for r in records if r["type"] == "exec"]
+    assert len(execs) == 2, err
+    for got in execs:
+        assert [decode(a) for a in got["argv"]] == argv and got["argv_source"] == "fanotify", got
+        assert got["filename"] == str(script) and got["interpreter"] == "/bin/sh" and got["ppid"] == driver_pid
