@@ -177,18 +177,30 @@ def _read_string(read: Callable[[int, int], bytes], address: int, limit: int) ->
     return bytes(out), True
 
 
+_RUNNING_RETRIES = (0, 0.00005, 0.0002, 0.001, 0.005, 0.02, 0)
+
+
 def read_exec_args(tid: int, calls: dict[int, tuple[str, int, int, int]], proc: str = "/proc",
                    environ: bool = False, read_memory: Callable[[int, int, int], bytes] | None = None):
     """(syscall number, argv pointer, argv, argv_more, last_cut, envp, envp_more) of a thread waiting in
     an exec, or None when it is not in one (or has gone)."""
-    try:
-        fd = os.open(f"{proc}/{tid}/syscall", os.O_RDONLY)
+    # The event can reach the child before the thread has gone to sleep waiting for the answer; while it
+    # still runs the kernel says "running" instead of its registers. It cannot get past the wait without
+    # the answer, so asking again shortly finds it there.
+    parsed = None
+    for pause in _RUNNING_RETRIES:
         try:
-            parsed = parse_proc_syscall(os.read(fd, 512).decode("ascii", "replace"))
-        finally:
-            os.close(fd)
-    except OSError:
-        return None
+            fd = os.open(f"{proc}/{tid}/syscall", os.O_RDONLY)
+            try:
+                text = os.read(fd, 512).decode("ascii", "replace")
+            finally:
+                os.close(fd)
+        except OSError:
+            return None
+        parsed = parse_proc_syscall(text)
+        if parsed is not None or not text.startswith("running"):
+            break
+        time.sleep(pause)
     if parsed is None or parsed[0] not in calls:
         return None
     nr, args = parsed
