@@ -192,20 +192,22 @@ def test_max_args_and_max_arg_len_shorten_a_held_argv_and_mark_it():
         assert capture.truncated == (most is not None or longest is not None)
 
 
-def test_a_thread_not_yet_asleep_is_asked_again(tmp_path):
-    """/proc/TID/syscall says "running" until the thread sleeps waiting for the answer: asked again."""
-    import threading
+def test_a_thread_not_yet_asleep_is_asked_again(tmp_path, monkeypatch):
+    """/proc/TID/syscall says "running" until the thread sleeps waiting for the answer: asked again (here
+    it is asleep by the time the reader has paused twice)."""
     (tmp_path / "42").mkdir()
     syscall = tmp_path / "42" / "syscall"
     syscall.write_text("running\n")
     memory = Memory(vector([b"/bin/true", b"x"], 8, 0x1000, 0x9000))
-    timer = threading.Timer(0.002, lambda: syscall.write_text("59 0x5000 0x1000 0x0 0x0 0x0 0x0 0x7ffd 0x7f\n"))
-    timer.start()
-    try:
-        found = H.read_exec_args(42, H.exec_calls("x86_64"), str(tmp_path),
-                                 read_memory=lambda tid, a, n: memory.read(a, n))
-    finally:
-        timer.cancel()
-    assert found is not None and found[:3] == (59, 0x1000, [b"/bin/true", b"x"])
+    pauses = []
+
+    def pause(seconds):
+        pauses.append(seconds)
+        if len(pauses) == 2:
+            syscall.write_text("59 0x5000 0x1000 0x0 0x0 0x0 0x0 0x7ffd 0x7f\n")
+    monkeypatch.setattr(H.time, "sleep", pause)
+    found = H.read_exec_args(42, H.exec_calls("x86_64"), str(tmp_path),
+                             read_memory=lambda tid, a, n: memory.read(a, n))
+    assert found is not None and found[:3] == (59, 0x1000, [b"/bin/true", b"x"]) and len(pauses) == 2
     syscall.write_text("0 0x1 0x2 0x3 0x0 0x0 0x0 0x7ffd 0x7f\n")       # in read(): not an exec
     assert H.read_exec_args(42, H.exec_calls("x86_64"), str(tmp_path)) is None
