@@ -30,19 +30,21 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from rawtrace.fanotify import (
+    _METADATA,
+    FAN_ALLOW,
+    FAN_CLASS_CONTENT,
+    FAN_CLOEXEC,
+    FAN_MARK_ADD,
+    FAN_MARK_FILESYSTEM,
+    FAN_MARK_IGNORED_MASK,
+    FAN_MARK_IGNORED_SURV_MODIFY,
+    FAN_OPEN_EXEC_PERM,
+    FAN_REPORT_TID,
+)
 from rawtrace.host import Host
 
-FAN_CLASS_CONTENT = 0x4
-FAN_CLOEXEC = 0x1
-FAN_REPORT_TID = 0x100
-FAN_OPEN_EXEC_PERM = 0x40000
-FAN_MARK_ADD = 0x1
-FAN_MARK_IGNORED_MASK = 0x20
-FAN_MARK_IGNORED_SURV_MODIFY = 0x40
-FAN_MARK_FILESYSTEM = 0x100
-FAN_ALLOW = 0x1
-_METADATA = struct.Struct("=IBBHQii")
-_RESPONSE = struct.Struct("=iI")
+_RESPONSE = struct.Struct("=iI")        # struct fanotify_response: fd, response
 
 # Kernel bounds on what execve accepts (include/uapi/linux/binfmts.h): a string is at most
 # MAX_ARG_STRLEN (32 pages) with its NUL. The whole of argv and envp is bounded by a quarter of the stack
@@ -309,10 +311,11 @@ class ExecHold:
 
     def start(self) -> None:
         """open(), then the child (which answers the events) and the thread draining its pipe."""
-        import signal
+        import mmap
+
+        from rawtrace.helperchild import fork_helper
         if self.fd is None:
             self.open()
-        import mmap
         read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
         self._stats = mmap.mmap(-1, 32)
         try:
@@ -321,19 +324,13 @@ class ExecHold:
         except OSError:
             pass
         os.set_blocking(write_fd, False)
-        stop_signals = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
         try:
-            pid = os.fork()
-            if pid == 0:
-                self._child_main(write_fd, stop_signals)      # never returns
+            pid = fork_helper(lambda: self._child_main(write_fd))
         except BaseException:
             for fd in (read_fd, write_fd):
                 os.close(fd)
             self.close()
             raise
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         os.close(write_fd)
         # The parent keeps no handle on the group: only the child answers, and when it goes, so does
         # the group (and the kernel allows what was waiting).
@@ -348,30 +345,12 @@ class ExecHold:
             self.fd = None
 
     # -- the child -----------------------------------------------------------------------------------
-    def _child_main(self, write_fd: int, stop_signals: set) -> None:
-        status = 1
+    def _child_main(self, write_fd: int) -> None:
+        from rawtrace.helperchild import become_helper
         fd = self.fd
-        try:
-            import signal
-            parent = os.getppid()
-            os.setpgid(0, 0)            # out of the terminal's job control: Ctrl-Z stops rawtrace, not this
-            for sig in stop_signals | {signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU}:
-                signal.signal(sig, signal.SIG_IGN)
-            for sig in (signal.SIGPIPE, signal.SIGALRM):
-                signal.signal(sig, signal.SIG_DFL)
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
-            from rawtrace.libc import PR_SET_PDEATHSIG, prctl
-            prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-            if os.getppid() != parent:
-                os._exit(1)
-            from rawtrace.tracefs.spool import _close_all_but
-            _close_all_but({fd, write_fd})
-            self._serve(fd, write_fd)
-        except BaseException:           # noqa: BLE001 - whatever happens, never run the parent's code
-            status = 1
-        finally:
-            os._exit(status)
+        # Out of the terminal's job control: Ctrl-Z stops rawtrace, not the child every exec waits for.
+        become_helper({fd, write_fd}, own_group=True)
+        self._serve(fd, write_fd)
 
     def _serve(self, fd: int, write_fd: int) -> None:
         from rawtrace.libc import process_vm_readv

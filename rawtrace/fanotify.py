@@ -14,8 +14,10 @@ from rawtrace.host import Host
 
 # fanotify_init flags (include/uapi/linux/fanotify.h).
 FAN_CLASS_NOTIF = 0x0
+FAN_CLASS_CONTENT = 0x4         # permission events (rawtrace.exechold)
 FAN_CLOEXEC = 0x1
 FAN_NONBLOCK = 0x2
+FAN_REPORT_TID = 0x100
 FAN_REPORT_FID = 0x200
 FAN_REPORT_DIR_FID = 0x400
 FAN_REPORT_NAME = 0x800
@@ -24,6 +26,8 @@ FAN_REPORT_DFID_NAME = FAN_REPORT_DIR_FID | FAN_REPORT_NAME
 FAN_MARK_ADD = 0x1
 FAN_MARK_REMOVE = 0x2
 FAN_MARK_MOUNT = 0x10
+FAN_MARK_IGNORED_MASK = 0x20
+FAN_MARK_IGNORED_SURV_MODIFY = 0x40
 FAN_MARK_FILESYSTEM = 0x100
 # Event mask bits.
 FAN_ACCESS = 0x1
@@ -40,6 +44,8 @@ FAN_DELETE_SELF = 0x400
 FAN_MOVE_SELF = 0x800
 FAN_OPEN_EXEC = 0x1000
 FAN_Q_OVERFLOW = 0x4000
+FAN_OPEN_EXEC_PERM = 0x40000
+FAN_ALLOW = 0x1                 # struct fanotify_response .response
 FAN_ONDIR = 0x40000000
 FAN_EVENT_ON_CHILD = 0x08000000
 # Info record types.

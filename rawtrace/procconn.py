@@ -336,24 +336,18 @@ class ExecCmdlines:
 
     def start(self) -> None:
         """Listen (OSError where the connector is refused), start the child and the draining thread."""
-        import signal
         import threading
+
+        from rawtrace.helperchild import fork_helper
         self.conn.open()
         read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
-        stop_signals = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-        # Blocked across the fork: the child must not run the parent's handlers before it ignores them.
-        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
         try:
-            pid = os.fork()
-            if pid == 0:
-                self._child_main(write_fd, stop_signals)        # never returns
+            pid = fork_helper(lambda: self._child_main(write_fd))
         except BaseException:
             os.close(read_fd)
             os.close(write_fd)
             self.conn.close()
             raise
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         os.close(write_fd)
         self.child, self._pipe = pid, read_fd
         try:
@@ -363,56 +357,38 @@ class ExecCmdlines:
             self.stop()
             raise
 
-    def _child_main(self, write_fd: int, stop_signals: set) -> None:
-        status = 1
-        try:
-            import signal
-            parent = os.getppid()
-            for sig in stop_signals:
-                signal.signal(sig, signal.SIG_IGN)      # the parent ends it (SIGKILL) when it is done
-            for sig in (signal.SIGPIPE, signal.SIGALRM):
-                signal.signal(sig, signal.SIG_DFL)
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
-            from rawtrace.libc import PR_SET_PDEATHSIG, prctl
-            prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-            if os.getppid() != parent:
-                os._exit(1)
-            from rawtrace.tracefs.spool import _close_all_but
-            sock = self.conn.sock
-            assert sock is not None
-            _close_all_but({sock.fileno(), write_fd})
-            ignore = self.conn.ignore_pids
-            poller = select.poll()
-            poller.register(sock.fileno(), select.POLLIN)
-            while True:
-                try:
-                    poller.poll()
-                    buf = sock.recv(1 << 16)
-                except (InterruptedError, BlockingIOError):
+    def _child_main(self, write_fd: int) -> None:
+        from rawtrace.helperchild import become_helper
+        sock = self.conn.sock
+        assert sock is not None
+        become_helper({sock.fileno(), write_fd})
+        ignore = self.conn.ignore_pids
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN)
+        while True:
+            try:
+                poller.poll()
+                buf = sock.recv(1 << 16)
+            except (InterruptedError, BlockingIOError):
+                continue
+            except OSError as exc:
+                if exc.errno == errno.ENOBUFS:
+                    continue              # (overflowed: those execs are read when decoded, if at all)
+                raise
+            # Each message as it comes: the read races the program's exit.
+            for what, cpu, ts, data in parse_messages(buf):
+                if what != PROC_EVENT_EXEC:
                     continue
-                except OSError as exc:
-                    if exc.errno == errno.ENOBUFS:
-                        continue              # (overflowed: those execs are read when decoded, if at all)
-                    raise
-                # Each message as it comes: the read races the program's exit.
-                for what, cpu, ts, data in parse_messages(buf):
-                    if what != PROC_EVENT_EXEC:
-                        continue
-                    record = decode_event(what, cpu, ts, data)
-                    if record is None or record.pid in ignore:
-                        continue
-                    text = self.read(self.host, record.pid)
-                    if text is not None and not self.wanted(text):
-                        continue
-                    frame = self._FRAME.pack(record.pid, record.ts, self._NONE if text is None else len(text))
-                    view = memoryview(frame + (text or b""))
-                    while view:
-                        view = view[os.write(write_fd, view):]
-        except BaseException:           # noqa: BLE001 - whatever happens, never run the parent's code
-            status = 1
-        finally:
-            os._exit(status)
+                record = decode_event(what, cpu, ts, data)
+                if record is None or record.pid in ignore:
+                    continue
+                text = self.read(self.host, record.pid)
+                if text is not None and not self.wanted(text):
+                    continue
+                frame = self._FRAME.pack(record.pid, record.ts, self._NONE if text is None else len(text))
+                view = memoryview(frame + (text or b""))
+                while view:
+                    view = view[os.write(write_fd, view):]
 
     def _drain(self) -> None:
         buf = bytearray()

@@ -36,6 +36,17 @@ PROC_KIND = "procconn"
 _NEEDS_QUOTES = re.compile(r'[\s"\'\\$`|&;<>(){}*?\[\]#~!]')
 
 
+def _start_helper(helper) -> str:
+    """Start a helper child (its start(); stop() registered for exit): "" once running, else why not."""
+    import atexit
+    try:
+        helper.start()
+    except (OSError, RuntimeError) as exc:
+        return getattr(exc, "strerror", None) or str(exc)
+    atexit.register(helper.stop)
+    return ""
+
+
 def quote_arg(arg: bytes, cut: bool = False) -> str:
     """One argument for the text line: bare when harmless, else in double quotes with `"` and `\\`
     escaped; control characters and bytes that are not UTF-8 as escapes (never raw); `...` when cut."""
@@ -232,7 +243,6 @@ reported from sched_process_exec, argv from /proc."""
         here, while rawtrace still has its normal priority (it lowers it once set up): the reader must
         win the race against short-lived programs, which a nice 19 process loses. Stopped at the end,
         and at exit whatever happens."""
-        import atexit
 
         from rawtrace.procconn import ExecCmdlines
         if self.ctx.clock != "mono":
@@ -249,31 +259,22 @@ reported from sched_process_exec, argv from /proc."""
                 len(arg) >= (limits.max_arg_len if n < limits.head_args else limits.tail_len)
                 for n, arg in enumerate(argv))
         cmdlines = ExecCmdlines(self.host, wanted=cut)
-        try:
-            cmdlines.start()
-        except (OSError, RuntimeError) as exc:
-            self._cmdlines_refused = getattr(exc, "strerror", None) or str(exc)
-            return
-        self.cmdlines = cmdlines
-        atexit.register(cmdlines.stop)
+        self._cmdlines_refused = _start_helper(cmdlines)
+        if not self._cmdlines_refused:
+            self.cmdlines = cmdlines
 
     def _start_hold(self) -> None:
         """The child that holds each exec for its argv (rawtrace.exechold). Started here, at rawtrace's
         normal priority (every exec on the machine waits for it); stopped at the end, and at exit."""
-        import atexit
 
         from rawtrace.exechold import ExecHold
         if self.args.cmdline_at_exec:
             self._hold_refused = "--cmdline-at-exec asked for"
             return
         hold = ExecHold(self.host, arch=self.ctx.arch, environ=self.args.env)
-        try:
-            hold.start()
-        except (OSError, RuntimeError) as exc:
-            self._hold_refused = getattr(exc, "strerror", None) or str(exc)
-            return
-        self.hold = hold
-        atexit.register(hold.stop)
+        self._hold_refused = _start_helper(hold)
+        if not self._hold_refused:
+            self.hold = hold
 
     def _held(self, tid: int, argv_pointer: int | None):
         got = self.hold.take(tid, argv_pointer)
