@@ -98,7 +98,8 @@ examples:
   rawtrace exec -p 1234                 # process 1234 and everything it starts
   rawtrace exec --json --env            # NDJSON, with the environment too
   rawtrace exec --max-args 400 --max-arg-len 16384 --head-args 2   # wider in-kernel capture
-  rawtrace exec --source proc           # proc connector + /proc/PID/cmdline (lockdown-proof)
+  rawtrace exec --no-hold               # no exec waits for rawtrace: argv from uprobes and /proc
+  rawtrace exec --source proc           # proc connector events (lockdown-proof), argv held as usual
 
 -n NAME keeps execs whose name before or after the exec is NAME; -t is the thread filter, as in every
 rawtrace tool (bcc's -t timestamp column is --timestamp here).
@@ -221,8 +222,8 @@ reported from sched_process_exec, argv from /proc."""
         self._cmdlines_refused = ""
         self.hold = None              # rawtrace.exechold.ExecHold: argv read while fanotify holds each exec
         self._hold_refused = ""
-        if (ctx.live or self.proc_mode) and not args.no_hold and self.host is not None:
-            self._start_hold()
+        if (ctx.live or self.proc_mode) and not args.no_hold and self.host is not None and self.host.is_live:
+            self._start_hold()          # (not over a --root tree: the hold reads the running machine)
         if not self.proc_mode:
             # With the hold, uprobes are only needed for the argv of execs that fail before their file is
             # open (ENOENT, EACCES): shown with -x only.
