@@ -558,14 +558,16 @@ class ExecJoiner:
     `ppid_of(tgid)` and optionally `cmdline_of(pid, ts)` (the program's /proc cmdline as near as can be to
     its exec at `ts`; racy, used only when a capture was cut or missing) and `held_of(tid, argv_pointer)`
     (the Capture read while fanotify held the exec, rawtrace.exechold: whole and exact, preferred to every
-    other; argv_pointer None for an exec whose entry was not seen). Attempts come out of
+    other; argv_pointer None for an exec whose entry was not seen), called as held_of(tid, argv_pointer,
+    since, until) with the trace times the exec must have been held between (its entry, or a second
+    before an exec seen alone, and the event now at hand). Attempts come out of
     `enter`/`exit`/`process_exec`/`thread_exit` calls as lists."""
 
     def __init__(self, assembler: HitAssembler | None, *, tgid_of: Callable[[int], int],
                  comm_of: Callable[[int], str | None], ppid_of: Callable[[int], int | None],
                  cmdline_of: Callable[[int, int], bytes | None] | None = None, start_site: str | None = None,
                  wait_ns: int = 200_000_000,
-                 held_of: Callable[[int, int | None], Capture | None] | None = None) -> None:
+                 held_of: Callable[[int, int | None, int, int], Capture | None] | None = None) -> None:
         self.assembler = assembler
         self.tgid_of = tgid_of
         self.comm_of = comm_of
@@ -644,7 +646,7 @@ class ExecJoiner:
         pending.new_comm = exec_comm(filename)
         if self.held_of is not None and pending.held is None:
             # Read before this event could be written: the exec waited for it.
-            pending.held = self.held_of(old_pid, pending.argv_pointer)
+            pending.held = self.held_of(old_pid, pending.argv_pointer, ts - 1_000_000_000 if alone else pending.ts, ts)
         if self.cmdline_of is not None and pending.held is None and (
                 pending.capture is None or pending.capture.truncated):
             # Read now: this is the earliest moment the caller sees the new process.
@@ -661,7 +663,7 @@ class ExecJoiner:
             return []
         if self.held_of is not None and pending.held is None and not pending.exec_seen and ret < 0:
             # Failed after the file was opened (ENOEXEC, E2BIG...): held and read all the same.
-            pending.held = self.held_of(tid, pending.argv_pointer)
+            pending.held = self.held_of(tid, pending.argv_pointer, pending.ts, ts)
         return self._wait_or_finish(pending, ret, ts)
 
     def _wait_or_finish(self, pending: _Pending, ret: int | None, ts: int) -> list[ExecAttempt]:

@@ -1,4 +1,4 @@
-"""exec argv read from the caller's memory while fanotify holds the exec: whole, exact, no race.
+"""exec argv read from the caller's memory while fanotify holds the exec: whole and exact.
 
 A fanotify group of the content class with FAN_OPEN_EXEC_PERM on every filesystem is asked for a
 verdict each time a program file is opened for execution. In Linux 6.8+ execve opens the file before it
@@ -6,18 +6,27 @@ copies argv and envp out of the caller (fs/exec.c: alloc_bprm, then copy_strings
 comes the calling thread waits in the kernel: its registers (/proc/TID/syscall) hold the argv and envp
 pointers the kernel is about to copy, and its memory still holds the strings. A child process reads them
 (process_vm_readv), sends them to rawtrace through a pipe, and only then allows the exec, so by the time the
-exec's own trace events can be decoded its argv is already there. It is the caller's argv, as it passed it
-(a script's own argv[0], not the interpreter's), for every program: dynamically or statically linked,
-through the C library or a raw syscall, 32-bit compat tasks too (4-byte pointers).
+exec's own trace events can be decoded its argv is already there (each capture carries the
+CLOCK_MONOTONIC time it was read, between the call's entry and its end, which is how it is joined). It is
+the caller's argv, as it passed it (a script's own argv[0], not the interpreter's), for every program:
+dynamically or statically linked, through the C library or a raw syscall, 32-bit compat tasks too (4-byte
+pointers). What it does not close: another thread of the caller may still change the strings between the
+read and the kernel's copy (as it may between any tracer's read and the kernel's).
 
-What it costs: every exec on the machine waits for the child's answer, one round trip (about 100 us here;
-the dynamic linker's own open for exec is not watched). What it cannot see: execs that fail before the
-file is open (ENOENT, EACCES: the uprobes read those), files on filesystems that cannot be marked (memfd,
-pseudo filesystems), execs by kernel threads (their argv is in kernel memory). Safety: the child answers
-every event whatever happens (errors included), ignores the terminal's job-control signals (Ctrl-Z must not
-leave the machine's execs waiting) in a process group of its own, and dies with rawtrace; when its group
-goes, the kernel allows whatever was waiting. A child stopped by SIGSTOP would hold every exec until it is
-continued: that is the price of a permission event, said in the help."""
+Kernels before 6.8 are not used: from 5.7 the strings are copied before the file is opened, and before
+5.7 the waiting exec holds the cred_guard_mutex that reading /proc/TID/syscall and the memory needs (a
+deadlock of every exec on the machine).
+
+What it costs: every exec on the machine waits for the child's answer, one round trip (200-300 us here,
+tools/bench_exec.py; the dynamic linker's own open for exec is not watched, so `ld.so PROGRAM` is not
+held). What it cannot see: execs that fail before the file is open (ENOENT, EACCES: the uprobes read
+those), files on filesystems left unmarked (memfd, pseudo filesystems, and network and FUSE filesystems,
+whose stalls would stall every exec behind them), execs by kernel threads (their argv is in kernel memory).
+Safety: the child answers every event whatever happens (errors included), keeps reading after a failed
+read, ignores the terminal's job-control signals (Ctrl-Z must not leave the machine's execs waiting) in a
+process group of its own, and dies with rawtrace; when its group goes, the kernel allows whatever was
+waiting. A child stopped by SIGSTOP would hold every exec until it is continued: that is the price of a
+permission event, said in the help."""
 
 from __future__ import annotations
 
@@ -51,12 +60,17 @@ _RESPONSE = struct.Struct("=iI")        # struct fanotify_response: fd, response
 # limit; rawtrace reads at most this much of a vector and marks the rest as cut (an exec past the
 # kernel's bounds fails with E2BIG anyway).
 MAX_ARG_STRLEN = 32 * 4096
-MAX_VECTOR_BYTES = 8 << 20
-MAX_VECTOR_STRINGS = 1 << 20
+MAX_VECTOR_BYTES = 4 << 20
+MAX_VECTOR_STRINGS = 1 << 17
+MIN_KERNEL = (6, 8)
+# Filesystems not marked: pseudo ones hold no programs; a network or FUSE filesystem that stalls would
+# stall the child's read of the event (the kernel opens the file for it), and every exec behind it.
+UNMARKED = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "ceph", "9p", "afs", "glusterfs", "lustre",
+                      "fuse", "fuseblk"})
 
-# Frame through the pipe: tid, argv pointer, syscall number, argc, envc, flags, then the strings (each
-# followed by a NUL: they hold none), argv first.
-_FRAME = struct.Struct("<iQiIII")
+# Frame through the pipe: the header below, the body's length, then the strings (each followed by a NUL:
+# they hold none), argv first.
+_FRAME = struct.Struct("=iQQiIII")         # tid, read at (CLOCK_MONOTONIC ns), argv pointer, nr, argc, envc, flags
 _ARGV_MORE, _ENVP_MORE, _CUT_LAST_ARG = 1, 2, 4
 
 
@@ -104,13 +118,13 @@ def read_vector(read: Callable[[int, int], bytes], address: int, width: int, *,
     bounds, or unreadable memory), `last_cut` when the last string has no NUL within its bounds."""
     if not address:
         return [], False, False
-    fmt = "<" + ("Q" if width == 8 else "I")
+    fmt = "=" + ("Q" if width == 8 else "I")
     pointers: list[int] = []
     at = address
     more = False
     while True:
         try:
-            chunk = read(at, 128 * width)
+            chunk = read(at, 1024 * width)
         except OSError:
             more = True
             break
@@ -148,7 +162,7 @@ def read_vector(read: Callable[[int, int], bytes], address: int, width: int, *,
         text = None
         offset = pointer - span_start
         if 0 <= offset < len(span):
-            end = span.find(b"\0", offset)
+            end = span.find(b"\0", offset, offset + MAX_ARG_STRLEN)
             if end >= 0:
                 text = span[offset:end]
         if text is None:
@@ -220,49 +234,59 @@ def read_exec_args(tid: int, calls: dict[int, tuple[str, int, int, int]], proc: 
     return nr, args[argv_at], argv, argv_more, cut, envp, envp_more
 
 
-def encode_frame(tid: int, nr: int, argv_pointer: int, argv: list[bytes], argv_more: bool, cut: bool,
+def encode_frame(tid: int, when: int, nr: int, argv_pointer: int, argv: list[bytes], argv_more: bool, cut: bool,
                  envp: list[bytes] | None, envp_more: bool) -> bytes:
     flags = (_ARGV_MORE if argv_more else 0) | (_ENVP_MORE if envp_more else 0) | (_CUT_LAST_ARG if cut else 0)
     envp = envp or []
     body = b"".join(s + b"\0" for s in argv) + b"".join(s + b"\0" for s in envp)
-    return _FRAME.pack(tid, argv_pointer, nr, len(argv), len(envp), flags) + struct.pack("<I", len(body)) + body
+    return _FRAME.pack(tid, when, argv_pointer, nr, len(argv), len(envp), flags) + struct.pack("=I", len(body)) + body
 
 
 def decode_frames(buf: bytearray) -> tuple[list[tuple], int]:
-    """Complete frames at the start of `buf`: ([(tid, argv_pointer, nr, argv, argv_more, cut, envp,
+    """Complete frames at the start of `buf`: ([(tid, when, argv_pointer, nr, argv, argv_more, cut, envp,
     envp_more)], bytes used)."""
     out = []
     at = 0
     head = _FRAME.size + 4
     while len(buf) - at >= head:
-        tid, pointer, nr, argc, envc, flags = _FRAME.unpack_from(buf, at)
-        (length,) = struct.unpack_from("<I", buf, at + _FRAME.size)
+        tid, when, pointer, nr, argc, envc, flags = _FRAME.unpack_from(buf, at)
+        (length,) = struct.unpack_from("=I", buf, at + _FRAME.size)
         if len(buf) - at - head < length:
             break
         parts = bytes(buf[at + head:at + head + length]).split(b"\0")
-        out.append((tid, pointer, nr, parts[:argc], bool(flags & _ARGV_MORE), bool(flags & _CUT_LAST_ARG),
+        out.append((tid, when, pointer, nr, parts[:argc], bool(flags & _ARGV_MORE), bool(flags & _CUT_LAST_ARG),
                     parts[argc:argc + envc], bool(flags & _ENVP_MORE)))
         at += head + length
     return out, at
 
 
+def kernel_too_old(release: str) -> bool:
+    """Whether this kernel release is older than MIN_KERNEL (the hold is then not used)."""
+    import re
+    found = re.match(r"(\d+)\.(\d+)", release)
+    return found is None or (int(found.group(1)), int(found.group(2))) < MIN_KERNEL
+
+
 class ExecHold:
     """The child that holds each exec for its argv, and the parent's side of its pipe.
 
-    `start()` raises OSError where fanotify permission events cannot be had (no CAP_SYS_ADMIN, a kernel
-    without CONFIG_FANOTIFY_ACCESS_PERMISSIONS, nothing markable). `take(tid, argv_pointer)` gives the
-    capture of that thread's exec, (argv, argv_more, cut, envp, envp_more, nr) or None; with
-    argv_pointer None, the thread's latest. Captures are kept per thread (a few) and for `keep_s`
-    seconds. `stop()` ends the child; counters: `held` (execs read), `unread` (held but nothing read:
-    the thread had gone or was not in an exec), `dropped` (read but not sent: the pipe was full)."""
+    `start()` raises OSError where the hold cannot be had (a kernel before 6.8, no CAP_SYS_ADMIN, a kernel
+    without CONFIG_FANOTIFY_ACCESS_PERMISSIONS, nothing markable). `take(tid, argv_pointer, since, until)`
+    gives the capture of that thread's exec, (argv, argv_more, cut, envp, envp_more, nr) or None: the
+    newest with that argv pointer (any, with None) read between `since` and `until` (CLOCK_MONOTONIC ns;
+    unbounded where None), once; older ones of the thread are dropped then. Captures not taken go after
+    `keep_s` seconds, or the oldest first past `max_bytes`. `stop()` ends the child. Counters: `held`
+    (execs read), `unread` (held but not read: the thread had gone or was not in an exec), `dropped`
+    (read but not sent: the pipe was full), `events` (answered); `died` when the child ended by itself."""
 
     def __init__(self, host: Host | None = None, *, arch: str = "x86_64", environ: bool = False,
-                 ignore_pids: set[int] | None = None, keep_s: float = 30.0) -> None:
+                 ignore_pids: set[int] | None = None, keep_s: float = 10.0, max_bytes: int = 64 << 20) -> None:
         self.host = host or Host()
         self.calls = exec_calls(arch)
         self.environ = environ
         self.ignore_pids = set(ignore_pids or ()) | {os.getpid()}
         self.keep_ns = int(keep_s * 1e9)
+        self.max_bytes = max_bytes
         self.fd: int | None = None
         self.child: int | None = None
         self.marked: list[str] = []
@@ -271,64 +295,78 @@ class ExecHold:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._captures: dict[int, deque] = {}
-        self._stats = None              # shared memory the child counts in: held, unread, dropped
+        self._bytes = 0
+        self._swept = 0
+        self._stats = None              # shared memory the child counts in
+        self._stopping = False
+        self.died = False
         self.held = 0
         self.unread = 0
         self.dropped = 0
-        self.events = 0                 # permission events answered
+        self.events = 0
 
     # -- set-up ------------------------------------------------------------------------------------
     def open(self) -> None:
         """The group and its marks (OSError when refused)."""
         from rawtrace import libc
         from rawtrace.fanotify import PSEUDO_FILESYSTEMS
+        release = os.uname().release
+        if kernel_too_old(release):
+            raise OSError(errno.ENOTSUP, f"needs Linux {MIN_KERNEL[0]}.{MIN_KERNEL[1]}+, this is {release}")
         if not self.calls:
             raise OSError(errno.ENOTSUP, "no execve numbers known for this architecture")
         self.fd = libc.fanotify_init(FAN_CLASS_CONTENT | FAN_CLOEXEC | FAN_REPORT_TID,
                                      os.O_RDONLY | os.O_LARGEFILE | os.O_CLOEXEC)
-        seen = set()
-        for _source, mountpoint, fstype, _options in self.host.mounts():
-            if fstype in PSEUDO_FILESYSTEMS - {"devtmpfs", "ramfs", "squashfs", "overlay"} or mountpoint in seen:
-                continue
-            seen.add(mountpoint)
-            try:
-                libc.fanotify_mark(self.fd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, FAN_OPEN_EXEC_PERM, -100,
-                                   self.host.join(mountpoint))
-                self.marked.append(mountpoint)
-            except OSError:
-                continue            # a filesystem without the support, or gone meanwhile
-        if not self.marked:
+        try:
+            seen = set()
+            skip = (PSEUDO_FILESYSTEMS - {"devtmpfs", "ramfs", "squashfs", "overlay"}) | UNMARKED
+            for _source, mountpoint, fstype, _options in self.host.mounts():
+                if fstype in skip or fstype.startswith("fuse.") or mountpoint in seen:
+                    continue
+                seen.add(mountpoint)
+                try:
+                    libc.fanotify_mark(self.fd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, FAN_OPEN_EXEC_PERM, -100,
+                                       self.host.join(mountpoint))
+                    self.marked.append(mountpoint)
+                except OSError:
+                    continue            # a filesystem without the support, or gone meanwhile
+            if not self.marked:
+                raise OSError(errno.ENODEV, "fanotify could mark no filesystem for exec permission events")
+            # The dynamic linker is opened for exec too, in every dynamically linked exec: not worth a
+            # round trip (its exec's argv was read at the program's own open).
+            for loader in _loaders(self.host):
+                try:
+                    libc.fanotify_mark(self.fd, FAN_MARK_ADD | FAN_MARK_IGNORED_MASK | FAN_MARK_IGNORED_SURV_MODIFY,
+                                       FAN_OPEN_EXEC_PERM, -100, loader)
+                except OSError:
+                    pass
+        except BaseException:
             self.close()
-            raise OSError(errno.ENODEV, "fanotify could mark no filesystem for exec permission events")
-        # The dynamic linker is opened for exec too, in every dynamically linked exec: not worth a round
-        # trip (its exec's argv was read at the program's own open).
-        for loader in _loaders(self.host):
-            try:
-                libc.fanotify_mark(self.fd, FAN_MARK_ADD | FAN_MARK_IGNORED_MASK | FAN_MARK_IGNORED_SURV_MODIFY,
-                                   FAN_OPEN_EXEC_PERM, -100, loader)
-            except OSError:
-                pass
+            raise
 
     def start(self) -> None:
-        """open(), then the child (which answers the events) and the thread draining its pipe."""
+        """open(), then the child (which answers the events) and the thread draining its pipe. Whatever
+        fails on the way closes the group again: no event may wait for a child that is not there."""
         import mmap
 
         from rawtrace.helperchild import fork_helper
         if self.fd is None:
             self.open()
-        read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
-        self._stats = mmap.mmap(-1, 32)
+        read_fd = write_fd = None
         try:
-            import fcntl
-            fcntl.fcntl(write_fd, 1031, 1 << 20)        # F_SETPIPE_SZ: room for bursts of long argv
-        except OSError:
-            pass
-        os.set_blocking(write_fd, False)
-        try:
-            pid = fork_helper(lambda: self._child_main(write_fd))
+            read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+            self._stats = mmap.mmap(-1, 32)
+            try:
+                import fcntl
+                fcntl.fcntl(write_fd, 1031, 1 << 20)        # F_SETPIPE_SZ: room for bursts of long argv
+            except OSError:
+                pass
+            os.set_blocking(write_fd, False)
+            pid = fork_helper(lambda: self._child_main(write_fd), own_group=True)
         except BaseException:
             for fd in (read_fd, write_fd):
-                os.close(fd)
+                if fd is not None:
+                    os.close(fd)
             self.close()
             raise
         os.close(write_fd)
@@ -346,13 +384,25 @@ class ExecHold:
 
     # -- the child -----------------------------------------------------------------------------------
     def _child_main(self, write_fd: int) -> None:
+        import gc
+        import resource
+
         from rawtrace.helperchild import become_helper
+        gc.disable()            # no finalizer of the parent's objects may run (and close an fd) here
         fd = self.fd
         # Out of the terminal's job control: Ctrl-Z stops rawtrace, not the child every exec waits for.
         become_helper({fd, write_fd}, own_group=True)
+        # The kernel opens an fd for each event read; without one it denies the exec.
+        _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
         self._serve(fd, write_fd)
 
     def _serve(self, fd: int, write_fd: int) -> None:
+        import fcntl
+
         from rawtrace.libc import process_vm_readv
         calls, environ, ignore = self.calls, self.environ, self.ignore_pids
         proc = self.host.join("/proc")
@@ -362,14 +412,20 @@ class ExecHold:
         # of the same program, the same pointer is another call.
         last: dict[int, tuple[int, float]] = {}
         clock = time.monotonic
+        try:
+            capacity = fcntl.fcntl(write_fd, 1032)          # F_GETPIPE_SZ
+        except OSError:
+            capacity = 65536
         held = unread = dropped = events = 0
         poller = select.poll()
         poller.register(fd, select.POLLIN)
         while True:
+            poller.poll()
             try:
-                poller.poll()
-                buf = os.read(fd, 1 << 16)
-            except InterruptedError:
+                # Small reads: the kernel opens an fd per event it hands out.
+                buf = os.read(fd, 4096)
+            except OSError:
+                time.sleep(0.001)       # (no fd for an event: the kernel has denied that exec; go on)
                 continue
             at = 0
             while at + meta.size <= len(buf):
@@ -384,18 +440,14 @@ class ExecHold:
                             unread += 1
                         elif (seen := last.get(tid)) is None or seen[0] != found[1] or clock() - seen[1] > 0.5:
                             nr, pointer, argv, more, cut, envp, envp_more = found
-                            frame = encode_frame(tid, nr, pointer, argv, more, cut, envp, envp_more)
+                            frame = encode_frame(tid, time.monotonic_ns(), nr, pointer, argv, more, cut, envp,
+                                                 envp_more)
                             if len(last) > 4096:
                                 last.clear()
                             last[tid] = (pointer, clock())
                             held += 1
-                    if frame is not None:
-                        try:
-                            view = memoryview(frame)
-                            while view:     # non-blocking: a full pipe drops the frame, never the exec
-                                view = view[os.write(write_fd, view):]
-                        except BlockingIOError:
-                            dropped += 1
+                    if frame is not None and not write_whole(write_fd, frame, capacity):
+                        dropped += 1
                 except Exception:  # noqa: BLE001 - the exec is allowed whatever went wrong here
                     unread += 1
                 finally:
@@ -404,16 +456,21 @@ class ExecHold:
                             os.write(fd, response.pack(event_fd, FAN_ALLOW))
                         finally:
                             os.close(event_fd)
-            struct.pack_into("<QQQQ", self._stats, 0, held, unread, dropped, events)
+            struct.pack_into("=QQQQ", self._stats, 0, held, unread, dropped, events)
 
     # -- the parent ----------------------------------------------------------------------------------
     def _drain(self) -> None:
         while True:
+            pipe = self._pipe
+            if pipe is None:
+                return
             try:
-                select.select([self._pipe], [], [])
-            except (OSError, ValueError):
+                select.select([pipe], [], [])
+            except (OSError, ValueError, TypeError):
                 return
             if not self._pump():
+                if not self._stopping:
+                    self.died = True            # the child ended by itself (said at the end)
                 return
 
     def _pump(self) -> bool:
@@ -437,48 +494,68 @@ class ExecHold:
                 self._buf += chunk
             frames, used = decode_frames(self._buf)
             del self._buf[:used]
-            now = time.monotonic_ns()
             for frame in frames:
-                queue = self._captures.setdefault(frame[0], deque(maxlen=4))
-                queue.append((now, frame))
-            if len(self._captures) > 8192:
-                for tid in [t for t, q in self._captures.items() if now - q[-1][0] > self.keep_ns]:
-                    del self._captures[tid]
+                self._captures.setdefault(frame[0], deque()).append(frame)
+                self._bytes += _frame_bytes(frame)
+            now = time.monotonic_ns()
+            if self._bytes > self.max_bytes or now - self._swept > 1_000_000_000:
+                self._sweep(now)
             return alive
 
-    def take(self, tid: int, argv_pointer: int | None = None):
-        """The capture of `tid`'s exec with that argv pointer, else (None) its oldest not taken yet; or None.
-        Taken once. Execs are held in the order they happen, so the oldest is the one a pointer-less
-        caller (an exec whose entry was not seen) is at; older ones than a match were never asked for."""
+    def _sweep(self, now: int) -> None:
+        """Forget captures older than keep_s, then the oldest while over max_bytes (lock held)."""
+        self._swept = now
+        for tid in list(self._captures):
+            queue = self._captures[tid]
+            while queue and now - queue[0][1] > self.keep_ns:
+                self._bytes -= _frame_bytes(queue.popleft())
+            if not queue:
+                del self._captures[tid]
+        while self._bytes > self.max_bytes and self._captures:
+            tid = min(self._captures, key=lambda t: self._captures[t][0][1])
+            queue = self._captures[tid]
+            self._bytes -= _frame_bytes(queue.popleft())
+            if not queue:
+                del self._captures[tid]
+
+    def take(self, tid: int, argv_pointer: int | None = None, since: int | None = None,
+             until: int | None = None):
+        """The capture of `tid`'s exec (see the class), once; or None."""
         self._pump()
-        now = time.monotonic_ns()
         with self._lock:
             queue = self._captures.get(tid)
             if not queue:
                 return None
-            while queue and now - queue[0][0] > self.keep_ns:
-                queue.popleft()
             found = None
-            for index, (_when, frame) in enumerate(queue):
-                if argv_pointer is None or frame[1] == argv_pointer:
-                    found = frame
-                    for _ in range(index + 1):
-                        queue.popleft()
+            for index in range(len(queue) - 1, -1, -1):
+                frame = queue[index]
+                when = frame[1]
+                if until is not None and when > until:
+                    continue
+                if since is not None and when < since:
                     break
-            if not queue:
-                del self._captures[tid]
+                if argv_pointer is None or frame[2] == argv_pointer:
+                    found = index
+                    break
             if found is None:
                 return None
-            _tid, _pointer, nr, argv, more, cut, envp, envp_more = found
+            frame = queue[found]
+            # The thread's older captures were never asked for (filtered, or lost): gone with this one.
+            for _ in range(found + 1):
+                self._bytes -= _frame_bytes(queue.popleft())
+            if not queue:
+                del self._captures[tid]
+            _tid, _when, _pointer, nr, argv, more, cut, envp, envp_more = frame
             return argv, more, cut, (envp if self.environ else None), envp_more, nr
 
     def stats(self) -> tuple[int, int, int]:
         if self._stats is not None:
-            self.held, self.unread, self.dropped, self.events = struct.unpack_from("<QQQQ", self._stats, 0)
+            self.held, self.unread, self.dropped, self.events = struct.unpack_from("=QQQQ", self._stats, 0)
         return self.held, self.unread, self.dropped
 
     def stop(self) -> None:
         import signal
+        self._stopping = True
         if self.child is not None:
             try:
                 os.kill(self.child, signal.SIGKILL)
@@ -495,7 +572,31 @@ class ExecHold:
             if self._pipe is not None:
                 os.close(self._pipe)
             self._pipe = None
+            if self._stats is not None:
+                self._stats.close()
+                self._stats = None
         self.close()
+
+
+def write_whole(write_fd: int, frame: bytes, capacity: int) -> bool:
+    """Write `frame` to the non-blocking pipe whole, or not at all (False): a part would garble every
+    later frame, and waiting would hold the exec."""
+    import fcntl
+    import termios
+    try:
+        queued = struct.unpack("i", fcntl.ioctl(write_fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+    except OSError:
+        return False
+    if capacity - queued < len(frame):
+        return False
+    try:
+        return os.write(write_fd, frame) == len(frame)
+    except BlockingIOError:
+        return False
+
+
+def _frame_bytes(frame) -> int:
+    return 64 + sum(len(s) + 1 for s in frame[4]) + sum(len(s) + 1 for s in frame[7])
 
 
 def _loaders(host: Host) -> list[str]:

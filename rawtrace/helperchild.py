@@ -10,10 +10,16 @@ from collections.abc import Callable
 STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
 
 
-def fork_helper(main: Callable[[], None]) -> int:
+JOB_CONTROL_SIGNALS = frozenset({signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU})
+
+
+def fork_helper(main: Callable[[], None], *, own_group: bool = False) -> int:
     """Fork a child that runs `main()` and exits (status 1 if it raised); return its pid. The stop signals
-    are blocked across the fork: the child must not run the parent's handlers before it ignores them."""
-    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    are blocked across the fork: the child must not run the parent's handlers before it ignores them.
+    `own_group`: the job-control signals too, and the child is put in a process group of its own from
+    both sides (no Ctrl-Z between the fork and its own setpgid can stop it)."""
+    blocked = STOP_SIGNALS | (JOB_CONTROL_SIGNALS if own_group else frozenset())
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
     try:
         pid = os.fork()
         if pid == 0:
@@ -25,6 +31,11 @@ def fork_helper(main: Callable[[], None]) -> int:
                 status = 1
             finally:
                 os._exit(status)
+        if own_group:
+            try:
+                os.setpgid(pid, pid)
+            except OSError:
+                pass                        # (the child did it first)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     return pid
@@ -37,14 +48,17 @@ def become_helper(keep: set[int], *, own_group: bool = False) -> None:
     parent = os.getppid()
     ignored = set(STOP_SIGNALS)
     if own_group:
-        os.setpgid(0, 0)
-        ignored |= {signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU}
+        try:
+            os.setpgid(0, 0)
+        except OSError:
+            pass                            # (the parent did it first)
+        ignored |= JOB_CONTROL_SIGNALS
     for sig in ignored:
         signal.signal(sig, signal.SIG_IGN)
     for sig in (signal.SIGPIPE, signal.SIGALRM):
         signal.signal(sig, signal.SIG_DFL)
     signal.setitimer(signal.ITIMER_REAL, 0)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, ignored)
     from rawtrace.libc import PR_SET_PDEATHSIG, prctl
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:

@@ -95,14 +95,39 @@ def test_a_vector_is_read_from_a_live_process():
 
 
 def test_frames_round_trip_and_wait_for_their_end():
-    frame = H.encode_frame(42, 59, 0x7ffd10, [b"ls", b"", b"-l"], False, True, [b"A=1"], True)
-    other = H.encode_frame(43, 11, 0x1000, [b"sleep"], True, False, None, False)
+    frame = H.encode_frame(42, 1000, 59, 0x7ffd10, [b"ls", b"", b"-l"], False, True, [b"A=1"], True)
+    other = H.encode_frame(43, 2000, 11, 0x1000, [b"sleep"], True, False, None, False)
     buf = bytearray(frame + other[:-3])
     frames, used = H.decode_frames(buf)
-    assert frames == [(42, 0x7ffd10, 59, [b"ls", b"", b"-l"], False, True, [b"A=1"], True)]
+    assert frames == [(42, 1000, 0x7ffd10, 59, [b"ls", b"", b"-l"], False, True, [b"A=1"], True)]
     assert used == len(frame)
     frames, _used = H.decode_frames(bytearray(other))
-    assert frames == [(43, 0x1000, 11, [b"sleep"], True, False, [], False)]
+    assert frames == [(43, 2000, 0x1000, 11, [b"sleep"], True, False, [], False)]
+
+
+def test_a_frame_goes_into_the_pipe_whole_or_not_at_all():
+    import fcntl
+    read_fd, write_fd = os.pipe()
+    try:
+        os.set_blocking(write_fd, False)
+        capacity = fcntl.fcntl(write_fd, 1032)
+        big = H.encode_frame(1, 1, 59, 0x10, [b"x" * (capacity // 2)], False, False, None, False)
+        assert H.write_whole(write_fd, big, capacity)
+        assert not H.write_whole(write_fd, big, capacity)        # no room for all of it: nothing written
+        small = H.encode_frame(2, 2, 59, 0x20, [b"y"], False, False, None, False)
+        assert H.write_whole(write_fd, small, capacity)
+        data = b""
+        os.set_blocking(read_fd, False)
+        while True:
+            try:
+                data += os.read(read_fd, 1 << 16)
+            except BlockingIOError:
+                break
+        frames, used = H.decode_frames(bytearray(data))
+        assert [f[0] for f in frames] == [1, 2] and used == len(data)   # the stream stays whole
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
 
 
 def held(argv, pointer=0x10):
@@ -111,37 +136,42 @@ def held(argv, pointer=0x10):
 
 
 def joiner(store):
-    def held_of(tid, pointer):
+    """held_of over {(tid, pointer): (capture, read at)}: taken when read within the window asked for."""
+    windows = []
+
+    def held_of(tid, pointer, since, until):
+        windows.append((since, until))
         for key in ((tid, pointer), (tid, None)):
-            if key in store:
-                return store.pop(key)
+            if key in store and since <= store[key][1] <= until:
+                return store.pop(key)[0]
         return None
     asked = []
     j = X.ExecJoiner(None, tgid_of=lambda tid: tid, comm_of=lambda tid: "sh", ppid_of=lambda pid: 1,
                      cmdline_of=lambda pid, ts: asked.append(pid) or b"from\0proc\0", start_site="__libc_start_main",
                      held_of=held_of)
+    j.windows = windows
     return j, asked
 
 
 def test_the_joiner_prefers_the_held_argv_and_joins_it_by_pointer():
     many = [b"prog"] + [b"%d" % i for i in range(300)]
-    j, asked = joiner({(20, 0x10): held(many)})
+    j, asked = joiner({(20, 0x10): (held(many), 2)})
     j.enter(1, 20, "execve", {"argv": 0x10})
-    j.process_exec(2, 20, 20, "/usr/bin/prog")
-    [attempt] = j.exit(3, 20, 0)          # no wait for a program-start hit: the held argv is whole
+    j.process_exec(3, 20, 20, "/usr/bin/prog")
+    [attempt] = j.exit(4, 20, 0)          # no wait for a program-start hit: the held argv is whole
     assert attempt.argv == many and attempt.argv_source == "fanotify" and not attempt.truncated
-    assert asked == []                    # nor a /proc read
-    j, asked = joiner({(20, 0x99): held([b"other"])})
+    assert asked == [] and j.windows == [(1, 3)]        # held between its entry and its exec; no /proc read
+    j, asked = joiner({(20, 0x99): (held([b"other"]), 2)})
     j.enter(1, 20, "execve", {"argv": 0x10})
-    j.process_exec(2, 20, 20, "/usr/bin/prog")
-    [attempt] = j.exit(3, 20, 0) or j.flush(4)
+    j.process_exec(3, 20, 20, "/usr/bin/prog")
+    [attempt] = j.exit(4, 20, 0) or j.flush(5)
     assert attempt.argv_source == "proc" and asked == [20]     # another call's capture is not taken
 
 
 def test_an_exec_failing_after_its_open_is_held_one_failing_before_is_not():
-    j, _asked = joiner({(20, 0x10): held([b"./script", b"x"])})
+    j, _asked = joiner({(20, 0x10): (held([b"./script", b"x"]), 2)})
     j.enter(1, 20, "execve", {"argv": 0x10})
-    [attempt] = j.exit(2, 20, -8)                             # ENOEXEC: the file was opened
+    [attempt] = j.exit(3, 20, -8)                             # ENOEXEC: the file was opened
     assert attempt.argv == [b"./script", b"x"] and attempt.argv_source == "fanotify" and attempt.ret == -8
     j, _asked = joiner({})
     j.enter(1, 20, "execve", {"argv": 0x10})
@@ -149,29 +179,72 @@ def test_an_exec_failing_after_its_open_is_held_one_failing_before_is_not():
     assert attempt.argv_source == "none"
 
 
+def test_a_path_search_s_failed_tries_leave_the_exec_s_argv_to_it():
+    """execvp tries each PATH directory with the same argv: ENOENT, ENOENT, then the exec that is held.
+    Decoded later, the failed tries must not take the held capture: it was read after they ended."""
+    j, _asked = joiner({(20, 0x10): (held([b"ls", b"-l"]), 25)})
+    j.enter(1, 20, "execve", {"argv": 0x10})
+    [first] = j.exit(2, 20, -2)
+    j.enter(10, 20, "execve", {"argv": 0x10})
+    [second] = j.exit(11, 20, -2)
+    j.enter(20, 20, "execve", {"argv": 0x10})
+    j.process_exec(30, 20, 20, "/usr/bin/ls")
+    [attempt] = j.exit(31, 20, 0)
+    assert (first.argv_source, second.argv_source) == ("none", "none")
+    assert attempt.argv == [b"ls", b"-l"] and attempt.argv_source == "fanotify"
+
+
 def test_an_exec_seen_only_at_sched_process_exec_takes_the_thread_s_held_argv():
-    """A 32-bit task: no syscall events, so no argv pointer to match: the thread's oldest capture."""
-    j, _asked = joiner({(20, None): held([b"sleep", b"0.2"], pointer=0)})
-    [attempt] = j.process_exec(5, 20, 20, "/bin/sleep")
+    """A 32-bit task: no syscall events, so no argv pointer to match: read within the second before."""
+    j, _asked = joiner({(20, None): (held([b"sleep", b"0.2"], pointer=0), 2_000_000_000)})
+    [attempt] = j.process_exec(2_500_000_000, 20, 20, "/bin/sleep")
     assert attempt.argv == [b"sleep", b"0.2"] and attempt.argv_source == "fanotify"
+    assert j.windows == [(1_500_000_000, 2_500_000_000)]
 
 
-def test_the_hold_s_take_is_in_exec_order_and_by_pointer():
+def hold_with(frames):
+    import threading
     hold = H.ExecHold.__new__(H.ExecHold)
     hold.environ = False
-    hold.keep_ns = 10**12
+    hold.keep_ns = 10**15
+    hold.max_bytes = 1 << 30
     hold._pipe = None
-    import threading
-    from collections import deque
     hold._lock = threading.Lock()
     hold._buf = bytearray()
-    now = __import__("time").monotonic_ns()
-    frames = [(7, 0x10, 59, [b"first"], False, False, [], False), (7, 0x20, 59, [b"second"], False, False, [], False),
-              (7, 0x30, 59, [b"third"], False, False, [], False)]
-    hold._captures = {7: deque([(now, f) for f in frames], maxlen=4)}
-    assert hold.take(7)[0] == [b"first"]                      # no pointer: the oldest
-    assert hold.take(7, 0x30)[0] == [b"third"]                # by pointer; the older one was never asked for
+    hold._bytes = 0
+    hold._swept = 0
+    hold._captures = {}
+    for frame in frames:
+        hold._captures.setdefault(frame[0], __import__("collections").deque()).append(frame)
+    return hold
+
+
+def frame(tid, when, pointer, text):
+    return (tid, when, pointer, 59, [text], False, False, [], False)
+
+
+def test_the_hold_s_take_is_by_pointer_and_time_and_forgets_what_came_before():
+    hold = hold_with([frame(7, 10, 0x10, b"stale"), frame(7, 20, 0x20, b"other call"), frame(7, 30, 0x10, b"this"),
+                      frame(7, 40, 0x10, b"later")])
+    assert hold.take(7, 0x10, 25, 35)[0] == [b"this"]         # the one read within the call, by pointer
+    assert hold.take(7, 0x10, 25, 35) is None                 # once; and what came before it is gone
+    assert hold.take(7, None, 0, 100)[0] == [b"later"]
     assert hold.take(7) is None and hold.take(8) is None
+    hold = hold_with([frame(7, 10, 0x10, b"stale")])
+    assert hold.take(7, 0x10, 20, 30) is None                 # read before the call began: not it
+
+
+def test_captures_not_taken_go_with_time_and_past_the_byte_budget():
+    hold = hold_with([])
+    hold.keep_ns = 100
+    for tid, when in ((1, 10), (2, 50), (3, 90)):
+        hold._captures[tid] = __import__("collections").deque([frame(tid, when, 0x10, b"x" * 100)])
+        hold._bytes += H._frame_bytes(hold._captures[tid][0])
+    hold._sweep(140)                                           # tid 1 is older than keep_ns
+    assert sorted(hold._captures) == [2, 3]
+    hold.max_bytes = H._frame_bytes(frame(3, 90, 0x10, b"x" * 100))
+    hold._sweep(141)                                           # over budget: the oldest goes first
+    assert sorted(hold._captures) == [3] and hold._bytes == hold.max_bytes
 
 
 def test_max_args_and_max_arg_len_shorten_a_held_argv_and_mark_it():
@@ -180,13 +253,14 @@ def test_max_args_and_max_arg_len_shorten_a_held_argv_and_mark_it():
     from rawtrace.tracers.exec import ExecTool
 
     class Hold:
-        def take(self, tid, pointer):
+        def take(self, tid, pointer, since, until):
             return [b"prog", b"x" * 50, b"short"], False, False, None, False, 59
     for most, longest, argv, cut, more in (
             (None, None, [b"prog", b"x" * 50, b"short"], [False, False, False], False),   # no cap by default
             (2, None, [b"prog", b"x" * 50], [False, False], True),
             (None, 10, [b"prog", b"x" * 10, b"short"], [False, True, False], False)):
-        fake = SimpleNamespace(hold=Hold(), args=SimpleNamespace(max_args=most, max_arg_len=longest))
+        fake = SimpleNamespace(hold=Hold(), args=SimpleNamespace(max_args=most, max_arg_len=longest),
+                               ctx=SimpleNamespace(clock="mono"), proc_mode=False)
         capture = ExecTool._held(fake, 20, 0x10)
         assert (capture.argv, capture.argv_cut, capture.argv_more) == (argv, cut, more)
         assert capture.truncated == (most is not None or longest is not None)
@@ -211,3 +285,11 @@ def test_a_thread_not_yet_asleep_is_asked_again(tmp_path, monkeypatch):
     assert found is not None and found[:3] == (59, 0x1000, [b"/bin/true", b"x"]) and len(pauses) == 2
     syscall.write_text("0 0x1 0x2 0x3 0x0 0x0 0x0 0x7ffd 0x7f\n")       # in read(): not an exec
     assert H.read_exec_args(42, H.exec_calls("x86_64"), str(tmp_path)) is None
+
+
+def test_kernels_before_6_8_are_not_held():
+    # Before 6.8 execve copies argv before it opens the file; before 5.7 the waiting exec also holds the
+    # lock that reading the thread needs (every exec would wait for ever).
+    assert H.kernel_too_old("5.4.0-150-generic") and H.kernel_too_old("6.7.12") and H.kernel_too_old("garbage")
+    assert not H.kernel_too_old("6.8.0") and not H.kernel_too_old("6.18.44-fc-v857")
+    assert not H.kernel_too_old("7.0")

@@ -280,10 +280,15 @@ def test_exec_through_the_proc_connector(live_tracefs, programs, held):
             lost += 1
             continue
         assert got["argv_source"] == ("fanotify" if held else "proc"), got["argv_source"]
+        if not held and [decode(a) for a in got["argv"]] != want["argv"]:
+            # /proc/PID/cmdline read after the program had exec'd again in place (the static launcher):
+            # the race gave the next image's argv. Marked racy ("proc"), counted here.
+            lost += 1
+            continue
         assert [decode(a) for a in got["argv"]] == want["argv"]
     summary = next(r for r in records if r["type"] == "summary")
     assert summary["lost"] == 0, err
-    print(f"\nproc connector ({'held' if held else 'cmdline'}): {lost} of {len(succeeded)} argv lost to the "
+    print(f"\nproc connector ({'held' if held else 'cmdline'}): {lost} of {len(succeeded)} argv lost (or wrong) to the "
           f"/proc race ({len(expected) - len(succeeded)} failed execs are invisible there)")
     assert lost < len(succeeded)
 

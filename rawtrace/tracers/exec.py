@@ -119,11 +119,12 @@ __libc_start_main: dynamically linked programs only), +proc (completed from /pro
 Where argv comes from. By default every exec on the machine is held (a fanotify permission event,
 FAN_OPEN_EXEC_PERM) until a child of rawtrace has read the argv, and envp with --env, from the calling
 thread's memory, through the pointers its registers hold (/proc/TID/syscall, process_vm_readv): execve
-opens the file before it copies the strings (Linux 6.8+), so what is read is exactly what the kernel
-takes, whole, for every program (static ones, Go, raw syscalls, 32-bit tasks) and with no race. The cost:
-each exec waits for that answer, about 200-300 us here; a rawtrace child stopped with SIGSTOP would hold
-every exec on the machine until continued (Ctrl-Z does not reach it). Execs that fail before their file is
-open (ENOENT, EACCES) are not held: with -x their argv comes from the uprobes below. --max-args N and
+opens the file before it copies the strings (Linux 6.8+), so what is read is what the kernel takes, whole,
+for every program (static ones, Go, raw syscalls, 32-bit tasks), without /proc's race. The cost: each exec
+waits for that answer, about 200-300 us here; a rawtrace child stopped with SIGSTOP would hold every exec
+on the machine until continued (Ctrl-Z does not reach it). Not held: kernels before 6.8, execs that fail
+before their file is open (ENOENT, EACCES: with -x their argv comes from the uprobes below), programs on
+network or FUSE filesystems (a stalled server would stall every exec) and memfds. --max-args N and
 --max-arg-len BYTES shorten what is shown (marked). --no-hold, or where permission events are refused
 (no CAP_SYS_ADMIN, CONFIG_FANOTIFY_ACCESS_PERMISSIONS off), falls back to the following.
 
@@ -277,8 +278,13 @@ reported from sched_process_exec, argv from /proc."""
         if not self._hold_refused:
             self.hold = hold
 
-    def _held(self, tid: int, argv_pointer: int | None):
-        got = self.hold.take(tid, argv_pointer)
+    def _held(self, tid: int, argv_pointer: int | None, since: int | None = None, until: int | None = None):
+        """The held capture of this exec as a Capture (shortened by --max-args/--max-arg-len), or None.
+        `since`/`until` bound when it was read, on the trace clock: only CLOCK_MONOTONIC ("mono", the
+        default live) is the hold's."""
+        if self.ctx.clock != "mono" and not self.proc_mode:
+            since = until = None
+        got = self.hold.take(tid, argv_pointer, since, until)
         if got is None:
             return None
         argv, more, cut, envp, envp_more, nr = got
@@ -509,9 +515,9 @@ reported from sched_process_exec, argv from /proc."""
                 return
             if self.args.tid and rec.tid not in self.args.tid:
                 return
-            held = self._held(rec.tid, None) if self.hold is not None else None
-            if held is None and self.hold is not None and rec.pid != rec.tid:
-                held = self._held(rec.pid, None)
+            # (A non-leader thread's exec was held under its own tid, which the connector no longer
+            # gives: /proc then, as without the hold.)
+            held = self._held(rec.tid, None, rec.ts - 1_000_000_000, rec.ts) if self.hold is not None else None
             if held is not None:
                 argv, cut, more, source = held.argv, held.argv_cut, held.argv_more, X.SOURCE_HELD
                 environ = held.envp
@@ -635,9 +641,13 @@ reported from sched_process_exec, argv from /proc."""
             extra.append(f"{self.lost} proc connector overflows")
         if hold is not None:
             held, unread, dropped = hold.stats()
-            info["exec_hold"] = {"held": held, "unread": unread, "dropped": dropped}
+            info["exec_hold"] = {"held": held, "unread": unread, "dropped": dropped, "died": hold.died}
             extra.append(f"{held} execs held for their argv (system-wide)"
-                         + (f", {dropped} of them not passed on (pipe full)" if dropped else ""))
+                         + (f", {unread} not readable" if unread else "")
+                         + (f", {dropped} not passed on (pipe full)" if dropped else ""))
+            if hold.died:
+                self.ctx.out.note("warning: the child holding execs for their argv ended early; later execs "
+                                  "have argv from /proc only")
         if cmdlines is not None:
             info["cmdline_at_exec"] = {"long_read": cmdlines.read_count, "gone": cmdlines.gone}
             extra.append(f"cmdline at the exec: {cmdlines.read_count} long ones read, {cmdlines.gone} programs "
