@@ -293,3 +293,25 @@ def test_kernels_before_6_8_are_not_held():
     assert H.kernel_too_old("5.4.0-150-generic") and H.kernel_too_old("6.7.12") and H.kernel_too_old("garbage")
     assert not H.kernel_too_old("6.8.0") and not H.kernel_too_old("6.18.44-fc-v857")
     assert not H.kernel_too_old("7.0")
+
+
+def test_helpers_of_a_run_that_falls_back_are_stopped_before_the_fallback_starts_its_own():
+    from rawtrace.tracers import exec as tool
+
+    class Helper:
+        stopped = 0
+
+        def start(self):
+            pass
+
+        def stop(self):
+            self.stopped += 1
+    first = Helper()
+    assert tool._start_helper(first) == "" and first in tool._RUNNING
+    tool._stop_helpers()            # what the automatic fallback to the proc connector does first
+    assert first.stopped == 1 and tool._RUNNING == []
+
+    class Refused(Helper):
+        def start(self):
+            raise OSError(1, "Operation not permitted")
+    assert tool._start_helper(Refused()) == "Operation not permitted" and tool._RUNNING == []

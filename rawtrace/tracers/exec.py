@@ -36,6 +36,9 @@ PROC_KIND = "procconn"
 _NEEDS_QUOTES = re.compile(r'[\s"\'\\$`|&;<>(){}*?\[\]#~!]')
 
 
+_RUNNING: list = []         # helpers started and not stopped yet (a fallback run must not start twice)
+
+
 def _start_helper(helper) -> str:
     """Start a helper child (its start(); stop() registered for exit): "" once running, else why not."""
     import atexit
@@ -44,7 +47,22 @@ def _start_helper(helper) -> str:
     except (OSError, RuntimeError) as exc:
         return getattr(exc, "strerror", None) or str(exc)
     atexit.register(helper.stop)
+    _RUNNING.append(helper)
     return ""
+
+
+def _stop_helper(helper) -> None:
+    import atexit
+    helper.stop()
+    atexit.unregister(helper.stop)
+    if helper in _RUNNING:
+        _RUNNING.remove(helper)
+
+
+def _stop_helpers() -> None:
+    """Stop the helpers of a run that did not get going (tracefs refused after the tool was made)."""
+    for helper in _RUNNING:
+        _stop_helper(helper)
 
 
 def quote_arg(arg: bytes, cut: bool = False) -> str:
@@ -620,14 +638,10 @@ reported from sched_process_exec, argv from /proc."""
             self._emit_all(self.joiner.flush(0))
         cmdlines = self.cmdlines
         if cmdlines is not None:
-            import atexit
-            cmdlines.stop()
-            atexit.unregister(cmdlines.stop)
+            _stop_helper(cmdlines)
         hold = self.hold
         if hold is not None:
-            import atexit
-            hold.stop()
-            atexit.unregister(hold.stop)
+            _stop_helper(hold)
         from rawtrace.tracers.base import report_run
         sources = ", ".join(f"{n} {s}" for s, n in sorted(self.by_source.items()))
         info = {"attempts": self.attempts, "shown": self.shown, "failed_hidden": self.failed_hidden,
@@ -777,6 +791,7 @@ class ExecCommand:
         try:
             return self._tool.run(args, host)
         except (TracingBlocked, NotSupported) as exc:
+            _stop_helpers()
             return _run_proc(args, host, note=f"tracefs cannot be used ({exc.message}); "
                                               "using the proc connector instead")
 
