@@ -91,9 +91,30 @@ def exec_calls(arch: str) -> dict[int, tuple[str, int, int, int]]:
         width = (abi.word_size or found.word_size) // 8
         for name, argv_at in (("execve", 1), ("execveat", 2)):
             call = table.by_name(name, abi.name)
-            if call is not None:
-                out.setdefault(call.nr, (name, argv_at, argv_at + 1, width))
+            if call is None:
+                continue
+            known = out.get(call.nr)
+            if known is not None and known[3] != width:
+                # The same number in both ABIs (ppc64, riscv, ...): 0 = tell by the caller's ELF class.
+                out[call.nr] = (name, argv_at, argv_at + 1, 0)
+            elif known is None:
+                out[call.nr] = (name, argv_at, argv_at + 1, width)
     return out
+
+
+def pointer_width(tid: int, proc: str = "/proc") -> int | None:
+    """8 or 4: the pointer size of the program a thread runs, from its ELF class (None if unreadable)."""
+    try:
+        fd = os.open(f"{proc}/{tid}/exe", os.O_RDONLY)
+        try:
+            head = os.read(fd, 5)
+        finally:
+            os.close(fd)
+    except OSError:
+        return None
+    if len(head) < 5 or head[:4] != b"\x7fELF":
+        return None
+    return {1: 4, 2: 8}.get(head[4])
 
 
 def parse_proc_syscall(text: str) -> tuple[int, list[int]] | None:
@@ -221,6 +242,10 @@ def read_exec_args(tid: int, calls: dict[int, tuple[str, int, int, int]], proc: 
         return None
     nr, args = parsed
     _name, argv_at, envp_at, width = calls[nr]
+    if width == 0:
+        width = pointer_width(tid, proc)
+        if width is None:
+            return None
     if read_memory is None:
         from rawtrace.libc import process_vm_readv as read_memory
     reader = read_memory

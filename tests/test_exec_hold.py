@@ -315,3 +315,17 @@ def test_helpers_of_a_run_that_falls_back_are_stopped_before_the_fallback_starts
         def start(self):
             raise OSError(1, "Operation not permitted")
     assert tool._start_helper(Refused()) == "Operation not permitted" and tool._RUNNING == []
+
+
+def test_where_both_abis_share_the_number_the_caller_s_elf_class_tells_the_width(tmp_path):
+    assert H.exec_calls("ppc64")[11] == ("execve", 1, 2, 0)
+    assert H.pointer_width(os.getpid()) == 8                    # this interpreter: ELFCLASS64
+    (tmp_path / "5").mkdir()
+    (tmp_path / "5" / "exe").write_bytes(b"\x7fELF\x01\x01\x01" + b"\0" * 9)
+    assert H.pointer_width(5, str(tmp_path)) == 4
+    (tmp_path / "5" / "syscall").write_text("11 0x5000 0x1000 0x0 0x0 0x0 0x0 0x7ffd 0x7f\n")
+    memory = Memory(vector([b"sleep", b"1"], 4, 0x1000, 0x9000))
+    found = H.read_exec_args(5, H.exec_calls("ppc64"), str(tmp_path), read_memory=lambda t, a, n: memory.read(a, n))
+    assert found[2] == [b"sleep", b"1"]
+    (tmp_path / "5" / "exe").write_bytes(b"#!/bin/sh\n")
+    assert H.read_exec_args(5, H.exec_calls("ppc64"), str(tmp_path)) is None
