@@ -143,9 +143,11 @@ def read_vector(read: Callable[[int, int], bytes], address: int, width: int, *,
     pointers: list[int] = []
     at = address
     more = False
+    # Small reads first (a read costs by its size: 8 KiB about three times 64 bytes), larger as it goes.
+    step = 64
     while True:
         try:
-            chunk = read(at, 1024 * width)
+            chunk = read(at, step * width)
         except OSError:
             more = True
             break
@@ -167,12 +169,13 @@ def read_vector(read: Callable[[int, int], bytes], address: int, width: int, *,
             more = True
             break
         at += count * width
+        step = min(step * 4, 4096)
     strings: list[bytes] = []
     total = 0
     cut = False
     # Callers usually keep the strings side by side: one read of their span, then slices.
     span_start = min(pointers) if pointers else 0
-    span_end = max(pointers) + 4096 if pointers else 0
+    span_end = max(pointers) + 512 if pointers else 0      # (a longer last string is read on its own)
     span = b""
     if pointers and span_end - span_start <= 1 << 20:
         try:
