@@ -351,3 +351,14 @@ def test_a_held_script_exec_is_one_attempt_with_the_caller_s_argv(live_tracefs, 
     for got in execs:
         assert [decode(a) for a in got["argv"]] == argv and got["argv_source"] == "fanotify", got
         assert got["filename"] == str(script) and got["interpreter"] == "/bin/sh" and got["ppid"] == driver_pid
+
+
+def test_max_args_bounds_the_uprobe_plan_only(live_tracefs):
+    """With the hold (no -x) --max-args only shortens what is shown: any length. Where a uprobe plan reads
+    argv (--no-hold, -x) it is bounded, said in one line with exit 2."""
+    base = [sys.executable, "-m", "rawtrace", "exec", "--max-args", "100000", "-d", "0.2"]
+    run = subprocess.run(base, capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
+    assert run.returncode == 0 and "fanotify holds its exec" in run.stderr, run.stderr
+    for extra in (["--no-hold"], ["-x"]):
+        run = subprocess.run(base + extra, capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
+        assert run.returncode == 2 and run.stderr.count("\n") == 1 and "at most 4096" in run.stderr, run.stderr

@@ -218,7 +218,11 @@ reported from sched_process_exec, argv from /proc."""
         self.limits = X.PlanLimits(max_args=max_args, max_arg_len=args.max_arg_len or X.DEFAULT_MAX_ARG_LEN,
                                    head_args=min(args.head_args, max_args), tail_len=args.tail_len,
                                    max_env=64 if args.env else 0)
-        self.limits.check()
+        # The limits bound the uprobe plan only: with the hold and without -x there is none (--max-args
+        # then only shortens what is shown, to any length).
+        plan_certain = args.no_hold or args.failed or args.cmdline_at_exec
+        if plan_certain:
+            self.limits.check()
         self.host = getattr(ctx.source, "host", None)
         self.comm_filter = args.comm
         self.ppids: dict[int, int] = {}
@@ -247,6 +251,8 @@ reported from sched_process_exec, argv from /proc."""
             # With the hold, uprobes are only needed for the argv of execs that fail before their file is
             # open (ENOENT, EACCES): shown with -x only.
             wanted = ctx.live and (self.hold is None or args.failed)
+            if wanted and not plan_certain:
+                self.limits.check()         # the hold was refused: the plan is what reads argv
             self.plan = self._usable_plan(call_sites_only=self.hold is not None) if wanted else []
             assembler = X.HitAssembler(self.plan, self.limits.max_args, self.limits.max_env)
             cmdline = None if args.no_cmdline or not ctx.live else self._cmdline
