@@ -716,7 +716,7 @@ class ExecJoiner:
         held = pending.held
         if held is not None:
             argv, cut, more, source = list(held.argv), list(held.argv_cut), held.argv_more, SOURCE_HELD
-            capture = held if held.envp is not None or capture is None else capture
+            capture = held              # (its envp too: whole where --env asked for it)
         elif started is not None and (capture is None or _agrees(capture, started)):
             # The program's own argv, read at its start: complete where the call site's was cut.
             argv, cut, more = list(started.argv), list(started.argv_cut), started.argv_more

@@ -68,9 +68,9 @@ MIN_KERNEL = (6, 8)
 UNMARKED = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "ceph", "9p", "afs", "glusterfs", "lustre",
                       "fuse", "fuseblk"})
 
-# Frame through the pipe: the header below, the body's length, then the strings (each followed by a NUL:
-# they hold none), argv first.
-_FRAME = struct.Struct("=iQQiIII")         # tid, read at (CLOCK_MONOTONIC ns), argv pointer, nr, argc, envc, flags
+# Frame through the pipe: the header below, then the strings (each followed by a NUL: they hold none),
+# argv first. tid, read at (CLOCK_MONOTONIC ns), argv pointer, nr, argc, envc, flags, the strings' length.
+_FRAME = struct.Struct("=iQQiIIII")
 _ARGV_MORE, _ENVP_MORE, _CUT_LAST_ARG = 1, 2, 4
 
 
@@ -267,7 +267,7 @@ def encode_frame(tid: int, when: int, nr: int, argv_pointer: int, argv: list[byt
     flags = (_ARGV_MORE if argv_more else 0) | (_ENVP_MORE if envp_more else 0) | (_CUT_LAST_ARG if cut else 0)
     envp = envp or []
     body = b"".join(s + b"\0" for s in argv) + b"".join(s + b"\0" for s in envp)
-    return _FRAME.pack(tid, when, argv_pointer, nr, len(argv), len(envp), flags) + struct.pack("=I", len(body)) + body
+    return _FRAME.pack(tid, when, argv_pointer, nr, len(argv), len(envp), flags, len(body)) + body
 
 
 def decode_frames(buf: bytearray) -> tuple[list[tuple], int]:
@@ -275,10 +275,9 @@ def decode_frames(buf: bytearray) -> tuple[list[tuple], int]:
     envp_more)], bytes used)."""
     out = []
     at = 0
-    head = _FRAME.size + 4
+    head = _FRAME.size
     while len(buf) - at >= head:
-        tid, when, pointer, nr, argc, envc, flags = _FRAME.unpack_from(buf, at)
-        (length,) = struct.unpack_from("=I", buf, at + _FRAME.size)
+        tid, when, pointer, nr, argc, envc, flags, length = _FRAME.unpack_from(buf, at)
         if len(buf) - at - head < length:
             break
         parts = bytes(buf[at + head:at + head + length]).split(b"\0")
@@ -338,7 +337,8 @@ class ExecHold:
         """The group and its marks (OSError when refused)."""
         from rawtrace import libc
         from rawtrace.fanotify import PSEUDO_FILESYSTEMS
-        release = os.uname().release
+        from rawtrace.kconfig import kernel_release
+        release = kernel_release(self.host)
         if kernel_too_old(release):
             raise OSError(errno.ENOTSUP, f"needs Linux {MIN_KERNEL[0]}.{MIN_KERNEL[1]}+, this is {release}")
         if not self.calls:
@@ -398,6 +398,7 @@ class ExecHold:
             self.close()
             raise
         os.close(write_fd)
+        os.set_blocking(read_fd, False)         # drained by _pump(), which never waits
         # The parent keeps no handle on the group: only the child answers, and when it goes, so does
         # the group (and the kernel allows what was waiting).
         self.close()
@@ -507,7 +508,6 @@ class ExecHold:
             if self._pipe is None:
                 return False
             alive = True
-            os.set_blocking(self._pipe, False)
             while True:
                 try:
                     chunk = os.read(self._pipe, 1 << 16)
