@@ -730,9 +730,16 @@ def fetches_user_string(spec: ProbeSpec) -> bool:
     return spec.is_uprobe and any(arg.type in _STRING_TYPES for arg in spec.args)
 
 
+def _sysctl_int(host: Host | None, name: str) -> int | None:
+    text = (host or Host()).read_text(f"/proc/sys/kernel/{name}")
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
 def panic_on_warn(host: Host | None) -> bool:
-    text = read_text_or_none((host or Host()).path("/proc/sys/kernel/panic_on_warn"))
-    return text is not None and text.strip() not in ("", "0")
+    return bool(_sysctl_int(host, "panic_on_warn"))
 
 
 def uprobe_string_refusal(host: Host | None) -> str | None:
@@ -743,11 +750,7 @@ def uprobe_string_refusal(host: Host | None) -> str | None:
 
 
 def kernel_taint(host: Host | None) -> int | None:
-    text = read_text_or_none((host or Host()).path("/proc/sys/kernel/tainted"))
-    try:
-        return int(text) if text is not None else None
-    except ValueError:
-        return None
+    return _sysctl_int(host, "tainted")
 
 
 def new_kernel_warning(before: int | None, host: Host | None) -> str | None:
