@@ -306,10 +306,10 @@ def test_helpers_of_a_run_that_falls_back_are_stopped_before_the_fallback_starts
 
         def stop(self):
             self.stopped += 1
-    first = Helper()
-    assert tool._start_helper(first) == "" and first in tool._RUNNING
+    first, second = Helper(), Helper()         # the hold and --cmdline-at-exec's reader, say
+    assert tool._start_helper(first) == "" and tool._start_helper(second) == ""
     tool._stop_helpers()            # what the automatic fallback to the proc connector does first
-    assert first.stopped == 1 and tool._RUNNING == []
+    assert (first.stopped, second.stopped) == (1, 1) and tool._RUNNING == []
 
     class Refused(Helper):
         def start(self):

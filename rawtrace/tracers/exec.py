@@ -61,8 +61,8 @@ def _stop_helper(helper) -> None:
 
 def _stop_helpers() -> None:
     """Stop the helpers of a run that did not get going (tracefs refused after the tool was made)."""
-    for helper in _RUNNING:
-        _stop_helper(helper)
+    while _RUNNING:                 # (_stop_helper takes each out of the list)
+        _stop_helper(_RUNNING[-1])
 
 
 def quote_arg(arg: bytes, cut: bool = False) -> str:
